@@ -1,0 +1,14 @@
+//! Values that have been checked at the edge. Each is built only by `parse` (or a
+//! constructor that validates), so code past the HTTP handler never holds an unchecked one.
+
+mod event;
+mod event_id;
+mod job_key;
+mod rule_name;
+mod source;
+
+pub use event::{Event, FieldPath, FieldPathError, LookedUp};
+pub use event_id::{EventId, EventIdError};
+pub use job_key::JobKey;
+pub use rule_name::{RuleName, RuleNameError};
+pub use source::{Source, UnknownSource};

@@ -1,0 +1,12 @@
+//! mavera-relay's shared library: everything the `ingest`, `worker` and `cio-sync`
+//! functions and the `relay` command have in common.
+//!
+//! The request path is [`ingest`]: [`verify`] the signature on the raw bytes, [`parse`]
+//! into [`domain::Event`]s, match [`rules`], claim each job in the [`store`] and put it on
+//! the [`queue`]. The [`worker`] takes jobs off the queue and calls [`mavera`].
+
+pub mod domain;
+pub mod mavera;
+pub mod parse;
+pub mod rules;
+pub mod verify;

@@ -1,0 +1,113 @@
+//! Parsing webhook bodies into [`Event`]s, in two steps. [`envelopes`] reads what every
+//! event needs (id, name) and leaves the rest as raw JSON; [`Envelope::to_event`] builds
+//! the merged fields only for events some rule could match. Unknown fields are ignored.
+
+mod customerio;
+mod segment;
+
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+
+use crate::domain::{Event, EventId, EventIdError, Source};
+
+/// A parsed event whose fields are still raw JSON.
+#[derive(Debug)]
+pub struct Envelope<'a> {
+    pub source: Source,
+    pub id: EventId,
+    pub name: Cow<'a, str>,
+    /// Position in a Segment batch, for error messages.
+    pub index: Option<usize>,
+    raw: RawFields<'a>,
+}
+
+#[derive(Debug)]
+enum RawFields<'a> {
+    Segment(segment::Raw<'a>),
+    CustomerIo(customerio::Raw<'a>),
+}
+
+impl Envelope<'_> {
+    /// Builds the normalized event. Fails only if a field that must be an object is not.
+    pub fn to_event(&self) -> Result<Event, ParseError> {
+        match &self.raw {
+            RawFields::Segment(raw) => segment::to_event(self, raw),
+            RawFields::CustomerIo(raw) => customerio::to_event(self, raw),
+        }
+    }
+}
+
+/// Parses a body from `source`: Segment sends one event object or a JSON array of them,
+/// Customer.io one event object.
+pub fn envelopes(source: Source, body: &[u8]) -> Result<Vec<Envelope<'_>>, ParseError> {
+    match source {
+        Source::Segment => segment::envelopes(body),
+        Source::CustomerIo => customerio::envelope(body).map(|e| vec![e]),
+    }
+}
+
+/// Why a body could not be read as events. Every variant answers 400.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("the body is not valid JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("{}the body must be a JSON object{}", at(*index), if *index == None { " (or, from Segment, an array of objects)" } else { "" })]
+    NotAnObject { index: Option<usize> },
+    #[error("the body is an empty array: there is no event in it")]
+    EmptyBatch,
+    #[error("{}the event has no `{field}`, the id used to deduplicate it{hint}", at(*index))]
+    MissingId { field: &'static str, index: Option<usize>, hint: &'static str },
+    #[error("{}the `{field}` is not usable as an id: {source}", at(*index))]
+    InvalidId { field: &'static str, index: Option<usize>, source: EventIdError },
+    #[error("{}the event has neither {fields}: nothing names it", at(*index))]
+    MissingName { fields: &'static str, index: Option<usize> },
+    #[error("{}the event's fields could not be read: {source}", at(*index))]
+    Fields { index: Option<usize>, source: serde_json::Error },
+}
+
+fn at(index: Option<usize>) -> String {
+    index.map(|i| format!("event {i} of the batch: ")).unwrap_or_default()
+}
+
+impl ParseError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ParseError::Json(_) => "malformed_json",
+            ParseError::NotAnObject { .. } | ParseError::EmptyBatch => "unexpected_shape",
+            ParseError::MissingId { .. } | ParseError::InvalidId { .. } => "missing_id",
+            ParseError::MissingName { .. } => "missing_event_name",
+            ParseError::Fields { .. } => "invalid_fields",
+        }
+    }
+}
+
+/// Reads an optional raw JSON object into a map; `null` and absent mean empty.
+fn object_of(raw: Option<&RawValue>) -> Result<Option<serde_json::Map<String, serde_json::Value>>, serde_json::Error> {
+    match raw {
+        None => Ok(None),
+        Some(raw) if raw.get() == "null" => Ok(None),
+        Some(raw) => serde_json::from_str(raw.get()).map(Some),
+    }
+}
+
+fn id_from(
+    raw: Option<Cow<'_, str>>,
+    field: &'static str,
+    index: Option<usize>,
+    hint: &'static str,
+) -> Result<EventId, ParseError> {
+    let raw = raw.ok_or(ParseError::MissingId { field, index, hint })?;
+    EventId::parse(raw.into_owned()).map_err(|source| ParseError::InvalidId { field, index, source })
+}
+
+/// The text of a JSON string or number, where a sender documents a string id but custom
+/// mappings may send a number. Empty strings, `null` and other JSON count as absent.
+fn scalar_text(raw: Option<&RawValue>) -> Option<String> {
+    let raw = raw?.get();
+    match raw.as_bytes().first()? {
+        b'"' => serde_json::from_str::<String>(raw).ok().filter(|s| !s.trim().is_empty()),
+        b'-' | b'0'..=b'9' => Some(raw.to_owned()),
+        _ => None,
+    }
+}

@@ -1,0 +1,122 @@
+//! What a rule does when it fires: the Mavera call, rendered from templates.
+
+use serde_json::{Map, Value};
+
+use super::json_template::{JsonTemplate, render_entries};
+use super::template::Template;
+use crate::domain::{Event, FieldPath};
+use crate::mavera::{CreatePersonaRequest, GenerationRequest, MaveChatRequest, MaveraRequest};
+
+/// Mavera rejects persona names over 100 characters.
+pub const PERSONA_NAME_MAX_CHARS: usize = 100;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    CreatePersona(PersonaAction),
+    Research(ResearchAction),
+    Generate(GenerateAction),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersonaAction {
+    pub name: Template,
+    pub description: Template,
+    /// Where the event's scalar fields go (`psychographic` by default); `None` leaves them out.
+    pub context_field: Option<String>,
+    /// Further body fields, e.g. `pipeline_type` or `type`, since the docs disagree on them.
+    pub extra: Vec<(String, JsonTemplate)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResearchAction {
+    pub prompt: Template,
+    pub workspace_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateAction {
+    pub app_id: String,
+    pub input: Vec<(String, JsonTemplate)>,
+    pub title: Option<Template>,
+    pub brand_voice_id: Option<String>,
+    pub persona_id: Option<String>,
+    pub workspace_id: Option<String>,
+}
+
+impl Action {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::CreatePersona(_) => "create_persona",
+            Action::Research(_) => "research",
+            Action::Generate(_) => "generate",
+        }
+    }
+
+    /// Renders the Mavera request for `event`. Infallible: missing fields read `unknown`.
+    pub fn render(&self, event: &Event) -> MaveraRequest {
+        match self {
+            Action::CreatePersona(p) => {
+                let mut name = p.name.render(event);
+                if let Some((cut, _)) = name.char_indices().nth(PERSONA_NAME_MAX_CHARS) {
+                    name.truncate(cut);
+                }
+                let mut extra = Map::new();
+                if let Some(field) = &p.context_field {
+                    let mut context = Map::new();
+                    context.insert("trigger_event".into(), Value::String(event.name.clone()));
+                    for (k, v) in event.scalar_fields() {
+                        context.insert(k.to_owned(), v.clone());
+                    }
+                    extra.insert(field.clone(), Value::Object(context));
+                }
+                extra.extend(render_entries(&p.extra, event));
+                MaveraRequest::CreatePersona(CreatePersonaRequest { name, description: p.description.render(event), extra })
+            }
+            Action::Research(r) => MaveraRequest::Research(MaveChatRequest {
+                message: r.prompt.render(event),
+                thread_id: None,
+                workspace_id: r.workspace_id.clone(),
+            }),
+            Action::Generate(g) => MaveraRequest::Generate(GenerationRequest {
+                app_id: g.app_id.clone(),
+                input_data: render_entries(&g.input, event),
+                title: g.title.as_ref().map(|t| t.render(event)),
+                brand_voice_id: g.brand_voice_id.clone(),
+                persona_id: g.persona_id.clone(),
+                workspace_id: g.workspace_id.clone(),
+            }),
+        }
+    }
+
+    /// Every field path the action's templates read, for validation.
+    pub fn fields(&self) -> Vec<&FieldPath> {
+        match self {
+            Action::CreatePersona(p) => p
+                .name
+                .fields()
+                .chain(p.description.fields())
+                .chain(p.extra.iter().flat_map(|(_, t)| t.fields()))
+                .collect(),
+            Action::Research(r) => r.prompt.fields().collect(),
+            Action::Generate(g) => g
+                .input
+                .iter()
+                .flat_map(|(_, t)| t.fields())
+                .chain(g.title.iter().flat_map(|t| t.fields()))
+                .collect(),
+        }
+    }
+
+    /// A short summary for `relay check`.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::CreatePersona(p) => format!("create_persona \"{}\"", p.name.as_str()),
+            Action::Research(r) => {
+                let prompt: String = r.prompt.as_str().chars().take(48).collect();
+                let more = if r.prompt.as_str().chars().count() > 48 { "…" } else { "" };
+                format!("research \"{prompt}{more}\"")
+            }
+            Action::Generate(g) => format!("generate app {}", g.app_id),
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! The `triggers.toml` format and its validation. Each rule is read on its own, so an
+//! error can name the rule (by `name`, or by position when the name is the problem) and
+//! the field.
+
+use serde::Deserialize;
+
+use super::action::{Action, GenerateAction, PersonaAction, ResearchAction};
+use super::condition::{Condition, RawCondition};
+use super::enrichment::{EnrichmentConfig, RawEnrichment};
+use super::json_template::JsonTemplate;
+use super::template::Template;
+use super::Rule;
+use crate::domain::{FieldPath, RuleName, Source};
+
+/// A daily cap is counted in one store item that lists the jobs it admitted; this bound
+/// keeps that item far below DynamoDB's 400 KB.
+pub const MAX_DAILY_CAP: u32 = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("cannot read the rules file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{origin}: {source}")]
+    Syntax { origin: String, source: toml::de::Error },
+    #[error("{origin}: rule `{rule}`, field `{field}`: {problem}")]
+    Rule { origin: String, rule: String, field: String, problem: String },
+    #[error("{origin}: [enrichment], field `{field}`: {problem}")]
+    Enrichment { origin: String, field: String, problem: String },
+}
+
+pub(super) struct Parsed {
+    pub rules: Vec<Rule>,
+    pub enrichment: EnrichmentConfig,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    rule: Vec<toml::Table>,
+    #[serde(default)]
+    enrichment: Option<RawEnrichment>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    source: String,
+    event: OneOrMany,
+    action: String,
+    #[serde(default)]
+    conditions: Vec<toml::Table>,
+    daily_cap: Option<i64>,
+    #[serde(default)]
+    once_per_user: bool,
+    #[serde(default)]
+    enrich: bool,
+    persona: Option<RawPersona>,
+    research: Option<RawResearch>,
+    generate: Option<RawGenerate>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPersona {
+    name: String,
+    description: String,
+    context_field: Option<String>,
+    #[serde(default)]
+    extra: toml::Table,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResearch {
+    prompt: String,
+    workspace_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGenerate {
+    app_id: String,
+    #[serde(default)]
+    input: toml::Table,
+    title: Option<String>,
+    brand_voice_id: Option<String>,
+    persona_id: Option<String>,
+    workspace_id: Option<String>,
+}
+
+pub(super) fn parse(text: &str, origin: &str) -> Result<Parsed, RulesError> {
+    let raw: RawFile = toml::from_str(text).map_err(|source| RulesError::Syntax { origin: origin.to_owned(), source })?;
+    let enrichment = raw
+        .enrichment
+        .map(|e| e.validate())
+        .transpose()
+        .map_err(|(field, problem)| RulesError::Enrichment { origin: origin.to_owned(), field, problem })?;
+
+    let mut rules: Vec<Rule> = Vec::with_capacity(raw.rule.len());
+    for (i, table) in raw.rule.into_iter().enumerate() {
+        // Name the rule by its `name` when it has a readable one, else by position.
+        let label = table
+            .get("name")
+            .and_then(toml::Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("#{}", i + 1));
+        let err = |field: &str, problem: String| RulesError::Rule {
+            origin: origin.to_owned(),
+            rule: label.clone(),
+            field: field.to_owned(),
+            problem,
+        };
+        let rule = validate(table, &err)?;
+        if rules.iter().any(|r| r.name == rule.name) {
+            return Err(err("name", "another rule has the same name; names key the work, so each must be unique".into()));
+        }
+        rules.push(rule);
+    }
+    Ok(Parsed { rules, enrichment: enrichment.unwrap_or_default() })
+}
+
+fn validate(table: toml::Table, err: &dyn Fn(&str, String) -> RulesError) -> Result<Rule, RulesError> {
+    let raw: RawRule = toml::Table::try_into(table).map_err(|e| serde_err(e, err))?;
+
+    let name = RuleName::parse(raw.name).map_err(|e| err("name", e.to_string()))?;
+    let source = Source::parse(&raw.source).map_err(|e| err("source", e.to_string()))?;
+    let events = match raw.event {
+        OneOrMany::One(e) => vec![e],
+        OneOrMany::Many(es) => es,
+    };
+    if events.is_empty() || events.iter().any(|e| e.trim().is_empty()) {
+        return Err(err("event", "name at least one event, and no empty names".into()));
+    }
+    if source == Source::CustomerIo && let Some(bad) = events.iter().find(|e| e.as_str() == "complained") {
+        return Err(err(
+            "event",
+            format!("`{bad}` is not a Customer.io metric (Mavera's sample says so by mistake): spam complaints arrive as `spammed`"),
+        ));
+    }
+
+    let enrich = raw.enrich;
+    let mut conditions = Vec::new();
+    let mut after_enrichment = Vec::new();
+    for (i, table) in raw.conditions.into_iter().enumerate() {
+        let at = |key: &str| format!("conditions[{i}].{key}");
+        let raw: RawCondition = toml::Table::try_into(table).map_err(|e| err(&at("*"), e.message().to_owned()))?;
+        let condition: Condition = raw.validate().map_err(|(key, problem)| err(&at(&key), problem))?;
+        if is_customer_field(&condition.field) {
+            if !enrich {
+                return Err(err(
+                    &at("field"),
+                    format!("`{}` comes from the Customer.io lookup: set `enrich = true` on this rule", condition.field),
+                ));
+            }
+            after_enrichment.push(condition);
+        } else {
+            conditions.push(condition);
+        }
+    }
+
+    let action = action(raw.action.as_str(), raw.persona, raw.research, raw.generate, err)?;
+    if !raw.enrich
+        && let Some(field) = action.fields().into_iter().find(|f| is_customer_field(f))
+    {
+        return Err(err(
+            raw.action.as_str(),
+            format!("the template reads `{field}`, which comes from the Customer.io lookup: set `enrich = true` on this rule"),
+        ));
+    }
+
+    let daily_cap = match raw.daily_cap {
+        None => None,
+        Some(n) if (1..=MAX_DAILY_CAP as i64).contains(&n) => Some(n as u32),
+        Some(n) => return Err(err("daily_cap", format!("{n} is outside 1 to {MAX_DAILY_CAP}; leave it out for no cap"))),
+    };
+    Ok(Rule {
+        name,
+        source,
+        events,
+        conditions,
+        after_enrichment,
+        action,
+        daily_cap,
+        once_per_user: raw.once_per_user,
+        enrich: raw.enrich,
+    })
+}
+
+fn is_customer_field(path: &FieldPath) -> bool {
+    path.first() == "customer"
+}
+
+/// Turns serde's message into (field, problem); serde names unknown and missing keys.
+fn serde_err(e: toml::de::Error, err: &dyn Fn(&str, String) -> RulesError) -> RulesError {
+    let message = e.message().to_owned();
+    let field = message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.starts_with("unknown field") || message.starts_with("missing field"))
+        .unwrap_or("*")
+        .to_owned();
+    err(&field, message)
+}
+
+fn action(
+    kind: &str,
+    persona: Option<RawPersona>,
+    research: Option<RawResearch>,
+    generate: Option<RawGenerate>,
+    err: &dyn Fn(&str, String) -> RulesError,
+) -> Result<Action, RulesError> {
+    let table = match kind {
+        "create_persona" => "persona",
+        "research" => "research",
+        "generate" => "generate",
+        other => {
+            return Err(err("action", format!("`{other}` is not an action: use `create_persona`, `research` or `generate`")));
+        }
+    };
+    for (name, present) in [("persona", persona.is_some()), ("research", research.is_some()), ("generate", generate.is_some())] {
+        if present && name != table {
+            return Err(err(name, format!("this rule's action is `{kind}`, so a `[rule.{name}]` table does nothing: remove it")));
+        }
+    }
+    let template = |field: &str, text: &str| Template::parse(text).map_err(|e| err(field, e.to_string()));
+    let json = |field: &str, table: toml::Table| -> Result<Vec<(String, JsonTemplate)>, RulesError> {
+        let value = serde_json::to_value(table).map_err(|e| err(field, e.to_string()))?;
+        match JsonTemplate::parse(value) {
+            Ok(JsonTemplate::Object(entries)) => Ok(entries),
+            Ok(_) => unreachable!("a TOML table is an object"),
+            Err((at, e)) => Err(err(&format!("{field}.{at}"), e.to_string())),
+        }
+    };
+    match kind {
+        "create_persona" => {
+            let p = persona.ok_or_else(|| err("persona", "`create_persona` needs a `[rule.persona]` table with `name` and `description`".into()))?;
+            let extra = json("persona.extra", p.extra)?;
+            if let Some((k, _)) = extra.iter().find(|(k, _)| k == "name" || k == "description") {
+                return Err(err(&format!("persona.extra.{k}"), "set it with `persona.{k}` instead".into()));
+            }
+            let context_field = match p.context_field {
+                None => Some("psychographic".to_owned()),
+                Some(f) if f.is_empty() => None,
+                Some(f) => Some(f),
+            };
+            Ok(Action::CreatePersona(PersonaAction {
+                name: template("persona.name", &p.name)?,
+                description: template("persona.description", &p.description)?,
+                context_field,
+                extra,
+            }))
+        }
+        "research" => {
+            let r = research.ok_or_else(|| err("research", "`research` needs a `[rule.research]` table with `prompt`".into()))?;
+            if r.prompt.trim().is_empty() {
+                return Err(err("research.prompt", "is empty".into()));
+            }
+            Ok(Action::Research(ResearchAction { prompt: template("research.prompt", &r.prompt)?, workspace_id: r.workspace_id }))
+        }
+        "generate" => {
+            let g = generate.ok_or_else(|| err("generate", "`generate` needs a `[rule.generate]` table with `app_id` and `input`".into()))?;
+            if g.app_id.trim().is_empty() {
+                return Err(err("generate.app_id", "is empty".into()));
+            }
+            Ok(Action::Generate(GenerateAction {
+                app_id: g.app_id,
+                input: json("generate.input", g.input)?,
+                title: g.title.as_deref().map(|t| template("generate.title", t)).transpose()?,
+                brand_voice_id: g.brand_voice_id,
+                persona_id: g.persona_id,
+                workspace_id: g.workspace_id,
+            }))
+        }
+        _ => unreachable!("checked above"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Rules;
+    use super::RulesError;
+
+    fn error(text: &str) -> (String, String, String) {
+        match Rules::parse(text, "t.toml").unwrap_err() {
+            RulesError::Rule { rule, field, problem, .. } => (rule, field, problem),
+            other => panic!("expected a rule error, got {other}"),
+        }
+    }
+
+    const OK: &str = r#"
+[[rule]]
+name = "r"
+source = "segment"
+event = "e"
+action = "research"
+research = { prompt = "p {x}" }
+"#;
+
+    #[test]
+    fn a_minimal_rule_parses() {
+        let rules = Rules::parse(OK, "t.toml").unwrap();
+        assert_eq!(rules.len(), 1);
+    }
+
+    #[test]
+    fn an_empty_file_has_no_rules() {
+        assert!(Rules::parse("", "t.toml").unwrap().is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_rule_and_the_field() {
+        let (rule, field, _) = error(&OK.replace("source = \"segment\"", "source = \"stripe\""));
+        assert_eq!((rule.as_str(), field.as_str()), ("r", "source"));
+
+        let (_, field, problem) = error(&OK.replace("action = \"research\"", "action = \"email\""));
+        assert_eq!(field, "action");
+        assert!(problem.contains("create_persona"), "{problem}");
+
+        let (_, field, problem) = error(&OK.replace("p {x}", "p {x"));
+        assert_eq!(field, "research.prompt");
+        assert!(problem.contains("never closed"), "{problem}");
+
+        let (_, field, _) = error(&OK.replace("event = \"e\"", "evnt = \"e\""));
+        assert_eq!(field, "evnt");
+
+        let (rule, field, _) = error(&OK.replace("name = \"r\"", "name = \"Bad Name\""));
+        assert_eq!((rule.as_str(), field.as_str()), ("Bad Name", "name"));
+
+        let (rule, field, _) = error(&OK.replace("name = \"r\"\n", ""));
+        assert_eq!((rule.as_str(), field.as_str()), ("#1", "name"));
+    }
+
+    #[test]
+    fn the_action_table_must_match_the_action() {
+        let (_, field, _) = error(&OK.replace("action = \"research\"", "action = \"create_persona\""));
+        assert_eq!(field, "research");
+        let (_, field, _) = error(&OK.replace("research = { prompt = \"p {x}\" }", ""));
+        assert_eq!(field, "research");
+    }
+
+    #[test]
+    fn conditions_are_validated_with_their_position() {
+        let text = OK.replace("action =", "conditions = [{ field = \"a\", exists = true }, { field = \"b\" }]\naction =");
+        let (_, field, _) = error(&text);
+        assert_eq!(field, "conditions[1].field");
+        let text = OK.replace("action =", "conditions = [{ field = \"a\", bigger = 1 }]\naction =");
+        let (_, field, problem) = error(&text);
+        assert_eq!(field, "conditions[0].*");
+        assert!(problem.contains("bigger"), "{problem}");
+    }
+
+    #[test]
+    fn customer_fields_need_enrichment() {
+        let text = OK.replace("action =", "conditions = [{ field = \"customer.plan\", equals = \"pro\" }]\naction =");
+        let (_, field, problem) = error(&text);
+        assert_eq!(field, "conditions[0].field");
+        assert!(problem.contains("enrich = true"), "{problem}");
+        let (_, field, _) = error(&OK.replace("p {x}", "p {customer.plan}"));
+        assert_eq!(field, "research");
+        let ok = OK.replace("p {x}", "p {customer.plan}").replace("action =", "enrich = true\naction =");
+        assert!(Rules::parse(&ok, "t.toml").is_ok());
+    }
+
+    #[test]
+    fn duplicate_names_and_bad_caps_are_refused() {
+        let (_, field, _) = error(&format!("{OK}\n{OK}"));
+        assert_eq!(field, "name");
+        let (_, field, _) = error(&OK.replace("action =", "daily_cap = 0\naction ="));
+        assert_eq!(field, "daily_cap");
+        let (_, field, _) = error(&OK.replace("action =", "daily_cap = 5000\naction ="));
+        assert_eq!(field, "daily_cap");
+    }
+
+    #[test]
+    fn complained_is_refused_for_customerio() {
+        let text = OK.replace("source = \"segment\"", "source = \"customerio\"").replace("event = \"e\"", "event = [\"bounced\", \"complained\"]");
+        let (_, field, problem) = error(&text);
+        assert_eq!(field, "event");
+        assert!(problem.contains("spammed"), "{problem}");
+    }
+
+    #[test]
+    fn syntax_errors_carry_the_file_name() {
+        let err = Rules::parse("[[rule]\nname=", "t.toml").unwrap_err();
+        assert!(matches!(err, RulesError::Syntax { .. }));
+        assert!(err.to_string().starts_with("t.toml:"), "{err}");
+    }
+
+    #[test]
+    fn persona_extra_and_generate_input_are_templates() {
+        let rules = Rules::parse(
+            r#"
+[[rule]]
+name = "p"
+source = "segment"
+event = "e"
+action = "create_persona"
+[rule.persona]
+name = "N {x}"
+description = "D"
+context_field = ""
+extra = { type = "B2C", attributes = { plan = "{plan}", n = 3 } }
+
+[[rule]]
+name = "g"
+source = "segment"
+event = "e"
+action = "generate"
+[rule.generate]
+app_id = "email-variations"
+title = "For {plan}"
+input = { topic = "Upgrade to {plan}", tone = "friendly" }
+"#,
+            "t.toml",
+        )
+        .unwrap();
+        let event = crate::domain::Event {
+            source: crate::domain::Source::Segment,
+            id: crate::domain::EventId::parse("m").unwrap(),
+            name: "e".into(),
+            user_id: None,
+            fields: serde_json::json!({"plan": "pro", "x": 1}).as_object().unwrap().clone(),
+        };
+        let bodies: Vec<_> = rules.matching(&event).map(|r| r.action.render(&event).body()).collect();
+        assert_eq!(
+            bodies[0],
+            serde_json::json!({"name": "N 1", "description": "D", "type": "B2C", "attributes": {"plan": "pro", "n": 3}})
+        );
+        assert_eq!(
+            bodies[1],
+            serde_json::json!({"app_id": "email-variations", "title": "For pro", "input_data": {"topic": "Upgrade to pro", "tone": "friendly"}})
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! Trigger rules: which events make Mavera do what. Loaded from `triggers.toml` once at
+//! start-up and validated whole; a bad file is an error naming the rule and the field.
+
+mod action;
+mod condition;
+mod enrichment;
+mod file;
+mod json_template;
+mod template;
+
+use std::collections::HashMap;
+
+pub use action::{Action, GenerateAction, PERSONA_NAME_MAX_CHARS, PersonaAction, ResearchAction};
+pub use condition::{Condition, Test};
+pub use enrichment::{Classifier, EnrichmentConfig, IdType};
+pub use file::RulesError;
+pub use json_template::JsonTemplate;
+pub use template::{MISSING, Template, TemplateError};
+
+use crate::domain::{Event, RuleName, Source};
+
+/// The rules shipped in the repository's `triggers.toml`, compiled into every binary so a
+/// deployed function needs no file beside it. `TRIGGERS_PATH` overrides them.
+pub const EMBEDDED_TRIGGERS: &str = include_str!("../../../triggers.toml");
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: RuleName,
+    pub source: Source,
+    /// Event names (Segment `event`/`type`, Customer.io `metric`); any one matches.
+    pub events: Vec<String>,
+    /// Checked at ingest, on the webhook's own fields.
+    pub conditions: Vec<Condition>,
+    /// Conditions on `customer.*`, checked by the worker after the attribute lookup.
+    pub after_enrichment: Vec<Condition>,
+    pub action: Action,
+    /// At most this many Mavera calls per UTC day for this rule.
+    pub daily_cap: Option<u32>,
+    /// Fire at most once per user (by `user_id`) while the record lives (8 days).
+    pub once_per_user: bool,
+    /// Look the person's Customer.io attributes up before the action runs.
+    pub enrich: bool,
+}
+
+impl Rule {
+    /// Whether the event meets the conditions checkable at ingest.
+    pub fn matches(&self, event: &Event) -> bool {
+        self.conditions.iter().all(|c| c.holds(event))
+    }
+
+    /// Whether the enriched event meets the `customer.*` conditions.
+    pub fn matches_after_enrichment(&self, event: &Event) -> bool {
+        self.after_enrichment.iter().all(|c| c.holds(event))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rules {
+    rules: Vec<Rule>,
+    /// Per source (in `Source::ALL` order): event name → indexes into `rules`.
+    by_event: [HashMap<String, Vec<usize>>; 2],
+    enrichment: EnrichmentConfig,
+    origin: String,
+}
+
+fn slot(source: Source) -> usize {
+    match source {
+        Source::Segment => 0,
+        Source::CustomerIo => 1,
+    }
+}
+
+impl Rules {
+    /// Parses and validates rules; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, RulesError> {
+        let parsed = file::parse(text, origin)?;
+        let mut by_event: [HashMap<String, Vec<usize>>; 2] = Default::default();
+        for (i, rule) in parsed.rules.iter().enumerate() {
+            for event in &rule.events {
+                by_event[slot(rule.source)].entry(event.clone()).or_default().push(i);
+            }
+        }
+        Ok(Rules { rules: parsed.rules, by_event, enrichment: parsed.enrichment, origin: origin.to_owned() })
+    }
+
+    /// The shipped rules.
+    pub fn embedded() -> Result<Self, RulesError> {
+        Rules::parse(EMBEDDED_TRIGGERS, "triggers.toml (embedded)")
+    }
+
+    /// Reads rules from `path`.
+    pub fn load(path: &std::path::Path) -> Result<Self, RulesError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| RulesError::Read { path: path.display().to_string(), source })?;
+        Rules::parse(&text, &path.display().to_string())
+    }
+
+    /// Whether any rule listens for this event name: the cheap first test, before the
+    /// event's fields are parsed.
+    pub fn listens_for(&self, source: Source, event_name: &str) -> bool {
+        self.by_event[slot(source)].contains_key(event_name)
+    }
+
+    /// The rules the event fires, in file order.
+    pub fn matching<'a>(&'a self, event: &'a Event) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.by_event[slot(event.source)]
+            .get(event.name.as_str())
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.rules[i])
+            .filter(|rule| rule.matches(event))
+    }
+
+    pub fn get(&self, name: &RuleName) -> Option<&Rule> {
+        self.rules.iter().find(|r| &r.name == name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Sources with at least one rule: these need a signing secret.
+    pub fn sources(&self) -> Vec<Source> {
+        Source::ALL.into_iter().filter(|s| !self.by_event[slot(*s)].is_empty()).collect()
+    }
+
+    /// How enriching rules look people up (defaults when the file has no `[enrichment]`).
+    pub fn enrichment(&self) -> &EnrichmentConfig {
+        &self.enrichment
+    }
+
+    /// Whether any rule looks Customer.io attributes up (and so needs `CIO_APP_KEY`).
+    pub fn needs_enrichment(&self) -> bool {
+        self.rules.iter().any(|r| r.enrich)
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::EventId;
+    use crate::mavera::MaveraRequest;
+
+    fn event(source: Source, name: &str, fields: serde_json::Value) -> Event {
+        Event {
+            source,
+            id: EventId::parse("m1").unwrap(),
+            name: name.into(),
+            user_id: fields.get("user_id").and_then(|v| v.as_str()).map(str::to_owned),
+            fields: fields.as_object().unwrap().clone(),
+        }
+    }
+
+    #[test]
+    fn the_shipped_file_is_valid_and_reproduces_the_seeds() {
+        let rules = Rules::embedded().unwrap();
+        for name in ["trial_started", "plan_upgraded", "feature_milestone", "churn_signal"] {
+            assert!(rules.listens_for(Source::Segment, name), "segment {name}");
+        }
+        for metric in ["unsubscribed", "bounced", "spammed"] {
+            assert!(rules.listens_for(Source::CustomerIo, metric), "customerio {metric}");
+        }
+        assert!(!rules.listens_for(Source::CustomerIo, "complained"), "complained is not a Customer.io metric");
+        assert_eq!(rules.sources(), vec![Source::Segment, Source::CustomerIo]);
+    }
+
+    #[test]
+    fn trial_started_renders_the_seed_persona() {
+        let rules = Rules::embedded().unwrap();
+        let e = event(
+            Source::Segment,
+            "trial_started",
+            json!({"user_id": "usr_k8m2n", "plan": "pro", "source": "google", "seats": 3, "nested": {"x": 1}}),
+        );
+        let fired: Vec<_> = rules.matching(&e).collect();
+        assert_eq!(fired.len(), 1);
+        let MaveraRequest::CreatePersona(p) = fired[0].action.render(&e) else { panic!("persona expected") };
+        assert_eq!(p.name, "Segment RT: Trial User — usr_k8m2n");
+        assert_eq!(
+            p.description,
+            "Real-time persona created when user usr_k8m2n started a trial. Plan: pro. Source: google."
+        );
+        assert_eq!(
+            p.extra["psychographic"],
+            json!({"trigger_event": "trial_started", "user_id": "usr_k8m2n", "plan": "pro", "source": "google", "seats": 3})
+        );
+    }
+
+    #[test]
+    fn plan_upgraded_renders_the_seed_prompt() {
+        let rules = Rules::embedded().unwrap();
+        let e = event(Source::Segment, "plan_upgraded", json!({"previous_plan": "basic", "new_plan": "pro"}));
+        let rule = rules.matching(&e).next().unwrap();
+        let MaveraRequest::Research(r) = rule.action.render(&e) else { panic!("research expected") };
+        assert!(r.message.starts_with("A user just upgraded from basic to pro. Research:"), "{}", r.message);
+    }
+
+    #[test]
+    fn churn_signal_with_missing_fields_reads_unknown() {
+        let rules = Rules::embedded().unwrap();
+        let e = event(Source::Segment, "churn_signal", json!({"ltv": 420}));
+        let rule = rules.matching(&e).next().unwrap();
+        let MaveraRequest::Research(r) = rule.action.render(&e) else { panic!("research expected") };
+        assert!(r.message.starts_with("A user with LTV $420 just triggered a churn signal: unknown."), "{}", r.message);
+    }
+
+    #[test]
+    fn customerio_alerts_wait_for_enrichment_to_check_the_plan() {
+        let rules = Rules::embedded().unwrap();
+        let e = event(Source::CustomerIo, "unsubscribed", json!({"object_type": "email"}));
+        let rule = rules.matching(&e).next().expect("the metric alone queues the job");
+        assert!(rule.enrich);
+        assert!(!rule.after_enrichment.is_empty());
+        assert!(!rule.matches_after_enrichment(&e), "no customer.plan yet");
+        let mut enriched = e.clone();
+        enriched.fields.insert("customer".into(), json!({"plan": "enterprise"}));
+        assert!(rule.matches_after_enrichment(&enriched));
+    }
+
+    #[test]
+    fn unmatched_events_fire_nothing() {
+        let rules = Rules::embedded().unwrap();
+        let e = event(Source::Segment, "Page Viewed", json!({}));
+        assert!(!rules.listens_for(Source::Segment, "Page Viewed"));
+        assert_eq!(rules.matching(&e).count(), 0);
+    }
+
+    #[test]
+    fn every_matching_rule_fires_and_conditions_filter() {
+        let rules = Rules::parse(
+            r#"
+            [[rule]]
+            name = "big"
+            source = "segment"
+            event = "order"
+            action = "research"
+            conditions = [{ field = "total", gte = 100 }]
+            research = { prompt = "big {total}" }
+
+            [[rule]]
+            name = "any"
+            source = "segment"
+            event = ["order", "refund"]
+            action = "research"
+            research = { prompt = "any {total}" }
+            "#,
+            "test.toml",
+        )
+        .unwrap();
+        let small = event(Source::Segment, "order", json!({"total": 5}));
+        let big = event(Source::Segment, "order", json!({"total": 500}));
+        let names = |e: &Event| rules.matching(e).map(|r| r.name.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&small), ["any"]);
+        assert_eq!(names(&big), ["big", "any"]);
+        assert_eq!(names(&event(Source::Segment, "refund", json!({}))), ["any"]);
+        assert_eq!(names(&event(Source::CustomerIo, "order", json!({}))), Vec::<String>::new());
+    }
+}

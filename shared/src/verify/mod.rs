@@ -1,0 +1,67 @@
+//! Webhook signature verification, one module per sender. Each works on the raw request
+//! bytes, before any parsing, and compares decoded MACs in constant time.
+
+pub mod customerio;
+pub mod segment;
+mod secrets;
+
+pub use customerio::CustomerIoVerifier;
+pub use secrets::{SecretsError, SigningSecrets};
+pub use segment::{SegmentVerifier, SignatureCoverage};
+
+/// Why a request's signature was not accepted. Every variant answers 401.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum VerifyError {
+    #[error("missing `{0}` header: the request is not signed")]
+    MissingHeader(&'static str),
+    #[error("the `{header}` header is not a {expected_len}-character hex string")]
+    MalformedSignature { header: &'static str, expected_len: usize },
+    #[error("the signature does not match the body for any configured secret")]
+    BadSignature,
+    #[error(
+        "the signature covers only the first event of this {events}-event batch (Segment Actions signs element 0 only); \
+         set SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE=true to accept such batches, knowing events 2..n are then unauthenticated, \
+         or turn batching off in the Segment mapping"
+    )]
+    FirstEventOnly { events: usize },
+    #[error("the `X-CIO-Timestamp` header is not a unix timestamp in seconds")]
+    MalformedTimestamp,
+    #[error(
+        "the `X-CIO-Timestamp` is {age_secs} s from now, outside the {tolerance_secs} s tolerance (CIO_TIMESTAMP_TOLERANCE_SECS)"
+    )]
+    StaleTimestamp { age_secs: i64, tolerance_secs: u64 },
+}
+
+impl VerifyError {
+    /// A stable machine-readable code for response bodies and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            VerifyError::MissingHeader(_) => "missing_signature",
+            VerifyError::MalformedSignature { .. } => "malformed_signature",
+            VerifyError::BadSignature => "bad_signature",
+            VerifyError::FirstEventOnly { .. } => "batch_signed_first_event_only",
+            VerifyError::MalformedTimestamp => "malformed_timestamp",
+            VerifyError::StaleTimestamp { .. } => "stale_timestamp",
+        }
+    }
+}
+
+/// Reads one header as text, treating a missing or non-UTF-8 value the same way.
+fn header<'a>(headers: &'a http::HeaderMap, name: &'static str) -> Result<&'a str, VerifyError> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or(VerifyError::MissingHeader(name))
+}
+
+/// Decodes a hex signature of exactly `N` bytes (either case).
+fn decode_hex<const N: usize>(value: &str, header: &'static str) -> Result<[u8; N], VerifyError> {
+    let mut out = [0u8; N];
+    if value.len() != N * 2 {
+        return Err(VerifyError::MalformedSignature { header, expected_len: N * 2 });
+    }
+    hex::decode_to_slice(value, &mut out).map_err(|_| VerifyError::MalformedSignature { header, expected_len: N * 2 })?;
+    Ok(out)
+}

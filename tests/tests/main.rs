@@ -1,0 +1,1 @@
+//! Black-box integration tests. One binary (modules below) keeps link time down.
