@@ -1,2 +1,8 @@
-//! Test support for mavera-relay's black-box tests: local stand-ins for the SaaS APIs it
-//! calls, and helpers that reach the local AWS endpoint (moto) through the real SDK.
+//! Test support for mavera-relay's black-box tests: the app served on a free port, local
+//! stand-ins for the SaaS APIs it calls, and helpers that reach the local AWS endpoint
+//! (moto, started by `scripts/test`) through the real AWS SDK.
+
+pub mod app;
+pub mod aws;
+pub mod payloads;
+pub mod faults;

@@ -1,1 +1,5 @@
 //! Black-box integration tests. One binary (modules below) keeps link time down.
+//! AWS tests need moto: run them with `./scripts/test`.
+
+mod ingest;
+mod ingest_aws;

@@ -1,0 +1,221 @@
+//! Configuration from environment variables (and, in AWS, one Secrets Manager secret
+//! layered over them). Read once at start-up; every problem is a [`ConfigError`] that
+//! names the variable and says what to set, never a panic or a silent default for a
+//! secret.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::rules::{Rules, RulesError};
+use crate::verify::{CustomerIoVerifier, SecretsError, SegmentVerifier, SigningSecrets, customerio};
+
+/// Every variable mavera-relay reads. `template.yaml` sets the same names (a test checks).
+pub mod vars {
+    pub const EVENTS_TABLE: &str = "EVENTS_TABLE";
+    pub const JOBS_QUEUE_URL: &str = "JOBS_QUEUE_URL";
+    pub const TRIGGERS_PATH: &str = "TRIGGERS_PATH";
+    pub const SECRETS_ARN: &str = "SECRETS_ARN";
+    pub const SEGMENT_SHARED_SECRET: &str = "SEGMENT_SHARED_SECRET";
+    pub const CIO_WEBHOOK_SECRET: &str = "CIO_WEBHOOK_SECRET";
+    pub const MAVERA_API_KEY: &str = "MAVERA_API_KEY";
+    pub const CIO_APP_KEY: &str = "CIO_APP_KEY";
+    pub const SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE: &str = "SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE";
+    pub const CIO_TIMESTAMP_TOLERANCE_SECS: &str = "CIO_TIMESTAMP_TOLERANCE_SECS";
+    pub const MAVERA_BASE_URL: &str = "MAVERA_BASE_URL";
+    pub const DRY_RUN: &str = "DRY_RUN";
+    pub const MAVE_CONCURRENCY: &str = "MAVE_CONCURRENCY";
+    pub const CIO_REGION: &str = "CIO_REGION";
+    pub const CIO_APP_API_URL: &str = "CIO_APP_API_URL";
+
+    /// The keys the Secrets Manager secret may hold.
+    pub const SECRET_KEYS: [&str; 4] = [SEGMENT_SHARED_SECRET, CIO_WEBHOOK_SECRET, MAVERA_API_KEY, CIO_APP_KEY];
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is not set: {why}")]
+    Missing { name: &'static str, why: &'static str },
+    #[error("{name}={value:?} is not valid: {problem}")]
+    Invalid { name: &'static str, value: String, problem: String },
+    #[error(transparent)]
+    Secret(#[from] SecretsError),
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    #[error("reading the secret {arn}: {problem}")]
+    SecretsManager { arn: String, problem: String },
+}
+
+/// Where settings come from: the process environment, a map in tests, or secrets layered
+/// over the environment.
+pub trait Vars: Send + Sync {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl Vars for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Vars for HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name).cloned()
+    }
+}
+
+impl<const N: usize> Vars for [(&str, &str); N] {
+    fn get(&self, name: &str) -> Option<String> {
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+    }
+}
+
+/// Secrets (from Secrets Manager) first, then the environment.
+pub struct Layered<'a> {
+    pub secrets: HashMap<String, String>,
+    pub base: &'a dyn Vars,
+}
+
+impl Vars for Layered<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        self.secrets.get(name).cloned().or_else(|| self.base.get(name))
+    }
+}
+
+/// A non-empty value, or `None`.
+pub fn optional(vars: &dyn Vars, name: &str) -> Option<String> {
+    vars.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+pub fn required(vars: &dyn Vars, name: &'static str, why: &'static str) -> Result<String, ConfigError> {
+    optional(vars, name).ok_or(ConfigError::Missing { name, why })
+}
+
+pub fn flag(vars: &dyn Vars, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match optional(vars, name).as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(other) => Err(ConfigError::Invalid { name, value: other.to_owned(), problem: "use true or false".into() }),
+    }
+}
+
+pub fn number<T: FromStr>(vars: &dyn Vars, name: &'static str, default: T) -> Result<T, ConfigError> {
+    match optional(vars, name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| ConfigError::Invalid { name, value: v, problem: "expected a whole number".into() }),
+    }
+}
+
+/// The trigger rules: the file at `TRIGGERS_PATH`, else the ones compiled in.
+pub fn rules(vars: &dyn Vars) -> Result<Rules, ConfigError> {
+    Ok(match optional(vars, vars::TRIGGERS_PATH) {
+        Some(path) => Rules::load(&PathBuf::from(path))?,
+        None => Rules::embedded()?,
+    })
+}
+
+/// The webhook verifiers. A source that has rules must have its secret: verification is
+/// never skipped. A source without rules is disabled unless its secret is set.
+#[derive(Debug, Clone, Default)]
+pub struct Verifiers {
+    pub segment: Option<SegmentVerifier>,
+    pub customerio: Option<CustomerIoVerifier>,
+}
+
+impl Verifiers {
+    pub fn from_vars(vars: &dyn Vars, rules: &Rules) -> Result<Self, ConfigError> {
+        use crate::domain::Source;
+        let needed = rules.sources();
+        let secrets = |source: Source, name: &'static str| -> Result<Option<SigningSecrets>, ConfigError> {
+            let value = optional(vars, name);
+            if value.is_none() && !needed.contains(&source) {
+                return Ok(None);
+            }
+            Ok(Some(SigningSecrets::parse(name, value.as_deref())?))
+        };
+        let segment = secrets(Source::Segment, vars::SEGMENT_SHARED_SECRET)?.map(|s| {
+            flag(vars, vars::SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE, false).map(|allow| SegmentVerifier::new(&s, allow))
+        });
+        let customerio = secrets(Source::CustomerIo, vars::CIO_WEBHOOK_SECRET)?.map(|s| {
+            let default = customerio::DEFAULT_TOLERANCE.as_secs();
+            number(vars, vars::CIO_TIMESTAMP_TOLERANCE_SECS, default)
+                .map(|secs| CustomerIoVerifier::new(&s, Duration::from_secs(secs)))
+        });
+        Ok(Verifiers { segment: segment.transpose()?, customerio: customerio.transpose()? })
+    }
+}
+
+/// The AWS resources the functions use.
+#[derive(Debug, Clone)]
+pub struct AwsResources {
+    pub table: String,
+    pub queue_url: String,
+}
+
+impl AwsResources {
+    pub fn from_vars(vars: &dyn Vars) -> Result<Self, ConfigError> {
+        Ok(AwsResources {
+            table: required(vars, vars::EVENTS_TABLE, "set it to the events table's name (template.yaml does)")?,
+            queue_url: required(vars, vars::JOBS_QUEUE_URL, "set it to the jobs queue's URL (template.yaml does)")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_with_rules_need_their_secret() {
+        let rules = Rules::embedded().unwrap();
+        let err = Verifiers::from_vars(&[("CIO_WEBHOOK_SECRET", "x")], &rules).unwrap_err();
+        assert!(err.to_string().starts_with("SEGMENT_SHARED_SECRET is not set"), "{err}");
+        let err = Verifiers::from_vars(&[("SEGMENT_SHARED_SECRET", "x")], &rules).unwrap_err();
+        assert!(err.to_string().starts_with("CIO_WEBHOOK_SECRET is not set"), "{err}");
+        let v = Verifiers::from_vars(&[("SEGMENT_SHARED_SECRET", "x"), ("CIO_WEBHOOK_SECRET", "y")], &rules).unwrap();
+        assert!(v.segment.is_some() && v.customerio.is_some());
+    }
+
+    #[test]
+    fn a_source_without_rules_is_off_unless_it_has_a_secret() {
+        let rules = Rules::parse(
+            "[[rule]]\nname = \"r\"\nsource = \"segment\"\nevent = \"e\"\naction = \"research\"\nresearch = { prompt = \"p\" }",
+            "t",
+        )
+        .unwrap();
+        let v = Verifiers::from_vars(&[("SEGMENT_SHARED_SECRET", "x")], &rules).unwrap();
+        assert!(v.customerio.is_none());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let rules = Rules::embedded().unwrap();
+        let vars = [
+            ("SEGMENT_SHARED_SECRET", "x"),
+            ("CIO_WEBHOOK_SECRET", "y"),
+            ("SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE", "maybe"),
+        ];
+        let err = Verifiers::from_vars(&vars, &rules).unwrap_err();
+        assert!(err.to_string().starts_with("SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE=\"maybe\" is not valid"), "{err}");
+        let vars = [("SEGMENT_SHARED_SECRET", "x"), ("CIO_WEBHOOK_SECRET", "y"), ("CIO_TIMESTAMP_TOLERANCE_SECS", "5m")];
+        assert!(Verifiers::from_vars(&vars, &rules).is_err());
+    }
+
+    #[test]
+    fn secrets_win_over_the_environment() {
+        let base: HashMap<String, String> = [("A".to_owned(), "env".to_owned()), ("B".to_owned(), "env".to_owned())].into();
+        let layered = Layered { secrets: [("A".to_owned(), "secret".to_owned())].into(), base: &base };
+        assert_eq!(layered.get("A").as_deref(), Some("secret"));
+        assert_eq!(layered.get("B").as_deref(), Some("env"));
+    }
+
+    #[test]
+    fn aws_resources_are_required() {
+        let err = AwsResources::from_vars(&[("EVENTS_TABLE", "t")]).unwrap_err();
+        assert!(err.to_string().starts_with("JOBS_QUEUE_URL is not set"), "{err}");
+    }
+}

@@ -1,0 +1,104 @@
+//! The HTTP face of ingest: one axum router that the Lambda hands to `lambda_http::run`
+//! and `relay serve` to `axum::serve`, so both share every line of request handling.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use super::{ApiError, Ingest, Report};
+use crate::domain::Source;
+use crate::telemetry::{Metric, Metrics};
+
+/// Larger bodies get 413. Segment events are at most 32 KB; a 1 MiB batch holds hundreds.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+struct AppState {
+    ingest: Arc<Ingest>,
+    metrics: Metrics,
+}
+
+pub fn router(ingest: Arc<Ingest>, metrics: Metrics) -> Router {
+    Router::new()
+        .route("/webhooks/{source}", post(webhook))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(AppState { ingest, metrics })
+}
+
+async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({"status": "ok", "rules": state.ingest.rules().len()}))
+}
+
+async fn not_found() -> Response {
+    let body = json!({"error": {"code": "not_found", "message": "POST webhooks to /webhooks/segment or /webhooks/customerio; GET /healthz"}});
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+async fn webhook(
+    State(state): State<AppState>,
+    Path(source): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let source_name = source.clone();
+    let mut counts = state.metrics.counts();
+    let result = accept(&state.ingest, &source, &headers, body).await;
+    match result {
+        Ok(report) => {
+            for event in report.events() {
+                counts.add(Metric::Received, 1);
+                if event.jobs.is_empty() {
+                    counts.add(Metric::Ignored, 1);
+                    tracing::info!(source = %source_name, event_id = %event.event_id, outcome = "ignored", reason = event.reason.as_deref().unwrap_or(""), "event ignored");
+                }
+                for job in &event.jobs {
+                    counts.add(if job.status == super::Status::Queued { Metric::Queued } else { Metric::Duplicate }, 1);
+                    tracing::info!(source = %source_name, event_id = %event.event_id, rule = %job.rule, outcome = job.status.as_str(), "event {}", job.status.as_str());
+                }
+            }
+            counts.flush();
+            (StatusCode::OK, Json(report)).into_response()
+        }
+        Err(error) => {
+            counts.add_rejected(error.code());
+            counts.flush();
+            if !error.is_server_error() {
+                tracing::warn!(source = %source_name, status = error.status().as_u16(), code = error.code(), "webhook rejected: {error}");
+            }
+            error.into_response()
+        }
+    }
+}
+
+async fn accept(ingest: &Ingest, source: &str, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Report, ApiError> {
+    let source = Source::parse(source).map_err(ApiError::UnknownSource)?;
+    let body = body.map_err(|rejection| match rejection {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+            ApiError::TooLarge { limit: MAX_BODY_BYTES }
+        }
+        other => ApiError::Body(axum::Error::new(other)),
+    })?;
+    check_json(headers)?;
+    ingest.handle(source, headers, &body).await
+}
+
+/// `application/json`, with parameters, or any `+json` type.
+fn check_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let value = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(if value.is_empty() { "none".into() } else { value.to_owned() }))
+    }
+}

@@ -1,0 +1,469 @@
+//! The event store on DynamoDB: one table, partition key `pk` (string), TTL attribute
+//! `expires_at`. Every decision is one conditional write, so concurrent Lambdas cannot
+//! both win; a lost condition is read from the typed `ConditionalCheckFailedException`.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
+};
+use serde_json::Value;
+
+use super::{
+    CLAIM_LEASE, CacheStore, Claim, ClaimStore, GuardStore, JobRecord, JobStatus, JobStore, Lease, NewJob, Outcome,
+    RECORD_TTL, Start, StoreError, cache_key, cap_key, epoch_millis, epoch_secs, once_key, rfc3339,
+};
+use crate::domain::{JobKey, RuleName};
+
+/// The table's partition key attribute.
+pub const KEY_ATTRIBUTE: &str = "pk";
+/// The table's TTL attribute (epoch seconds), enabled on the table.
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn expires(now: SystemTime) -> AttributeValue {
+    n(epoch_secs(now + RECORD_TTL))
+}
+
+/// The typed "condition lost" case of a write, with the old item when the server sent it.
+trait LostCondition {
+    fn lost_condition(&self) -> Option<Option<&Item>>;
+}
+
+impl LostCondition for PutItemError {
+    fn lost_condition(&self) -> Option<Option<&Item>> {
+        match self {
+            PutItemError::ConditionalCheckFailedException(c) => Some(c.item()),
+            _ => None,
+        }
+    }
+}
+
+impl LostCondition for UpdateItemError {
+    fn lost_condition(&self) -> Option<Option<&Item>> {
+        match self {
+            UpdateItemError::ConditionalCheckFailedException(c) => Some(c.item()),
+            _ => None,
+        }
+    }
+}
+
+impl LostCondition for DeleteItemError {
+    fn lost_condition(&self) -> Option<Option<&Item>> {
+        match self {
+            DeleteItemError::ConditionalCheckFailedException(c) => Some(c.item()),
+            _ => None,
+        }
+    }
+}
+
+fn lost<E: LostCondition, R>(err: &SdkError<E, R>) -> Option<Option<&Item>> {
+    err.as_service_error().and_then(LostCondition::lost_condition)
+}
+
+fn unavailable<E, R>(err: SdkError<E, R>) -> StoreError
+where
+    SdkError<E, R>: std::error::Error + Send + Sync + 'static,
+{
+    StoreError::unavailable(err)
+}
+
+fn status_of(item: &Item) -> Option<JobStatus> {
+    item.get("status").and_then(|v| v.as_s().ok()).and_then(|s| JobStatus::parse(s))
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore { client, table: table.into() }
+    }
+
+    /// One cheap call that opens the connection during a cold start, so the first event
+    /// does not pay for the TLS handshake.
+    pub async fn warm(&self) -> Result<(), StoreError> {
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, s("warm#up"))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn current(&self, key: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item)
+    }
+
+    /// The status of the record that made a condition fail: from the exception when the
+    /// server returns the old item, else by reading it.
+    async fn status_after_conflict(&self, key: &str, old: Option<&Item>) -> Result<Option<JobStatus>, StoreError> {
+        match old {
+            Some(item) => Ok(status_of(item)),
+            None => Ok(self.current(key).await?.as_ref().and_then(status_of)),
+        }
+    }
+}
+
+#[async_trait]
+impl ClaimStore for DynamoStore {
+    async fn claim(&self, job: &NewJob<'_>) -> Result<Claim, StoreError> {
+        let now_ms = epoch_millis(job.now);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY_ATTRIBUTE, s(job.key.as_str()))
+            .item("status", s(JobStatus::Claimed.as_str()))
+            .item("rule", s(job.rule.as_str()))
+            .item("holder", s(job.token))
+            .item("lease_until", n(epoch_millis(job.now + CLAIM_LEASE)))
+            .item("attempts", n(0))
+            .item("created_at", s(rfc3339(job.now)))
+            .item("updated_at", s(rfc3339(job.now)))
+            .item(TTL_ATTRIBUTE, expires(job.now))
+            .condition_expression(
+                "attribute_not_exists(pk) OR expires_at < :now_s OR (#status = :claimed AND lease_until < :now_ms)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":now_s", n(epoch_secs(job.now)))
+            .expression_attribute_values(":now_ms", n(now_ms))
+            .expression_attribute_values(":claimed", s(JobStatus::Claimed.as_str()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Claim::Claimed),
+            Err(ref e) if let Some(old) = lost(e) => {
+                let status = self.status_after_conflict(job.key.as_str(), old).await?;
+                Ok(Claim::Duplicate(status.unwrap_or(JobStatus::Claimed)))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn release_claim(&self, key: &JobKey, token: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, s(key.as_str()))
+            .condition_expression("#status = :claimed AND holder = :token")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":claimed", s(JobStatus::Claimed.as_str()))
+            .expression_attribute_values(":token", s(token))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if lost(&e).is_some() => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl JobStore for DynamoStore {
+    async fn start(&self, key: &JobKey, rule: &RuleName, lease: &Lease, now: SystemTime) -> Result<Start, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, s(key.as_str()))
+            .update_expression(
+                "SET #status = :running, holder = :owner, lease_until = :until, #rule = :rule, updated_at = :now_iso, \
+                 expires_at = :exp, created_at = if_not_exists(created_at, :now_iso), \
+                 attempts = if_not_exists(attempts, :zero) + :one REMOVE #result, #error",
+            )
+            .condition_expression(
+                "attribute_not_exists(pk) OR expires_at < :now_s OR #status IN (:claimed, :retrying) \
+                 OR (#status = :running AND lease_until < :now_ms)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#rule", "rule")
+            .expression_attribute_names("#result", "result")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
+            .expression_attribute_values(":claimed", s(JobStatus::Claimed.as_str()))
+            .expression_attribute_values(":retrying", s(JobStatus::Retrying.as_str()))
+            .expression_attribute_values(":owner", s(&lease.owner))
+            .expression_attribute_values(":until", n(epoch_millis(lease.until)))
+            .expression_attribute_values(":rule", s(rule.as_str()))
+            .expression_attribute_values(":now_iso", s(rfc3339(now)))
+            .expression_attribute_values(":now_s", n(epoch_secs(now)))
+            .expression_attribute_values(":now_ms", n(epoch_millis(now)))
+            .expression_attribute_values(":exp", expires(now))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let attempt = out
+                    .attributes()
+                    .and_then(|a| a.get("attempts"))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1);
+                Ok(Start::Started { attempt })
+            }
+            Err(ref e) if let Some(old) = lost(e) => {
+                match self.status_after_conflict(key.as_str(), old).await? {
+                    Some(status) if status.is_final() => Ok(Start::Finished(status)),
+                    _ => Ok(Start::Busy),
+                }
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn finish(&self, key: &JobKey, owner: &str, outcome: &Outcome, notes: &[String], now: SystemTime) -> Result<(), StoreError> {
+        let (field, text) = match outcome {
+            Outcome::Done { result } => ("result", result.to_string()),
+            Outcome::Failed { reason } | Outcome::Skipped { reason } => ("error", reason.clone()),
+        };
+        let notes = AttributeValue::L(notes.iter().map(|n| s(n.as_str())).collect());
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, s(key.as_str()))
+            .update_expression(
+                "SET #status = :status, #field = :text, notes = list_append(if_not_exists(notes, :empty), :notes), \
+                 lease_until = :zero, updated_at = :now_iso, expires_at = :exp",
+            )
+            .condition_expression("#status = :running AND holder = :owner")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#field", field)
+            .expression_attribute_values(":status", s(outcome.status().as_str()))
+            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":text", s(text))
+            .expression_attribute_values(":notes", notes)
+            .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now_iso", s(rfc3339(now)))
+            .expression_attribute_values(":exp", expires(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if lost(&e).is_some() => Err(StoreError::LeaseLost(key.clone())),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn release(&self, key: &JobKey, owner: &str, reason: &str, now: SystemTime) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, s(key.as_str()))
+            .update_expression("SET #status = :retrying, #error = :reason, lease_until = :zero, updated_at = :now_iso, expires_at = :exp")
+            .condition_expression("#status = :running AND holder = :owner")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":retrying", s(JobStatus::Retrying.as_str()))
+            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now_iso", s(rfc3339(now)))
+            .expression_attribute_values(":exp", expires(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if lost(&e).is_some() => Err(StoreError::LeaseLost(key.clone())),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn get(&self, key: &JobKey) -> Result<Option<JobRecord>, StoreError> {
+        let Some(item) = self.current(key.as_str()).await? else { return Ok(None) };
+        let corrupt = |problem: &str| StoreError::Corrupt { key: key.to_string(), problem: problem.to_owned() };
+        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        let number = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<u64>().ok());
+        let status = status_of(&item).ok_or_else(|| corrupt("no readable status"))?;
+        let result = text("result")
+            .map(|r| serde_json::from_str::<Value>(&r))
+            .transpose()
+            .map_err(|e| corrupt(&format!("result is not JSON: {e}")))?;
+        let notes = item
+            .get("notes")
+            .and_then(|v| v.as_l().ok())
+            .map(|l| l.iter().filter_map(|v| v.as_s().ok().cloned()).collect())
+            .unwrap_or_default();
+        Ok(Some(JobRecord {
+            key: key.clone(),
+            status,
+            rule: text("rule"),
+            attempts: number("attempts").unwrap_or(0) as u32,
+            result,
+            error: text("error"),
+            notes,
+            lease_until_ms: number("lease_until").filter(|&l| l > 0),
+            expires_at: number(TTL_ATTRIBUTE).unwrap_or(0),
+        }))
+    }
+}
+
+#[async_trait]
+impl GuardStore for DynamoStore {
+    async fn take_daily_slot(&self, rule: &RuleName, day: &str, key: &JobKey, cap: u32, now: SystemTime) -> Result<bool, StoreError> {
+        // The item lists the jobs it admitted: adding a member is idempotent, so a retried
+        // job keeps its slot, and the size check makes the cap exact under concurrency.
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, s(cap_key(rule, day)))
+            .update_expression("ADD members :member SET expires_at = if_not_exists(expires_at, :exp)")
+            .condition_expression("attribute_not_exists(members) OR contains(members, :key) OR size(members) < :cap")
+            .expression_attribute_values(":member", AttributeValue::Ss(vec![key.to_string()]))
+            .expression_attribute_values(":key", s(key.as_str()))
+            .expression_attribute_values(":cap", n(cap))
+            .expression_attribute_values(":exp", expires(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if lost(&e).is_some() => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn take_once_per_user(&self, rule: &RuleName, user: &str, key: &JobKey, now: SystemTime) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY_ATTRIBUTE, s(once_key(rule, user)))
+            .item("holder", s(key.as_str()))
+            .item(TTL_ATTRIBUTE, expires(now))
+            .condition_expression("attribute_not_exists(pk) OR holder = :key OR expires_at < :now_s")
+            .expression_attribute_values(":key", s(key.as_str()))
+            .expression_attribute_values(":now_s", n(epoch_secs(now)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if lost(&e).is_some() => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn forget_once_per_user(&self, rule: &RuleName, user: &str, key: &JobKey) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, s(once_key(rule, user)))
+            .condition_expression("holder = :key")
+            .expression_attribute_values(":key", s(key.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if lost(&e).is_some() => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl CacheStore for DynamoStore {
+    async fn cached(&self, key: &str, now: SystemTime) -> Result<Option<Value>, StoreError> {
+        let Some(item) = self.current(&cache_key(key)).await? else { return Ok(None) };
+        let fresh_until = item.get("fresh_until").and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<u64>().ok());
+        if fresh_until.is_none_or(|f| f <= epoch_millis(now)) {
+            return Ok(None);
+        }
+        let text = item.get("value").and_then(|v| v.as_s().ok());
+        Ok(text.and_then(|t| serde_json::from_str(t).ok()))
+    }
+
+    async fn cache(&self, key: &str, value: &Value, ttl: Duration, now: SystemTime) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY_ATTRIBUTE, s(cache_key(key)))
+            .item("value", s(value.to_string()))
+            .item("fresh_until", n(epoch_millis(now + ttl)))
+            .item(TTL_ATTRIBUTE, expires(now))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+}
+
+/// Creates the events table as `template.yaml` declares it (on-demand, TTL on
+/// `expires_at`), for local development against moto and for tests. An existing table is
+/// left as it is.
+pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    let created = client
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(KEY_ATTRIBUTE)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(StoreError::unavailable)?,
+        )
+        .key_schema(
+            KeySchemaElement::builder().attribute_name(KEY_ATTRIBUTE).key_type(KeyType::Hash).build().map_err(StoreError::unavailable)?,
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => return Ok(()),
+        Err(e) => return Err(unavailable(e)),
+    }
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder().attribute_name(TTL_ATTRIBUTE).enabled(true).build().map_err(StoreError::unavailable)?,
+        )
+        .send()
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}

@@ -1,0 +1,342 @@
+//! The in-memory twin of the DynamoDB store: the same state machine over a map, for unit
+//! tests and `relay serve`. An optional [`Persist`] hook writes every changed record
+//! through to disk, so `relay serve --data-dir` survives a restart.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{
+    CLAIM_LEASE, CacheStore, Claim, ClaimStore, GuardStore, JobRecord, JobStatus, JobStore, Lease, NewJob, Outcome,
+    RECORD_TTL, Start, StoreError, cache_key, cap_key, epoch_millis, epoch_secs, once_key,
+};
+use crate::domain::{JobKey, RuleName};
+
+/// One stored record, in the shape the file store persists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Item {
+    Job(JobItem),
+    Cap { members: BTreeSet<String>, expires_at: u64 },
+    Once { owner: String, expires_at: u64 },
+    Cache { value: Value, fresh_until_ms: u64, expires_at: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobItem {
+    pub status: JobStatus,
+    pub rule: String,
+    /// The claim token while `CLAIMED`, the worker's lease owner while `RUNNING`.
+    pub holder: String,
+    pub lease_until_ms: u64,
+    pub attempts: u32,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    pub notes: Vec<String>,
+    pub expires_at: u64,
+}
+
+impl Item {
+    fn expires_at(&self) -> u64 {
+        match self {
+            Item::Job(j) => j.expires_at,
+            Item::Cap { expires_at, .. } | Item::Once { expires_at, .. } | Item::Cache { expires_at, .. } => *expires_at,
+        }
+    }
+}
+
+/// Receives every change: `Some(item)` written, `None` deleted.
+pub trait Persist: Send + Sync {
+    fn write(&self, key: &str, item: Option<&Item>) -> Result<(), StoreError>;
+}
+
+#[derive(Default, Clone)]
+pub struct MemoryStore {
+    items: Arc<Mutex<HashMap<String, Item>>>,
+    persist: Option<Arc<dyn Persist>>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").field("persistent", &self.persist.is_some()).finish()
+    }
+}
+
+fn expires(now: SystemTime) -> u64 {
+    epoch_secs(now + RECORD_TTL)
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store starting from `items` (read back from disk) that reports changes to `persist`.
+    pub fn with_persistence(items: HashMap<String, Item>, persist: Arc<dyn Persist>) -> Self {
+        MemoryStore { items: Arc::new(Mutex::new(items)), persist: Some(persist) }
+    }
+
+    /// Every job record, for tests and `relay` status output.
+    pub fn jobs(&self) -> Vec<JobRecord> {
+        let items = self.lock();
+        let mut jobs: Vec<_> = items
+            .iter()
+            .filter_map(|(k, item)| match item {
+                Item::Job(j) => Some(record(k, j)),
+                _ => None,
+            })
+            .collect();
+        jobs.sort_by(|a, b| a.key.cmp(&b.key));
+        jobs
+    }
+
+    /// Runs `change` on the map under the lock, then persists the keys it reports.
+    fn update<T>(&self, change: impl FnOnce(&mut HashMap<String, Item>) -> (T, Vec<String>)) -> Result<T, StoreError> {
+        let mut items = self.lock();
+        let (out, touched) = change(&mut items);
+        if let Some(persist) = &self.persist {
+            for key in touched {
+                persist.write(&key, items.get(&key))?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Item>> {
+        // A panic while holding the lock cannot leave a half-written record: every change
+        // replaces whole items. So a poisoned lock is still consistent.
+        self.items.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A live (unexpired) item under `key`.
+fn live<'a>(items: &'a mut HashMap<String, Item>, key: &str, now: SystemTime) -> Option<&'a mut Item> {
+    let now_secs = epoch_secs(now);
+    items.get_mut(key).filter(|i| i.expires_at() > now_secs)
+}
+
+fn record(key: &str, j: &JobItem) -> JobRecord {
+    JobRecord {
+        key: JobKey::from_stored(key),
+        status: j.status,
+        rule: Some(j.rule.clone()),
+        attempts: j.attempts,
+        result: j.result.clone(),
+        error: j.error.clone(),
+        notes: j.notes.clone(),
+        lease_until_ms: (j.lease_until_ms > 0).then_some(j.lease_until_ms),
+        expires_at: j.expires_at,
+    }
+}
+
+#[async_trait]
+impl ClaimStore for MemoryStore {
+    async fn claim(&self, job: &NewJob<'_>) -> Result<Claim, StoreError> {
+        let now_ms = epoch_millis(job.now);
+        self.update(|items| {
+            let key = job.key.as_str();
+            match live(items, key, job.now) {
+                Some(Item::Job(j)) if !(j.status == JobStatus::Claimed && j.lease_until_ms < now_ms) => {
+                    (Claim::Duplicate(j.status), vec![])
+                }
+                _ => {
+                    let item = JobItem {
+                        status: JobStatus::Claimed,
+                        rule: job.rule.to_string(),
+                        holder: job.token.to_owned(),
+                        lease_until_ms: epoch_millis(job.now + CLAIM_LEASE),
+                        attempts: 0,
+                        result: None,
+                        error: None,
+                        notes: vec![],
+                        expires_at: expires(job.now),
+                    };
+                    items.insert(key.to_owned(), Item::Job(item));
+                    (Claim::Claimed, vec![key.to_owned()])
+                }
+            }
+        })
+    }
+
+    async fn release_claim(&self, key: &JobKey, token: &str) -> Result<(), StoreError> {
+        self.update(|items| match items.get(key.as_str()) {
+            Some(Item::Job(j)) if j.status == JobStatus::Claimed && j.holder == token => {
+                items.remove(key.as_str());
+                ((), vec![key.to_string()])
+            }
+            _ => ((), vec![]),
+        })
+    }
+}
+
+#[async_trait]
+impl JobStore for MemoryStore {
+    async fn start(&self, key: &JobKey, rule: &RuleName, lease: &Lease, now: SystemTime) -> Result<Start, StoreError> {
+        let now_ms = epoch_millis(now);
+        self.update(|items| {
+            let k = key.as_str();
+            let (attempts, notes) = match live(items, k, now) {
+                Some(Item::Job(j)) => match j.status {
+                    s if s.is_final() => return (Start::Finished(s), vec![]),
+                    JobStatus::Running if j.lease_until_ms >= now_ms => return (Start::Busy, vec![]),
+                    _ => (j.attempts, j.notes.clone()),
+                },
+                _ => (0, vec![]),
+            };
+            let item = JobItem {
+                status: JobStatus::Running,
+                rule: rule.to_string(),
+                holder: lease.owner.clone(),
+                lease_until_ms: epoch_millis(lease.until),
+                attempts: attempts + 1,
+                result: None,
+                error: None,
+                notes,
+                expires_at: expires(now),
+            };
+            items.insert(k.to_owned(), Item::Job(item));
+            (Start::Started { attempt: attempts + 1 }, vec![k.to_owned()])
+        })
+    }
+
+    async fn finish(&self, key: &JobKey, owner: &str, outcome: &Outcome, notes: &[String], now: SystemTime) -> Result<(), StoreError> {
+        self.update(|items| match items.get_mut(key.as_str()) {
+            Some(Item::Job(j)) if j.status == JobStatus::Running && j.holder == owner => {
+                j.status = outcome.status();
+                j.lease_until_ms = 0;
+                j.notes.extend(notes.iter().cloned());
+                j.expires_at = expires(now);
+                match outcome {
+                    Outcome::Done { result } => j.result = Some(result.clone()),
+                    Outcome::Failed { reason } | Outcome::Skipped { reason } => j.error = Some(reason.clone()),
+                }
+                (Ok(()), vec![key.to_string()])
+            }
+            _ => (Err(StoreError::LeaseLost(key.clone())), vec![]),
+        })?
+    }
+
+    async fn release(&self, key: &JobKey, owner: &str, reason: &str, now: SystemTime) -> Result<(), StoreError> {
+        self.update(|items| match items.get_mut(key.as_str()) {
+            Some(Item::Job(j)) if j.status == JobStatus::Running && j.holder == owner => {
+                j.status = JobStatus::Retrying;
+                j.lease_until_ms = 0;
+                j.error = Some(reason.to_owned());
+                j.expires_at = expires(now);
+                (Ok(()), vec![key.to_string()])
+            }
+            _ => (Err(StoreError::LeaseLost(key.clone())), vec![]),
+        })?
+    }
+
+    async fn get(&self, key: &JobKey) -> Result<Option<JobRecord>, StoreError> {
+        Ok(match self.lock().get(key.as_str()) {
+            Some(Item::Job(j)) => Some(record(key.as_str(), j)),
+            _ => None,
+        })
+    }
+}
+
+#[async_trait]
+impl GuardStore for MemoryStore {
+    async fn take_daily_slot(&self, rule: &RuleName, day: &str, key: &JobKey, cap: u32, now: SystemTime) -> Result<bool, StoreError> {
+        let k = cap_key(rule, day);
+        self.update(|items| {
+            let members = match live(items, &k, now) {
+                Some(Item::Cap { members, .. }) => members,
+                _ => {
+                    items.insert(k.clone(), Item::Cap { members: BTreeSet::new(), expires_at: expires(now) });
+                    match items.get_mut(&k) {
+                        Some(Item::Cap { members, .. }) => members,
+                        _ => unreachable!("just inserted"),
+                    }
+                }
+            };
+            if members.contains(key.as_str()) {
+                (true, vec![])
+            } else if members.len() < cap as usize {
+                members.insert(key.to_string());
+                (true, vec![k.clone()])
+            } else {
+                (false, vec![])
+            }
+        })
+    }
+
+    async fn take_once_per_user(&self, rule: &RuleName, user: &str, key: &JobKey, now: SystemTime) -> Result<bool, StoreError> {
+        let k = once_key(rule, user);
+        self.update(|items| match live(items, &k, now) {
+            Some(Item::Once { owner, .. }) => (owner == key.as_str(), vec![]),
+            _ => {
+                items.insert(k.clone(), Item::Once { owner: key.to_string(), expires_at: expires(now) });
+                (true, vec![k.clone()])
+            }
+        })
+    }
+
+    async fn forget_once_per_user(&self, rule: &RuleName, user: &str, key: &JobKey) -> Result<(), StoreError> {
+        let k = once_key(rule, user);
+        self.update(|items| match items.get(&k) {
+            Some(Item::Once { owner, .. }) if owner == key.as_str() => {
+                items.remove(&k);
+                ((), vec![k.clone()])
+            }
+            _ => ((), vec![]),
+        })
+    }
+}
+
+#[async_trait]
+impl CacheStore for MemoryStore {
+    async fn cached(&self, key: &str, now: SystemTime) -> Result<Option<Value>, StoreError> {
+        let now_ms = epoch_millis(now);
+        Ok(match self.lock().get(&cache_key(key)) {
+            Some(Item::Cache { value, fresh_until_ms, .. }) if *fresh_until_ms > now_ms => Some(value.clone()),
+            _ => None,
+        })
+    }
+
+    async fn cache(&self, key: &str, value: &Value, ttl: Duration, now: SystemTime) -> Result<(), StoreError> {
+        let k = cache_key(key);
+        let item = Item::Cache { value: value.clone(), fresh_until_ms: epoch_millis(now + ttl), expires_at: expires(now) };
+        self.update(|items| {
+            items.insert(k.clone(), item);
+            ((), vec![k])
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::contract;
+
+    #[tokio::test]
+    async fn satisfies_the_store_contract() {
+        contract::run_all(|| async { MemoryStore::new() }).await;
+    }
+
+    #[tokio::test]
+    async fn persistence_sees_every_change() {
+        #[derive(Default)]
+        struct Log(Mutex<Vec<(String, bool)>>);
+        impl Persist for Log {
+            fn write(&self, key: &str, item: Option<&Item>) -> Result<(), StoreError> {
+                self.0.lock().unwrap().push((key.to_owned(), item.is_some()));
+                Ok(())
+            }
+        }
+        let log = Arc::new(Log::default());
+        let store = MemoryStore::with_persistence(HashMap::new(), log.clone());
+        let key = JobKey::from_stored("segment#m#r");
+        let rule = RuleName::parse("r").unwrap();
+        let now = SystemTime::now();
+        store.claim(&NewJob { key: &key, rule: &rule, token: "t", now }).await.unwrap();
+        store.release_claim(&key, "t").await.unwrap();
+        assert_eq!(*log.0.lock().unwrap(), vec![("segment#m#r".to_owned(), true), ("segment#m#r".to_owned(), false)]);
+    }
+}

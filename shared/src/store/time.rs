@@ -1,0 +1,40 @@
+//! Time as the store writes it: epoch milliseconds for leases, epoch seconds for the TTL
+//! attribute (DynamoDB's format), RFC 3339 for humans reading the table.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn epoch_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+pub fn epoch_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+pub fn rfc3339(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| epoch_secs(t).to_string())
+}
+
+/// The UTC calendar day, `YYYY-MM-DD`: the unit of daily caps.
+pub fn utc_day(t: SystemTime) -> String {
+    let d = time::OffsetDateTime::from(t).date();
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn formats() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(epoch_millis(t), 1_700_000_000_123);
+        assert_eq!(epoch_secs(t), 1_700_000_000);
+        assert_eq!(utc_day(t), "2023-11-14");
+        assert!(rfc3339(t).starts_with("2023-11-14T22:13:20"), "{}", rfc3339(t));
+    }
+}
