@@ -80,8 +80,7 @@ impl Ingest {
             let event: Event = envelope.to_event().map_err(ApiError::Payload)?;
             for rule in self.rules.matching(&event) {
                 let key = JobKey::for_event(source, &event.id, &rule.name);
-                let body = JobMessage::for_event(key.clone(), rule.name.clone(), event.clone())
-                    .to_body()
+                let body = JobMessage::event_body(&key, &rule.name, &event)
                     .map_err(|e| ApiError::TooLargeForQueue { event_id: event.id.to_string(), source: e })?;
                 prepared.push(Prepared { index, key, rule: rule.name.clone(), body });
             }

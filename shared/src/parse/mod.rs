@@ -52,7 +52,7 @@ pub fn envelopes(source: Source, body: &[u8]) -> Result<Vec<Envelope<'_>>, Parse
 pub enum ParseError {
     #[error("the body is not valid JSON: {0}")]
     Json(#[source] serde_json::Error),
-    #[error("{}the body must be a JSON object{}", at(*index), if *index == None { " (or, from Segment, an array of objects)" } else { "" })]
+    #[error("{}the body must be a JSON object{}", at(*index), if index.is_none() { " (or, from Segment, an array of objects)" } else { "" })]
     NotAnObject { index: Option<usize> },
     #[error("the body is an empty array: there is no event in it")]
     EmptyBatch,
