@@ -122,8 +122,8 @@ impl MaveraError {
         }
     }
 
-    /// The endpoint called, where the error is tied to one.
-    pub fn endpoint(&self) -> Option<Endpoint> {
+    /// The endpoint called.
+    pub fn endpoint(&self) -> Endpoint {
         match self {
             MaveraError::Api { endpoint, .. }
             | MaveraError::Timeout { endpoint, .. }
@@ -131,8 +131,8 @@ impl MaveraError {
             | MaveraError::Transport { endpoint, .. }
             | MaveraError::InvalidRequest { endpoint, .. }
             | MaveraError::Decode { endpoint, .. }
-            | MaveraError::NoTimeLeft { endpoint, .. } => Some(*endpoint),
-            MaveraError::NoMaveSlot { .. } => Some(Endpoint::MaveChat),
+            | MaveraError::NoTimeLeft { endpoint, .. } => *endpoint,
+            MaveraError::NoMaveSlot { .. } => Endpoint::MaveChat,
         }
     }
 

@@ -49,7 +49,7 @@ pub fn next_wait(
 ) -> Option<Duration> {
     let ceiling = ceiling?;
     let wait = err.retry_after().unwrap_or_else(|| full_jitter(ceiling));
-    let min_attempt = err.endpoint().map(|e| e.min_attempt()).unwrap_or_default();
+    let min_attempt = err.endpoint().min_attempt();
     let fits = now
         .checked_add(wait + min_attempt)
         .is_some_and(|ready| ready <= deadline);
