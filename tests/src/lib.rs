@@ -6,3 +6,4 @@ pub mod app;
 pub mod aws;
 pub mod payloads;
 pub mod faults;
+pub mod mavera_standin;

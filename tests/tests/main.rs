@@ -3,3 +3,4 @@
 
 mod ingest;
 mod ingest_aws;
+mod mavera_client;

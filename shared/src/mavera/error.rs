@@ -1,0 +1,414 @@
+//! What can go wrong calling Mavera, and whether trying again can help.
+
+use std::time::Duration;
+
+use super::endpoint::Endpoint;
+use super::types::ApiErrorBody;
+
+/// How the caller should treat a failed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Worth trying again later (rate limit, server error, timeout, network): hand the job
+    /// back to the queue.
+    Transient,
+    /// Trying again gives the same answer: mark the job failed.
+    Permanent,
+    /// The thing the call would create already exists (duplicate persona name).
+    AlreadyDone,
+}
+
+/// A failed Mavera call. The API key never appears in any message.
+#[derive(Debug, thiserror::Error)]
+pub enum MaveraError {
+    /// Mavera answered with a status other than 2xx.
+    #[error("{}", describe_status(*.endpoint, *.status, .error, *.retry_after))]
+    Api {
+        endpoint: Endpoint,
+        status: u16,
+        /// Mavera's documented error body; all fields empty when the body was not that shape.
+        error: ApiErrorBody,
+        /// How long Mavera asked us to wait (`Retry-After`, or `X-RateLimit-Reset` on a 429).
+        retry_after: Option<Duration>,
+    },
+
+    #[error(
+        "Mavera did not finish answering {endpoint} within {after:.1?}; the call may still complete on \
+         Mavera's side; transient: retried while the deadline allows, otherwise the job goes back to the queue"
+    )]
+    Timeout { endpoint: Endpoint, after: Duration },
+
+    #[error(
+        "could not connect to Mavera for {endpoint}; check network access and MAVERA_BASE_URL; transient: \
+         retried while the deadline allows, otherwise the job goes back to the queue"
+    )]
+    Connect {
+        endpoint: Endpoint,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    #[error(
+        "the connection to Mavera broke during {endpoint}; the call may have run on Mavera's side; transient: \
+         retried while the deadline allows, otherwise the job goes back to the queue"
+    )]
+    Transport {
+        endpoint: Endpoint,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    #[error(
+        "could not build the HTTP request for {endpoint}; this is a bug in mavera-relay; not retried"
+    )]
+    InvalidRequest {
+        endpoint: Endpoint,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    #[error(
+        "Mavera answered {endpoint} with {status} but the body is not the documented {expected} object; the \
+         call ran and may have been charged, so it is not repeated; check whether Mavera changed its response \
+         format; the job is marked FAILED"
+    )]
+    Decode {
+        endpoint: Endpoint,
+        status: u16,
+        expected: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error(
+        "only {remaining:.1?} left before the deadline, less than the {needed:?} a call to {endpoint} needs; \
+         not sent; transient: the job goes back to the queue"
+    )]
+    NoTimeLeft {
+        endpoint: Endpoint,
+        remaining: Duration,
+        needed: Duration,
+    },
+
+    #[error(
+        "all {limit} Mave slots stayed busy for {waited:.1?}, until too little time was left before the \
+         deadline; not sent; transient: the job goes back to the queue"
+    )]
+    NoMaveSlot { limit: usize, waited: Duration },
+}
+
+impl MaveraError {
+    /// Sorts the error by status and kind, never by message text.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            MaveraError::Api {
+                endpoint, status, ..
+            } => classify_status(*endpoint, *status),
+            MaveraError::Timeout { .. }
+            | MaveraError::Connect { .. }
+            | MaveraError::Transport { .. }
+            | MaveraError::NoTimeLeft { .. }
+            | MaveraError::NoMaveSlot { .. } => ErrorClass::Transient,
+            MaveraError::InvalidRequest { .. } | MaveraError::Decode { .. } => {
+                ErrorClass::Permanent
+            }
+        }
+    }
+
+    /// The HTTP status Mavera answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            MaveraError::Api { status, .. } | MaveraError::Decode { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The endpoint called.
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            MaveraError::Api { endpoint, .. }
+            | MaveraError::Timeout { endpoint, .. }
+            | MaveraError::Connect { endpoint, .. }
+            | MaveraError::Transport { endpoint, .. }
+            | MaveraError::InvalidRequest { endpoint, .. }
+            | MaveraError::Decode { endpoint, .. }
+            | MaveraError::NoTimeLeft { endpoint, .. } => *endpoint,
+            MaveraError::NoMaveSlot { .. } => Endpoint::MaveChat,
+        }
+    }
+
+    fn api_body(&self) -> Option<&ApiErrorBody> {
+        match self {
+            MaveraError::Api { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Mavera's error code, e.g. `credits_exhausted`.
+    pub fn code(&self) -> Option<&str> {
+        self.api_body()?.code.as_deref()
+    }
+
+    /// Mavera's error type, e.g. `insufficient_credits`.
+    pub fn kind(&self) -> Option<&str> {
+        self.api_body()?.kind.as_deref()
+    }
+
+    /// Mavera's human-readable message.
+    pub fn mavera_message(&self) -> Option<&str> {
+        self.api_body()?.message.as_deref()
+    }
+
+    /// The request field Mavera objected to.
+    pub fn param(&self) -> Option<&str> {
+        self.api_body()?.param.as_deref()
+    }
+
+    /// How long Mavera asked the caller to wait before trying again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            MaveraError::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+fn classify_status(endpoint: Endpoint, status: u16) -> ErrorClass {
+    match status {
+        // Mavera's only server-side duplicate guard (documented on its Shopify page).
+        422 if endpoint == Endpoint::CreatePersona => ErrorClass::AlreadyDone,
+        408 | 429 => ErrorClass::Transient,
+        // Not implemented / unsupported HTTP version will not change on a retry.
+        501 | 505 => ErrorClass::Permanent,
+        500..=599 => ErrorClass::Transient,
+        // 4xx, and 3xx since redirects are not followed.
+        _ => ErrorClass::Permanent,
+    }
+}
+
+/// "What happened: Mavera's words; what to do."
+fn describe_status(
+    endpoint: Endpoint,
+    status: u16,
+    error: &ApiErrorBody,
+    retry_after: Option<Duration>,
+) -> String {
+    const FAILED: &str = "the job is marked FAILED and will not be retried";
+    const REQUEUED: &str =
+        "retried while the deadline allows, otherwise the job goes back to the queue";
+
+    let what = match status {
+        400 => "rejected the request as invalid",
+        401 => "rejected the API key",
+        402 => "refused the call: credits are exhausted or the budget is reached",
+        403 => "refused access",
+        404 => "did not find a resource the request names",
+        408 => "timed out waiting for the request",
+        422 if endpoint == Endpoint::CreatePersona => {
+            "reports that a persona with this name already exists"
+        }
+        422 => "could not process the request",
+        429 => "rate-limited the call",
+        300..=399 => "redirected the call, which the client does not follow",
+        501 | 505 => "does not support this request",
+        500..=599 => "failed on its side",
+        _ => "answered with an unexpected status",
+    };
+    let advice = match status {
+        400 => format!("fix the trigger rule that renders this request; {FAILED}"),
+        401 => format!(
+            "set a valid, unrevoked key (mvra_live_…) in MAVERA_API_KEY or the relay secret; {FAILED}"
+        ),
+        402 => format!(
+            "top up credits, raise the workspace budget or wait for the billing cycle; {FAILED}"
+        ),
+        403 => format!("check that the key's workspace may use this resource; {FAILED}"),
+        404 => format!("check the ids the rule sends (persona_id, app_id, workspace_id); {FAILED}"),
+        422 if endpoint == Endpoint::CreatePersona => {
+            "nothing to create; the job counts as done (update the persona with PATCH if needed)"
+                .to_owned()
+        }
+        429 => match retry_after {
+            Some(wait) => format!(
+                "Mavera asks to wait {}s; {REQUEUED}",
+                wait.as_secs_f64().ceil()
+            ),
+            None => REQUEUED.to_owned(),
+        },
+        300..=399 | 501 | 505 => {
+            format!("check MAVERA_BASE_URL (it should end in /api/v1); {FAILED}")
+        }
+        _ if classify_status(endpoint, status) == ErrorClass::Transient => REQUEUED.to_owned(),
+        _ => FAILED.to_owned(),
+    };
+
+    let mut out = format!("Mavera {what} ({status}");
+    if let Some(code) = &error.code {
+        out.push(' ');
+        out.push_str(code);
+    }
+    out.push_str(&format!(") on {endpoint}"));
+    if let Some(param) = &error.param {
+        out.push_str(&format!(", field `{param}`"));
+    }
+    match &error.message {
+        Some(message) => out.push_str(&format!(": {message}")),
+        None => out.push_str(": no error message in the body"),
+    }
+    out.push_str("; ");
+    out.push_str(&advice);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(endpoint: Endpoint, status: u16) -> MaveraError {
+        MaveraError::Api {
+            endpoint,
+            status,
+            error: ApiErrorBody::default(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn statuses_are_classified_per_the_reference() {
+        use ErrorClass::*;
+        let table = [
+            (400, Permanent),
+            (401, Permanent),
+            (402, Permanent),
+            (403, Permanent),
+            (404, Permanent),
+            (405, Permanent),
+            (408, Transient),
+            (409, Permanent),
+            (410, Permanent),
+            (429, Transient),
+            (500, Transient),
+            (501, Permanent),
+            (502, Transient),
+            (503, Transient),
+            (504, Transient),
+            (505, Permanent),
+            (301, Permanent),
+        ];
+        for endpoint in [
+            Endpoint::CreatePersona,
+            Endpoint::MaveChat,
+            Endpoint::Generate,
+        ] {
+            for (status, class) in table {
+                assert_eq!(
+                    api(endpoint, status).class(),
+                    class,
+                    "{status} on {endpoint}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn duplicate_persona_is_already_done_but_other_422s_are_permanent() {
+        assert_eq!(
+            api(Endpoint::CreatePersona, 422).class(),
+            ErrorClass::AlreadyDone
+        );
+        assert_eq!(api(Endpoint::MaveChat, 422).class(), ErrorClass::Permanent);
+        assert_eq!(api(Endpoint::Generate, 422).class(), ErrorClass::Permanent);
+    }
+
+    #[test]
+    fn classification_ignores_the_message_text() {
+        let error = ApiErrorBody {
+            message: Some("Rate limit exceeded. Please retry after 30 seconds.".into()),
+            kind: Some("rate_limit_error".into()),
+            code: Some("rate_limit_exceeded".into()),
+            param: None,
+        };
+        let err = MaveraError::Api {
+            endpoint: Endpoint::Generate,
+            status: 400,
+            error,
+            retry_after: None,
+        };
+        assert_eq!(err.class(), ErrorClass::Permanent);
+    }
+
+    #[test]
+    fn network_and_deadline_errors_are_transient() {
+        let timeout = MaveraError::Timeout {
+            endpoint: Endpoint::MaveChat,
+            after: Duration::from_secs(120),
+        };
+        let no_time = MaveraError::NoTimeLeft {
+            endpoint: Endpoint::MaveChat,
+            remaining: Duration::from_secs(1),
+            needed: Duration::from_secs(5),
+        };
+        let no_slot = MaveraError::NoMaveSlot {
+            limit: 10,
+            waited: Duration::from_secs(3),
+        };
+        for err in [timeout, no_time, no_slot] {
+            assert_eq!(err.class(), ErrorClass::Transient, "{err}");
+            assert_eq!(err.status(), None);
+        }
+    }
+
+    #[test]
+    fn credits_message_names_the_code_the_cause_and_the_remedy() {
+        let error = ApiErrorBody {
+            message: Some("Insufficient credits. Please upgrade your subscription.".into()),
+            kind: Some("insufficient_credits".into()),
+            code: Some("credits_exhausted".into()),
+            param: None,
+        };
+        let err = MaveraError::Api {
+            endpoint: Endpoint::MaveChat,
+            status: 402,
+            error,
+            retry_after: None,
+        };
+        let text = err.to_string();
+        assert!(text.contains("(402 credits_exhausted)"), "{text}");
+        assert!(text.contains("Insufficient credits"), "{text}");
+        assert!(text.contains("top up"), "{text}");
+        assert!(text.contains("will not be retried"), "{text}");
+        assert_eq!(err.code(), Some("credits_exhausted"));
+        assert_eq!(err.kind(), Some("insufficient_credits"));
+        assert_eq!(err.status(), Some(402));
+    }
+
+    #[test]
+    fn bad_request_message_names_the_field() {
+        let error = ApiErrorBody {
+            message: Some("Missing required field: message".into()),
+            kind: Some("invalid_request_error".into()),
+            code: Some("missing_field".into()),
+            param: Some("message".into()),
+        };
+        let err = MaveraError::Api {
+            endpoint: Endpoint::MaveChat,
+            status: 400,
+            error,
+            retry_after: None,
+        };
+        let text = err.to_string();
+        assert!(text.contains("field `message`"), "{text}");
+        assert_eq!(err.param(), Some("message"));
+    }
+
+    #[test]
+    fn rate_limit_message_states_the_wait() {
+        let err = MaveraError::Api {
+            endpoint: Endpoint::Generate,
+            status: 429,
+            error: ApiErrorBody::default(),
+            retry_after: Some(Duration::from_secs(30)),
+        };
+        assert!(err.to_string().contains("wait 30s"), "{err}");
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+    }
+}
