@@ -1,1 +1,3 @@
 //! Black-box integration tests. One binary (modules below) keeps link time down.
+
+mod cio_client;
