@@ -40,7 +40,8 @@ const IDENTIFIER_NOT_ENABLED: &str = "email and phone lookups only work when tha
      workspace settings, so enable it there or look the person up by id or cio_id";
 
 /// The App API client. Cheap to clone; every clone shares one connection pool and one rate
-/// gate, so all calls in the process together stay under the configured rate.
+/// gate, so all calls in the process together stay under the configured rate. Build it once
+/// per process and hand out clones: two separately built clients would each allow the rate.
 #[derive(Clone)]
 pub struct CioClient {
     inner: Arc<Inner>,
