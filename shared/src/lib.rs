@@ -5,6 +5,7 @@
 //! into [`domain::Event`]s, match [`rules`], claim each job in the [`store`] and put it on
 //! the [`queue`]. The [`worker`] takes jobs off the queue and calls [`mavera`].
 
+pub mod customerio;
 pub mod domain;
 pub mod mavera;
 pub mod parse;

@@ -7,3 +7,4 @@ pub mod aws;
 pub mod payloads;
 pub mod faults;
 pub mod mavera_standin;
+pub mod cio_standin;

@@ -1,0 +1,268 @@
+//! The Customer.io App API: what the worker (attribute lookups) and the scheduled jobs
+//! (campaign metrics, segment members) read from Customer.io.
+//!
+//! - [`CioClient`] is the HTTPS adapter: bearer auth with `CIO_APP_KEY`, the region's host
+//!   (`CIO_REGION`), every request through one gate shared by all clones (at most 10 starts in
+//!   any second, retries included), retries of 429/5xx within a caller's deadline.
+//! - [`CustomerIoApi`] is the port callers depend on (`Arc<dyn CustomerIoApi>`), so tests and
+//!   local runs can substitute a twin.
+//!
+//! What the vendor documents, and where (see also `reference/customerio-app-api.md`):
+//! - Metrics: `version` is required; version 2 takes `res` (`hours`…`months`, or
+//!   `hourly`…`monthly`), `tz` (region format, EST when absent), `start`/`end` (Unix seconds, at
+//!   most 10 years apart), and answers `{"metric":{"series":{<metric>:[count per period]}}}`
+//!   with no totals (OpenAPI `campaignMetrics` in `journeys-app.json`).
+//! - Membership: `limit` defaults to 1000, at most 30000; the answer holds `identifiers`
+//!   (`email` and `id` nullable, `cio_id`), the legacy `ids`, and a `next` token for `start`
+//!   (OpenAPI `getSegmentMembership`).
+//!
+//! Not documented, so handled defensively: how the last membership page signals its end (an
+//! absent, null or empty `next` all stop), whether 429s carry `Retry-After` (honoured when
+//! present), how series periods align with `start`/`end`, and whether `id_type=cio_id`
+//! expects the `cio_` prefix.
+
+mod client;
+mod config;
+mod error;
+mod limiter;
+mod path;
+mod retry;
+mod types;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+pub use client::{CioClient, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use config::{CioConfig, CioRegion, DEFAULT_REQUESTS_PER_SECOND, RegionError};
+pub use error::CioError;
+pub use path::encode_segment;
+pub use retry::parse_retry_after;
+pub use types::{
+    Attributes, Campaign, CampaignAction, CampaignMetrics, Identifiers, MembershipPage, MetricsWindow, Resolution,
+    ScanStop, SegmentScan, WindowError, ratio,
+};
+
+use crate::rules::IdType;
+
+/// The App API calls mavera-relay makes. Every call takes the instant by which it must be
+/// done: rate-limit waits, retries and backoff all fit inside it.
+#[async_trait]
+pub trait CustomerIoApi: Send + Sync {
+    /// Every campaign in the workspace; callers keep those with `active == true`.
+    async fn campaigns(&self, deadline: Instant) -> Result<Vec<Campaign>, CioError>;
+
+    /// A campaign's version-2 metrics over `window`.
+    async fn campaign_metrics(
+        &self,
+        campaign_id: u64,
+        window: &MetricsWindow,
+        deadline: Instant,
+    ) -> Result<CampaignMetrics, CioError>;
+
+    /// A person's attributes, or `None` when Customer.io has no such person.
+    async fn customer_attributes(
+        &self,
+        id: &str,
+        id_type: IdType,
+        deadline: Instant,
+    ) -> Result<Option<Attributes>, CioError>;
+
+    /// Everyone with this email address.
+    async fn customers_by_email(&self, email: &str, deadline: Instant) -> Result<Vec<Identifiers>, CioError>;
+
+    /// One page of a segment's members; `start` is the previous page's `next`.
+    async fn segment_members(
+        &self,
+        segment_id: u64,
+        start: Option<&str>,
+        limit: u32,
+        deadline: Instant,
+    ) -> Result<MembershipPage, CioError>;
+
+    /// Reads a segment page by page from `resume_from` (`None`: the first page) until its end,
+    /// `max_members`, the deadline or a failed page, whichever comes first. Pages never ask
+    /// for more than the members still wanted, so nothing read is skipped on resume.
+    ///
+    /// Unless the scan is [`ScanStop::Complete`], pass `resume_from` back to continue.
+    async fn scan_segment(
+        &self,
+        segment_id: u64,
+        resume_from: Option<String>,
+        max_members: usize,
+        page_size: u32,
+        deadline: Instant,
+    ) -> SegmentScan {
+        let mut members = Vec::new();
+        let mut cursor = resume_from;
+        loop {
+            let wanted = max_members.saturating_sub(members.len());
+            if wanted == 0 {
+                return SegmentScan { members, resume_from: cursor, stop: ScanStop::ReachedMax };
+            }
+            if Instant::now() >= deadline {
+                return SegmentScan { members, resume_from: cursor, stop: ScanStop::Deadline };
+            }
+            let limit = page_size.clamp(1, MAX_PAGE_SIZE).min(u32::try_from(wanted).unwrap_or(u32::MAX));
+            match self.segment_members(segment_id, cursor.as_deref(), limit, deadline).await {
+                Ok(page) => {
+                    members.extend(page.identifiers);
+                    match page.next {
+                        Some(next) => cursor = Some(next),
+                        None => return SegmentScan { members, resume_from: None, stop: ScanStop::Complete },
+                    }
+                }
+                Err(CioError::DeadlineExceeded { .. }) => {
+                    return SegmentScan { members, resume_from: cursor, stop: ScanStop::Deadline };
+                }
+                Err(error) => return SegmentScan { members, resume_from: cursor, stop: ScanStop::Failed(error) },
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl CustomerIoApi for CioClient {
+    async fn campaigns(&self, deadline: Instant) -> Result<Vec<Campaign>, CioError> {
+        CioClient::campaigns(self, deadline).await
+    }
+
+    async fn campaign_metrics(
+        &self,
+        campaign_id: u64,
+        window: &MetricsWindow,
+        deadline: Instant,
+    ) -> Result<CampaignMetrics, CioError> {
+        CioClient::campaign_metrics(self, campaign_id, window, deadline).await
+    }
+
+    async fn customer_attributes(
+        &self,
+        id: &str,
+        id_type: IdType,
+        deadline: Instant,
+    ) -> Result<Option<Attributes>, CioError> {
+        CioClient::customer_attributes(self, id, id_type, deadline).await
+    }
+
+    async fn customers_by_email(&self, email: &str, deadline: Instant) -> Result<Vec<Identifiers>, CioError> {
+        CioClient::customers_by_email(self, email, deadline).await
+    }
+
+    async fn segment_members(
+        &self,
+        segment_id: u64,
+        start: Option<&str>,
+        limit: u32,
+        deadline: Instant,
+    ) -> Result<MembershipPage, CioError> {
+        CioClient::segment_members(self, segment_id, start, limit, deadline).await
+    }
+}
+
+impl SegmentScan {
+    /// Whether the segment was read to its end.
+    pub fn is_complete(&self) -> bool {
+        matches!(self.stop, ScanStop::Complete)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A segment of `size` members served `limit` at a time, with offsets as tokens; fails the
+    /// page that starts at `fail_at`.
+    struct PagedSegment {
+        size: usize,
+        fail_at: Option<usize>,
+        limits: Mutex<Vec<u32>>,
+    }
+
+    #[async_trait]
+    impl CustomerIoApi for PagedSegment {
+        async fn campaigns(&self, _: Instant) -> Result<Vec<Campaign>, CioError> {
+            Ok(vec![])
+        }
+        async fn campaign_metrics(&self, _: u64, _: &MetricsWindow, _: Instant) -> Result<CampaignMetrics, CioError> {
+            Ok(CampaignMetrics::default())
+        }
+        async fn customer_attributes(&self, _: &str, _: IdType, _: Instant) -> Result<Option<Attributes>, CioError> {
+            Ok(None)
+        }
+        async fn customers_by_email(&self, _: &str, _: Instant) -> Result<Vec<Identifiers>, CioError> {
+            Ok(vec![])
+        }
+        async fn segment_members(
+            &self,
+            _: u64,
+            start: Option<&str>,
+            limit: u32,
+            _: Instant,
+        ) -> Result<MembershipPage, CioError> {
+            self.limits.lock().unwrap().push(limit);
+            let from: usize = start.map(|s| s.parse().unwrap()).unwrap_or(0);
+            if self.fail_at == Some(from) {
+                return Err(CioError::Server { endpoint: "test", status: 503, retry_after: None });
+            }
+            let to = (from + limit as usize).min(self.size);
+            let identifiers =
+                (from..to).map(|n| Identifiers { cio_id: Some(format!("c{n}")), ..Identifiers::default() }).collect();
+            Ok(MembershipPage { identifiers, next: (to < self.size).then(|| to.to_string()) })
+        }
+    }
+
+    fn segment(size: usize, fail_at: Option<usize>) -> PagedSegment {
+        PagedSegment { size, fail_at, limits: Mutex::new(vec![]) }
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    fn ids(scan: &SegmentScan) -> Vec<String> {
+        scan.members.iter().map(|m| m.cio_id.clone().unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_scan_reads_to_the_end() {
+        let api = segment(7, None);
+        let scan = api.scan_segment(1, None, 100, 3, later()).await;
+        assert!(scan.is_complete());
+        assert_eq!(scan.resume_from, None);
+        assert_eq!(ids(&scan), (0..7).map(|n| format!("c{n}")).collect::<Vec<_>>());
+        assert_eq!(*api.limits.lock().unwrap(), vec![3, 3, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_scan_stops_at_the_maximum_without_overreading_and_resumes() {
+        let api = segment(10, None);
+        let first = api.scan_segment(1, None, 4, 3, later()).await;
+        assert!(matches!(first.stop, ScanStop::ReachedMax));
+        assert_eq!(ids(&first), vec!["c0", "c1", "c2", "c3"]);
+        assert_eq!(*api.limits.lock().unwrap(), vec![3, 1], "the second page asks only for what is wanted");
+        let rest = api.scan_segment(1, first.resume_from, 100, 3, later()).await;
+        assert!(rest.is_complete());
+        assert_eq!(ids(&rest), (4..10).map(|n| format!("c{n}")).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_failed_page_keeps_what_was_read_and_where() {
+        let api = segment(10, Some(6));
+        let scan = api.scan_segment(1, None, 100, 3, later()).await;
+        assert!(matches!(scan.stop, ScanStop::Failed(CioError::Server { status: 503, .. })));
+        assert_eq!(scan.members.len(), 6);
+        assert_eq!(scan.resume_from.as_deref(), Some("6"));
+    }
+
+    #[tokio::test]
+    async fn a_passed_deadline_reads_nothing() {
+        let api = segment(10, None);
+        let scan = api.scan_segment(1, Some("3".into()), 100, 3, Instant::now()).await;
+        assert!(matches!(scan.stop, ScanStop::Deadline));
+        assert_eq!((scan.members.len(), scan.resume_from.as_deref()), (0, Some("3")));
+        assert!(api.limits.lock().unwrap().is_empty());
+    }
+}
