@@ -149,6 +149,54 @@ impl Verifiers {
     }
 }
 
+/// Mavera settings for the worker: `None` in dry run (`DRY_RUN=true`), when requests are
+/// recorded and never sent. Otherwise `MAVERA_API_KEY` is required.
+pub fn mavera(vars: &dyn Vars) -> Result<Option<crate::mavera::MaveraConfig>, ConfigError> {
+    if flag(vars, vars::DRY_RUN, false)? {
+        return Ok(None);
+    }
+    let key = required(vars, vars::MAVERA_API_KEY, "set the Mavera API key (mvra_live_...), or DRY_RUN=true to record requests without sending them")?;
+    mavera_with_key(vars, key).map(Some)
+}
+
+/// Mavera settings around a given key.
+pub fn mavera_with_key(vars: &dyn Vars, key: String) -> Result<crate::mavera::MaveraConfig, ConfigError> {
+    let mut config = crate::mavera::MaveraConfig::new(secrecy::SecretString::from(key));
+    if let Some(url) = optional(vars, vars::MAVERA_BASE_URL) {
+        config.base_url = url;
+    }
+    config.mave_concurrency = number(vars, vars::MAVE_CONCURRENCY, crate::mavera::DEFAULT_MAVE_CONCURRENCY)?;
+    Ok(config)
+}
+
+/// Customer.io App API settings: required when `needed` (a rule enriches, or a scheduled
+/// job runs), else used only if `CIO_APP_KEY` is set.
+pub fn customerio(vars: &dyn Vars, needed: bool) -> Result<Option<crate::customerio::CioConfig>, ConfigError> {
+    let key = match optional(vars, vars::CIO_APP_KEY) {
+        Some(key) => key,
+        None if needed => {
+            return Err(ConfigError::Missing {
+                name: vars::CIO_APP_KEY,
+                why: "set the Customer.io App API key (Account settings > API credentials > App API keys); enriching rules and the cio-sync jobs read attributes and metrics with it",
+            });
+        }
+        None => return Ok(None),
+    };
+    let region = match optional(vars, vars::CIO_REGION) {
+        None => crate::customerio::CioRegion::default(),
+        Some(r) => r.parse().map_err(|e: crate::customerio::RegionError| ConfigError::Invalid {
+            name: vars::CIO_REGION,
+            value: r.clone(),
+            problem: e.to_string(),
+        })?,
+    };
+    let mut config = crate::customerio::CioConfig::new(secrecy::SecretString::from(key), region);
+    if let Some(url) = optional(vars, vars::CIO_APP_API_URL) {
+        config = config.with_base_url(url);
+    }
+    Ok(Some(config))
+}
+
 /// The AWS resources the functions use.
 #[derive(Debug, Clone)]
 pub struct AwsResources {
@@ -211,6 +259,27 @@ mod tests {
         let layered = Layered { secrets: [("A".to_owned(), "secret".to_owned())].into(), base: &base };
         assert_eq!(layered.get("A").as_deref(), Some("secret"));
         assert_eq!(layered.get("B").as_deref(), Some("env"));
+    }
+
+    #[test]
+    fn the_worker_needs_a_mavera_key_unless_dry_run() {
+        let err = mavera(&[("MAVE_CONCURRENCY", "5")]).unwrap_err();
+        assert!(err.to_string().contains("DRY_RUN=true"), "{err}");
+        assert!(mavera(&[("DRY_RUN", "true")]).unwrap().is_none());
+        let config = mavera(&[("MAVERA_API_KEY", "mvra_live_placeholder"), ("MAVE_CONCURRENCY", "5")]).unwrap().unwrap();
+        assert_eq!(config.mave_concurrency, 5);
+        assert_eq!(config.base_url, crate::mavera::DEFAULT_BASE_URL);
+    }
+
+    #[test]
+    fn customerio_is_required_only_when_needed() {
+        assert!(customerio(&[("CIO_REGION", "eu")], false).unwrap().is_none());
+        let err = customerio(&[("CIO_REGION", "eu")], true).unwrap_err();
+        assert!(err.to_string().starts_with("CIO_APP_KEY is not set"), "{err}");
+        let err = customerio(&[("CIO_APP_KEY", "k"), ("CIO_REGION", "asia")], true).unwrap_err();
+        assert!(err.to_string().starts_with("CIO_REGION=\"asia\""), "{err}");
+        let config = customerio(&[("CIO_APP_KEY", "k"), ("CIO_REGION", "EU")], true).unwrap().unwrap();
+        assert_eq!(config.region, crate::customerio::CioRegion::Eu);
     }
 
     #[test]

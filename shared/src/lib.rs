@@ -18,3 +18,4 @@ pub mod ingest;
 pub mod telemetry;
 pub mod aws;
 pub mod secrets;
+pub mod worker;

@@ -39,8 +39,9 @@ pub struct Aws {
 }
 
 impl Aws {
-    /// `max_receives`: deliveries before SQS moves a message to the DLQ.
-    pub async fn fresh_with(max_receives: u32) -> Self {
+    /// `max_receives`: deliveries before SQS moves a message to the DLQ; `visibility_secs`:
+    /// how long a received message stays hidden (short in tests, so retries come quickly).
+    pub async fn fresh_with(max_receives: u32, visibility_secs: u32) -> Self {
         let sdk = sdk_config().await;
         let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
@@ -64,7 +65,7 @@ impl Aws {
             .create_queue()
             .queue_name(format!("jobs-{id}"))
             .attributes(QueueAttributeName::RedrivePolicy, redrive)
-            .attributes(QueueAttributeName::VisibilityTimeout, "30")
+            .attributes(QueueAttributeName::VisibilityTimeout, visibility_secs.to_string())
             .send()
             .await
             .expect("create the jobs queue")
@@ -74,7 +75,7 @@ impl Aws {
     }
 
     pub async fn fresh() -> Self {
-        Self::fresh_with(5).await
+        Self::fresh_with(5, 30).await
     }
 
     pub fn store(&self) -> shared::store::DynamoStore {

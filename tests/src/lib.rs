@@ -8,3 +8,4 @@ pub mod payloads;
 pub mod faults;
 pub mod mavera_standin;
 pub mod cio_standin;
+pub mod sqs_driver;

@@ -5,3 +5,4 @@ mod ingest;
 mod ingest_aws;
 mod mavera_client;
 mod cio_client;
+mod worker;

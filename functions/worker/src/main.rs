@@ -1,1 +1,54 @@
-fn main() {}
+//! The worker Lambda: takes jobs off the SQS queue and runs each rule's Mavera action once,
+//! reporting only the records to retry. All logic is in `shared::worker`; this file wires.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use shared::config::{self, ProcessEnv, vars};
+use shared::customerio::CioClient;
+use shared::mavera::{MaveraApi, MaveraClient};
+use shared::store::DynamoStore;
+use shared::telemetry::{self, LogFormat, Metrics};
+use shared::worker::{CioEnricher, Enrich, Worker, sqs};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init(LogFormat::from_env());
+    let sdk = shared::aws::sdk_config().await;
+    let vars = shared::secrets::load(&sdk, &ProcessEnv).await?;
+    let rules = Arc::new(config::rules(&vars)?);
+    let table = config::required(&vars, vars::EVENTS_TABLE, "set it to the events table's name (template.yaml does)")?;
+    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
+
+    let mavera = config::mavera(&vars)?.map(MaveraClient::new).transpose()?;
+    let enricher = match config::customerio(&vars, rules.needs_enrichment())? {
+        Some(cio) => Some(Arc::new(CioEnricher::new(Arc::new(CioClient::new(cio)?), store.clone(), rules.enrichment().clone()))
+            as Arc<dyn Enrich>),
+        None => None,
+    };
+
+    // Open the connections during init rather than on the first job.
+    let warm_mavera = async {
+        if let Some(m) = &mavera {
+            m.warm().await;
+        }
+    };
+    let (warm_store, ()) = tokio::join!(store.warm(), warm_mavera);
+    if let Err(e) = warm_store {
+        tracing::warn!(error = %telemetry::chain(&e), "event store warm-up failed; the first job will connect");
+    }
+    if mavera.is_none() {
+        tracing::warn!("DRY_RUN=true: requests are recorded in the events table, never sent to Mavera");
+    }
+
+    let mavera = mavera.map(|m| Arc::new(m) as Arc<dyn MaveraApi>);
+    let worker = Worker::new(rules.clone(), store.clone(), store, mavera, enricher)?;
+    tracing::info!(rules = rules.len(), dry_run = worker.dry_run(), "worker ready");
+    let (worker, metrics) = (&worker, &Metrics::from_env("worker"));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let deadline = sqs::deadline_from(event.context.deadline());
+        Ok::<SqsBatchResponse, Error>(sqs::handle_batch(worker, event.payload, deadline, metrics).await)
+    }))
+    .await
+}

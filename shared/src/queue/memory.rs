@@ -170,6 +170,21 @@ impl MemoryQueue {
 }
 
 #[async_trait]
+impl super::Consumer for MemoryQueue {
+    async fn receive(&self, max: usize, wait: Duration) -> Vec<Delivery> {
+        MemoryQueue::receive(self, max, wait).await
+    }
+
+    fn ack(&self, receipt: u64) {
+        MemoryQueue::ack(self, receipt)
+    }
+
+    fn nack(&self, receipt: u64, delay: Duration) {
+        MemoryQueue::nack(self, receipt, delay)
+    }
+}
+
+#[async_trait]
 impl JobQueue for MemoryQueue {
     async fn send(&self, body: String) -> Result<(), QueueError> {
         let mut state = self.lock();

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use memory::{Delivery, MemoryQueue};
+
 pub use sqs::SqsQueue;
 
 use crate::domain::{Event, JobKey, RuleName};
@@ -105,6 +106,17 @@ impl QueueError {
 pub trait JobQueue: Send + Sync {
     /// Sends one message body (from [`JobMessage::to_body`]).
     async fn send(&self, body: String) -> Result<(), QueueError>;
+}
+
+/// The receiving side of an in-process queue (SQS's side is the Lambda event source).
+#[async_trait]
+pub trait Consumer: Send + Sync {
+    /// Waits up to `wait` for messages; each is hidden until acked, nacked or timed out.
+    async fn receive(&self, max: usize, wait: std::time::Duration) -> Vec<Delivery>;
+    /// Deletes a handled message.
+    fn ack(&self, receipt: u64);
+    /// Hands a message back, visible again after `delay` (dead-lettered past the limit).
+    fn nack(&self, receipt: u64, delay: std::time::Duration);
 }
 
 #[cfg(test)]

@@ -1,0 +1,282 @@
+//! The worker: takes a job off the queue and runs its rule's action against Mavera, so
+//! that each job has exactly one effect however often it is delivered.
+//!
+//! Per message: decode → `start` (a lease in the event store; skip if `DONE`/`FAILED`/
+//! `SKIPPED` or held by a live lease) → enrich (Customer.io attributes, if the rule asks)
+//! → conditions on `customer.*` → once per user → daily cap → render → call Mavera (or
+//! record the request, in dry run) → `finish`. A transient failure releases the job and
+//! hands the message back to the queue; a permanent one records `FAILED` and is never
+//! retried. [`sqs`] adapts this to a Lambda SQS batch, [`local`] to the in-process queue.
+
+mod enrich;
+pub mod local;
+mod result;
+pub mod sqs;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+use tracing::Instrument;
+
+pub use enrich::{CioEnricher, Enrich, Enriched, classify};
+pub use result::{MAX_TEXT_CHARS, summarize};
+
+use crate::domain::{Event, JobKey};
+use crate::mavera::{ErrorClass, MaveraApi, MaveraRequest};
+use crate::queue::{Job, JobMessage};
+use crate::rules::{Rule, Rules};
+use crate::store::{GuardStore, JobStatus, JobStore, Lease, Outcome, Start, StoreError, utc_day};
+use crate::telemetry::chain;
+
+/// Time kept back from the deadline to record the result after the Mavera call.
+pub const FINISH_MARGIN: Duration = Duration::from_secs(5);
+/// The lease outlives the deadline by this much, so it expires only once the invocation
+/// that holds it is surely over.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// What became of one message: delete it from the queue, or hand it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// The job ended now (`DONE`, `FAILED` or `SKIPPED`).
+    Finished(JobStatus),
+    /// Nothing to do: the job had already ended.
+    AlreadyFinished(JobStatus),
+    /// Another delivery holds a live lease; its own message finishes or redelivers the job.
+    HeldElsewhere,
+    /// Hand the message back to the queue; after `maxReceiveCount` receives it goes to the DLQ.
+    Retry { reason: String },
+}
+
+impl Disposition {
+    /// Whether the message can be deleted from the queue.
+    pub fn ack(&self) -> bool {
+        !matches!(self, Disposition::Retry { .. })
+    }
+}
+
+pub struct Worker {
+    rules: Arc<Rules>,
+    jobs: Arc<dyn JobStore>,
+    guards: Arc<dyn GuardStore>,
+    /// `None` in dry run: requests are recorded, never sent.
+    mavera: Option<Arc<dyn MaveraApi>>,
+    enricher: Option<Arc<dyn Enrich>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerSetupError {
+    #[error("rule `{0}` sets `enrich = true`, which needs CIO_APP_KEY (the Customer.io App API key) to look attributes up")]
+    EnrichmentUnavailable(String),
+}
+
+/// Why a job could not finish this time (it goes back to the queue).
+struct Transient(String);
+
+impl From<StoreError> for Transient {
+    fn from(e: StoreError) -> Self {
+        Transient(format!("event store: {}", chain(&e)))
+    }
+}
+
+impl Worker {
+    pub fn new(
+        rules: Arc<Rules>,
+        jobs: Arc<dyn JobStore>,
+        guards: Arc<dyn GuardStore>,
+        mavera: Option<Arc<dyn MaveraApi>>,
+        enricher: Option<Arc<dyn Enrich>>,
+    ) -> Result<Self, WorkerSetupError> {
+        if enricher.is_none()
+            && let Some(rule) = rules.iter().find(|r| r.enrich)
+        {
+            return Err(WorkerSetupError::EnrichmentUnavailable(rule.name.to_string()));
+        }
+        Ok(Worker { rules, jobs, guards, mavera, enricher })
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.mavera.is_none()
+    }
+
+    /// Processes one queue message, by `deadline` (the invocation's end).
+    pub async fn process(&self, body: &str, deadline: Instant) -> Disposition {
+        let message = match JobMessage::from_body(body) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::error!(error = %chain(&e), outcome = "undecodable", "queue message is not a job; it goes to the DLQ after maxReceiveCount receives");
+                return Disposition::Retry { reason: e.to_string() };
+            }
+        };
+        let span = match &message.job {
+            Job::Event { event } => tracing::info_span!("job", source = %event.source, event_id = %event.id, rule = %message.rule),
+        };
+        self.run(message, deadline).instrument(span).await
+    }
+
+    async fn run(&self, message: JobMessage, deadline: Instant) -> Disposition {
+        let started = Instant::now();
+        let JobMessage { key, rule: rule_name, job, .. } = message;
+        let Job::Event { mut event } = job;
+        let Some(rule) = self.rules.get(&rule_name) else {
+            tracing::error!(outcome = "unknown_rule", "rule `{rule_name}` is not among this worker's rules (were the rules changed?); the message goes to the DLQ after maxReceiveCount receives, to be redriven once the rule is back");
+            return Disposition::Retry { reason: format!("unknown rule `{rule_name}`") };
+        };
+
+        let owner = uuid::Uuid::new_v4().to_string();
+        let now = SystemTime::now();
+        let lease = Lease { owner: owner.clone(), until: now + deadline.saturating_duration_since(Instant::now()) + LEASE_MARGIN };
+        let attempt = match self.jobs.start(&key, &rule.name, &lease, now).await {
+            Ok(Start::Started { attempt }) => attempt,
+            Ok(Start::Finished(status)) => {
+                tracing::info!(outcome = "already_finished", status = %status, "job already ended; message dropped");
+                return Disposition::AlreadyFinished(status);
+            }
+            Ok(Start::Busy) => {
+                tracing::info!(outcome = "held_elsewhere", "another delivery holds a live lease on this job; message dropped");
+                return Disposition::HeldElsewhere;
+            }
+            Err(e) => {
+                tracing::warn!(outcome = "retry", error = %chain(&e), "could not start the job; the queue redelivers it");
+                return Disposition::Retry { reason: format!("event store: {e}") };
+            }
+        };
+
+        let mut notes = Vec::new();
+        match self.execute(rule, &mut event, &key, &mut notes, deadline).await {
+            Ok(outcome) => {
+                let status = outcome.status();
+                log_outcome(&outcome, attempt, started);
+                self.record(&key, &owner, &outcome, &notes).await;
+                Disposition::Finished(status)
+            }
+            Err(Transient(reason)) => {
+                tracing::warn!(outcome = "retry", attempt, elapsed_ms = started.elapsed().as_millis() as u64, reason = %reason, "transient failure; the job goes back to the queue");
+                if let Err(e) = self.jobs.release(&key, &owner, &reason, SystemTime::now()).await {
+                    // The lease expires by itself; the redelivered message takes it then.
+                    tracing::warn!(error = %chain(&e), "could not release the job");
+                }
+                Disposition::Retry { reason }
+            }
+        }
+    }
+
+    /// Everything between holding the lease and knowing the outcome.
+    async fn execute(
+        &self,
+        rule: &Rule,
+        event: &mut Event,
+        key: &JobKey,
+        notes: &mut Vec<String>,
+        deadline: Instant,
+    ) -> Result<Outcome, Transient> {
+        let mut attributes_known = true;
+        if rule.enrich
+            && let Some(enricher) = &self.enricher
+        {
+            let enriched = enricher.enrich(event, deadline).await;
+            attributes_known = enriched.known;
+            notes.extend(enriched.notes);
+        }
+        if !attributes_known && !rule.after_enrichment.is_empty() {
+            notes.push("conditions on customer.* were not checked, as the attributes are unknown".into());
+        } else if let Some(failed) = rule.after_enrichment.iter().find(|c| !c.holds(event)) {
+            return Ok(Outcome::Skipped { reason: format!("condition not met after the attribute lookup: {}", failed.describe()) });
+        }
+
+        let now = SystemTime::now();
+        let mut reserved_user = None;
+        if rule.once_per_user {
+            match &event.user_id {
+                Some(user) => {
+                    if !self.guards.take_once_per_user(&rule.name, user, key, now).await? {
+                        return Ok(Outcome::Skipped { reason: format!("`{}` already fired for user {user} (once_per_user)", rule.name) });
+                    }
+                    reserved_user = Some(user.clone());
+                }
+                None => notes.push("the event has no user id, so once_per_user could not apply".into()),
+            }
+        }
+        if let Some(cap) = rule.daily_cap {
+            let day = utc_day(now);
+            if !self.guards.take_daily_slot(&rule.name, &day, key, cap, now).await? {
+                return Ok(Outcome::Skipped { reason: format!("daily cap of {cap} reached for `{}` on {day} (UTC)", rule.name) });
+            }
+        }
+
+        let request = rule.action.render(event);
+        let Some(mavera) = &self.mavera else {
+            tracing::info!(path = request.path(), body = %request.body(), "dry run: would send POST {}", request.path());
+            return Ok(Outcome::Done { result: dry_run_result(&request) });
+        };
+        let call_deadline = deadline.checked_sub(FINISH_MARGIN).unwrap_or_else(Instant::now);
+        match mavera.send(&request, call_deadline).await {
+            Ok(response) => Ok(Outcome::Done { result: summarize(&response) }),
+            Err(e) => match e.class() {
+                ErrorClass::Transient => Err(Transient(e.to_string())),
+                ErrorClass::AlreadyDone => {
+                    notes.push(format!("Mavera: {e}"));
+                    Ok(Outcome::Done { result: already_done_result(&request) })
+                }
+                ErrorClass::Permanent => {
+                    if let Some(user) = reserved_user
+                        && let Err(forget) = self.guards.forget_once_per_user(&rule.name, &user, key).await
+                    {
+                        tracing::warn!(error = %chain(&forget), "could not drop the once_per_user mark after a permanent failure");
+                    }
+                    Ok(Outcome::Failed { reason: e.to_string() })
+                }
+            },
+        }
+    }
+
+    /// Records the outcome, trying a little harder than usual: the Mavera call has happened,
+    /// and a retry would repeat it. If it still fails the message is deleted anyway (a
+    /// stuck `RUNNING` record beats a second 300-credit persona) and the log says so.
+    async fn record(&self, key: &JobKey, owner: &str, outcome: &Outcome, notes: &[String]) {
+        let mut wait = Duration::from_millis(200);
+        for attempt in 1..=4 {
+            match self.jobs.finish(key, owner, outcome, notes, SystemTime::now()).await {
+                Ok(()) => return,
+                Err(StoreError::LeaseLost(_)) => {
+                    tracing::warn!("lost the lease while calling Mavera (the call outlived it); another delivery owns the job now");
+                    return;
+                }
+                Err(e) if attempt < 4 => {
+                    tracing::warn!(attempt, error = %chain(&e), "could not record the outcome; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(e) => {
+                    tracing::error!(error = %chain(&e), status = %outcome.status(), result = ?outcome, "could not record the outcome; the message is deleted so Mavera is not called twice, and the record stays RUNNING");
+                }
+            }
+        }
+    }
+}
+
+fn dry_run_result(request: &MaveraRequest) -> serde_json::Value {
+    serde_json::json!({"dry_run": true, "request": {"method": "POST", "path": request.path(), "body": request.body()}})
+}
+
+fn already_done_result(request: &MaveraRequest) -> serde_json::Value {
+    let name = match request {
+        MaveraRequest::CreatePersona(p) => Some(p.name.as_str()),
+        _ => None,
+    };
+    serde_json::json!({"action": "create_persona", "already_existed": true, "name": name})
+}
+
+fn log_outcome(outcome: &Outcome, attempt: u32, started: Instant) {
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match outcome {
+        Outcome::Done { result } => {
+            let id = ["persona_id", "thread_id", "generation_id"].iter().find_map(|k| result.get(*k)).and_then(|v| v.as_str());
+            let credits = result.get("credits").and_then(|v| v.as_f64());
+            let dry_run = result.get("dry_run").is_some();
+            tracing::info!(outcome = "done", attempt, elapsed_ms, mavera_id = id.unwrap_or("-"), credits, dry_run, "job done");
+        }
+        Outcome::Failed { reason } => tracing::warn!(outcome = "failed", attempt, elapsed_ms, %reason, "job failed permanently; not retried"),
+        Outcome::Skipped { reason } => tracing::info!(outcome = "skipped", attempt, elapsed_ms, %reason, "job skipped"),
+    }
+}

@@ -1,0 +1,79 @@
+//! What a `DONE` record keeps of Mavera's answer: the ids to find the result again in
+//! Mavera, the text itself (bounded, to stay under DynamoDB's 400 KB item size), and the
+//! credits it cost.
+
+use serde_json::{Value, json};
+
+use crate::mavera::MaveraResponse;
+
+/// Longer research or generated texts are cut here; the full text stays in Mavera (thread
+/// or generation id).
+pub const MAX_TEXT_CHARS: usize = 100_000;
+
+pub fn summarize(response: &MaveraResponse) -> Value {
+    match response {
+        MaveraResponse::Persona(p) => json!({
+            "action": "create_persona",
+            "persona_id": p.id,
+            "name": p.name,
+            "credits": p.credits_charged,
+        }),
+        MaveraResponse::Research(m) => {
+            let (content, truncated) = bounded(&m.content);
+            json!({
+                "action": "research",
+                "thread_id": m.thread_id,
+                "message_id": m.id,
+                "content": content,
+                "truncated": truncated,
+                "credits": m.usage.as_ref().and_then(|u| u.credits_used),
+            })
+        }
+        MaveraResponse::Generation(g) => {
+            let (output, truncated) = bounded(g.text().unwrap_or_default());
+            json!({
+                "action": "generate",
+                "generation_id": g.id,
+                "output": output,
+                "truncated": truncated,
+                "credits": g.usage.as_ref().and_then(|u| u.credits_used),
+            })
+        }
+    }
+}
+
+fn bounded(text: &str) -> (&str, bool) {
+    match text.char_indices().nth(MAX_TEXT_CHARS) {
+        Some((cut, _)) => (&text[..cut], true),
+        None => (text, false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mavera::{MaveMessage, Usage};
+
+    #[test]
+    fn research_keeps_thread_content_and_credits() {
+        let r = MaveraResponse::Research(MaveMessage {
+            id: Some("msg_1".into()),
+            thread_id: "mave_thread_1".into(),
+            content: "findings".into(),
+            usage: Some(Usage { credits_used: Some(25.0) }),
+        });
+        assert_eq!(
+            summarize(&r),
+            json!({"action": "research", "thread_id": "mave_thread_1", "message_id": "msg_1", "content": "findings", "truncated": false, "credits": 25.0})
+        );
+    }
+
+    #[test]
+    fn long_texts_are_bounded() {
+        let long = "é".repeat(MAX_TEXT_CHARS + 10);
+        let r = MaveraResponse::Research(MaveMessage { id: None, thread_id: "t".into(), content: long, usage: None });
+        let s = summarize(&r);
+        assert_eq!(s["content"].as_str().unwrap().chars().count(), MAX_TEXT_CHARS);
+        assert_eq!(s["truncated"], true);
+    }
+}

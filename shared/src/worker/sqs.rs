@@ -1,0 +1,62 @@
+//! The worker under Lambda: one SQS batch in, `batchItemFailures` out, so that only the
+//! messages that should be retried come back (the event source mapping enables
+//! `ReportBatchItemFailures`). Records run concurrently, up to a bound.
+
+use std::time::{Duration, SystemTime};
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use futures::StreamExt;
+use tokio::time::Instant;
+
+use super::{Disposition, Worker};
+use crate::store::JobStatus;
+use crate::telemetry::{Metric, Metrics};
+
+/// Records of one batch processed at once. The Mave cap in the client bounds Mavera calls
+/// separately; this bounds store calls and memory.
+pub const RECORD_CONCURRENCY: usize = 10;
+
+/// Turns the invocation's deadline (wall clock) into a monotonic instant.
+pub fn deadline_from(wall: SystemTime) -> Instant {
+    Instant::now() + wall.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
+}
+
+pub async fn handle_batch(worker: &Worker, event: SqsEvent, deadline: Instant, metrics: &Metrics) -> SqsBatchResponse {
+    let outcomes: Vec<(Option<String>, Disposition)> = futures::stream::iter(event.records)
+        .map(|record| async move {
+            let disposition = match record.body.as_deref() {
+                Some(body) => worker.process(body, deadline).await,
+                None => Disposition::Retry { reason: "the SQS record has no body".into() },
+            };
+            (record.message_id, disposition)
+        })
+        .buffer_unordered(RECORD_CONCURRENCY)
+        .collect()
+        .await;
+
+    let mut counts = metrics.counts();
+    let mut response = SqsBatchResponse::default();
+    for (message_id, disposition) in outcomes {
+        match &disposition {
+            Disposition::Finished(JobStatus::Done) => counts.add(Metric::Done, 1),
+            Disposition::Finished(JobStatus::Failed) => counts.add(Metric::Failed, 1),
+            Disposition::Finished(_) => counts.add(Metric::Skipped, 1),
+            Disposition::AlreadyFinished(_) | Disposition::HeldElsewhere => counts.add(Metric::Duplicate, 1),
+            Disposition::Retry { .. } => counts.add(Metric::Retried, 1),
+        }
+        if !disposition.ack() {
+            match message_id {
+                Some(id) => {
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = id;
+                    response.batch_item_failures.push(failure);
+                }
+                // Without an id SQS cannot be told which one failed; failing the whole
+                // batch is safe, as every job is idempotent.
+                None => tracing::error!("an SQS record without a messageId failed; it cannot be reported alone"),
+            }
+        }
+    }
+    counts.flush();
+    response
+}

@@ -1,0 +1,418 @@
+//! The worker end to end: webhooks through ingest onto SQS (moto), the worker's batch
+//! handler as Lambda calls it, the Mavera stand-in over HTTP, records in DynamoDB (moto).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use relay_tests::app::{TestApp, verifiers};
+use relay_tests::aws::Aws;
+use relay_tests::cio_standin::{CioStandIn, Person};
+use relay_tests::mavera_standin::{MaveraStandIn, Reply};
+use relay_tests::payloads::{cio_email, segment_track};
+use relay_tests::sqs_driver::{drive, sqs_event};
+use serde_json::{Value, json};
+use shared::customerio::{CioClient, CioConfig, CioRegion};
+use shared::domain::{EventId, JobKey, RuleName, Source};
+use shared::mavera::{MaveraApi, MaveraClient, MaveraConfig};
+use shared::queue::JobMessage;
+use shared::rules::Rules;
+use shared::store::{DynamoStore, JobRecord, JobStatus, JobStore, Lease, Start};
+use shared::telemetry::Metrics;
+use shared::worker::{CioEnricher, Disposition, Enrich, Worker, sqs};
+use tokio::time::Instant;
+
+const JOB_TIME: Duration = Duration::from_secs(30);
+
+struct Rig {
+    aws: Aws,
+    mavera: MaveraStandIn,
+    cio: CioStandIn,
+    store: DynamoStore,
+    worker: Worker,
+    app: TestApp,
+}
+
+struct Options {
+    rules: Rules,
+    dry_run: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { rules: Rules::embedded().unwrap(), dry_run: false }
+    }
+}
+
+async fn rig() -> Rig {
+    rig_with(Options::default()).await
+}
+
+async fn rig_with(options: Options) -> Rig {
+    // maxReceiveCount 3 and a 1 s visibility timeout, so retries and the DLQ come quickly.
+    let aws = Aws::fresh_with(3, 1).await;
+    let mavera = MaveraStandIn::start().await;
+    let cio = CioStandIn::start().await;
+    let store = aws.store();
+    let rules = Arc::new(options.rules.clone());
+    let client: Option<Arc<dyn MaveraApi>> = (!options.dry_run).then(|| {
+        let config = MaveraConfig { base_url: mavera.base_url(), ..MaveraConfig::new(mavera.api_key().to_owned().into()) };
+        Arc::new(MaveraClient::new(config).unwrap()) as Arc<dyn MaveraApi>
+    });
+    let cio_client = CioClient::new(CioConfig::new(cio.app_key().to_owned().into(), CioRegion::Us).with_base_url(cio.base_url())).unwrap();
+    let enricher: Arc<dyn Enrich> =
+        Arc::new(CioEnricher::new(Arc::new(cio_client), Arc::new(store.clone()), rules.enrichment().clone()));
+    let worker = Worker::new(rules.clone(), Arc::new(store.clone()), Arc::new(store.clone()), client, Some(enricher)).unwrap();
+    let app = TestApp::spawn_with(options.rules, verifiers(false), Arc::new(store.clone()), Arc::new(aws.queue())).await;
+    Rig { aws, mavera, cio, store, worker, app }
+}
+
+impl Rig {
+    async fn run(&self) -> relay_tests::sqs_driver::Drive {
+        drive(&self.aws, &self.worker, 10, JOB_TIME, Duration::from_secs(60)).await
+    }
+
+    async fn record(&self, key: &str) -> JobRecord {
+        self.store.get(&JobKey::from_stored(key)).await.unwrap().unwrap_or_else(|| panic!("no record {key}"))
+    }
+}
+
+fn track(id: &str, event: &str, user: &str, properties: Value) -> String {
+    segment_track(id, event, user, properties).to_string()
+}
+
+/// A queue message body for a Segment event, as ingest would write it.
+fn message(id: &str, event: &str, user: &str, rule: &str, properties: Value) -> (String, String) {
+    let body = track(id, event, user, properties);
+    let event = shared::parse::envelopes(Source::Segment, body.as_bytes()).unwrap().remove(0).to_event().unwrap();
+    let rule = RuleName::parse(rule).unwrap();
+    let key = JobKey::for_event(Source::Segment, &EventId::parse(id).unwrap(), &rule);
+    (key.to_string(), JobMessage::event_body(&key, &rule, &event).unwrap())
+}
+
+#[tokio::test]
+async fn each_shipped_segment_rule_sends_its_request_and_keeps_the_result() {
+    let r = rig().await;
+    for (id, event, props) in [
+        ("t-1", "trial_started", json!({"plan": "pro", "source": "google"})),
+        ("u-1", "plan_upgraded", json!({"previous_plan": "basic", "new_plan": "pro"})),
+        ("f-1", "feature_milestone", json!({"milestone": "100 reports", "feature_name": "Dashboards"})),
+        ("c-1", "churn_signal", json!({"ltv": 480, "signal_type": "seat_drop", "tenure_days": 95})),
+    ] {
+        let answer = r.app.post_segment(&track(id, event, "usr_k8m2n", props)).await;
+        assert_eq!(answer.body["status"], "queued", "{event}: {:?}", answer.body);
+    }
+    let d = r.run().await;
+    assert_eq!((d.delivered, d.reported_failed), (4, 0));
+
+    let personas = r.mavera.requests_to("/personas");
+    assert_eq!(personas.len(), 2);
+    let trial = personas.iter().find(|p| p.body.as_ref().unwrap()["name"] == "Segment RT: Trial User — usr_k8m2n").unwrap();
+    let body = trial.body.as_ref().unwrap();
+    assert_eq!(body["description"], "Real-time persona created when user usr_k8m2n started a trial. Plan: pro. Source: google.");
+    assert_eq!(body["psychographic"]["trigger_event"], "trial_started");
+    assert_eq!(body["psychographic"]["plan"], "pro");
+    assert_eq!(body["psychographic"]["user_id"], "usr_k8m2n");
+    assert!(trial.headers["authorization"].to_str().unwrap().starts_with("Bearer mvra_live_"));
+
+    let research: Vec<String> =
+        r.mavera.requests_to("/mave/chat").iter().map(|q| q.body.as_ref().unwrap()["message"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(research.len(), 2);
+    assert!(research.iter().any(|m| m.starts_with("A user just upgraded from basic to pro.")), "{research:?}");
+    assert!(research.iter().any(|m| m.starts_with("A user with LTV $480 just triggered a churn signal: seat_drop. They've been a customer for 95 days.")), "{research:?}");
+
+    let persona = r.record("segment#t-1#segment-trial-started").await;
+    assert_eq!(persona.status, JobStatus::Done);
+    let result = persona.result.unwrap();
+    assert!(result["persona_id"].as_str().is_some_and(|id| !id.is_empty()), "{result}");
+    assert_eq!(result["name"], "Segment RT: Trial User — usr_k8m2n");
+    assert_eq!(result["credits"], 300.0);
+    let upgrade = r.record("segment#u-1#segment-plan-upgraded").await.result.unwrap();
+    assert!(upgrade["thread_id"].as_str().is_some_and(|t| !t.is_empty()), "{upgrade}");
+    assert!(upgrade["content"].as_str().is_some_and(|c| !c.is_empty()), "{upgrade}");
+    assert!(upgrade["credits"].as_f64().is_some(), "{upgrade}");
+}
+
+#[tokio::test]
+async fn a_generate_rule_posts_app_and_input_and_keeps_the_output() {
+    let rules = Rules::parse(
+        r#"[[rule]]
+name = "winback-copy"
+source = "segment"
+event = "churn_signal"
+action = "generate"
+[rule.generate]
+app_id = "email-variations"
+title = "Win back {user_id}"
+input = { topic = "Win back a {plan} customer", tone = "warm" }"#,
+        "t.toml",
+    )
+    .unwrap();
+    let r = rig_with(Options { rules, ..Options::default() }).await;
+    r.app.post_segment(&track("g-1", "churn_signal", "u7", json!({"plan": "pro"}))).await;
+    r.run().await;
+    let sent = r.mavera.requests_to("/generations");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].body.as_ref().unwrap(),
+        &json!({"app_id": "email-variations", "title": "Win back u7", "input_data": {"topic": "Win back a pro customer", "tone": "warm"}})
+    );
+    let result = r.record("segment#g-1#winback-copy").await.result.unwrap();
+    assert!(result["generation_id"].as_str().is_some(), "{result}");
+    assert!(result["output"].as_str().is_some_and(|o| !o.is_empty()), "{result}");
+}
+
+#[tokio::test]
+async fn a_batch_with_one_failing_record_reports_exactly_that_one() {
+    let r = rig().await;
+    // Mave asks to wait ten minutes: more than the job has, so it goes back to the queue.
+    r.mavera.script("/mave/chat", [Reply::RateLimited { retry_after_secs: Some(600) }]);
+    let (k1, b1) = message("b-1", "trial_started", "u1", "segment-trial-started", json!({}));
+    let (k2, b2) = message("b-2", "plan_upgraded", "u2", "segment-plan-upgraded", json!({}));
+    let (k3, b3) = message("b-3", "feature_milestone", "u3", "segment-feature-milestone", json!({}));
+    let event = sqs_event(&[("m-1", &b1), ("m-2", &b2), ("m-3", &b3)]);
+    let started = Instant::now();
+    let response = sqs::handle_batch(&r.worker, event, Instant::now() + JOB_TIME, &Metrics::disabled()).await;
+    let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    assert_eq!(failed, ["m-2"]);
+    assert!(started.elapsed() < Duration::from_secs(10), "a wait that cannot fit is not waited: {:?}", started.elapsed());
+    assert_eq!(r.record(&k1).await.status, JobStatus::Done);
+    assert_eq!(r.record(&k3).await.status, JobStatus::Done);
+    let retrying = r.record(&k2).await;
+    assert_eq!(retrying.status, JobStatus::Retrying);
+    assert!(retrying.error.unwrap().contains("429"), "the reason is kept");
+}
+
+#[tokio::test]
+async fn twenty_concurrent_deliveries_of_one_job_make_one_call() {
+    let r = rig().await;
+    r.mavera.set_path_latency("/personas", Duration::from_millis(300));
+    let (key, body) = message("d-1", "trial_started", "u1", "segment-trial-started", json!({}));
+    let records: Vec<(String, &str)> = (0..20).map(|i| (format!("m-{i}"), body.as_str())).collect();
+    let records: Vec<(&str, &str)> = records.iter().map(|(id, b)| (id.as_str(), *b)).collect();
+    let response = sqs::handle_batch(&r.worker, sqs_event(&records), Instant::now() + JOB_TIME, &Metrics::disabled()).await;
+    assert!(response.batch_item_failures.is_empty(), "duplicates are dropped, not retried");
+    assert_eq!(r.mavera.count("/personas"), 1);
+    assert_eq!(r.record(&key).await.status, JobStatus::Done);
+}
+
+#[tokio::test]
+async fn twenty_deliveries_in_sequence_make_one_call() {
+    let r = rig().await;
+    let (key, body) = message("d-2", "plan_upgraded", "u1", "segment-plan-upgraded", json!({}));
+    for i in 0..20 {
+        let d = r.worker.process(&body, Instant::now() + JOB_TIME).await;
+        if i == 0 {
+            assert_eq!(d, Disposition::Finished(JobStatus::Done));
+        } else {
+            assert_eq!(d, Disposition::AlreadyFinished(JobStatus::Done));
+        }
+    }
+    assert_eq!(r.mavera.count("/mave/chat"), 1);
+    assert_eq!(r.record(&key).await.attempts, 1);
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_died_while_running_is_retried_once_the_lease_expires() {
+    let r = rig().await;
+    let (key, body) = message("crash-1", "trial_started", "u1", "segment-trial-started", json!({}));
+    let rule = RuleName::parse("segment-trial-started").unwrap();
+    let now = std::time::SystemTime::now();
+    // A worker took the job and died: its lease runs out two seconds from now.
+    let dead = Lease { owner: "dead-worker".into(), until: now + Duration::from_secs(2) };
+    assert_eq!(r.store.start(&JobKey::from_stored(&key), &rule, &dead, now).await.unwrap(), Start::Started { attempt: 1 });
+
+    assert_eq!(r.worker.process(&body, Instant::now() + JOB_TIME).await, Disposition::HeldElsewhere);
+    assert_eq!(r.mavera.count("/personas"), 0, "a live lease keeps others out");
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(r.worker.process(&body, Instant::now() + JOB_TIME).await, Disposition::Finished(JobStatus::Done));
+    let record = r.record(&key).await;
+    assert_eq!((record.status, record.attempts), (JobStatus::Done, 2));
+    assert_eq!(r.mavera.count("/personas"), 1);
+}
+
+#[tokio::test]
+async fn rate_limits_are_waited_out_and_server_errors_retried() {
+    let r = rig().await;
+    r.mavera.script("/mave/chat", [Reply::RateLimited { retry_after_secs: Some(1) }, Reply::ServerError(500), Reply::ServerError(503)]);
+    let (key, body) = message("rl-1", "plan_upgraded", "u1", "segment-plan-upgraded", json!({}));
+    let started = Instant::now();
+    assert_eq!(r.worker.process(&body, Instant::now() + JOB_TIME).await, Disposition::Finished(JobStatus::Done));
+    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After was honoured");
+    assert_eq!(r.mavera.count("/mave/chat"), 4);
+    assert_eq!(r.record(&key).await.status, JobStatus::Done);
+}
+
+#[tokio::test]
+async fn credits_exhausted_is_failed_with_maveras_message_and_never_retried() {
+    let r = rig().await;
+    r.mavera.script("/personas", [Reply::CreditsExhausted]);
+    let (key, body) = message("pay-1", "trial_started", "u1", "segment-trial-started", json!({}));
+    assert_eq!(r.worker.process(&body, Instant::now() + JOB_TIME).await, Disposition::Finished(JobStatus::Failed));
+    let record = r.record(&key).await;
+    assert_eq!(record.status, JobStatus::Failed);
+    let error = record.error.unwrap();
+    assert!(error.contains("402") && error.to_lowercase().contains("credits"), "{error}");
+    assert_eq!(r.worker.process(&body, Instant::now() + JOB_TIME).await, Disposition::AlreadyFinished(JobStatus::Failed));
+    assert_eq!(r.mavera.count("/personas"), 1);
+
+    // The once-per-user mark is dropped, so the user's next trial event may still fire.
+    let (_, again) = message("pay-2", "trial_started", "u1", "segment-trial-started", json!({}));
+    assert_eq!(r.worker.process(&again, Instant::now() + JOB_TIME).await, Disposition::Finished(JobStatus::Done));
+}
+
+#[tokio::test]
+async fn a_duplicate_persona_name_counts_as_done() {
+    let r = rig().await;
+    r.mavera.script("/personas", [Reply::DuplicateName]);
+    let (key, body) = message("dup-1", "trial_started", "u1", "segment-trial-started", json!({}));
+    assert_eq!(r.worker.process(&body, Instant::now() + JOB_TIME).await, Disposition::Finished(JobStatus::Done));
+    let record = r.record(&key).await;
+    assert_eq!(record.result.unwrap()["already_existed"], true);
+    assert!(record.notes.iter().any(|n| n.contains("422")), "{:?}", record.notes);
+}
+
+#[tokio::test]
+async fn a_persona_call_that_timed_out_but_ran_reads_as_done_on_retry() {
+    let r = rig().await;
+    r.mavera.set_path_latency("/personas", Duration::from_secs(6));
+    let (key, body) = message("slow-1", "trial_started", "u1", "segment-trial-started", json!({}));
+    // 8 s for the job leaves 3 s for the call (5 s are kept to record the result).
+    let d = r.worker.process(&body, Instant::now() + Duration::from_secs(8)).await;
+    assert!(matches!(d, Disposition::Retry { .. }), "{d:?}");
+    assert_eq!(r.record(&key).await.status, JobStatus::Retrying);
+
+    // Mavera finished creating it after we hung up: the retry is told the name exists.
+    r.mavera.set_path_latency("/personas", Duration::ZERO);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(r.worker.process(&body, Instant::now() + JOB_TIME).await, Disposition::Finished(JobStatus::Done));
+    assert_eq!(r.mavera.persona_names().len(), 1, "one persona, not two");
+    assert_eq!(r.record(&key).await.result.unwrap()["already_existed"], true);
+}
+
+#[tokio::test]
+async fn once_per_user_and_daily_caps_skip_the_call() {
+    let rules = Rules::parse(
+        r#"[[rule]]
+name = "capped"
+source = "segment"
+event = "plan_upgraded"
+action = "research"
+daily_cap = 2
+research = { prompt = "why {new_plan}" }
+
+[[rule]]
+name = "once"
+source = "segment"
+event = "trial_started"
+action = "create_persona"
+once_per_user = true
+persona = { name = "Trial {user_id}", description = "d" }"#,
+        "t.toml",
+    )
+    .unwrap();
+    let r = rig_with(Options { rules, ..Options::default() }).await;
+    for i in 0..3 {
+        let (_, body) = message(&format!("cap-{i}"), "plan_upgraded", &format!("u{i}"), "capped", json!({"new_plan": "pro"}));
+        r.worker.process(&body, Instant::now() + JOB_TIME).await;
+    }
+    assert_eq!(r.mavera.count("/mave/chat"), 2, "a cap of 2 allows 2 calls a day");
+    let skipped = r.record("segment#cap-2#capped").await;
+    assert_eq!(skipped.status, JobStatus::Skipped);
+    assert!(skipped.error.unwrap().contains("daily cap of 2"));
+
+    for id in ["once-1", "once-2"] {
+        let (_, body) = message(id, "trial_started", "same-user", "once", json!({}));
+        r.worker.process(&body, Instant::now() + JOB_TIME).await;
+    }
+    assert_eq!(r.mavera.count("/personas"), 1);
+    assert_eq!(r.record("segment#once-2#once").await.status, JobStatus::Skipped);
+}
+
+#[tokio::test]
+async fn dry_run_records_the_request_and_calls_nothing() {
+    let r = rig_with(Options { dry_run: true, ..Options::default() }).await;
+    let (key, body) = message("dry-1", "trial_started", "u1", "segment-trial-started", json!({"plan": "pro"}));
+    assert_eq!(r.worker.process(&body, Instant::now() + JOB_TIME).await, Disposition::Finished(JobStatus::Done));
+    assert!(r.mavera.requests().is_empty());
+    let result = r.record(&key).await.result.unwrap();
+    assert_eq!(result["dry_run"], true);
+    assert_eq!(result["request"]["path"], "/personas");
+    assert_eq!(result["request"]["body"]["name"], "Segment RT: Trial User — u1");
+}
+
+#[tokio::test]
+async fn customerio_alerts_look_attributes_up_once_and_research_only_high_value_plans() {
+    let r = rig().await;
+    r.cio.add_person(Person::new("cio-1").id("cust-1").attribute("plan_type", "Enterprise").attribute("industry", "Fintech"));
+    r.cio.add_person(Person::new("cio-2").id("cust-2").attribute("plan_type", "free"));
+    for (id, metric, customer) in [("e-1", "unsubscribed", "cust-1"), ("e-2", "bounced", "cust-1"), ("e-3", "spammed", "cust-2")] {
+        let answer = r.app.post_customerio(&cio_email(id, metric, customer).to_string()).await;
+        assert_eq!(answer.body["status"], "queued", "{:?}", answer.body);
+    }
+    r.run().await;
+
+    assert_eq!(r.cio.requests_to("/v1/customers/cust-1/attributes").len(), 1, "the second event used the cached attributes");
+    let prompts: Vec<String> =
+        r.mavera.requests_to("/mave/chat").iter().map(|q| q.body.as_ref().unwrap()["message"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(prompts.len(), 2, "{prompts:?}");
+    assert!(prompts.iter().all(|p| p.contains("enterprise plan customer in fintech with low usage")), "{prompts:?}");
+    let skipped = r.record("customerio#e-3#cio-high-value-alert").await;
+    assert_eq!(skipped.status, JobStatus::Skipped);
+    assert!(skipped.error.unwrap().contains("customer.plan"), "a free plan is not high-value");
+}
+
+#[tokio::test]
+async fn a_failed_attribute_lookup_still_runs_the_research_and_says_so() {
+    let r = rig().await;
+    // The App API is down: every attempt (the first and three retries) answers 503.
+    for _ in 0..4 {
+        r.cio.push_reply("/v1/customers", relay_tests::cio_standin::Reply::status(503));
+    }
+    let answer = r.app.post_customerio(&cio_email("e-down", "unsubscribed", "cust-9").to_string()).await;
+    assert_eq!(answer.body["status"], "queued");
+    r.run().await;
+    let record = r.record("customerio#e-down#cio-high-value-alert").await;
+    assert_eq!(record.status, JobStatus::Done);
+    assert!(record.notes.iter().any(|n| n.contains("attribute lookup") && n.contains("failed")), "{:?}", record.notes);
+    assert_eq!(r.mavera.count("/mave/chat"), 1);
+}
+
+#[tokio::test]
+async fn nothing_is_lost_every_job_ends_finished_or_in_the_dlq() {
+    let r = rig().await;
+    r.mavera.script("/personas", [Reply::CreditsExhausted, Reply::ServerError(503)]);
+    r.mavera.script("/mave/chat", [Reply::RateLimited { retry_after_secs: Some(1) }]);
+    let mut keys = Vec::new();
+    for i in 0..12 {
+        let (id, event, rule) = match i % 3 {
+            0 => (format!("n-{i}"), "trial_started", "segment-trial-started"),
+            1 => (format!("n-{i}"), "plan_upgraded", "segment-plan-upgraded"),
+            _ => (format!("n-{i}"), "churn_signal", "segment-churn-signal"),
+        };
+        let answer = r.app.post_segment(&track(&id, event, &format!("user-{i}"), json!({}))).await;
+        assert_eq!(answer.body["status"], "queued");
+        keys.push(format!("segment#{id}#{rule}"));
+    }
+    // A message no worker can read: it must end in the DLQ, not vanish.
+    r.aws.sqs.send_message().queue_url(&r.aws.queue_url).message_body("{not a job").send().await.unwrap();
+
+    let d = r.run().await;
+    assert!(d.reported_failed >= 3, "the poison message was reported on each of its 3 receives: {d:?}");
+
+    let mut failed = Vec::new();
+    for key in &keys {
+        let record = r.record(key).await;
+        assert!(matches!(record.status, JobStatus::Done | JobStatus::Failed), "{key}: {:?}", record.status);
+        if record.status == JobStatus::Failed {
+            failed.push(key.clone());
+        }
+    }
+    // Which persona job drew the scripted 402 depends on the batch's concurrency.
+    assert_eq!(failed.len(), 1, "exactly the 402 is permanent: {failed:?}");
+    assert!(failed[0].ends_with("#segment-trial-started"), "{failed:?}");
+    assert_eq!(r.mavera.count("/personas"), 5, "4 jobs, one of them retried after its 503");
+    assert_eq!(r.aws.depth(&r.aws.queue_url).await, 0);
+    let dead = r.aws.drain(&r.aws.dlq_url).await;
+    assert_eq!(dead, ["{not a job"], "what keeps failing lands in the DLQ");
+}
