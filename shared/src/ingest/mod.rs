@@ -78,13 +78,14 @@ impl Ingest {
                 continue;
             }
             let event: Event = envelope.to_event().map_err(ApiError::Payload)?;
+            let jobs_before = prepared.len();
             for rule in self.rules.matching(&event) {
                 let key = JobKey::for_event(source, &event.id, &rule.name);
                 let body = JobMessage::event_body(&key, &rule.name, &event)
                     .map_err(|e| ApiError::TooLargeForQueue { event_id: event.id.to_string(), source: e })?;
                 prepared.push(Prepared { index, key, rule: rule.name.clone(), body });
             }
-            if !prepared.iter().any(|p| p.index == index) {
+            if prepared.len() == jobs_before {
                 report.reason = Some(format!("`{}` matched no rule's conditions", envelope.name));
             }
             reports.push(report);
