@@ -458,7 +458,7 @@ fn attribute_personas(table: toml::Table) -> Result<AttributePersonasConfig, Pro
         describe,
         max_members: r.int("max_members", 500, 1..=50_000, "each member is one App API call at 10 per second")?
             as usize,
-        page_size: r.int("page_size", 100, 1..=1000, "")? as u32,
+        page_size: r.int("page_size", 100, 1..=500, "a page's cluster counts are checkpointed as one record")? as u32,
         clusters: r.int("clusters", 3, 1..=20, "each persona costs 300 credits")? as usize,
         min_cluster_size: r.int("min_cluster_size", 10, 1..=1_000_000, "")? as u64,
         persona,
@@ -507,6 +507,12 @@ fn cluster_by(value: Option<toml::Value>) -> Result<Vec<ClusterAttribute>, Probl
                 format!(
                     "`{name}` cannot be used in templates as {{cluster.{name}}}: use letters, digits, `_` or `-` (set `name` when the attribute has other characters)"
                 ),
+            ));
+        }
+        if ["label", "size", "share"].contains(&name.as_str()) {
+            return Err((
+                at("name"),
+                format!("`{{cluster.{name}}}` is set by the job itself; give this entry another `name`"),
             ));
         }
         if attributes.iter().any(|a| a.name == name) {
@@ -797,6 +803,12 @@ mod tests {
                 "set by the job",
             ),
             ("[cio_sync.attribute_personas]\nclusters = 50", ATTRIBUTE_PERSONAS, "clusters", "300 credits"),
+            (
+                "[cio_sync.attribute_personas]\ncluster_by = [{ attribute = \"size\" }]",
+                ATTRIBUTE_PERSONAS,
+                "cluster_by[0].name",
+                "another `name`",
+            ),
             ("[cio_sync.segment_sync]\nenabled = true", "cio_sync", "segment_sync", "not a job"),
         ];
         for (text, section, field, hint) in cases {
