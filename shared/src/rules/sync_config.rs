@@ -741,6 +741,12 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_file_writes_the_defaults_out() {
+        let shipped = super::super::Rules::embedded().unwrap();
+        assert_eq!(shipped.cio_sync(), &SyncConfig::default(), "triggers.toml documents the defaults as they are");
+    }
+
+    #[test]
     fn enabling_needs_the_settings_without_defaults() {
         let (section, field, problem) = error("[cio_sync.campaign_strategy]\nenabled = true");
         assert_eq!((section, field.as_str()), (CAMPAIGN_STRATEGY, "generate.app_id"));
