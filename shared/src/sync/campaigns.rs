@@ -164,7 +164,12 @@ impl Run<'_> {
             self.progress.too_small += 1;
             return;
         };
-        let totals = WINNER_METRICS.iter().map(|m| ((*m).to_owned(), metrics.total(m))).collect();
+        // Only the series Customer.io sent: an absent one is not a zero.
+        let totals = WINNER_METRICS
+            .iter()
+            .filter(|m| !metrics.series(m).is_empty())
+            .map(|m| ((*m).to_owned(), metrics.total(m)))
+            .collect();
         let best = &mut self.progress.best;
         best.push(Winner { id: campaign.id, name: campaign.name, tags: campaign.tags, rate, totals });
         // Ties go to the larger sample, then the older campaign, so every run ranks alike.
