@@ -202,11 +202,12 @@ impl Run<'_> {
         };
         let deadline = self.deadline;
         let lookup = &lookup;
-        let results: Vec<Result<Found, CioError>> = futures::stream::iter(members)
+        // `None`: the member has no identifier to look them up by.
+        let results: Vec<Option<Result<Found, CioError>>> = futures::stream::iter(members)
             .map(|member| async move {
                 match lookup.identifier(member) {
-                    Some((id_type, id)) => lookup.attributes(id_type, id, deadline).await,
-                    None => Ok(Found::Nothing { cached: true }),
+                    Some((id_type, id)) => Some(lookup.attributes(id_type, id, deadline).await),
+                    None => None,
                 }
             })
             .buffered(LOOKUPS_IN_FLIGHT)
@@ -215,6 +216,10 @@ impl Run<'_> {
         let mut tally = Tally::default();
         let mut stop = None;
         for result in results {
+            let Some(result) = result else {
+                self.count("without_identifier", 1);
+                continue;
+            };
             match result {
                 Ok(Found::Attributes { attributes, cached }) => {
                     self.count(if cached { "attributes_cached" } else { "attributes_fetched" }, 1);
