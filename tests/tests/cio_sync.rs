@@ -479,6 +479,7 @@ async fn a_dry_run_reports_what_it_would_queue_and_leaves_no_trace_but_the_cache
             &json!("plan: team, industry: saas")
         ]
     );
+    assert_eq!(personas.planned[0]["persona"], "Customer.io cluster: plan: pro, industry: saas");
     assert_eq!(r.aws.depth(&r.aws.queue_url).await, 0);
     let keys: Vec<String> = r.aws.items().await.iter().filter_map(|i| text(i, "pk")).map(str::to_owned).collect();
     assert!(keys.iter().all(|k| k.starts_with("cache#cio-attributes#")), "{keys:?}");

@@ -283,7 +283,13 @@ impl Run<'_> {
             .collect();
         self.summary.planned = jobs
             .iter()
-            .map(|j| json!({"cluster": j.cluster_id, "label": j.label(), "size": j.size, "share": super::percent(j.size, j.members)}))
+            .map(|j| {
+                let name = match j.persona_request(self.config) {
+                    crate::mavera::MaveraRequest::CreatePersona(p) => p.name,
+                    _ => String::new(),
+                };
+                json!({"cluster": j.cluster_id, "label": j.label(), "size": j.size, "share": super::percent(j.size, j.members), "persona": name})
+            })
             .collect();
         if self.dry_run {
             self.summary.message = Some(format!("dry run: would queue {} persona job(s)", jobs.len()));
