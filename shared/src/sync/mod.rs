@@ -1,9 +1,9 @@
 //! The scheduled Customer.io jobs behind the `cio-sync` function. Each run does one job:
 //!
-//! - **campaign-strategy** ([`campaigns`]): rank the running campaigns by conversion or click
+//! - **campaign-strategy** (`campaigns`): rank the running campaigns by conversion or click
 //!   rate over finished days, and queue one analysis of the winners per run window; the worker
 //!   asks Mave what they share, then Generate for new variations.
-//! - **attribute-personas** ([`personas`]): read a segment's members page by page, look up
+//! - **attribute-personas** (`personas`): read a segment's members page by page, look up
 //!   their attributes (through the attribute cache enrichment also uses), cluster them, and
 //!   queue one persona per large cluster.
 //!

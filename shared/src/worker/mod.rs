@@ -9,7 +9,7 @@
 //! retried. [`sqs`] adapts this to a Lambda SQS batch, [`local`] to the in-process queue.
 //!
 //! Jobs from the scheduled `cio-sync` function take their own path after the lease:
-//! [`analysis`] (Mave, then Generate, for the best campaigns) and [`cluster_persona`] (one
+//! `analysis` (Mave, then Generate, for the best campaigns) and `cluster_persona` (one
 //! persona per attribute cluster); their templates come from `[cio_sync.*]`.
 
 mod analysis;
