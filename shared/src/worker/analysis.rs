@@ -186,7 +186,54 @@ fn cut(text: &str, max: usize) -> (String, bool) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
     use super::*;
+    use crate::queue::{Job, JobMessage, MESSAGE_VERSION};
+    use crate::rules::{RankBy, Rules};
+    use crate::store::{JobStatus, JobStore, MemoryStore};
+    use crate::sync::{MetricsDates, SyncJob, Winner};
+    use crate::worker::Disposition;
+
+    #[tokio::test]
+    async fn a_dry_run_records_both_requests_and_sends_nothing() {
+        let rules = Rules::parse(
+            "[cio_sync.campaign_strategy]\nenabled = true\ngenerate = { app_id = \"email-variations\" }",
+            "t.toml",
+        )
+        .unwrap();
+        let store = Arc::new(MemoryStore::new());
+        let worker = Worker::new(Arc::new(rules), store.clone(), store.clone(), None, None).unwrap();
+        let key = JobKey::for_sync(&SyncJob::CampaignStrategy.rule(), &["2026-03-02_7d"]);
+        let analysis = CampaignAnalysis {
+            run_window: "2026-03-02_7d".into(),
+            metrics: MetricsDates { start: "2026-01-31".into(), end: "2026-03-01".into(), days: 30 },
+            rank_by: RankBy::ClickRate,
+            min_delivered: 100,
+            campaigns_considered: 4,
+            winners: vec![Winner { id: 5, name: "Welcome".into(), tags: vec![], rate: 0.2, totals: BTreeMap::new() }],
+        };
+        let message = JobMessage {
+            v: MESSAGE_VERSION,
+            key: key.clone(),
+            rule: SyncJob::CampaignStrategy.rule(),
+            job: Job::CampaignAnalysis(analysis),
+        };
+        let later = Instant::now() + Duration::from_secs(30);
+        assert_eq!(worker.process(&message.to_body().unwrap(), later).await, Disposition::Finished(JobStatus::Done));
+        let result = store.get(&key).await.unwrap().unwrap().result.unwrap();
+        assert_eq!(result["dry_run"], true);
+        assert_eq!(result["requests"][0]["path"], "/mave/chat");
+        assert!(
+            result["requests"][0]["body"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("\"Welcome\" (campaign 5; no tags): click rate 20.0%")
+        );
+        assert_eq!(result["requests"][1]["path"], "/generations");
+        assert_eq!(result["requests"][1]["body"]["app_id"], "email-variations");
+    }
 
     #[test]
     fn texts_are_cut_by_characters() {
