@@ -3,7 +3,8 @@
 //!
 //! The request path is [`ingest`]: [`verify`] the signature on the raw bytes, [`parse`]
 //! into [`domain::Event`]s, match [`rules`], claim each job in the [`store`] and put it on
-//! the [`queue`]. The [`worker`] takes jobs off the queue and calls [`mavera`].
+//! the [`queue`]. The [`worker`] takes jobs off the queue and calls [`mavera`]. The scheduled
+//! [`sync`] jobs read [`customerio`] and put their work on the same queue.
 
 pub mod customerio;
 pub mod domain;
@@ -19,3 +20,4 @@ pub mod telemetry;
 pub mod aws;
 pub mod secrets;
 pub mod worker;
+pub mod sync;

@@ -50,7 +50,7 @@ async fn a_signed_matching_event_is_claimed_and_queued_once() {
     let message = JobMessage::from_body(&bodies[0]).unwrap();
     assert_eq!(message.key.as_str(), "segment#msg-1#segment-trial-started");
     assert_eq!(message.rule.as_str(), "segment-trial-started");
-    let Job::Event { event } = message.job;
+    let Job::Event { event } = message.job else { panic!("an event job") };
     assert_eq!(event.user_id.as_deref(), Some("usr_k8m2n"));
     assert_eq!(event.fields["plan"], json!("pro"), "properties win over context.traits");
 
@@ -294,7 +294,7 @@ async fn customerio_events_are_verified_with_the_timestamp_and_queued() {
     assert_eq!(r.body["jobs"], json!([{"rule": "cio-high-value-alert", "status": "queued"}]));
     let message = JobMessage::from_body(&s.queue.peek()[0]).unwrap();
     assert_eq!(message.key, JobKey::from_stored("customerio#01E4C4CT6YDC7Y5M7FE1GWWPQJ#cio-high-value-alert"));
-    let Job::Event { event } = message.job;
+    let Job::Event { event } = message.job else { panic!("an event job") };
     assert_eq!(event.user_id.as_deref(), Some("cust-42"));
 }
 

@@ -6,3 +6,4 @@ mod ingest_aws;
 mod mavera_client;
 mod cio_client;
 mod worker;
+mod cio_sync;

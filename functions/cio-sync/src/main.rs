@@ -1,1 +1,57 @@
-fn main() {}
+//! The cio-sync Lambda: on each EventBridge schedule, runs the Customer.io job its input names
+//! (`{"job": "campaign-strategy"}` or `{"job": "attribute-personas"}`) and returns the run's
+//! summary. All logic is in `shared::sync`; this file wires.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+use shared::config::{self, ProcessEnv};
+use shared::customerio::{CioClient, CustomerIoApi};
+use shared::queue::SqsQueue;
+use shared::store::DynamoStore;
+use shared::sync::{CioSync, RunFailed, RunRequest, STOP_MARGIN, Settings};
+use shared::telemetry::{self, LogFormat};
+use shared::worker::sqs::deadline_from;
+use tokio::time::Instant;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init(LogFormat::from_env());
+    let sdk = shared::aws::sdk_config().await;
+    let vars = shared::secrets::load(&sdk, &ProcessEnv).await?;
+    let rules = config::rules(&vars)?;
+    let settings = Settings::from_vars(&vars, &rules)?;
+
+    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), settings.resources.table));
+    let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), settings.resources.queue_url));
+    // One client for the process: its gate keeps every call under Customer.io's 10 per second.
+    let api = match settings.customerio {
+        Some(cio) => Some(Arc::new(CioClient::new(cio)?) as Arc<dyn CustomerIoApi>),
+        None => None,
+    };
+    let sync = CioSync::new(&rules, api, store.clone(), store, queue)?;
+    for line in rules.cio_sync().describe() {
+        tracing::info!("{line}");
+    }
+
+    let sync = &sync;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let request = RunRequest::from_payload(&event.payload)?;
+        let end = deadline_from(event.context.deadline());
+        // Stop early enough to write the checkpoint and queue what is ready.
+        let stop = end.checked_sub(STOP_MARGIN).filter(|s| *s > Instant::now()).unwrap_or_else(|| {
+            tracing::warn!(
+                "less than {STOP_MARGIN:?} left at the start: raise the function's timeout (600 s is planned)"
+            );
+            Instant::now()
+        });
+        let summary = sync.run(request, SystemTime::now(), stop).await;
+        if summary.failed() {
+            return Err(Error::from(RunFailed(summary)));
+        }
+        Ok::<Value, Error>(summary.to_json())
+    }))
+    .await
+}

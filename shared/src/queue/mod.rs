@@ -14,6 +14,7 @@ pub use memory::{Delivery, MemoryQueue};
 pub use sqs::SqsQueue;
 
 use crate::domain::{Event, JobKey, RuleName};
+use crate::sync::{CampaignAnalysis, ClusterPersona};
 
 /// SQS refuses bodies over 256 KiB; checked before a job is claimed, so an oversized event
 /// is refused up front instead of failing after the claim.
@@ -36,6 +37,12 @@ pub struct JobMessage {
 pub enum Job {
     /// Run `rule`'s action for a webhook event.
     Event { event: Event },
+    /// `cio-sync` job 1: ask Mave what the winning campaigns share, then Generate for new
+    /// variations (`rule` is `campaign-strategy`).
+    CampaignAnalysis(CampaignAnalysis),
+    /// `cio-sync` job 2: create the persona of one attribute cluster (`rule` is
+    /// `attribute-personas`).
+    ClusterPersona(ClusterPersona),
 }
 
 impl JobMessage {
@@ -147,8 +154,30 @@ mod tests {
     #[test]
     fn the_borrowing_encoder_writes_the_same_body() {
         let m = message(10);
-        let Job::Event { event } = &m.job;
+        let Job::Event { event } = &m.job else { panic!("an event job") };
         assert_eq!(JobMessage::event_body(&m.key, &m.rule, event).unwrap(), m.to_body().unwrap());
+    }
+
+    #[test]
+    fn scheduled_jobs_carry_their_kind() {
+        let persona = crate::sync::ClusterPersona {
+            segment_id: 7,
+            cluster_id: "c1".into(),
+            values: vec![],
+            size: 3,
+            members: 9,
+            distribution: vec![],
+            run_window: "2026-03-02_7d".into(),
+        };
+        let m = JobMessage {
+            v: MESSAGE_VERSION,
+            key: JobKey::from_stored("cio-sync#attribute-personas#seg7#c1"),
+            rule: RuleName::parse("attribute-personas").unwrap(),
+            job: Job::ClusterPersona(persona),
+        };
+        let body = m.to_body().unwrap();
+        assert!(body.contains(r#""job":{"kind":"cluster_persona","segment_id":7"#), "{body}");
+        assert_eq!(JobMessage::from_body(&body).unwrap(), m);
     }
 
     #[test]

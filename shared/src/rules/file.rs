@@ -8,6 +8,7 @@ use super::action::{Action, GenerateAction, PersonaAction, ResearchAction};
 use super::condition::{Condition, RawCondition};
 use super::enrichment::{EnrichmentConfig, RawEnrichment};
 use super::json_template::JsonTemplate;
+use super::sync_config::{self, SyncConfig};
 use super::template::Template;
 use super::Rule;
 use crate::domain::{FieldPath, RuleName, Source};
@@ -26,11 +27,14 @@ pub enum RulesError {
     Rule { origin: String, rule: String, field: String, problem: String },
     #[error("{origin}: [enrichment], field `{field}`: {problem}")]
     Enrichment { origin: String, field: String, problem: String },
+    #[error("{origin}: [{section}], field `{field}`: {problem}")]
+    CioSync { origin: String, section: &'static str, field: String, problem: String },
 }
 
 pub(super) struct Parsed {
     pub rules: Vec<Rule>,
     pub enrichment: EnrichmentConfig,
+    pub cio_sync: SyncConfig,
 }
 
 #[derive(Deserialize)]
@@ -40,6 +44,9 @@ struct RawFile {
     rule: Vec<toml::Table>,
     #[serde(default)]
     enrichment: Option<RawEnrichment>,
+    /// Read key by key in `sync_config`, so errors name the field.
+    #[serde(default)]
+    cio_sync: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +111,15 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Parsed, RulesError> {
         .map(|e| e.validate())
         .transpose()
         .map_err(|(field, problem)| RulesError::Enrichment { origin: origin.to_owned(), field, problem })?;
+    let cio_sync = match raw.cio_sync {
+        None => SyncConfig::default(),
+        Some(table) => sync_config::parse(table).map_err(|(section, (field, problem))| RulesError::CioSync {
+            origin: origin.to_owned(),
+            section,
+            field,
+            problem,
+        })?,
+    };
 
     let mut rules: Vec<Rule> = Vec::with_capacity(raw.rule.len());
     for (i, table) in raw.rule.into_iter().enumerate() {
@@ -125,7 +141,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Parsed, RulesError> {
         }
         rules.push(rule);
     }
-    Ok(Parsed { rules, enrichment: enrichment.unwrap_or_default() })
+    Ok(Parsed { rules, enrichment: enrichment.unwrap_or_default(), cio_sync })
 }
 
 fn validate(table: toml::Table, err: &dyn Fn(&str, String) -> RulesError) -> Result<Rule, RulesError> {
@@ -386,6 +402,17 @@ research = { prompt = "p {x}" }
         let (_, field, problem) = error(&text);
         assert_eq!(field, "event");
         assert!(problem.contains("spammed"), "{problem}");
+    }
+
+    #[test]
+    fn cio_sync_errors_name_the_table_and_the_field() {
+        let err = Rules::parse(&format!("{OK}\n[cio_sync.attribute_personas]\nclusters = 0"), "t.toml").unwrap_err();
+        assert!(
+            err.to_string().starts_with("t.toml: [cio_sync.attribute_personas], field `clusters`: 0 is outside 1 to 20"),
+            "{err}"
+        );
+        let rules = Rules::parse(OK, "t.toml").unwrap();
+        assert!(!rules.cio_sync().any_enabled(), "without the tables both jobs are off");
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod condition;
 mod enrichment;
 mod file;
 mod json_template;
+mod sync_config;
 mod template;
 
 use std::collections::HashMap;
@@ -15,6 +16,11 @@ pub use condition::{Condition, Test};
 pub use enrichment::{Classifier, EnrichmentConfig, IdType};
 pub use file::RulesError;
 pub use json_template::JsonTemplate;
+pub use sync_config::{
+    ATTRIBUTE_PERSONAS, AttributePersonasConfig, CAMPAIGN_STRATEGY, CLUSTER_FIELDS, CampaignStrategyConfig,
+    ClusterAttribute, ClusterPersonaTemplate, GenerateStep, MAVE_FIELDS, MAX_EVERY_DAYS, PROMPT_FIELDS, RankBy,
+    SyncConfig, bucket_label,
+};
 pub use template::{MISSING, Template, TemplateError};
 
 use crate::domain::{Event, RuleName, Source};
@@ -60,6 +66,7 @@ pub struct Rules {
     /// Per source (in `Source::ALL` order): event name → indexes into `rules`.
     by_event: [HashMap<String, Vec<usize>>; 2],
     enrichment: EnrichmentConfig,
+    cio_sync: SyncConfig,
     origin: String,
 }
 
@@ -80,7 +87,13 @@ impl Rules {
                 by_event[slot(rule.source)].entry(event.clone()).or_default().push(i);
             }
         }
-        Ok(Rules { rules: parsed.rules, by_event, enrichment: parsed.enrichment, origin: origin.to_owned() })
+        Ok(Rules {
+            rules: parsed.rules,
+            by_event,
+            enrichment: parsed.enrichment,
+            cio_sync: parsed.cio_sync,
+            origin: origin.to_owned(),
+        })
     }
 
     /// The shipped rules.
@@ -135,6 +148,11 @@ impl Rules {
     /// How enriching rules look people up (defaults when the file has no `[enrichment]`).
     pub fn enrichment(&self) -> &EnrichmentConfig {
         &self.enrichment
+    }
+
+    /// The scheduled Customer.io jobs (`[cio_sync.*]`; both off when the file has none).
+    pub fn cio_sync(&self) -> &SyncConfig {
+        &self.cio_sync
     }
 
     /// Whether any rule looks Customer.io attributes up (and so needs `CIO_APP_KEY`).

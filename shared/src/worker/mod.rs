@@ -7,7 +7,13 @@
 //! record the request, in dry run) → `finish`. A transient failure releases the job and
 //! hands the message back to the queue; a permanent one records `FAILED` and is never
 //! retried. [`sqs`] adapts this to a Lambda SQS batch, [`local`] to the in-process queue.
+//!
+//! Jobs from the scheduled `cio-sync` function take their own path after the lease:
+//! `analysis` (Mave, then Generate, for the best campaigns) and `cluster_persona` (one
+//! persona per attribute cluster); their templates come from `[cio_sync.*]`.
 
+mod analysis;
+mod cluster_persona;
 mod enrich;
 pub mod local;
 mod result;
@@ -26,7 +32,8 @@ use crate::domain::{Event, JobKey};
 use crate::mavera::{ErrorClass, MaveraApi, MaveraRequest};
 use crate::queue::{Job, JobMessage};
 use crate::rules::{Rule, Rules};
-use crate::store::{GuardStore, JobStatus, JobStore, Lease, Outcome, Start, StoreError, utc_day};
+use crate::store::{CacheStore, GuardStore, JobStatus, JobStore, Lease, Outcome, Start, StoreError, utc_day};
+use crate::sync::{CampaignAnalysis, ClusterPersona};
 use crate::telemetry::chain;
 
 /// Time kept back from the deadline to record the result after the Mavera call.
@@ -55,10 +62,16 @@ impl Disposition {
     }
 }
 
+/// What the worker keeps in the event store beside job records: guard marks (daily caps, once
+/// per user) and the progress of multi-step jobs (a campaign analysis keeps Mave's answer
+/// until Generate has run). Every store implements both.
+pub trait WorkerState: GuardStore + CacheStore {}
+impl<T: GuardStore + CacheStore> WorkerState for T {}
+
 pub struct Worker {
     rules: Arc<Rules>,
     jobs: Arc<dyn JobStore>,
-    guards: Arc<dyn GuardStore>,
+    guards: Arc<dyn WorkerState>,
     /// `None` in dry run: requests are recorded, never sent.
     mavera: Option<Arc<dyn MaveraApi>>,
     enricher: Option<Arc<dyn Enrich>>,
@@ -83,7 +96,7 @@ impl Worker {
     pub fn new(
         rules: Arc<Rules>,
         jobs: Arc<dyn JobStore>,
-        guards: Arc<dyn GuardStore>,
+        guards: Arc<dyn WorkerState>,
         mavera: Option<Arc<dyn MaveraApi>>,
         enricher: Option<Arc<dyn Enrich>>,
     ) -> Result<Self, WorkerSetupError> {
@@ -110,6 +123,7 @@ impl Worker {
         };
         let span = match &message.job {
             Job::Event { event } => tracing::info_span!("job", source = %event.source, event_id = %event.id, rule = %message.rule),
+            Job::CampaignAnalysis(_) | Job::ClusterPersona(_) => tracing::info_span!("job", key = %message.key, rule = %message.rule),
         };
         self.run(message, deadline).instrument(span).await
     }
@@ -117,16 +131,22 @@ impl Worker {
     async fn run(&self, message: JobMessage, deadline: Instant) -> Disposition {
         let started = Instant::now();
         let JobMessage { key, rule: rule_name, job, .. } = message;
-        let Job::Event { mut event } = job;
-        let Some(rule) = self.rules.get(&rule_name) else {
-            tracing::error!(outcome = "unknown_rule", "rule `{rule_name}` is not among this worker's rules (were the rules changed?); the message goes to the DLQ after maxReceiveCount receives, to be redriven once the rule is back");
-            return Disposition::Retry { reason: format!("unknown rule `{rule_name}`") };
+        let mut work = match job {
+            Job::Event { event } => {
+                let Some(rule) = self.rules.get(&rule_name) else {
+                    tracing::error!(outcome = "unknown_rule", "rule `{rule_name}` is not among this worker's rules (were the rules changed?); the message goes to the DLQ after maxReceiveCount receives, to be redriven once the rule is back");
+                    return Disposition::Retry { reason: format!("unknown rule `{rule_name}`") };
+                };
+                Work::Event { rule, event }
+            }
+            Job::CampaignAnalysis(job) => Work::Analysis(job),
+            Job::ClusterPersona(job) => Work::Persona(job),
         };
 
         let owner = uuid::Uuid::new_v4().to_string();
         let now = SystemTime::now();
         let lease = Lease { owner: owner.clone(), until: now + deadline.saturating_duration_since(Instant::now()) + LEASE_MARGIN };
-        let attempt = match self.jobs.start(&key, &rule.name, &lease, now).await {
+        let attempt = match self.jobs.start(&key, &rule_name, &lease, now).await {
             Ok(Start::Started { attempt }) => attempt,
             Ok(Start::Finished(status)) => {
                 tracing::info!(outcome = "already_finished", status = %status, "job already ended; message dropped");
@@ -143,7 +163,12 @@ impl Worker {
         };
 
         let mut notes = Vec::new();
-        match self.execute(rule, &mut event, &key, &mut notes, deadline).await {
+        let result = match &mut work {
+            Work::Event { rule, event } => self.execute(rule, event, &key, &mut notes, deadline).await,
+            Work::Analysis(job) => self.analyse(job, &key, &mut notes, deadline).await,
+            Work::Persona(job) => self.create_cluster_persona(job, &mut notes, deadline).await,
+        };
+        match result {
             Ok(outcome) => {
                 let status = outcome.status();
                 log_outcome(&outcome, attempt, started);
@@ -255,6 +280,13 @@ impl Worker {
     }
 }
 
+/// One message's work, once its rule is known.
+enum Work<'a> {
+    Event { rule: &'a Rule, event: Event },
+    Analysis(CampaignAnalysis),
+    Persona(ClusterPersona),
+}
+
 fn dry_run_result(request: &MaveraRequest) -> serde_json::Value {
     serde_json::json!({"dry_run": true, "request": {"method": "POST", "path": request.path(), "body": request.body()}})
 }
@@ -271,7 +303,7 @@ fn log_outcome(outcome: &Outcome, attempt: u32, started: Instant) {
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match outcome {
         Outcome::Done { result } => {
-            let id = ["persona_id", "thread_id", "generation_id"].iter().find_map(|k| result.get(*k)).and_then(|v| v.as_str());
+            let id = ["/persona_id", "/thread_id", "/generation_id", "/generation/generation_id"].iter().find_map(|k| result.pointer(k)).and_then(|v| v.as_str());
             let credits = result.get("credits").and_then(|v| v.as_f64());
             let dry_run = result.get("dry_run").is_some();
             tracing::info!(outcome = "done", attempt, elapsed_ms, mavera_id = id.unwrap_or("-"), credits, dry_run, "job done");

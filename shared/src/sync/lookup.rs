@@ -1,0 +1,174 @@
+//! Attribute lookups for segment members, through the same cache as the worker's enrichment
+//! (same keys, same value, same freshness): a person looked up for a webhook alert is not
+//! fetched again here, and a run resumed after a deadline does not refetch anyone.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use crate::customerio::{CioError, CustomerIoApi, Identifiers};
+use crate::rules::IdType;
+use crate::store::CacheStore;
+use crate::telemetry::chain;
+
+/// The cache key the worker's enrichment (`worker::enrich`) uses for a person's attributes.
+pub fn attribute_cache_key(id_type: IdType, id: &str) -> String {
+    format!("cio-attributes#{}#{id}", id_type.as_str())
+}
+
+/// How one member's attributes were found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Found {
+    /// In the cache (`true`) or fetched from the App API (`false`).
+    Attributes { attributes: Map<String, Value>, cached: bool },
+    /// Customer.io has no attributes for them (no such person, or nothing stored).
+    Nothing { cached: bool },
+}
+
+pub struct Lookup<'a> {
+    pub api: &'a dyn CustomerIoApi,
+    pub cache: &'a dyn CacheStore,
+    /// Freshness of what is cached: the enrichment's `cache_ttl_hours`, as both share entries.
+    pub ttl: Duration,
+    /// The preferred identifier; members without it are looked up by `cio_id`.
+    pub id_type: IdType,
+}
+
+impl Lookup<'_> {
+    /// The identifier a member is looked up by: the preferred one, else `cio_id`.
+    pub fn identifier<'m>(&self, member: &'m Identifiers) -> Option<(IdType, &'m str)> {
+        let preferred = match self.id_type {
+            IdType::Id => member.id.as_deref(),
+            IdType::Email => member.email.as_deref(),
+            IdType::CioId | IdType::Phone => None,
+        };
+        match preferred {
+            Some(id) => Some((self.id_type, id)),
+            None => member.cio_id.as_deref().map(|id| (IdType::CioId, id)),
+        }
+    }
+
+    pub async fn attributes(&self, id_type: IdType, id: &str, deadline: Instant) -> Result<Found, CioError> {
+        let key = attribute_cache_key(id_type, id);
+        match self.cache.cached(&key, SystemTime::now()).await {
+            Ok(Some(Value::Object(attributes))) if attributes.is_empty() => return Ok(Found::Nothing { cached: true }),
+            Ok(Some(Value::Object(attributes))) => return Ok(Found::Attributes { attributes, cached: true }),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %chain(&e), "attribute cache unavailable; asking Customer.io"),
+        }
+        let attributes = match self.api.customer_attributes(id, id_type, deadline).await? {
+            Some(found) => found.attributes,
+            // Cached as an empty object, as enrichment does.
+            None => Map::new(),
+        };
+        if let Err(e) = self.cache.cache(&key, &Value::Object(attributes.clone()), self.ttl, SystemTime::now()).await {
+            tracing::warn!(error = %chain(&e), "could not cache attributes");
+        }
+        Ok(if attributes.is_empty() {
+            Found::Nothing { cached: false }
+        } else {
+            Found::Attributes { attributes, cached: false }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use serde_json::json;
+
+    use super::*;
+    use crate::customerio::{Attributes, Campaign, CampaignMetrics, MembershipPage, MetricsWindow};
+    use crate::domain::{Event, EventId, Source};
+    use crate::rules::EnrichmentConfig;
+    use crate::store::MemoryStore;
+    use crate::worker::{CioEnricher, Enrich};
+
+    /// Knows one person (`id` 7) and counts attribute calls.
+    #[derive(Default)]
+    struct OnePerson(AtomicUsize);
+
+    #[async_trait]
+    impl CustomerIoApi for OnePerson {
+        async fn campaigns(&self, _: Instant) -> Result<Vec<Campaign>, CioError> {
+            Ok(vec![])
+        }
+        async fn campaign_metrics(&self, _: u64, _: &MetricsWindow, _: Instant) -> Result<CampaignMetrics, CioError> {
+            Ok(CampaignMetrics::default())
+        }
+        async fn customer_attributes(&self, id: &str, _: IdType, _: Instant) -> Result<Option<Attributes>, CioError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok((id == "7").then(|| Attributes {
+                id: Some("7".into()),
+                attributes: json!({"plan_type": "Pro"}).as_object().unwrap().clone(),
+            }))
+        }
+        async fn customers_by_email(&self, _: &str, _: Instant) -> Result<Vec<Identifiers>, CioError> {
+            Ok(vec![])
+        }
+        async fn segment_members(
+            &self,
+            _: u64,
+            _: Option<&str>,
+            _: u32,
+            _: Instant,
+        ) -> Result<MembershipPage, CioError> {
+            Ok(MembershipPage::default())
+        }
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    #[tokio::test]
+    async fn what_enrichment_cached_is_not_fetched_again() {
+        let api = Arc::new(OnePerson::default());
+        let store = Arc::new(MemoryStore::new());
+        let enricher = CioEnricher::new(api.clone(), store.clone(), EnrichmentConfig::default());
+        let mut event = Event {
+            source: Source::CustomerIo,
+            id: EventId::parse("e1").unwrap(),
+            name: "unsubscribed".into(),
+            user_id: Some("7".into()),
+            fields: json!({"user_id": "7"}).as_object().unwrap().clone(),
+        };
+        enricher.enrich(&mut event, later()).await;
+        assert_eq!(api.0.load(Ordering::SeqCst), 1);
+
+        let lookup =
+            Lookup { api: api.as_ref(), cache: store.as_ref(), ttl: Duration::from_secs(3600), id_type: IdType::Id };
+        let found = lookup.attributes(IdType::Id, "7", later()).await.unwrap();
+        assert_eq!(
+            found,
+            Found::Attributes { attributes: json!({"plan_type": "Pro"}).as_object().unwrap().clone(), cached: true }
+        );
+        assert_eq!(api.0.load(Ordering::SeqCst), 1, "the enrichment's cache entry was used");
+    }
+
+    #[tokio::test]
+    async fn nobody_is_cached_as_nothing() {
+        let api = OnePerson::default();
+        let store = MemoryStore::new();
+        let lookup = Lookup { api: &api, cache: &store, ttl: Duration::from_secs(3600), id_type: IdType::Id };
+        assert_eq!(lookup.attributes(IdType::Id, "404", later()).await.unwrap(), Found::Nothing { cached: false });
+        assert_eq!(lookup.attributes(IdType::Id, "404", later()).await.unwrap(), Found::Nothing { cached: true });
+        assert_eq!(api.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn members_without_the_preferred_identifier_fall_back_to_cio_id() {
+        let api = OnePerson::default();
+        let store = MemoryStore::new();
+        let lookup = Lookup { api: &api, cache: &store, ttl: Duration::ZERO, id_type: IdType::Id };
+        let both = Identifiers { id: Some("7".into()), email: None, cio_id: Some("c7".into()) };
+        let no_id = Identifiers { id: None, email: Some("a@x.io".into()), cio_id: Some("c8".into()) };
+        assert_eq!(lookup.identifier(&both), Some((IdType::Id, "7")));
+        assert_eq!(lookup.identifier(&no_id), Some((IdType::CioId, "c8")));
+        assert_eq!(lookup.identifier(&Identifiers::default()), None);
+    }
+}

@@ -1,0 +1,194 @@
+//! The scheduled Customer.io jobs behind the `cio-sync` function. Each run does one job:
+//!
+//! - **campaign-strategy** (`campaigns`): rank the running campaigns by conversion or click
+//!   rate over finished days, and queue one analysis of the winners per run window; the worker
+//!   asks Mave what they share, then Generate for new variations.
+//! - **attribute-personas** (`personas`): read a segment's members page by page, look up
+//!   their attributes (through the attribute cache enrichment also uses), cluster them, and
+//!   queue one persona per large cluster.
+//!
+//! Promises common to both:
+//! - **Once per run window** ([`RunWindow`]): a finished window is checkpointed, and every
+//!   queued job is claimed in the event store first, so a re-run in the window queues nothing.
+//! - **Deadline**: the caller passes when to stop (the Lambda's end minus [`STOP_MARGIN`]);
+//!   every App API call fits inside it, and a run that runs out of time checkpoints where it
+//!   is and reports `partial`. The next run in the window resumes there.
+//! - **One summary** per run ([`Summary`]): logged as one line, returned by the Lambda.
+
+mod campaigns;
+mod checkpoint;
+mod clusters;
+mod jobs;
+mod lambda;
+mod lookup;
+mod personas;
+mod summary;
+mod window;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+pub use checkpoint::{CheckpointError, MAX_CHECKPOINT_BYTES};
+pub use clusters::cluster_id;
+pub use jobs::{CampaignAnalysis, ClusterPersona, ClusterValue, MetricsDates, Spread, WINNER_METRICS, Winner, percent};
+pub use lambda::{InputError, RunRequest, Settings};
+pub use lookup::attribute_cache_key;
+pub use summary::{RunFailed, RunStatus, Summary};
+pub use window::RunWindow;
+
+use crate::customerio::{CioError, CustomerIoApi, WindowError};
+use crate::domain::RuleName;
+use crate::queue::{JobMessage, JobQueue, QueueError};
+use crate::rules::{Rules, SyncConfig};
+use crate::store::{CacheStore, Claim, ClaimStore, JobStatus, NewJob, StoreError};
+use crate::telemetry::chain;
+
+/// Kept back from the Lambda's deadline: time to write the checkpoint and, when the work is
+/// done, claim and queue the jobs (each store or queue call gives up within 5 s).
+pub const STOP_MARGIN: Duration = Duration::from_secs(20);
+
+/// Which job a run does. The names are the schedule inputs and the first part of job keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SyncJob {
+    #[serde(rename = "campaign-strategy")]
+    CampaignStrategy,
+    #[serde(rename = "attribute-personas")]
+    AttributePersonas,
+}
+
+impl SyncJob {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncJob::CampaignStrategy => "campaign-strategy",
+            SyncJob::AttributePersonas => "attribute-personas",
+        }
+    }
+
+    /// `campaign-strategy` or `attribute-personas` (`_` for `-` accepted).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim().replace('_', "-").as_str() {
+            "campaign-strategy" => Some(SyncJob::CampaignStrategy),
+            "attribute-personas" => Some(SyncJob::AttributePersonas),
+            _ => None,
+        }
+    }
+
+    /// The "rule" of the jobs it queues: the job records and queue messages carry it.
+    pub fn rule(self) -> RuleName {
+        RuleName::parse(self.as_str()).expect("job names are valid rule names")
+    }
+
+    fn section(self) -> &'static str {
+        match self {
+            SyncJob::CampaignStrategy => crate::rules::CAMPAIGN_STRATEGY,
+            SyncJob::AttributePersonas => crate::rules::ATTRIBUTE_PERSONAS,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    CustomerIo(#[from] CioError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("the metrics window cannot be asked for: {0}")]
+    Window(#[from] WindowError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncSetupError {
+    #[error("a cio-sync job is enabled in triggers.toml, but no Customer.io client was given: set CIO_APP_KEY")]
+    NoCustomerIo,
+}
+
+/// Runs the jobs; built once per process and used by every invocation.
+pub struct CioSync {
+    config: SyncConfig,
+    /// Freshness of cached attributes: the enrichment's, as both share the entries.
+    attribute_ttl: Duration,
+    api: Option<Arc<dyn CustomerIoApi>>,
+    claims: Arc<dyn ClaimStore>,
+    cache: Arc<dyn CacheStore>,
+    queue: Arc<dyn JobQueue>,
+}
+
+/// Whether a job went on the queue now or had been claimed before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Enqueued {
+    Sent,
+    AlreadyQueued(JobStatus),
+}
+
+impl CioSync {
+    pub fn new(
+        rules: &Rules,
+        api: Option<Arc<dyn CustomerIoApi>>,
+        claims: Arc<dyn ClaimStore>,
+        cache: Arc<dyn CacheStore>,
+        queue: Arc<dyn JobQueue>,
+    ) -> Result<Self, SyncSetupError> {
+        if api.is_none() && rules.cio_sync().any_enabled() {
+            return Err(SyncSetupError::NoCustomerIo);
+        }
+        Ok(CioSync {
+            config: rules.cio_sync().clone(),
+            attribute_ttl: rules.enrichment().cache_ttl,
+            api,
+            claims,
+            cache,
+            queue,
+        })
+    }
+
+    /// Runs one job until it is done or `deadline` comes, and logs its summary line.
+    pub async fn run(&self, request: RunRequest, now: SystemTime, deadline: Instant) -> Summary {
+        let enabled = match request.job {
+            SyncJob::CampaignStrategy => self.config.campaign_strategy.enabled,
+            SyncJob::AttributePersonas => self.config.attribute_personas.enabled,
+        };
+        let summary = match (&self.api, enabled) {
+            (Some(api), true) => match request.job {
+                SyncJob::CampaignStrategy => campaigns::run(self, api.as_ref(), request.dry_run, now, deadline).await,
+                SyncJob::AttributePersonas => personas::run(self, api.as_ref(), request.dry_run, now, deadline).await,
+            },
+            _ => {
+                let mut summary = Summary::new(request.job, RunStatus::Disabled);
+                summary.dry_run = request.dry_run;
+                summary.message = Some(format!(
+                    "[{}] is not enabled in triggers.toml; set `enabled = true` there to run it",
+                    request.job.section()
+                ));
+                summary
+            }
+        };
+        summary.log();
+        summary
+    }
+
+    /// Claims the job, then sends it; if the send fails the claim is dropped, so the next run
+    /// can queue it. A job claimed before (by an earlier run) is not sent again.
+    async fn enqueue(&self, message: &JobMessage, now: SystemTime) -> Result<Enqueued, SyncError> {
+        let body = message.to_body()?;
+        let token = uuid::Uuid::new_v4().to_string();
+        let claim = self.claims.claim(&NewJob { key: &message.key, rule: &message.rule, token: &token, now }).await?;
+        if let Claim::Duplicate(status) = claim {
+            return Ok(Enqueued::AlreadyQueued(status));
+        }
+        if let Err(send) = self.queue.send(body).await {
+            if let Err(release) = self.claims.release_claim(&message.key, &token).await {
+                // The claim's lease runs out by itself; a later run claims the job again then.
+                tracing::error!(key = %message.key, error = %chain(&release), "could not drop the claim after a failed send");
+            }
+            return Err(send.into());
+        }
+        Ok(Enqueued::Sent)
+    }
+}
