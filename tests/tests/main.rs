@@ -4,3 +4,4 @@
 mod ingest;
 mod ingest_aws;
 mod mavera_client;
+mod template;
