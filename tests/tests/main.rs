@@ -7,3 +7,4 @@ mod mavera_client;
 mod cio_client;
 mod worker;
 mod cio_sync;
+mod template;
