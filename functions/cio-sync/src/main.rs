@@ -12,12 +12,12 @@ use shared::customerio::{CioClient, CustomerIoApi};
 use shared::queue::SqsQueue;
 use shared::store::DynamoStore;
 use shared::sync::{CioSync, RunFailed, RunRequest, STOP_MARGIN, Settings};
-use shared::telemetry::{self, LogFormat};
+use shared::telemetry::{self, Fatal, LogFormat};
 use shared::worker::sqs::deadline_from;
 use tokio::time::Instant;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), Fatal> {
     telemetry::init(LogFormat::from_env());
     let sdk = shared::aws::sdk_config().await;
     let vars = shared::secrets::load(&sdk, &ProcessEnv).await?;
@@ -54,4 +54,5 @@ async fn main() -> Result<(), Error> {
         Ok::<Value, Error>(summary.to_json())
     }))
     .await
+    .map_err(Fatal::boxed)
 }

@@ -7,10 +7,10 @@ use shared::config::{self, AwsResources, ProcessEnv, Verifiers};
 use shared::ingest::{Ingest, router};
 use shared::store::DynamoStore;
 use shared::queue::SqsQueue;
-use shared::telemetry::{self, LogFormat, Metrics};
+use shared::telemetry::{self, Fatal, LogFormat, Metrics};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
+async fn main() -> Result<(), Fatal> {
     telemetry::init(LogFormat::from_env());
     let sdk = shared::aws::sdk_config().await;
     let vars = shared::secrets::load(&sdk, &ProcessEnv).await?;
@@ -28,5 +28,5 @@ async fn main() -> Result<(), lambda_http::Error> {
     tracing::info!(rules = rules.len(), sources = ?rules.sources(), "ingest ready");
 
     let ingest = Arc::new(Ingest::new(rules, verifiers, Arc::new(store), Arc::new(queue)));
-    lambda_http::run(router(ingest, Metrics::from_env("ingest"))).await
+    lambda_http::run(router(ingest, Metrics::from_env("ingest"))).await.map_err(Fatal::boxed)
 }

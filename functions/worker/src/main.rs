@@ -9,11 +9,11 @@ use shared::config::{self, ProcessEnv, vars};
 use shared::customerio::CioClient;
 use shared::mavera::{MaveraApi, MaveraClient};
 use shared::store::DynamoStore;
-use shared::telemetry::{self, LogFormat, Metrics};
+use shared::telemetry::{self, Fatal, LogFormat, Metrics};
 use shared::worker::{CioEnricher, Enrich, Worker, sqs};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), Fatal> {
     telemetry::init(LogFormat::from_env());
     let sdk = shared::aws::sdk_config().await;
     let vars = shared::secrets::load(&sdk, &ProcessEnv).await?;
@@ -51,4 +51,5 @@ async fn main() -> Result<(), Error> {
         Ok::<SqsBatchResponse, Error>(sqs::handle_batch(worker, event.payload, deadline, metrics).await)
     }))
     .await
+    .map_err(Fatal::boxed)
 }

@@ -43,6 +43,30 @@ pub fn init(format: LogFormat) {
     let _ = result;
 }
 
+/// What a function's `main` returns when it cannot start: Rust prints a returned error with
+/// `Debug`, so this one's `Debug` is the readable message and its causes
+/// (`Error: SEGMENT_SHARED_SECRET is not set: ...`), not the variant tree.
+pub struct Fatal(Box<dyn std::error::Error + Send + Sync>);
+
+impl Fatal {
+    /// From an already boxed error, as `lambda_runtime::run` returns.
+    pub fn boxed(error: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        Fatal(error)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for Fatal {
+    fn from(error: E) -> Self {
+        Fatal(Box::new(error))
+    }
+}
+
+impl fmt::Debug for Fatal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", chain(&*self.0))
+    }
+}
+
 /// Displays an error with its whole `source()` chain: `a: b: c`.
 pub fn chain<'a>(error: &'a (dyn std::error::Error + 'static)) -> Chain<'a> {
     Chain(error)
@@ -78,6 +102,12 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("inner: {0}")]
     struct Inner(#[source] std::io::Error);
+
+    #[test]
+    fn fatal_errors_print_their_message_not_their_structure() {
+        let fatal = Fatal::from(Outer(Inner(std::io::Error::other("disk"))));
+        assert_eq!(format!("{fatal:?}"), "outer: inner: disk");
+    }
 
     #[test]
     fn chains_sources_without_repeating() {
