@@ -139,8 +139,7 @@ impl MemoryQueue {
                 let mut state = self.lock();
                 let now = Instant::now();
                 // Messages whose visibility ran out come back, or go to the dead letters.
-                let expired: Vec<u64> =
-                    state.in_flight.iter().filter(|(_, e)| e.visible_at <= now).map(|(id, _)| *id).collect();
+                let expired: Vec<u64> = state.in_flight.iter().filter(|(_, e)| e.visible_at <= now).map(|(id, _)| *id).collect();
                 for id in expired {
                     if let Some(entry) = state.in_flight.remove(&id) {
                         self.requeue(&mut state, entry, now);
@@ -152,11 +151,7 @@ impl MemoryQueue {
                     if out.len() < max && entry.visible_at <= now {
                         entry.receives += 1;
                         entry.visible_at = now + self.visibility;
-                        out.push(Delivery {
-                            receipt: entry.id,
-                            body: entry.body.clone(),
-                            receive_count: entry.receives,
-                        });
+                        out.push(Delivery { receipt: entry.id, body: entry.body.clone(), receive_count: entry.receives });
                         state.in_flight.insert(entry.id, entry);
                     } else {
                         keep.push_back(entry);
