@@ -23,7 +23,7 @@ pub fn run(args: Args) -> Result<ExitCode, RelayError> {
     let vars = settings::environment(args.triggers.as_deref());
     // A bad file stops here, with the error naming the rule and the field.
     let rules = config::rules(&vars)?;
-    println!("{}: {} rules\n", rules.origin(), rules.len());
+    println!("{}: {} rule{}\n", rules.origin(), rules.len(), if rules.len() == 1 { "" } else { "s" });
     print!("{}", table(&rules));
 
     println!("\nsigning secrets (each source with rules needs its own):");

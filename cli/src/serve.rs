@@ -136,6 +136,9 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
 
     // Serve until Ctrl-C; then let requests and jobs in flight finish, within one grace period.
     tokio::select! {
+        // The signal first: once it is given, the server may end at the same moment.
+        biased;
+        () = wait(stopped.clone()) => {}
         ended = &mut http => {
             // Only an error ends the server before a signal.
             let error = match ended {
@@ -145,7 +148,6 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
             };
             return Err(RelayError::Serve(error));
         }
-        () = wait(stopped) => {}
     }
     let grace = Duration::from_secs(args.shutdown_timeout);
     tracing::info!("stopping: no new webhooks; waiting up to {}s for requests and jobs in flight", grace.as_secs());
