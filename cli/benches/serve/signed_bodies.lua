@@ -1,7 +1,16 @@
 -- wrk script for scripts/bench-serve: every request POSTs the next pre-signed Segment
 -- event from $BODIES (lines of `<X-Signature>\t<body>`), each wrk thread taking every
--- $WRK_THREADS-th line so no two requests share a messageId. Counts the answers by kind
--- and prints one JSON summary line (prefixed `RESULT `) at the end.
+-- $WRK_THREADS-th line so no two requests share a messageId. With $PAUSE_MS set, each
+-- connection waits that long before each request, so the offered rate is about
+-- connections * 1000 / PAUSE_MS per second instead of as fast as the server answers.
+-- Counts the answers by kind and prints one JSON summary line (prefixed `RESULT `).
+
+local pause = tonumber(os.getenv("PAUSE_MS") or "0")
+if pause > 0 then
+  function delay()
+    return pause
+  end
+end
 
 local threads = {}
 local next_id = 0

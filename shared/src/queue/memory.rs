@@ -145,19 +145,25 @@ impl MemoryQueue {
                         self.requeue(&mut state, entry, now);
                     }
                 }
+                // Take the first `max` visible messages; stop there, so a long queue costs
+                // a receive only the messages it looks at. Messages still delayed keep their
+                // place in front.
                 let mut out = Vec::new();
-                let mut keep = VecDeque::new();
-                while let Some(mut entry) = state.ready.pop_front() {
-                    if out.len() < max && entry.visible_at <= now {
+                let mut delayed = VecDeque::new();
+                while out.len() < max {
+                    let Some(mut entry) = state.ready.pop_front() else { break };
+                    if entry.visible_at <= now {
                         entry.receives += 1;
                         entry.visible_at = now + self.visibility;
                         out.push(Delivery { receipt: entry.id, body: entry.body.clone(), receive_count: entry.receives });
                         state.in_flight.insert(entry.id, entry);
                     } else {
-                        keep.push_back(entry);
+                        delayed.push_back(entry);
                     }
                 }
-                state.ready = keep;
+                while let Some(entry) = delayed.pop_back() {
+                    state.ready.push_front(entry);
+                }
                 if !out.is_empty() {
                     return out;
                 }
@@ -306,6 +312,20 @@ mod tests {
         tokio::task::yield_now().await;
         q.send("x".into()).await.unwrap();
         assert_eq!(waiter.await.unwrap()[0].body, "x");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delayed_message_keeps_its_place_while_later_ones_are_delivered() {
+        let q = MemoryQueue::new(Duration::from_secs(30), 5);
+        for body in ["a", "b", "c"] {
+            q.send(body.into()).await.unwrap();
+        }
+        let a = q.receive(1, Duration::from_secs(1)).await;
+        q.nack(a[0].receipt, Duration::from_secs(10));
+        assert_eq!(q.receive(1, Duration::from_secs(1)).await[0].body, "b");
+        assert_eq!(q.receive(1, Duration::from_secs(1)).await[0].body, "c");
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(q.receive(1, Duration::from_secs(1)).await[0].body, "a", "back once its delay is over");
     }
 
     #[tokio::test]
