@@ -1,6 +1,7 @@
 //! The in-process twin of SQS, for tests and `relay serve`: at-least-once delivery with a
 //! visibility timeout, a receive count, and a dead-letter list after `max_receives`, so the
-//! worker code path is the same as under Lambda.
+//! worker code path is the same as under Lambda. An optional [`QueuePersist`] hook writes
+//! every change through to disk, so `relay serve --data-dir` keeps its queue over a restart.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -38,12 +39,35 @@ struct State {
     sent: u64,
 }
 
-#[derive(Debug, Clone)]
+/// Receives every change to the queue's messages. In-flight state is not reported: after a
+/// restart every message kept is visible again.
+pub trait QueuePersist: Send + Sync {
+    /// Message `id` was accepted (`receives` 0) or handed back after `receives` deliveries.
+    fn put(&self, id: u64, body: &str, receives: u32) -> Result<(), QueueError>;
+    /// Message `id` was deleted, or moved to the dead letters when `dead`.
+    fn remove(&self, id: u64, body: &str, dead: bool) -> Result<(), QueueError>;
+}
+
+/// A message read back from disk: id, body, deliveries so far.
+pub type StoredMessage = (u64, String, u32);
+
+#[derive(Clone)]
 pub struct MemoryQueue {
     state: Arc<Mutex<State>>,
     notify: Arc<Notify>,
     visibility: Duration,
     max_receives: u32,
+    persist: Option<Arc<dyn QueuePersist>>,
+}
+
+impl std::fmt::Debug for MemoryQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryQueue")
+            .field("visibility", &self.visibility)
+            .field("max_receives", &self.max_receives)
+            .field("persistent", &self.persist.is_some())
+            .finish()
+    }
 }
 
 impl Default for MemoryQueue {
@@ -61,6 +85,38 @@ impl MemoryQueue {
             notify: Arc::default(),
             visibility,
             max_receives: max_receives.max(1),
+            persist: None,
+        }
+    }
+
+    /// A queue starting from `messages` (read back from disk, all visible) that reports
+    /// changes to `persist`.
+    pub fn with_persistence(
+        visibility: Duration,
+        max_receives: u32,
+        messages: Vec<StoredMessage>,
+        persist: Arc<dyn QueuePersist>,
+    ) -> Self {
+        let now = Instant::now();
+        let mut state = State::default();
+        for (id, body, receives) in messages {
+            state.next_id = state.next_id.max(id);
+            state.ready.push_back(Entry { id, body, receives, visible_at: now });
+        }
+        MemoryQueue {
+            state: Arc::new(Mutex::new(state)),
+            persist: Some(persist),
+            ..Self::new(visibility, max_receives)
+        }
+    }
+
+    /// Reports a change to the persistence hook; a failure is logged, since the message
+    /// is then only delivered once more than needed (its job is idempotent).
+    fn persisted(&self, change: impl FnOnce(&dyn QueuePersist) -> Result<(), QueueError>) {
+        if let Some(persist) = &self.persist
+            && let Err(e) = change(persist.as_ref())
+        {
+            tracing::error!(error = %crate::telemetry::chain(&e), "could not write a queue change to disk; the message may be delivered again after a restart");
         }
     }
 
@@ -89,19 +145,25 @@ impl MemoryQueue {
                         self.requeue(&mut state, entry, now);
                     }
                 }
+                // Take the first `max` visible messages; stop there, so a long queue costs
+                // a receive only the messages it looks at. Messages still delayed keep their
+                // place in front.
                 let mut out = Vec::new();
-                let mut keep = VecDeque::new();
-                while let Some(mut entry) = state.ready.pop_front() {
-                    if out.len() < max && entry.visible_at <= now {
+                let mut delayed = VecDeque::new();
+                while out.len() < max {
+                    let Some(mut entry) = state.ready.pop_front() else { break };
+                    if entry.visible_at <= now {
                         entry.receives += 1;
                         entry.visible_at = now + self.visibility;
                         out.push(Delivery { receipt: entry.id, body: entry.body.clone(), receive_count: entry.receives });
                         state.in_flight.insert(entry.id, entry);
                     } else {
-                        keep.push_back(entry);
+                        delayed.push_back(entry);
                     }
                 }
-                state.ready = keep;
+                while let Some(entry) = delayed.pop_back() {
+                    state.ready.push_front(entry);
+                }
                 if !out.is_empty() {
                     return out;
                 }
@@ -120,6 +182,7 @@ impl MemoryQueue {
 
     fn requeue(&self, state: &mut State, entry: Entry, now: Instant) {
         if entry.receives >= self.max_receives {
+            self.persisted(|p| p.remove(entry.id, &entry.body, true));
             state.dead.push(entry.body);
         } else {
             state.ready.push_back(Entry { visible_at: now, ..entry });
@@ -128,7 +191,10 @@ impl MemoryQueue {
 
     /// The message was handled: delete it.
     pub fn ack(&self, receipt: u64) {
-        self.lock().in_flight.remove(&receipt);
+        let mut state = self.lock();
+        if let Some(entry) = state.in_flight.remove(&receipt) {
+            self.persisted(|p| p.remove(entry.id, &entry.body, false));
+        }
     }
 
     /// The message failed: make it visible again after `delay` (or dead-letter it).
@@ -137,8 +203,10 @@ impl MemoryQueue {
         if let Some(mut entry) = state.in_flight.remove(&receipt) {
             let now = Instant::now();
             if entry.receives >= self.max_receives {
+                self.persisted(|p| p.remove(entry.id, &entry.body, true));
                 state.dead.push(entry.body);
             } else {
+                self.persisted(|p| p.put(entry.id, &entry.body, entry.receives));
                 entry.visible_at = now + delay;
                 state.ready.push_back(entry);
             }
@@ -191,9 +259,12 @@ impl JobQueue for MemoryQueue {
         if state.refuse_sends {
             return Err(QueueError::unavailable(std::io::Error::other("the in-memory queue was told to refuse sends")));
         }
-        state.next_id += 1;
+        let id = state.next_id + 1;
+        if let Some(persist) = &self.persist {
+            persist.put(id, &body, 0)?;
+        }
+        state.next_id = id;
         state.sent += 1;
-        let id = state.next_id;
         state.ready.push_back(Entry { id, body, receives: 0, visible_at: Instant::now() });
         drop(state);
         self.notify.notify_waiters();
@@ -241,6 +312,20 @@ mod tests {
         tokio::task::yield_now().await;
         q.send("x".into()).await.unwrap();
         assert_eq!(waiter.await.unwrap()[0].body, "x");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delayed_message_keeps_its_place_while_later_ones_are_delivered() {
+        let q = MemoryQueue::new(Duration::from_secs(30), 5);
+        for body in ["a", "b", "c"] {
+            q.send(body.into()).await.unwrap();
+        }
+        let a = q.receive(1, Duration::from_secs(1)).await;
+        q.nack(a[0].receipt, Duration::from_secs(10));
+        assert_eq!(q.receive(1, Duration::from_secs(1)).await[0].body, "b");
+        assert_eq!(q.receive(1, Duration::from_secs(1)).await[0].body, "c");
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(q.receive(1, Duration::from_secs(1)).await[0].body, "a", "back once its delay is over");
     }
 
     #[tokio::test]

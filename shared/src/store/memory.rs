@@ -41,7 +41,8 @@ pub struct JobItem {
 }
 
 impl Item {
-    fn expires_at(&self) -> u64 {
+    /// When the record expires, in epoch seconds.
+    pub(super) fn expires_at(&self) -> u64 {
         match self {
             Item::Job(j) => j.expires_at,
             Item::Cap { expires_at, .. } | Item::Once { expires_at, .. } | Item::Cache { expires_at, .. } => *expires_at,

@@ -1,0 +1,52 @@
+"""Writes N signed Segment track events, one per line as `<X-Signature>\t<body>`, for the
+load benchmark (scripts/bench-serve). Each event has its own messageId and userId, and the
+four shipped Segment rules' events come in turn, so every request is a first delivery that
+matches a rule.
+
+Usage: python sign_bodies.py SECRET COUNT PREFIX > bodies.tsv
+"""
+
+import hashlib
+import hmac
+import json
+import sys
+
+EVENTS = [
+    ("trial_started", lambda i: {"plan": "pro", "source": "google_ads"}),
+    ("plan_upgraded", lambda i: {"previous_plan": "starter", "new_plan": "growth"}),
+    ("feature_milestone", lambda i: {"milestone": f"{i % 500} reports", "feature_name": "Dashboards"}),
+    ("churn_signal", lambda i: {"ltv": 100 + i % 900, "signal_type": "seat_drop", "tenure_days": i % 365}),
+]
+
+
+def main() -> None:
+    secret, count, prefix = sys.argv[1].encode(), int(sys.argv[2]), sys.argv[3]
+    out = sys.stdout
+    for i in range(count):
+        name, properties = EVENTS[i % len(EVENTS)]
+        user = f"usr_{prefix}_{i}"
+        event = {
+            "anonymousId": "23adfd82-aa0f-45a7-a756-24f2a7a4c895",
+            "context": {
+                "library": {"name": "analytics-node", "version": "6.2.0"},
+                "ip": "108.0.78.21",
+                "traits": {"email": f"{user}@example.com", "plan": "starter"},
+            },
+            "event": name,
+            "integrations": {},
+            "messageId": f"bench-{prefix}-{i}",
+            "properties": properties(i),
+            "receivedAt": "2026-11-23T19:11:01.266Z",
+            "sentAt": "2026-11-23T19:11:01.169Z",
+            "timestamp": "2026-11-23T19:11:01.249Z",
+            "originalTimestamp": "2026-11-23T19:11:01.152Z",
+            "type": "track",
+            "userId": user,
+        }
+        body = json.dumps(event, separators=(",", ":"))
+        signature = hmac.new(secret, body.encode(), hashlib.sha1).hexdigest()
+        out.write(f"{signature}\t{body}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+//! `relay check`: validates the trigger rules and the configuration with the functions a
+//! cold start uses, prints the rules as a table and says which settings are missing. Exits
+//! non-zero when `relay serve` would refuse to start with this environment.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use shared::config::{self, Vars, vars};
+use shared::domain::Source;
+use shared::rules::{Rule, Rules};
+
+use crate::error::RelayError;
+use crate::settings::{self, Enrichment, Mavera, Settings};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The trigger rules file (default: TRIGGERS_PATH, else the rules built in)
+    #[arg(long, value_name = "PATH")]
+    triggers: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, RelayError> {
+    let vars = settings::environment(args.triggers.as_deref());
+    // A bad file stops here, with the error naming the rule and the field.
+    let rules = config::rules(&vars)?;
+    println!("{}: {} rule{}\n", rules.origin(), rules.len(), if rules.len() == 1 { "" } else { "s" });
+    print!("{}", table(&rules));
+
+    println!("\nsigning secrets (each source with rules needs its own):");
+    for source in Source::ALL {
+        let var = secret_var(source);
+        let used_by = rules.iter().filter(|r| r.source == source).count();
+        let state = match (config::optional(&vars, var), used_by) {
+            (Some(v), _) => {
+                format!("set ({} secret{})", v.split(',').count(), if v.contains(',') { "s, rotating" } else { "" })
+            }
+            (None, 0) => "not set (no rule uses it, so /webhooks/".to_owned() + source.as_str() + " is off)",
+            (None, _) => "MISSING".to_owned(),
+        };
+        println!("  {var:<24} {state:<24} {used_by} rule{}", if used_by == 1 { "" } else { "s" });
+    }
+    println!("\nMavera and Customer.io:");
+    for line in services(&vars, &rules) {
+        println!("  {line}");
+    }
+
+    // The same resolution `relay serve` starts with.
+    match Settings::resolve(&vars, false) {
+        Ok(settings) => {
+            println!("\nok: `relay serve` starts with this configuration ({})", describe(&settings));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("\nerror: {}", shared::telemetry::chain(&error));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn secret_var(source: Source) -> &'static str {
+    match source {
+        Source::Segment => vars::SEGMENT_SHARED_SECRET,
+        Source::CustomerIo => vars::CIO_WEBHOOK_SECRET,
+    }
+}
+
+/// Where the Mavera and Customer.io settings stand, locally and for the functions.
+fn services(vars: &dyn Vars, rules: &Rules) -> Vec<String> {
+    let mut lines = Vec::new();
+    match config::optional(vars, vars::MAVERA_API_KEY) {
+        Some(_) => lines.push(format!(
+            "{:<24} set: requests go to {}",
+            vars::MAVERA_API_KEY,
+            config::optional(vars, vars::MAVERA_BASE_URL).unwrap_or_else(|| shared::mavera::DEFAULT_BASE_URL.to_owned())
+        )),
+        None => lines.push(format!(
+            "{:<24} not set: `relay serve` prints requests instead of sending them (the worker function needs it, or DRY_RUN=true)",
+            vars::MAVERA_API_KEY
+        )),
+    }
+    let enriching: Vec<&str> = rules.iter().filter(|r| r.enrich).map(|r| r.name.as_str()).collect();
+    match (config::optional(vars, vars::CIO_APP_KEY), enriching.is_empty()) {
+        (Some(_), _) => lines.push(format!("{:<24} set: attribute lookups and the cio-sync jobs can run", vars::CIO_APP_KEY)),
+        (None, true) => lines.push(format!("{:<24} not set: no rule enriches, so none is needed here", vars::CIO_APP_KEY)),
+        (None, false) => lines.push(format!(
+            "{:<24} not set: needed by {} (enrich = true); without it `relay serve` runs them only in a dry run, with customer.* unknown",
+            vars::CIO_APP_KEY,
+            enriching.join(", ")
+        )),
+    }
+    lines
+}
+
+fn describe(settings: &Settings) -> String {
+    let mavera = match &settings.mavera {
+        Mavera::DryRun { reason } => format!("dry run, as {reason}"),
+        Mavera::Live(config) => format!("calling {}", config.base_url),
+    };
+    let enrichment = match &settings.enrichment {
+        Enrichment::NotNeeded => "",
+        Enrichment::Lookup(_) => ", attributes looked up in Customer.io",
+        Enrichment::Unavailable { .. } => ", enriching rules without attributes",
+    };
+    format!("{mavera}{enrichment}")
+}
+
+/// The rules as an aligned table: name, source, events, conditions, action, guards.
+pub fn table(rules: &Rules) -> String {
+    let header = ["NAME", "SOURCE", "EVENTS", "CONDITIONS", "ACTION", "GUARDS"].map(str::to_owned);
+    let rows: Vec<[String; 6]> = std::iter::once(header).chain(rules.iter().map(row)).collect();
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row.iter().zip(widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn row(rule: &Rule) -> [String; 6] {
+    let mut conditions: Vec<String> = rule.conditions.iter().map(|c| c.describe()).collect();
+    conditions.extend(rule.after_enrichment.iter().map(|c| format!("{} (after lookup)", c.describe())));
+    let mut guards = Vec::new();
+    if let Some(cap) = rule.daily_cap {
+        guards.push(format!("{cap}/day"));
+    }
+    if rule.once_per_user {
+        guards.push("once per user".to_owned());
+    }
+    if rule.enrich {
+        guards.push("enrich".to_owned());
+    }
+    [
+        rule.name.to_string(),
+        rule.source.as_str().to_owned(),
+        rule.events.join(", "),
+        if conditions.is_empty() { "-".to_owned() } else { conditions.join("; ") },
+        rule.action.describe(),
+        if guards.is_empty() { "-".to_owned() } else { guards.join(", ") },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_has_a_row_per_rule_with_its_guards() {
+        let text = table(&Rules::embedded().unwrap());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 6, "{text}");
+        assert!(lines[0].starts_with("NAME"), "{text}");
+        let trial = lines.iter().find(|l| l.starts_with("segment-trial-started")).unwrap();
+        assert!(
+            trial.contains("trial_started")
+                && trial.contains("create_persona")
+                && trial.contains("20/day, once per user"),
+            "{trial}"
+        );
+        let cio = lines.iter().find(|l| l.starts_with("cio-high-value-alert")).unwrap();
+        assert!(cio.contains("unsubscribed, bounced, spammed"), "{cio}");
+        assert!(cio.contains("customer.plan in [pro, enterprise, business] (after lookup)"), "{cio}");
+    }
+}

@@ -1,0 +1,219 @@
+//! `relay serve`: the whole pipeline in one process. The ingest function's router (the same
+//! `shared::ingest::router` the Lambda serves) on a loopback port, the event store and the
+//! queue embedded (in memory, or in a redb file with `--data-dir`), and the worker taking
+//! jobs off that queue with the same `Worker::process` the Lambda runs.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::customerio::CioClient;
+use shared::ingest::{Ingest, router};
+use shared::mavera::{MaveraApi, MaveraClient};
+use shared::queue::{FileQueue, MemoryQueue};
+use shared::store::{FileStore, JobStatus, MemoryStore, open_database};
+use shared::telemetry::Metrics;
+use shared::worker::local::LocalRunner;
+use shared::worker::{CioEnricher, Enrich, LEASE_MARGIN, Worker};
+use tokio::sync::watch;
+
+use crate::enrich::AttributesUnavailable;
+use crate::error::RelayError;
+use crate::output::{self, LogFormat};
+use crate::settings::{self, Enrichment, Mavera, Settings};
+
+/// Deliveries of one message before it is dead-lettered, as the SQS redrive policy.
+const MAX_RECEIVES: u32 = 5;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on; loopback by default, so nothing outside this machine can post
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    addr: SocketAddr,
+    /// Keep the event store and the queue in DIR (a redb file), so a restart loses nothing;
+    /// without it both live in memory
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The trigger rules file (default: TRIGGERS_PATH, else the rules built in)
+    #[arg(long, value_name = "PATH")]
+    triggers: Option<PathBuf>,
+    /// Print the Mavera requests instead of sending them, even if MAVERA_API_KEY is set
+    #[arg(long)]
+    dry_run: bool,
+    /// Log lines for a terminal, or JSON lines
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Jobs processed at once
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    workers: u16,
+    /// Time one job may take, as a Lambda timeout would (seconds)
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    job_timeout: u64,
+    /// On Ctrl-C, how long to wait for jobs in flight before stopping them (seconds)
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    shutdown_timeout: u64,
+}
+
+pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
+    output::init(args.log_format);
+    let vars = settings::environment(args.triggers.as_deref());
+    let Settings { rules, verifiers, mavera, enrichment } = Settings::resolve(&vars, args.dry_run)?;
+    let rules = Arc::new(rules);
+
+    let job_time = Duration::from_secs(args.job_timeout);
+    // A message stays hidden longer than the job's lease, so it comes back only once the
+    // worker that had it is surely done with it.
+    let visibility = job_time + LEASE_MARGIN + Duration::from_secs(30);
+    let (store, queue) = match &args.data_dir {
+        None => (MemoryStore::new(), MemoryQueue::new(visibility, MAX_RECEIVES)),
+        Some(dir) => {
+            let db = open_database(dir)?;
+            (FileStore::open(db.clone())?, FileQueue::open(db, visibility, MAX_RECEIVES)?)
+        }
+    };
+    let store = Arc::new(store);
+    let queue = Arc::new(queue);
+
+    let (client, mode) = match mavera {
+        Mavera::DryRun { reason } => {
+            (None, format!("dry run ({reason}): each Mavera request is printed, none is sent"))
+        }
+        Mavera::Live(config) => {
+            let mode = format!("calling Mavera at {}", config.base_url);
+            (Some(Arc::new(MaveraClient::new(config)?) as Arc<dyn MaveraApi>), mode)
+        }
+    };
+    let enricher: Option<Arc<dyn Enrich>> = match enrichment {
+        Enrichment::NotNeeded => None,
+        Enrichment::Lookup(config) => {
+            let cio = Arc::new(CioClient::new(config)?);
+            Some(Arc::new(CioEnricher::new(cio, store.clone(), rules.enrichment().clone())))
+        }
+        Enrichment::Unavailable { rules } => {
+            tracing::warn!(
+                "CIO_APP_KEY is not set: {} looks Customer.io attributes up; in this dry run it runs without them (customer.* reads `unknown`, its conditions on customer.* are not checked). Set CIO_APP_KEY to look them up",
+                rules.join(", ")
+            );
+            Some(Arc::new(AttributesUnavailable))
+        }
+    };
+    let worker = Arc::new(Worker::new(rules.clone(), store.clone(), store.clone(), client, enricher)?);
+    let ingest = Arc::new(Ingest::new(rules.clone(), verifiers, store.clone(), queue.clone()));
+
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|source| RelayError::Bind { addr: args.addr, source })?;
+    let addr = listener.local_addr().map_err(|source| RelayError::Bind { addr: args.addr, source })?;
+    let sources: Vec<&str> = rules.sources().iter().map(|s| s.as_str()).collect();
+    tracing::info!("rules: {} from {} (sources: {})", rules.len(), rules.origin(), sources.join(", "));
+    tracing::info!("{mode}");
+    match &args.data_dir {
+        None => tracing::info!("event store and queue in memory (use --data-dir DIR to keep them over a restart)"),
+        Some(dir) => {
+            tracing::info!("event store and queue in {} ({} jobs waiting from before)", dir.display(), queue.depth())
+        }
+    }
+    for source in &sources {
+        tracing::info!("listening on http://{addr}/webhooks/{source}");
+    }
+    tracing::info!("try: relay send segment examples/segment/trial_started.json   (Ctrl-C stops)");
+
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(watch_signals(stop));
+    let wait = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let runner = LocalRunner { concurrency: usize::from(args.workers), job_time, ..LocalRunner::default() };
+    let consumer = queue.clone();
+    let until_stopped = wait(stopped.clone());
+    let worker_task = tokio::spawn(async move { runner.run(worker, consumer, until_stopped).await });
+    let app = router(ingest, Metrics::from_env("relay"));
+    let mut http = tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(wait(stopped.clone())).into_future());
+
+    // Serve until Ctrl-C; then let requests and jobs in flight finish, within one grace period.
+    tokio::select! {
+        // The signal first: once it is given, the server may end at the same moment.
+        biased;
+        () = wait(stopped.clone()) => {}
+        ended = &mut http => {
+            // Only an error ends the server before a signal.
+            let error = match ended {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => std::io::Error::other("it ended without being asked to"),
+                Err(join) => std::io::Error::other(join),
+            };
+            return Err(RelayError::Serve(error));
+        }
+    }
+    let grace = Duration::from_secs(args.shutdown_timeout);
+    tracing::info!("stopping: no new webhooks; waiting up to {}s for requests and jobs in flight", grace.as_secs());
+    let deadline = tokio::time::Instant::now() + grace;
+    let _ = tokio::time::timeout_at(deadline, http).await;
+    let finished = tokio::time::timeout_at(deadline, worker_task).await.is_ok();
+    report_leftovers(&store, &queue, args.data_dir.is_some(), finished);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Says what is left undone at exit, and whether it survives.
+fn report_leftovers(store: &MemoryStore, queue: &MemoryQueue, kept: bool, finished: bool) {
+    let running = store.jobs().iter().filter(|j| j.status == JobStatus::Running).count();
+    if !finished && running > 0 {
+        if kept {
+            tracing::warn!(
+                "{running} jobs were still running and were stopped; they run again on the next start with this --data-dir"
+            );
+        } else {
+            tracing::warn!(
+                "{running} jobs were still running and were stopped; they are lost (the queue is in memory; use --data-dir to keep them)"
+            );
+        }
+    }
+    let waiting = queue.depth().saturating_sub(running);
+    if waiting > 0 {
+        if kept {
+            tracing::info!("{waiting} jobs stay queued and run on the next start with this --data-dir");
+        } else {
+            tracing::warn!("{waiting} queued jobs are dropped (the queue is in memory; use --data-dir to keep them)");
+        }
+    }
+    tracing::info!("stopped");
+}
+
+/// Ctrl-C or SIGTERM asks for a graceful stop; a second one exits at once.
+async fn watch_signals(stop: watch::Sender<bool>) {
+    shutdown_signal().await;
+    tracing::info!("shutting down (press Ctrl-C again to stop at once)");
+    stop.send_replace(true);
+    shutdown_signal().await;
+    tracing::warn!("stopped at once; jobs in flight were abandoned");
+    std::process::exit(130);
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    () = ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => ctrl_c().await,
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c().await
+}
+
+/// Ctrl-C; if its handler cannot be installed, never (rather than stopping at once).
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}

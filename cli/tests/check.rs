@@ -1,0 +1,57 @@
+//! `relay check`: the rules table, the missing settings, and the exit code.
+
+use crate::support::{TempDir, run, secrets, text};
+
+#[test]
+fn the_shipped_rules_print_as_a_table_and_pass_with_their_secrets() {
+    let out = run(&["check"], &secrets());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.starts_with("triggers.toml (embedded): 5 rules"), "{stdout}");
+    for rule in [
+        "segment-trial-started",
+        "segment-plan-upgraded",
+        "segment-feature-milestone",
+        "segment-churn-signal",
+        "cio-high-value-alert",
+    ] {
+        assert!(stdout.lines().any(|l| l.starts_with(rule)), "{rule} missing:\n{stdout}");
+    }
+    assert!(stdout.contains("ok: `relay serve` starts with this configuration (dry run"), "{stdout}");
+}
+
+#[test]
+fn missing_secrets_are_listed_and_fail_the_check() {
+    let out = run(&["check"], &[("CIO_WEBHOOK_SECRET", "x")]);
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.lines().any(|l| l.contains("SEGMENT_SHARED_SECRET") && l.contains("MISSING")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.contains("CIO_WEBHOOK_SECRET") && l.contains("set (1 secret)")), "{stdout}");
+    assert!(text(&out.stderr).contains("SEGMENT_SHARED_SECRET is not set"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_bad_rules_file_names_the_rule_and_the_field() {
+    let dir = TempDir::new("check");
+    let path = dir.0.join("triggers.toml");
+    let file = "[[rule]]\nname = \"upgrade\"\nsource = \"segment\"\nevent = \"plan_upgraded\"\naction = \"research\"\ndaily_cap = 0\nresearch = { prompt = \"p\" }\n";
+    std::fs::write(&path, file).unwrap();
+    let out = run(&["check", "--triggers", path.to_str().unwrap()], &secrets());
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("rule `upgrade`, field `daily_cap`"), "{stderr}");
+
+    // The same file through TRIGGERS_PATH, as the functions read it.
+    let mut env = secrets();
+    env.push(("TRIGGERS_PATH", path.to_str().unwrap()));
+    let out = run(&["check"], &env);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("field `daily_cap`"));
+
+    // A file whose rules need only Segment: Customer.io needs no secret then.
+    std::fs::write(&path, file.replace("daily_cap = 0\n", "")).unwrap();
+    let out = run(&["check", "--triggers", path.to_str().unwrap()], &[("SEGMENT_SHARED_SECRET", "s")]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains(": 1 rule\n"), "{stdout}");
+}
