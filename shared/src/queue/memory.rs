@@ -70,9 +70,12 @@ impl std::fmt::Debug for MemoryQueue {
     }
 }
 
+/// As the deployed queue: a message stays hidden longer than any job may run (the local
+/// runner gives a job 300 s; SQS's visibility is 6× the worker timeout), so a running job is
+/// never redelivered to a second worker; 5 receives before the dead letters.
 impl Default for MemoryQueue {
     fn default() -> Self {
-        Self::new(Duration::from_secs(60), 5)
+        Self::new(Duration::from_secs(1800), 5)
     }
 }
 
