@@ -62,8 +62,12 @@ async fn webhook(
                     tracing::info!(source = %source_name, event_id = %event.event_id, outcome = "ignored", reason = event.reason.as_deref().unwrap_or(""), "event ignored");
                 }
                 for job in &event.jobs {
-                    counts.add(if job.status == super::Status::Queued { Metric::Queued } else { Metric::Duplicate }, 1);
-                    tracing::info!(source = %source_name, event_id = %event.event_id, rule = %job.rule, outcome = job.status.as_str(), "event {}", job.status.as_str());
+                    let (metric, message) = match job.status {
+                        super::Status::Queued => (Metric::Queued, "event queued"),
+                        _ => (Metric::Duplicate, "already received (a sender retry); not queued again"),
+                    };
+                    counts.add(metric, 1);
+                    tracing::info!(source = %source_name, event_id = %event.event_id, rule = %job.rule, outcome = job.status.as_str(), "{message}");
                 }
             }
             counts.flush();
