@@ -25,6 +25,9 @@ mod client;
 mod config;
 mod error;
 mod limiter;
+/// The in-memory twin, for tests.
+#[cfg(any(test, feature = "test-support"))]
+pub mod memory;
 mod path;
 mod retry;
 mod types;
@@ -168,54 +171,27 @@ impl SegmentScan {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
     use std::time::Duration;
 
+    use super::memory::{Call, MemoryCustomerIo};
     use super::*;
 
-    /// A segment of `size` members served `limit` at a time, with offsets as tokens; fails the
-    /// page that starts at `fail_at`.
-    struct PagedSegment {
-        size: usize,
-        fail_at: Option<usize>,
-        limits: Mutex<Vec<u32>>,
+    /// Segment 1 with `size` members `c0`, `c1`, …, paged by offset.
+    fn segment(size: usize) -> MemoryCustomerIo {
+        let api = MemoryCustomerIo::new();
+        let members = (0..size).map(|n| Identifiers { cio_id: Some(format!("c{n}")), ..Identifiers::default() }).collect();
+        api.add_segment(1, members);
+        api
     }
 
-    #[async_trait]
-    impl CustomerIoApi for PagedSegment {
-        async fn campaigns(&self, _: Instant) -> Result<Vec<Campaign>, CioError> {
-            Ok(vec![])
-        }
-        async fn campaign_metrics(&self, _: u64, _: &MetricsWindow, _: Instant) -> Result<CampaignMetrics, CioError> {
-            Ok(CampaignMetrics::default())
-        }
-        async fn customer_attributes(&self, _: &str, _: IdType, _: Instant) -> Result<Option<Attributes>, CioError> {
-            Ok(None)
-        }
-        async fn customers_by_email(&self, _: &str, _: Instant) -> Result<Vec<Identifiers>, CioError> {
-            Ok(vec![])
-        }
-        async fn segment_members(
-            &self,
-            _: u64,
-            start: Option<&str>,
-            limit: u32,
-            _: Instant,
-        ) -> Result<MembershipPage, CioError> {
-            self.limits.lock().unwrap().push(limit);
-            let from: usize = start.map(|s| s.parse().unwrap()).unwrap_or(0);
-            if self.fail_at == Some(from) {
-                return Err(CioError::Server { endpoint: "test", status: 503, retry_after: None });
-            }
-            let to = (from + limit as usize).min(self.size);
-            let identifiers =
-                (from..to).map(|n| Identifiers { cio_id: Some(format!("c{n}")), ..Identifiers::default() }).collect();
-            Ok(MembershipPage { identifiers, next: (to < self.size).then(|| to.to_string()) })
-        }
-    }
-
-    fn segment(size: usize, fail_at: Option<usize>) -> PagedSegment {
-        PagedSegment { size, fail_at, limits: Mutex::new(vec![]) }
+    fn limits(api: &MemoryCustomerIo) -> Vec<u32> {
+        api.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::SegmentPage { limit, .. } => Some(limit),
+                _ => None,
+            })
+            .collect()
     }
 
     fn later() -> Instant {
@@ -228,21 +204,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_scan_reads_to_the_end() {
-        let api = segment(7, None);
+        let api = segment(7);
         let scan = api.scan_segment(1, None, 100, 3, later()).await;
         assert!(scan.is_complete());
         assert_eq!(scan.resume_from, None);
         assert_eq!(ids(&scan), (0..7).map(|n| format!("c{n}")).collect::<Vec<_>>());
-        assert_eq!(*api.limits.lock().unwrap(), vec![3, 3, 3]);
+        assert_eq!(limits(&api), vec![3, 3, 3]);
     }
 
     #[tokio::test]
     async fn a_scan_stops_at_the_maximum_without_overreading_and_resumes() {
-        let api = segment(10, None);
+        let api = segment(10);
         let first = api.scan_segment(1, None, 4, 3, later()).await;
         assert!(matches!(first.stop, ScanStop::ReachedMax));
         assert_eq!(ids(&first), vec!["c0", "c1", "c2", "c3"]);
-        assert_eq!(*api.limits.lock().unwrap(), vec![3, 1], "the second page asks only for what is wanted");
+        assert_eq!(limits(&api), vec![3, 1], "the second page asks only for what is wanted");
         let rest = api.scan_segment(1, first.resume_from, 100, 3, later()).await;
         assert!(rest.is_complete());
         assert_eq!(ids(&rest), (4..10).map(|n| format!("c{n}")).collect::<Vec<_>>());
@@ -250,7 +226,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_page_keeps_what_was_read_and_where() {
-        let api = segment(10, Some(6));
+        let api = segment(10);
+        api.fail_once(
+            |c| matches!(c, Call::SegmentPage { start: Some(s), .. } if s == "6"),
+            CioError::Server { endpoint: "test", status: 503, retry_after: None },
+        );
         let scan = api.scan_segment(1, None, 100, 3, later()).await;
         assert!(matches!(scan.stop, ScanStop::Failed(CioError::Server { status: 503, .. })));
         assert_eq!(scan.members.len(), 6);
@@ -259,10 +239,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_passed_deadline_reads_nothing() {
-        let api = segment(10, None);
+        let api = segment(10);
         let scan = api.scan_segment(1, Some("3".into()), 100, 3, Instant::now()).await;
         assert!(matches!(scan.stop, ScanStop::Deadline));
         assert_eq!((scan.members.len(), scan.resume_from.as_deref()), (0, Some("3")));
-        assert!(api.limits.lock().unwrap().is_empty());
+        assert!(api.calls().is_empty());
     }
 }

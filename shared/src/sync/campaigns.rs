@@ -302,25 +302,15 @@ fn planned(analysis: &CampaignAnalysis) -> Value {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     use std::time::{Duration, UNIX_EPOCH};
 
-    use async_trait::async_trait;
-
     use super::*;
-    use crate::customerio::{Attributes, Identifiers, MembershipPage};
+    use crate::customerio::memory::{Call, MemoryCustomerIo};
     use crate::queue::MemoryQueue;
-    use crate::rules::{IdType, Rules};
+    use crate::rules::Rules;
     use crate::store::MemoryStore;
     use crate::sync::RunRequest;
-
-    /// Campaigns with fixed metrics; records which metrics were asked for.
-    #[derive(Default)]
-    struct Workspace {
-        campaigns: Vec<Campaign>,
-        metrics: BTreeMap<u64, CampaignMetrics>,
-        asked: Mutex<Vec<u64>>,
-    }
 
     fn campaign(id: u64, name: &str, active: bool) -> Campaign {
         let json = json!({"id": id, "name": name, "active": active, "state": if active { "running" } else { "stopped" }, "tags": ["t"]});
@@ -335,53 +325,30 @@ mod tests {
         ]))
     }
 
-    #[async_trait]
-    impl CustomerIoApi for Workspace {
-        async fn campaigns(&self, _: Instant) -> Result<Vec<Campaign>, CioError> {
-            Ok(self.campaigns.clone())
-        }
-        async fn campaign_metrics(&self, id: u64, _: &MetricsWindow, _: Instant) -> Result<CampaignMetrics, CioError> {
-            self.asked.lock().unwrap().push(id);
-            self.metrics.get(&id).cloned().ok_or(CioError::NotFound { endpoint: "metrics" })
-        }
-        async fn customer_attributes(&self, _: &str, _: IdType, _: Instant) -> Result<Option<Attributes>, CioError> {
-            Ok(None)
-        }
-        async fn customers_by_email(&self, _: &str, _: Instant) -> Result<Vec<Identifiers>, CioError> {
-            Ok(vec![])
-        }
-        async fn segment_members(
-            &self,
-            _: u64,
-            _: Option<&str>,
-            _: u32,
-            _: Instant,
-        ) -> Result<MembershipPage, CioError> {
-            Ok(MembershipPage::default())
-        }
+    /// Six campaigns; 3 is stopped, 6 has no metrics (deleted since it was listed).
+    fn workspace() -> MemoryCustomerIo {
+        let api = MemoryCustomerIo::new();
+        api.add_campaign(campaign(1, "Welcome", true), Some(metrics(1000, 300, 40)));
+        api.add_campaign(campaign(2, "Tiny", true), Some(metrics(20, 15, 10)));
+        api.add_campaign(campaign(3, "Old", false), Some(metrics(5000, 4000, 3000)));
+        api.add_campaign(campaign(4, "Winback", true), Some(metrics(500, 20, 30)));
+        api.add_campaign(campaign(5, "Nurture", true), Some(metrics(2000, 100, 20)));
+        api.add_campaign(campaign(6, "Deleted", true), None);
+        api
     }
 
-    fn workspace() -> Workspace {
-        let mut w = Workspace {
-            campaigns: vec![
-                campaign(1, "Welcome", true),
-                campaign(2, "Tiny", true),
-                campaign(3, "Old", false),
-                campaign(4, "Winback", true),
-                campaign(5, "Nurture", true),
-                campaign(6, "Deleted", true),
-            ],
-            ..Workspace::default()
-        };
-        w.metrics.insert(1, metrics(1000, 300, 40));
-        w.metrics.insert(2, metrics(20, 15, 10));
-        w.metrics.insert(3, metrics(5000, 4000, 3000));
-        w.metrics.insert(4, metrics(500, 20, 30));
-        w.metrics.insert(5, metrics(2000, 100, 20));
-        w
+    /// The campaigns whose metrics were asked for, in order.
+    fn asked(api: &MemoryCustomerIo) -> Vec<u64> {
+        api.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Metrics(id) => Some(id),
+                _ => None,
+            })
+            .collect()
     }
 
-    fn sync(api: Arc<Workspace>, extra: &str) -> (CioSync, MemoryStore, MemoryQueue) {
+    fn sync(api: Arc<MemoryCustomerIo>, extra: &str) -> (CioSync, MemoryStore, MemoryQueue) {
         let rules = Rules::parse(
             &format!(
                 "[cio_sync.campaign_strategy]\nenabled = true\ntop_n = 2\ngenerate = {{ app_id = \"a\" }}\n{extra}"
@@ -415,7 +382,7 @@ mod tests {
         let (sync, _, queue) = sync(api.clone(), "min_delivered = 100");
         let summary = sync.run(request(), now(), Instant::now() + Duration::from_secs(5)).await;
         assert_eq!(summary.status, RunStatus::Done, "{summary:?}");
-        assert_eq!(*api.asked.lock().unwrap(), [1, 2, 4, 5, 6], "only active campaigns, in id order");
+        assert_eq!(asked(&api), [1, 2, 4, 5, 6], "only active campaigns, in id order");
         assert_eq!(summary.counts["considered"], 4);
         assert_eq!(summary.counts["too_small"], 1);
         assert_eq!(summary.counts["vanished"], 1);
@@ -441,11 +408,11 @@ mod tests {
         let api = Arc::new(workspace());
         let (sync, _, queue) = sync(api.clone(), "min_delivered = 100");
         sync.run(request(), now(), Instant::now() + Duration::from_secs(5)).await;
-        let asked = api.asked.lock().unwrap().len();
+        let asked_before = asked(&api).len();
         let later = now() + Duration::from_secs(3 * 86_400);
         let again = sync.run(request(), later, Instant::now() + Duration::from_secs(5)).await;
         assert_eq!(again.status, RunStatus::AlreadyDone);
-        assert_eq!(api.asked.lock().unwrap().len(), asked);
+        assert_eq!(asked(&api).len(), asked_before);
         assert_eq!(queued(&queue).await.len(), 1);
         let next_week =
             sync.run(request(), now() + Duration::from_secs(7 * 86_400), Instant::now() + Duration::from_secs(5)).await;

@@ -76,49 +76,25 @@ impl Lookup<'_> {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use async_trait::async_trait;
     use serde_json::json;
 
     use super::*;
-    use crate::customerio::{Attributes, Campaign, CampaignMetrics, MembershipPage, MetricsWindow};
+    use crate::customerio::memory::{Call, MemoryCustomerIo};
     use crate::domain::{Event, EventId, Source};
     use crate::rules::EnrichmentConfig;
     use crate::store::MemoryStore;
     use crate::worker::{CioEnricher, Enrich};
 
-    /// Knows one person (`id` 7) and counts attribute calls.
-    #[derive(Default)]
-    struct OnePerson(AtomicUsize);
+    /// Knows one person, `id` 7.
+    fn one_person() -> MemoryCustomerIo {
+        let api = MemoryCustomerIo::new();
+        api.add_person(Identifiers { id: Some("7".into()), ..Identifiers::default() }, json!({"plan_type": "Pro"}));
+        api
+    }
 
-    #[async_trait]
-    impl CustomerIoApi for OnePerson {
-        async fn campaigns(&self, _: Instant) -> Result<Vec<Campaign>, CioError> {
-            Ok(vec![])
-        }
-        async fn campaign_metrics(&self, _: u64, _: &MetricsWindow, _: Instant) -> Result<CampaignMetrics, CioError> {
-            Ok(CampaignMetrics::default())
-        }
-        async fn customer_attributes(&self, id: &str, _: IdType, _: Instant) -> Result<Option<Attributes>, CioError> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Ok((id == "7").then(|| Attributes {
-                id: Some("7".into()),
-                attributes: json!({"plan_type": "Pro"}).as_object().unwrap().clone(),
-            }))
-        }
-        async fn customers_by_email(&self, _: &str, _: Instant) -> Result<Vec<Identifiers>, CioError> {
-            Ok(vec![])
-        }
-        async fn segment_members(
-            &self,
-            _: u64,
-            _: Option<&str>,
-            _: u32,
-            _: Instant,
-        ) -> Result<MembershipPage, CioError> {
-            Ok(MembershipPage::default())
-        }
+    fn lookups(api: &MemoryCustomerIo) -> usize {
+        api.calls().iter().filter(|c| matches!(c, Call::Attributes { .. })).count()
     }
 
     fn later() -> Instant {
@@ -127,7 +103,7 @@ mod tests {
 
     #[tokio::test]
     async fn what_enrichment_cached_is_not_fetched_again() {
-        let api = Arc::new(OnePerson::default());
+        let api = Arc::new(one_person());
         let store = Arc::new(MemoryStore::new());
         let enricher = CioEnricher::new(api.clone(), store.clone(), EnrichmentConfig::default());
         let mut event = Event {
@@ -138,7 +114,7 @@ mod tests {
             fields: json!({"user_id": "7"}).as_object().unwrap().clone(),
         };
         enricher.enrich(&mut event, later()).await;
-        assert_eq!(api.0.load(Ordering::SeqCst), 1);
+        assert_eq!(lookups(&api), 1);
 
         let lookup =
             Lookup { api: api.as_ref(), cache: store.as_ref(), ttl: Duration::from_secs(3600), id_type: IdType::Id };
@@ -147,22 +123,22 @@ mod tests {
             found,
             Found::Attributes { attributes: json!({"plan_type": "Pro"}).as_object().unwrap().clone(), cached: true }
         );
-        assert_eq!(api.0.load(Ordering::SeqCst), 1, "the enrichment's cache entry was used");
+        assert_eq!(lookups(&api), 1, "the enrichment's cache entry was used");
     }
 
     #[tokio::test]
     async fn nobody_is_cached_as_nothing() {
-        let api = OnePerson::default();
+        let api = one_person();
         let store = MemoryStore::new();
         let lookup = Lookup { api: &api, cache: &store, ttl: Duration::from_secs(3600), id_type: IdType::Id };
         assert_eq!(lookup.attributes(IdType::Id, "404", later()).await.unwrap(), Found::Nothing { cached: false });
         assert_eq!(lookup.attributes(IdType::Id, "404", later()).await.unwrap(), Found::Nothing { cached: true });
-        assert_eq!(api.0.load(Ordering::SeqCst), 1);
+        assert_eq!(lookups(&api), 1);
     }
 
     #[test]
     fn members_without_the_preferred_identifier_fall_back_to_cio_id() {
-        let api = OnePerson::default();
+        let api = one_person();
         let store = MemoryStore::new();
         let lookup = Lookup { api: &api, cache: &store, ttl: Duration::ZERO, id_type: IdType::Id };
         let both = Identifiers { id: Some("7".into()), email: None, cio_id: Some("c7".into()) };

@@ -368,72 +368,47 @@ impl Run<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     use std::time::{Duration, UNIX_EPOCH};
 
-    use async_trait::async_trait;
-
     use super::*;
-    use crate::customerio::{Attributes, Campaign, CampaignMetrics, MembershipPage, MetricsWindow};
+    use crate::customerio::memory::{Call, MemoryCustomerIo};
     use crate::queue::MemoryQueue;
-    use crate::rules::{IdType, Rules};
+    use crate::rules::Rules;
     use crate::store::{JobStore, Lease, MemoryStore, Outcome};
     use crate::sync::{ClusterPersona, RunRequest};
 
-    /// A segment of `people` (id = position), paged by offset; counts attribute calls and
-    /// fails the lookup of `fail_id` once.
-    struct Segment {
-        people: Vec<Value>,
-        lookups: AtomicUsize,
-        fail_id: Mutex<Option<String>>,
-    }
-
-    #[async_trait]
-    impl CustomerIoApi for Segment {
-        async fn campaigns(&self, _: Instant) -> Result<Vec<Campaign>, CioError> {
-            Ok(vec![])
-        }
-        async fn campaign_metrics(&self, _: u64, _: &MetricsWindow, _: Instant) -> Result<CampaignMetrics, CioError> {
-            Ok(CampaignMetrics::default())
-        }
-        async fn customer_attributes(&self, id: &str, _: IdType, _: Instant) -> Result<Option<Attributes>, CioError> {
-            if self.fail_id.lock().unwrap().take_if(|f| f == id).is_some() {
-                return Err(CioError::Server { endpoint: "attributes", status: 503, retry_after: None });
-            }
-            self.lookups.fetch_add(1, Ordering::SeqCst);
-            let person = &self.people[id.parse::<usize>().unwrap()];
-            Ok(Some(Attributes { id: Some(id.into()), attributes: person.as_object().unwrap().clone() }))
-        }
-        async fn customers_by_email(&self, _: &str, _: Instant) -> Result<Vec<Identifiers>, CioError> {
-            Ok(vec![])
-        }
-        async fn segment_members(
-            &self,
-            _: u64,
-            start: Option<&str>,
-            limit: u32,
-            _: Instant,
-        ) -> Result<MembershipPage, CioError> {
-            let from: usize = start.map(|s| s.parse().unwrap()).unwrap_or(0);
-            let to = (from + limit as usize).min(self.people.len());
-            let identifiers =
-                (from..to).map(|n| Identifiers { id: Some(n.to_string()), ..Identifiers::default() }).collect();
-            Ok(MembershipPage { identifiers, next: (to < self.people.len()).then(|| to.to_string()) })
-        }
-    }
-
-    /// 12 pro/saas, 8 free/retail, 3 team/saas, 2 without attributes of interest.
-    fn segment() -> Arc<Segment> {
+    /// Segment 7: 12 pro/saas, 8 free/retail, 3 team/saas, 2 without attributes of
+    /// interest; each person's id is their position.
+    fn segment() -> Arc<MemoryCustomerIo> {
         let mut people = Vec::new();
         people.extend((0..12).map(|_| json!({"plan_type": "Pro", "industry": "SaaS"})));
         people.extend((0..8).map(|_| json!({"plan_type": "free", "industry": "Retail"})));
         people.extend((0..3).map(|_| json!({"plan_type": "team", "industry": "saas"})));
         people.extend((0..2).map(|_| json!({"email": "x@example.com"})));
-        Arc::new(Segment { people, lookups: AtomicUsize::new(0), fail_id: Mutex::new(None) })
+        let api = MemoryCustomerIo::new();
+        let mut members = Vec::new();
+        for (n, attributes) in people.into_iter().enumerate() {
+            let ids = Identifiers { id: Some(n.to_string()), ..Identifiers::default() };
+            api.add_person(ids.clone(), attributes);
+            members.push(ids);
+        }
+        api.add_segment(7, members);
+        Arc::new(api)
     }
 
-    fn sync(api: Arc<Segment>) -> (CioSync, MemoryQueue, MemoryStore) {
+    /// The people whose attributes Customer.io answered, one entry per answer.
+    fn looked_up(api: &MemoryCustomerIo) -> Vec<String> {
+        api.answered()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Attributes { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn sync(api: Arc<MemoryCustomerIo>) -> (CioSync, MemoryQueue, MemoryStore) {
         let rules = Rules::parse(
             "[cio_sync.attribute_personas]\nenabled = true\nsegment_id = 7\npage_size = 5\nclusters = 2\nmin_cluster_size = 3\n\
              cluster_by = [{ attribute = \"plan_type\", name = \"plan\" }, { attribute = \"industry\" }]",
@@ -503,13 +478,16 @@ mod tests {
             [("plan: pro, industry: saas".to_owned(), 12), ("plan: free, industry: retail".to_owned(), 8)]
         );
         assert_eq!(jobs[0].members, 25);
-        assert_eq!(api.lookups.load(Ordering::SeqCst), 25);
+        assert_eq!(looked_up(&api).len(), 25);
     }
 
     #[tokio::test]
     async fn a_failed_lookup_keeps_the_pages_before_it_and_the_next_run_resumes() {
         let api = segment();
-        *api.fail_id.lock().unwrap() = Some("12".into());
+        api.fail_once(
+            |c| matches!(c, Call::Attributes { id, .. } if id == "12"),
+            CioError::Server { endpoint: "attributes", status: 503, retry_after: None },
+        );
         let (sync, queue, _) = sync(api.clone());
         let failed = sync.run(request(), now(), later()).await;
         assert_eq!(failed.status, RunStatus::Failed);
@@ -520,7 +498,10 @@ mod tests {
         let resumed = sync.run(request(), now(), later()).await;
         assert_eq!(resumed.status, RunStatus::Done, "{resumed:?}");
         assert_eq!(resumed.counts["attributes_cached"], 4, "page 3's other members were cached");
-        assert_eq!(api.lookups.load(Ordering::SeqCst), 25, "nobody was fetched twice");
+        let mut answered = looked_up(&api);
+        answered.sort();
+        answered.dedup();
+        assert_eq!((looked_up(&api).len(), answered.len()), (25, 25), "everybody was fetched once, nobody twice");
         let sizes: Vec<u64> = queued(&queue).await.iter().map(|j| j.size).collect();
         assert_eq!(sizes, [12, 8]);
     }
