@@ -84,6 +84,19 @@ fn lost<E: LostCondition, R>(err: &SdkError<E, R>) -> Option<Option<&Item>> {
     err.as_service_error().and_then(LostCondition::lost_condition)
 }
 
+/// A conditional write's outcome: whether it was applied (`false`: its condition did not
+/// hold), or the error if the call failed.
+fn applied<T, E: LostCondition, R>(result: Result<T, SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    SdkError<E, R>: std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if lost(&e).is_some() => Ok(false),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
 fn unavailable<E, R>(err: SdkError<E, R>) -> StoreError
 where
     SdkError<E, R>: std::error::Error + Send + Sync + 'static,
@@ -185,11 +198,8 @@ impl ClaimStore for DynamoStore {
             .expression_attribute_values(":token", s(token))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if lost(&e).is_some() => Ok(()),
-            Err(e) => Err(unavailable(e)),
-        }
+        // Not applied: the record is no longer this holder's, which is what was wanted.
+        applied(result).map(|_| ())
     }
 }
 
@@ -279,11 +289,7 @@ impl JobStore for DynamoStore {
             .expression_attribute_values(":exp", expires(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if lost(&e).is_some() => Err(StoreError::LeaseLost(key.clone())),
-            Err(e) => Err(unavailable(e)),
-        }
+        if applied(result)? { Ok(()) } else { Err(StoreError::LeaseLost(key.clone())) }
     }
 
     async fn release(&self, key: &JobKey, owner: &str, reason: &str, now: SystemTime) -> Result<(), StoreError> {
@@ -305,11 +311,7 @@ impl JobStore for DynamoStore {
             .expression_attribute_values(":exp", expires(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if lost(&e).is_some() => Err(StoreError::LeaseLost(key.clone())),
-            Err(e) => Err(unavailable(e)),
-        }
+        if applied(result)? { Ok(()) } else { Err(StoreError::LeaseLost(key.clone())) }
     }
 
     async fn get(&self, key: &JobKey) -> Result<Option<JobRecord>, StoreError> {
@@ -359,11 +361,7 @@ impl GuardStore for DynamoStore {
             .expression_attribute_values(":exp", expires(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if lost(&e).is_some() => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        applied(result)
     }
 
     async fn take_once_per_user(&self, rule: &RuleName, user: &str, key: &JobKey, now: SystemTime) -> Result<bool, StoreError> {
@@ -379,11 +377,7 @@ impl GuardStore for DynamoStore {
             .expression_attribute_values(":now_s", n(epoch_secs(now)))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if lost(&e).is_some() => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        applied(result)
     }
 
     async fn forget_once_per_user(&self, rule: &RuleName, user: &str, key: &JobKey) -> Result<(), StoreError> {
@@ -396,11 +390,8 @@ impl GuardStore for DynamoStore {
             .expression_attribute_values(":key", s(key.as_str()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if lost(&e).is_some() => Ok(()),
-            Err(e) => Err(unavailable(e)),
-        }
+        // Not applied: the record is no longer this holder's, which is what was wanted.
+        applied(result).map(|_| ())
     }
 }
 
