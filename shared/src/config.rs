@@ -79,6 +79,15 @@ pub struct Layered<'a> {
     pub base: &'a dyn Vars,
 }
 
+/// Names the secrets it holds, never their values.
+impl std::fmt::Debug for Layered<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut keys: Vec<&str> = self.secrets.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        f.debug_struct("Layered").field("secret_keys", &keys).finish_non_exhaustive()
+    }
+}
+
 impl Vars for Layered<'_> {
     fn get(&self, name: &str) -> Option<String> {
         self.secrets.get(name).cloned().or_else(|| self.base.get(name))
@@ -259,6 +268,7 @@ mod tests {
         let layered = Layered { secrets: [("A".to_owned(), "secret".to_owned())].into(), base: &base };
         assert_eq!(layered.get("A").as_deref(), Some("secret"));
         assert_eq!(layered.get("B").as_deref(), Some("env"));
+        assert!(!format!("{layered:?}").contains("secret\""), "Debug names keys, not values: {layered:?}");
     }
 
     #[test]

@@ -8,3 +8,4 @@ mod cio_client;
 mod worker;
 mod cio_sync;
 mod template;
+mod secrets_aws;
