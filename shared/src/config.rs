@@ -115,7 +115,9 @@ pub fn flag(vars: &dyn Vars, name: &'static str, default: bool) -> Result<bool, 
 pub fn number<T: FromStr>(vars: &dyn Vars, name: &'static str, default: T) -> Result<T, ConfigError> {
     match optional(vars, name) {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|_| ConfigError::Invalid { name, value: v, problem: "expected a whole number".into() }),
+        Some(v) => {
+            v.parse().map_err(|_| ConfigError::Invalid { name, value: v, problem: "expected a whole number".into() })
+        }
     }
 }
 
@@ -164,7 +166,11 @@ pub fn mavera(vars: &dyn Vars) -> Result<Option<crate::mavera::MaveraConfig>, Co
     if flag(vars, vars::DRY_RUN, false)? {
         return Ok(None);
     }
-    let key = required(vars, vars::MAVERA_API_KEY, "set the Mavera API key (mvra_live_...), or DRY_RUN=true to record requests without sending them")?;
+    let key = required(
+        vars,
+        vars::MAVERA_API_KEY,
+        "set the Mavera API key (mvra_live_...), or DRY_RUN=true to record requests without sending them",
+    )?;
     mavera_with_key(vars, key).map(Some)
 }
 
@@ -258,13 +264,15 @@ mod tests {
         ];
         let err = Verifiers::from_vars(&vars, &rules).unwrap_err();
         assert!(err.to_string().starts_with("SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE=\"maybe\" is not valid"), "{err}");
-        let vars = [("SEGMENT_SHARED_SECRET", "x"), ("CIO_WEBHOOK_SECRET", "y"), ("CIO_TIMESTAMP_TOLERANCE_SECS", "5m")];
+        let vars =
+            [("SEGMENT_SHARED_SECRET", "x"), ("CIO_WEBHOOK_SECRET", "y"), ("CIO_TIMESTAMP_TOLERANCE_SECS", "5m")];
         assert!(Verifiers::from_vars(&vars, &rules).is_err());
     }
 
     #[test]
     fn secrets_win_over_the_environment() {
-        let base: HashMap<String, String> = [("A".to_owned(), "env".to_owned()), ("B".to_owned(), "env".to_owned())].into();
+        let base: HashMap<String, String> =
+            [("A".to_owned(), "env".to_owned()), ("B".to_owned(), "env".to_owned())].into();
         let layered = Layered { secrets: [("A".to_owned(), "secret".to_owned())].into(), base: &base };
         assert_eq!(layered.get("A").as_deref(), Some("secret"));
         assert_eq!(layered.get("B").as_deref(), Some("env"));
@@ -276,7 +284,8 @@ mod tests {
         let err = mavera(&[("MAVE_CONCURRENCY", "5")]).unwrap_err();
         assert!(err.to_string().contains("DRY_RUN=true"), "{err}");
         assert!(mavera(&[("DRY_RUN", "true")]).unwrap().is_none());
-        let config = mavera(&[("MAVERA_API_KEY", "mvra_live_placeholder"), ("MAVE_CONCURRENCY", "5")]).unwrap().unwrap();
+        let config =
+            mavera(&[("MAVERA_API_KEY", "mvra_live_placeholder"), ("MAVE_CONCURRENCY", "5")]).unwrap().unwrap();
         assert_eq!(config.mave_concurrency, 5);
         assert_eq!(config.base_url, crate::mavera::DEFAULT_BASE_URL);
     }

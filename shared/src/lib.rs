@@ -6,18 +6,18 @@
 //! the [`queue`]. The [`worker`] takes jobs off the queue and calls [`mavera`]. The scheduled
 //! [`sync`] jobs read [`customerio`] and put their work on the same queue.
 
+pub mod aws;
+pub mod config;
 pub mod customerio;
 pub mod domain;
+pub mod ingest;
 pub mod mavera;
 pub mod parse;
-pub mod rules;
-pub mod verify;
-pub mod store;
 pub mod queue;
-pub mod config;
-pub mod ingest;
-pub mod telemetry;
-pub mod aws;
+pub mod rules;
 pub mod secrets;
-pub mod worker;
+pub mod store;
 pub mod sync;
+pub mod telemetry;
+pub mod verify;
+pub mod worker;

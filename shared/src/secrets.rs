@@ -31,8 +31,8 @@ pub async fn load<'a>(sdk: &aws_config::SdkConfig, base: &'a dyn Vars) -> Result
 
 /// Reads the secret's JSON. Errors never quote the text, which holds the secrets.
 fn parse(text: &str) -> Result<HashMap<String, String>, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("its value is not JSON (line {}, column {})", e.line(), e.column()))?;
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| format!("its value is not JSON (line {}, column {})", e.line(), e.column()))?;
     let object = value.as_object().ok_or("its value is not a JSON object")?;
     let mut secrets = HashMap::new();
     for (key, value) in object {

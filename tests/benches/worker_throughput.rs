@@ -31,7 +31,11 @@ async fn main() {
     .unwrap();
     let store = MemoryStore::new();
     let queue = MemoryQueue::new(Duration::from_secs(600), 5);
-    let config = MaveraConfig { base_url: mavera.base_url(), mave_concurrency: CAP, ..MaveraConfig::new(mavera.api_key().to_owned().into()) };
+    let config = MaveraConfig {
+        base_url: mavera.base_url(),
+        mave_concurrency: CAP,
+        ..MaveraConfig::new(mavera.api_key().to_owned().into())
+    };
     let client: Arc<dyn MaveraApi> = Arc::new(MaveraClient::new(config).unwrap());
     let worker = Arc::new(
         Worker::new(Arc::new(rules), Arc::new(store.clone()), Arc::new(store.clone()), Some(client), None).unwrap(),
@@ -70,7 +74,10 @@ async fn main() {
     println!("worker throughput: {JOBS} research jobs, Mave latency {LATENCY:?}, cap {CAP}");
     println!("  elapsed      {:.2} s", elapsed.as_secs_f64());
     println!("  ideal        {:.2} s", ideal.as_secs_f64());
-    println!("  overhead     {:+.2}% of ideal (target: within 10%)", (elapsed.as_secs_f64() / ideal.as_secs_f64() - 1.0) * 100.0);
+    println!(
+        "  overhead     {:+.2}% of ideal (target: within 10%)",
+        (elapsed.as_secs_f64() / ideal.as_secs_f64() - 1.0) * 100.0
+    );
     println!("  Mave calls   {calls} (one per job)");
     println!("  peak in flight at the stand-in: {peak} (cap {CAP})");
     assert_eq!(calls, JOBS, "one call per job");

@@ -60,7 +60,12 @@ impl TestApp {
         Self::spawn_with(Rules::embedded().unwrap(), verifiers(false), claims, queue).await
     }
 
-    pub async fn spawn_with(rules: Rules, verifiers: Verifiers, claims: Arc<dyn ClaimStore>, queue: Arc<dyn JobQueue>) -> Self {
+    pub async fn spawn_with(
+        rules: Rules,
+        verifiers: Verifiers,
+        claims: Arc<dyn ClaimStore>,
+        queue: Arc<dyn JobQueue>,
+    ) -> Self {
         let ingest = Arc::new(Ingest::new(Arc::new(rules), verifiers, claims, queue));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -12,8 +12,12 @@ use aws_sdk_sqs::types::QueueAttributeName;
 pub fn endpoint() -> String {
     match std::env::var("AWS_ENDPOINT_URL") {
         Ok(url) if url.starts_with("http://127.0.0.1") || url.starts_with("http://localhost") => url,
-        Ok(url) => panic!("AWS_ENDPOINT_URL={url} is not a loopback address; these tests only talk to a local moto_server"),
-        Err(_) => panic!("AWS_ENDPOINT_URL is not set: run the tests with ./scripts/test, which installs and starts moto_server"),
+        Ok(url) => {
+            panic!("AWS_ENDPOINT_URL={url} is not a loopback address; these tests only talk to a local moto_server")
+        }
+        Err(_) => panic!(
+            "AWS_ENDPOINT_URL is not set: run the tests with ./scripts/test, which installs and starts moto_server"
+        ),
     }
 }
 
@@ -48,7 +52,14 @@ impl Aws {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let table = format!("events-{id}");
         shared::store::create_table(&dynamo, &table).await.expect("create the events table on moto");
-        let dlq_url = sqs.create_queue().queue_name(format!("jobs-dlq-{id}")).send().await.expect("create the DLQ").queue_url.unwrap();
+        let dlq_url = sqs
+            .create_queue()
+            .queue_name(format!("jobs-dlq-{id}"))
+            .send()
+            .await
+            .expect("create the DLQ")
+            .queue_url
+            .unwrap();
         let dlq_arn = sqs
             .get_queue_attributes()
             .queue_url(&dlq_url)
@@ -110,7 +121,13 @@ impl Aws {
                 return bodies;
             }
             for m in messages {
-                self.sqs.delete_message().queue_url(queue_url).receipt_handle(m.receipt_handle.unwrap()).send().await.unwrap();
+                self.sqs
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(m.receipt_handle.unwrap())
+                    .send()
+                    .await
+                    .unwrap();
                 bodies.push(m.body.unwrap_or_default());
             }
         }

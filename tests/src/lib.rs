@@ -4,8 +4,8 @@
 
 pub mod app;
 pub mod aws;
-pub mod payloads;
+pub mod cio_standin;
 pub mod faults;
 pub mod mavera_standin;
-pub mod cio_standin;
+pub mod payloads;
 pub mod sqs_driver;

@@ -67,13 +67,7 @@ pub enum Reply {
     /// 400 `invalid_field`.
     BadRequest,
     /// Any error in the documented shape.
-    Error {
-        status: u16,
-        kind: String,
-        code: String,
-        message: String,
-        param: Option<String>,
-    },
+    Error { status: u16, kind: String, code: String, message: String, param: Option<String> },
     /// Never answers: the request stays in flight until the client gives up or the
     /// stand-in shuts down.
     Hang,
@@ -136,12 +130,9 @@ struct RateWindow {
 impl MaveraStandIn {
     /// Binds `127.0.0.1:0` and starts serving.
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port for the Mavera stand-in");
-        let addr = listener
-            .local_addr()
-            .expect("read the stand-in's local address");
+        let listener =
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port for the Mavera stand-in");
+        let addr = listener.local_addr().expect("read the stand-in's local address");
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             api_key: STANDIN_API_KEY.to_owned(),
@@ -149,10 +140,7 @@ impl MaveraStandIn {
             shutdown,
         });
         let router = Router::new()
-            .route(
-                &format!("{PREFIX}/personas"),
-                get(list_personas).post(create_persona),
-            )
+            .route(&format!("{PREFIX}/personas"), get(list_personas).post(create_persona))
             .route(&format!("{PREFIX}/mave/chat"), post(mave_chat))
             .route(&format!("{PREFIX}/generations"), post(generate))
             .fallback(not_found)
@@ -162,18 +150,11 @@ impl MaveraStandIn {
             let stopped = async move {
                 let _ = stop.wait_for(|stop| *stop).await;
             };
-            if let Err(error) = axum::serve(listener, router)
-                .with_graceful_shutdown(stopped)
-                .await
-            {
+            if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(stopped).await {
                 tracing::error!(%error, "Mavera stand-in stopped");
             }
         });
-        Self {
-            addr,
-            shared,
-            server: Some(server),
-        }
+        Self { addr, shared, server: Some(server) }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -193,21 +174,12 @@ impl MaveraStandIn {
     /// `/generations`); once they are used up, requests succeed.
     pub fn script(&self, path: &str, replies: impl IntoIterator<Item = Reply>) {
         let path = known_path(path);
-        self.shared
-            .lock()
-            .scripts
-            .entry(path.to_owned())
-            .or_default()
-            .extend(replies);
+        self.shared.lock().scripts.entry(path.to_owned()).or_default().extend(replies);
     }
 
     /// Scripted replies not yet used on `path`.
     pub fn pending_replies(&self, path: &str) -> usize {
-        self.shared
-            .lock()
-            .scripts
-            .get(known_path(path))
-            .map_or(0, VecDeque::len)
+        self.shared.lock().scripts.get(known_path(path)).map_or(0, VecDeque::len)
     }
 
     /// The latency of every successful answer without a per-path latency.
@@ -233,22 +205,11 @@ impl MaveraStandIn {
 
     /// Requests to `path` (relative to `/api/v1`), any method.
     pub fn requests_to(&self, path: &str) -> Vec<RecordedRequest> {
-        self.shared
-            .lock()
-            .requests
-            .iter()
-            .filter(|r| r.path == path)
-            .cloned()
-            .collect()
+        self.shared.lock().requests.iter().filter(|r| r.path == path).cloned().collect()
     }
 
     pub fn count(&self, path: &str) -> usize {
-        self.shared
-            .lock()
-            .requests
-            .iter()
-            .filter(|r| r.path == path)
-            .count()
+        self.shared.lock().requests.iter().filter(|r| r.path == path).count()
     }
 
     /// Forgets recorded requests (long benchmarks).
@@ -258,11 +219,7 @@ impl MaveraStandIn {
 
     /// Requests to `path` being answered right now.
     pub fn in_flight(&self, path: &str) -> usize {
-        self.shared
-            .lock()
-            .in_flight
-            .get(path)
-            .map_or(0, |g| g.current)
+        self.shared.lock().in_flight.get(path).map_or(0, |g| g.current)
     }
 
     /// The most requests to `path` ever in flight at once.
@@ -304,10 +261,7 @@ impl Drop for MaveraStandIn {
 }
 
 fn known_path(path: &str) -> &str {
-    assert!(
-        PATHS.contains(&path),
-        "the Mavera stand-in serves {PATHS:?} (relative to /api/v1), not {path:?}"
-    );
+    assert!(PATHS.contains(&path), "the Mavera stand-in serves {PATHS:?} (relative to /api/v1), not {path:?}");
     path
 }
 
@@ -360,34 +314,19 @@ impl Shared {
         let limited = auth_valid && state.enforced_limit.is_some_and(|limit| rate.used > limit);
         let limit = state.enforced_limit.unwrap_or(DEFAULT_RATE_LIMIT);
         Arrival {
-            guard: InFlight {
-                shared: self.clone(),
-                path: path.to_owned(),
-            },
+            guard: InFlight { shared: self.clone(), path: path.to_owned() },
             auth_valid,
             auth_present,
             body: parsed,
-            rate: RateHeaders {
-                limit,
-                remaining: limit.saturating_sub(rate.used),
-                reset: rate.reset,
-            },
+            rate: RateHeaders { limit, remaining: limit.saturating_sub(rate.used), reset: rate.reset },
             limited,
         }
     }
 
     fn next_reply(&self, path: &str) -> (Reply, Duration) {
         let mut state = self.lock();
-        let reply = state
-            .scripts
-            .get_mut(path)
-            .and_then(VecDeque::pop_front)
-            .unwrap_or(Reply::Success);
-        let latency = state
-            .latency
-            .get(path)
-            .copied()
-            .unwrap_or(state.default_latency);
+        let reply = state.scripts.get_mut(path).and_then(VecDeque::pop_front).unwrap_or(Reply::Success);
+        let latency = state.latency.get(path).copied().unwrap_or(state.default_latency);
         (reply, latency)
     }
 }
@@ -431,10 +370,7 @@ impl RateWindow {
         if counted {
             self.count += 1;
         }
-        WindowUse {
-            used: self.count,
-            reset: start + RATE_WINDOW_SECS,
-        }
+        WindowUse { used: self.count, reset: start + RATE_WINDOW_SECS }
     }
 }
 
@@ -446,15 +382,11 @@ struct RateHeaders {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn iso_now() -> String {
-    OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
 }
 
 fn short_id() -> String {
@@ -478,45 +410,22 @@ enum AnswerBody {
 
 impl Answer {
     fn ok(status: StatusCode, body: Value) -> Self {
-        Self {
-            status,
-            body: AnswerBody::Json(body),
-            retry_after: None,
-            reset_override: None,
-        }
+        Self { status, body: AnswerBody::Json(body), retry_after: None, reset_override: None }
     }
 
     fn error(status: u16, kind: &str, code: &str, message: &str, param: Option<&str>) -> Self {
-        let body =
-            json!({"error": {"message": message, "type": kind, "code": code, "param": param}});
+        let body = json!({"error": {"message": message, "type": kind, "code": code, "param": param}});
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        Self {
-            status,
-            body: AnswerBody::Json(body),
-            retry_after: None,
-            reset_override: None,
-        }
+        Self { status, body: AnswerBody::Json(body), retry_after: None, reset_override: None }
     }
 
     fn missing(param: &str) -> Self {
         let message = format!("Missing required field: '{param}'.");
-        Self::error(
-            400,
-            "invalid_request_error",
-            "missing_field",
-            &message,
-            Some(param),
-        )
+        Self::error(400, "invalid_request_error", "missing_field", &message, Some(param))
     }
 
     fn invalid(param: Option<&str>, message: &str) -> Self {
-        Self::error(
-            400,
-            "invalid_request_error",
-            "invalid_field",
-            message,
-            param,
-        )
+        Self::error(400, "invalid_request_error", "invalid_field", message, param)
     }
 
     fn rate_limited(retry_after: Option<u64>, reset: Option<u64>) -> Self {
@@ -524,13 +433,7 @@ impl Answer {
             Some(secs) => format!("Rate limit exceeded. Please retry after {secs} seconds."),
             None => "Rate limit exceeded.".to_owned(),
         };
-        let mut answer = Self::error(
-            429,
-            "rate_limit_error",
-            "rate_limit_exceeded",
-            &message,
-            None,
-        );
+        let mut answer = Self::error(429, "rate_limit_error", "rate_limit_exceeded", &message, None);
         answer.retry_after = retry_after;
         answer.reset_override = reset;
         answer
@@ -539,26 +442,16 @@ impl Answer {
     fn into_response(self, rate: RateHeaders) -> Response {
         let mut headers = HeaderMap::new();
         headers.insert("x-ratelimit-limit", HeaderValue::from(rate.limit));
-        let remaining = if self.status == StatusCode::TOO_MANY_REQUESTS {
-            0
-        } else {
-            rate.remaining
-        };
+        let remaining = if self.status == StatusCode::TOO_MANY_REQUESTS { 0 } else { rate.remaining };
         headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
-        headers.insert(
-            "x-ratelimit-reset",
-            HeaderValue::from(self.reset_override.unwrap_or(rate.reset)),
-        );
+        headers.insert("x-ratelimit-reset", HeaderValue::from(self.reset_override.unwrap_or(rate.reset)));
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         match self.body {
             AnswerBody::Json(body) => (self.status, headers, axum::Json(body)).into_response(),
             AnswerBody::Raw(text) => {
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 (self.status, headers, text).into_response()
             }
         }
@@ -569,9 +462,7 @@ fn scripted_error(reply: &Reply) -> Option<Answer> {
     Some(match reply {
         Reply::Success | Reply::Slow(_) | Reply::Hang | Reply::Malformed => return None,
         Reply::RateLimited { retry_after_secs } => Answer::rate_limited(*retry_after_secs, None),
-        Reply::RateLimitedUntilReset { reset_in_secs } => {
-            Answer::rate_limited(None, Some(unix_now() + reset_in_secs))
-        }
+        Reply::RateLimitedUntilReset { reset_in_secs } => Answer::rate_limited(None, Some(unix_now() + reset_in_secs)),
         Reply::ServerError(503) => Answer::error(
             503,
             "api_error",
@@ -579,13 +470,9 @@ fn scripted_error(reply: &Reply) -> Option<Answer> {
             "Service temporarily unavailable. Please try again later.",
             None,
         ),
-        Reply::ServerError(status) => Answer::error(
-            *status,
-            "api_error",
-            "internal_error",
-            "An internal error occurred. Please try again.",
-            None,
-        ),
+        Reply::ServerError(status) => {
+            Answer::error(*status, "api_error", "internal_error", "An internal error occurred. Please try again.", None)
+        }
         Reply::CreditsExhausted => Answer::error(
             402,
             "insufficient_credits",
@@ -595,13 +482,9 @@ fn scripted_error(reply: &Reply) -> Option<Answer> {
         ),
         Reply::DuplicateName => duplicate_name(),
         Reply::BadRequest => Answer::invalid(None, "The request could not be processed as sent."),
-        Reply::Error {
-            status,
-            kind,
-            code,
-            message,
-            param,
-        } => Answer::error(*status, kind, code, message, param.as_deref()),
+        Reply::Error { status, kind, code, message, param } => {
+            Answer::error(*status, kind, code, message, param.as_deref())
+        }
     })
 }
 
@@ -634,11 +517,7 @@ impl Route {
     }
 }
 
-async fn create_persona(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn create_persona(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     handle_post(shared, Route::CreatePersona, headers, body).await
 }
 
@@ -651,12 +530,7 @@ async fn generate(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
 }
 
 /// Auth, then rate limit, then validation, then the scripted or normal outcome.
-async fn handle_post(
-    shared: Arc<Shared>,
-    route: Route,
-    headers: HeaderMap,
-    raw: Bytes,
-) -> Response {
+async fn handle_post(shared: Arc<Shared>, route: Route, headers: HeaderMap, raw: Bytes) -> Response {
     let arrival = shared.arrive(Method::POST, route.path(), None, &headers, &raw);
     let rate = arrival.rate;
     let answer = answer_post(&shared, route, &arrival).await;
@@ -691,13 +565,7 @@ async fn answer_post(shared: &Arc<Shared>, route: Route, arrival: &Arrival) -> A
         _ => latency,
     };
     if !wait.is_zero() && !shared.pause(wait).await {
-        return Answer::error(
-            503,
-            "api_error",
-            "service_unavailable",
-            "The stand-in is shutting down.",
-            None,
-        );
+        return Answer::error(503, "api_error", "service_unavailable", "The stand-in is shutting down.", None);
     }
     if reply == Reply::Malformed {
         return Answer {
@@ -755,20 +623,13 @@ fn validate(route: Route, body: &Map<String, Value>) -> Result<(), Answer> {
                     "Invalid value for 'name': must be between 2 and 100 characters.",
                 ));
             }
-            one_of(
-                body,
-                "pipeline_type",
-                &["north_star", "intermediate", "advanced"],
-            )?;
+            one_of(body, "pipeline_type", &["north_star", "intermediate", "advanced"])?;
             one_of(body, "type", &["B2B", "B2C"])?;
             optional_str(body, "description")
         }
         Route::MaveChat => {
             if required_str(body, "message")?.trim().is_empty() {
-                return Err(Answer::invalid(
-                    Some("message"),
-                    "Invalid value for 'message': must not be empty.",
-                ));
+                return Err(Answer::invalid(Some("message"), "Invalid value for 'message': must not be empty."));
             }
             optional_str(body, "thread_id")?;
             optional_str(body, "workspace_id")
@@ -797,20 +658,14 @@ fn required_str<'a>(body: &'a Map<String, Value>, field: &str) -> Result<&'a str
     match body.get(field) {
         None | Some(Value::Null) => Err(Answer::missing(field)),
         Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(Answer::invalid(
-            Some(field),
-            &format!("Invalid value for '{field}': must be a string."),
-        )),
+        Some(_) => Err(Answer::invalid(Some(field), &format!("Invalid value for '{field}': must be a string."))),
     }
 }
 
 fn optional_str(body: &Map<String, Value>, field: &str) -> Result<(), Answer> {
     match body.get(field) {
         None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
-        Some(_) => Err(Answer::invalid(
-            Some(field),
-            &format!("Invalid value for '{field}': must be a string."),
-        )),
+        Some(_) => Err(Answer::invalid(Some(field), &format!("Invalid value for '{field}': must be a string."))),
     }
 }
 
@@ -818,24 +673,17 @@ fn one_of(body: &Map<String, Value>, field: &str, allowed: &[&str]) -> Result<()
     match body.get(field) {
         None => Ok(()),
         Some(Value::String(s)) if allowed.contains(&s.as_str()) => Ok(()),
-        Some(_) => Err(Answer::invalid(
-            Some(field),
-            &format!("Invalid value for '{field}': must be one of {allowed:?}."),
-        )),
+        Some(_) => {
+            Err(Answer::invalid(Some(field), &format!("Invalid value for '{field}': must be one of {allowed:?}.")))
+        }
     }
 }
 
 fn persona_body(request: &Map<String, Value>) -> Value {
     let name = request.get("name").cloned().unwrap_or(Value::Null);
-    let pipeline_type = request
-        .get("pipeline_type")
-        .cloned()
-        .unwrap_or_else(|| json!("north_star"));
+    let pipeline_type = request.get("pipeline_type").cloned().unwrap_or_else(|| json!("north_star"));
     let persona_type = request.get("type").cloned().unwrap_or_else(|| json!("B2C"));
-    let description = request
-        .get("description")
-        .cloned()
-        .unwrap_or_else(|| json!(""));
+    let description = request.get("description").cloned().unwrap_or_else(|| json!(""));
     let list = |field: &str| request.get(field).cloned().unwrap_or_else(|| json!([]));
     json!({
         "id": format!("clx{}", &short_id()[..22]),
@@ -860,17 +708,11 @@ fn persona_body(request: &Map<String, Value>) -> Value {
 }
 
 fn mave_body(request: &Map<String, Value>) -> Value {
-    let message = request
-        .get("message")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let message = request.get("message").and_then(Value::as_str).unwrap_or_default();
     let thread_id = request
         .get("thread_id")
         .and_then(Value::as_str)
-        .map_or_else(
-            || format!("mave_thread_{}", &short_id()[..12]),
-            str::to_owned,
-        );
+        .map_or_else(|| format!("mave_thread_{}", &short_id()[..12]), str::to_owned);
     json!({
         "id": format!("msg_{}", short_id()),
         "object": "mave_message",
@@ -885,24 +727,13 @@ fn mave_body(request: &Map<String, Value>) -> Value {
 }
 
 fn generation_body(request: &Map<String, Value>) -> Value {
-    let app_id = request
-        .get("app_id")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let input = request
-        .get("input_data")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
-    let title = request
-        .get("title")
-        .and_then(Value::as_str)
-        .map_or_else(|| format!("{app_id} draft"), str::to_owned);
+    let app_id = request.get("app_id").and_then(Value::as_str).unwrap_or_default();
+    let input = request.get("input_data").cloned().unwrap_or_else(|| json!({}));
+    let title = request.get("title").and_then(Value::as_str).map_or_else(|| format!("{app_id} draft"), str::to_owned);
     let text = format!("# {title}\n\nStand-in content from `{app_id}` for input {input}.");
     let now = iso_now();
-    let brand_voice = request
-        .get("brand_voice_id")
-        .and_then(Value::as_str)
-        .map(|id| json!({"id": id, "label": "Stand-in voice"}));
+    let brand_voice =
+        request.get("brand_voice_id").and_then(Value::as_str).map(|id| json!({"id": id, "label": "Stand-in voice"}));
     json!({
         "id": format!("gen_{}", &short_id()[..12]),
         "object": "generation",
@@ -921,18 +752,8 @@ fn generation_body(request: &Map<String, Value>) -> Value {
 }
 
 /// `GET /personas`: one base persona, then the custom ones created here; honours `limit`.
-async fn list_personas(
-    State(shared): State<Arc<Shared>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let arrival = shared.arrive(
-        Method::GET,
-        "/personas",
-        query.clone(),
-        &headers,
-        &Bytes::new(),
-    );
+async fn list_personas(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+    let arrival = shared.arrive(Method::GET, "/personas", query.clone(), &headers, &Bytes::new());
     let rate = arrival.rate;
     if let Some(refusal) = refuse(&arrival) {
         return refusal.into_response(rate);
@@ -979,20 +800,7 @@ async fn not_found(
     body: Bytes,
 ) -> Response {
     let path = uri.path().strip_prefix(PREFIX).unwrap_or(uri.path());
-    let arrival = shared.arrive(
-        method,
-        path,
-        uri.query().map(str::to_owned),
-        &headers,
-        &body,
-    );
+    let arrival = shared.arrive(method, path, uri.query().map(str::to_owned), &headers, &body);
     let message = format!("No such endpoint: {}.", uri.path());
-    Answer::error(
-        404,
-        "invalid_request_error",
-        "resource_not_found",
-        &message,
-        None,
-    )
-    .into_response(arrival.rate)
+    Answer::error(404, "invalid_request_error", "resource_not_found", &message, None).into_response(arrival.rate)
 }

@@ -74,7 +74,13 @@ pub async fn drive(aws: &Aws, worker: &Worker, batch_size: i32, job_time: Durati
         drive.reported_failed += failed.len();
         for (id, receipt) in receipts {
             if !failed.contains(&id.as_str()) {
-                aws.sqs.delete_message().queue_url(&aws.queue_url).receipt_handle(receipt).send().await.expect("delete");
+                aws.sqs
+                    .delete_message()
+                    .queue_url(&aws.queue_url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+                    .expect("delete");
             }
         }
     }

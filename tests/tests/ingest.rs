@@ -138,7 +138,10 @@ research = { prompt = "p" }"#,
     let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
     let app = TestApp::spawn_with(rules, verifiers(false), Arc::new(store.clone()), Arc::new(queue.clone())).await;
     let r = app.post_segment(&trial_started("msg-two")).await;
-    assert_eq!(r.body["jobs"], json!([{"rule": "persona", "status": "queued"}, {"rule": "research", "status": "queued"}]));
+    assert_eq!(
+        r.body["jobs"],
+        json!([{"rule": "persona", "status": "queued"}, {"rule": "research", "status": "queued"}])
+    );
     assert_eq!(queue.sent(), 2);
     let keys: Vec<String> = store.jobs().into_iter().map(|j| j.key.to_string()).collect();
     assert_eq!(keys, ["segment#msg-two#persona", "segment#msg-two#research"]);
@@ -151,7 +154,11 @@ async fn a_wrong_or_missing_signature_is_401_and_stores_nothing() {
     let wrong = verify::segment::sign("not-the-secret", body.as_bytes());
     let r = s
         .app
-        .post("/webhooks/segment", &[("content-type", "application/json".into()), ("x-signature", wrong)], body.clone().into_bytes())
+        .post(
+            "/webhooks/segment",
+            &[("content-type", "application/json".into()), ("x-signature", wrong)],
+            body.clone().into_bytes(),
+        )
         .await;
     assert_eq!((r.status, r.code()), (401, "bad_signature"));
     assert!(r.message().contains("does not match"), "{:?}", r.body);
@@ -170,7 +177,11 @@ async fn a_tampered_body_is_401() {
     let tampered = body.replace("\"pro\"", "\"enterprise\"");
     let r = s
         .app
-        .post("/webhooks/segment", &[("content-type", "application/json".into()), ("x-signature", signature)], tampered.into_bytes())
+        .post(
+            "/webhooks/segment",
+            &[("content-type", "application/json".into()), ("x-signature", signature)],
+            tampered.into_bytes(),
+        )
         .await;
     assert_eq!(r.status, 401);
     assert_untouched(&s);
@@ -226,7 +237,11 @@ async fn a_body_that_is_not_json_by_content_type_is_415() {
     let signature = verify::segment::sign(SEGMENT_SECRET, body.as_bytes());
     let r = s
         .app
-        .post("/webhooks/segment", &[("content-type", "text/plain".into()), ("x-signature", signature.clone())], body.clone().into_bytes())
+        .post(
+            "/webhooks/segment",
+            &[("content-type", "text/plain".into()), ("x-signature", signature.clone())],
+            body.clone().into_bytes(),
+        )
         .await;
     assert_eq!((r.status, r.code()), (415, "unsupported_media_type"));
     let r = s
@@ -347,7 +362,8 @@ async fn a_batch_signed_whole_queues_each_event() {
     let r = s.app.post_segment(&body).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["status"], "queued");
-    let ids: Vec<_> = r.body["events"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<_> =
+        r.body["events"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids, ["b-1", "b-2", "b-3"]);
     assert_eq!(s.queue.sent(), 3);
 }
@@ -364,7 +380,9 @@ async fn a_batch_signed_on_its_first_event_is_refused_by_default_and_says_how_to
     assert_untouched(&s);
 
     let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
-    let allowing = TestApp::spawn_with(Rules::embedded().unwrap(), verifiers(true), Arc::new(store), Arc::new(queue.clone())).await;
+    let allowing =
+        TestApp::spawn_with(Rules::embedded().unwrap(), verifiers(true), Arc::new(store), Arc::new(queue.clone()))
+            .await;
     let r = allowing.post("/webhooks/segment", &headers, body.into_bytes()).await;
     assert_eq!((r.status, r.body["status"].as_str()), (200, Some("queued")));
     assert_eq!(queue.sent(), 2);

@@ -84,12 +84,25 @@ async fn bad_requests_store_and_queue_nothing() {
     let body = trial_started("aws-bad");
     let json = ("content-type", "application/json".to_owned());
     let cases: Vec<(u16, relay_tests::app::TestResponse)> = vec![
-        (401, app.post("/webhooks/segment", &[json.clone(), ("x-signature", "0".repeat(40))], body.clone().into_bytes()).await),
+        (
+            401,
+            app.post("/webhooks/segment", &[json.clone(), ("x-signature", "0".repeat(40))], body.clone().into_bytes())
+                .await,
+        ),
         (401, app.post("/webhooks/segment", std::slice::from_ref(&json), body.clone().into_bytes()).await),
         (400, app.post_segment(r#"{"type":"track","#).await),
         (400, app.post_segment(r#"{"type":"track","event":"trial_started"}"#).await),
-        (413, app.post_segment(&segment_track("aws-big", "trial_started", "u", json!({"p": "x".repeat(1 << 20)})).to_string()).await),
-        (415, app.post("/webhooks/segment", &[("content-type", "text/csv".to_owned())], body.clone().into_bytes()).await),
+        (
+            413,
+            app.post_segment(
+                &segment_track("aws-big", "trial_started", "u", json!({"p": "x".repeat(1 << 20)})).to_string(),
+            )
+            .await,
+        ),
+        (
+            415,
+            app.post("/webhooks/segment", &[("content-type", "text/csv".to_owned())], body.clone().into_bytes()).await,
+        ),
         (404, app.post("/webhooks/hubspot", std::slice::from_ref(&json), body.into_bytes()).await),
         (401, app.post_customerio_at(r#"{"event_id":"e","metric":"bounced","data":{}}"#, 1_000_000_000).await),
     ];

@@ -7,8 +7,8 @@ use relay_tests::mavera_standin::{MaveraStandIn, Reply};
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 use shared::mavera::{
-    CreatePersonaRequest, ErrorClass, GenerationRequest, MaveChatRequest, MaveraApi, MaveraClient,
-    MaveraConfig, MaveraError, MaveraRequest, MaveraResponse,
+    CreatePersonaRequest, ErrorClass, GenerationRequest, MaveChatRequest, MaveraApi, MaveraClient, MaveraConfig,
+    MaveraError, MaveraRequest, MaveraResponse,
 };
 use tokio::time::Instant;
 
@@ -20,12 +20,8 @@ fn client_for(mavera: &MaveraStandIn) -> MaveraClient {
 }
 
 fn client_with(mavera: &MaveraStandIn, key: &str, mave_concurrency: usize) -> MaveraClient {
-    MaveraClient::new(MaveraConfig {
-        base_url: mavera.base_url(),
-        api_key: SecretString::from(key),
-        mave_concurrency,
-    })
-    .expect("a stand-in config is valid")
+    MaveraClient::new(MaveraConfig { base_url: mavera.base_url(), api_key: SecretString::from(key), mave_concurrency })
+        .expect("a stand-in config is valid")
 }
 
 fn after(duration: Duration) -> Instant {
@@ -42,8 +38,7 @@ fn object(value: Value) -> Map<String, Value> {
 fn persona(name: &str) -> MaveraRequest {
     MaveraRequest::CreatePersona(CreatePersonaRequest {
         name: name.to_owned(),
-        description: "Real-time persona created when user usr_k8m2n started a trial. Plan: pro."
-            .to_owned(),
+        description: "Real-time persona created when user usr_k8m2n started a trial. Plan: pro.".to_owned(),
         extra: object(
             json!({"psychographic": {"trigger_event": "trial_started", "user_id": "usr_k8m2n", "plan": "pro"}}),
         ),
@@ -51,11 +46,7 @@ fn persona(name: &str) -> MaveraRequest {
 }
 
 fn research(message: &str) -> MaveraRequest {
-    MaveraRequest::Research(MaveChatRequest {
-        message: message.to_owned(),
-        thread_id: None,
-        workspace_id: None,
-    })
+    MaveraRequest::Research(MaveChatRequest { message: message.to_owned(), thread_id: None, workspace_id: None })
 }
 
 fn generation() -> MaveraRequest {
@@ -69,16 +60,8 @@ fn generation() -> MaveraRequest {
     })
 }
 
-fn header<'a>(
-    request: &'a relay_tests::mavera_standin::RecordedRequest,
-    name: &str,
-) -> Vec<&'a str> {
-    request
-        .headers
-        .get_all(name)
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .collect()
+fn header<'a>(request: &'a relay_tests::mavera_standin::RecordedRequest, name: &str) -> Vec<&'a str> {
+    request.headers.get_all(name).iter().map(|v| v.to_str().unwrap()).collect()
 }
 
 // ---- what goes over the wire ------------------------------------------------------------
@@ -88,29 +71,18 @@ async fn create_persona_posts_the_rendered_body_with_the_bearer_key() {
     let mavera = MaveraStandIn::start().await;
     let request = persona("Segment RT: Trial User — usr_k8m2n");
 
-    let response = client_for(&mavera)
-        .send(&request, after(ROOMY))
-        .await
-        .unwrap();
+    let response = client_for(&mavera).send(&request, after(ROOMY)).await.unwrap();
 
-    let MaveraResponse::Persona(created) = response else {
-        panic!("expected a persona, got {response:?}")
-    };
+    let MaveraResponse::Persona(created) = response else { panic!("expected a persona, got {response:?}") };
     assert!(!created.id.is_empty());
-    assert_eq!(
-        created.name.as_deref(),
-        Some("Segment RT: Trial User — usr_k8m2n")
-    );
+    assert_eq!(created.name.as_deref(), Some("Segment RT: Trial User — usr_k8m2n"));
     assert_eq!(created.credits_charged, Some(300.0));
 
     let sent = mavera.requests_to("/personas");
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].method, "POST");
     assert!(sent[0].auth_valid);
-    assert_eq!(
-        header(&sent[0], "authorization"),
-        [format!("Bearer {}", mavera.api_key())]
-    );
+    assert_eq!(header(&sent[0], "authorization"), [format!("Bearer {}", mavera.api_key())]);
     assert_eq!(header(&sent[0], "content-type"), ["application/json"]);
     assert_eq!(sent[0].body.as_ref(), Some(&request.body()));
 }
@@ -120,34 +92,18 @@ async fn research_posts_the_message_and_returns_maves_answer() {
     let mavera = MaveraStandIn::start().await;
     let request = research("Research retention strategies for trial users on the pro plan");
 
-    let response = client_for(&mavera)
-        .send(&request, after(ROOMY))
-        .await
-        .unwrap();
+    let response = client_for(&mavera).send(&request, after(ROOMY)).await.unwrap();
 
-    let MaveraResponse::Research(answer) = response else {
-        panic!("expected a Mave message, got {response:?}")
-    };
-    assert!(
-        answer.thread_id.starts_with("mave_thread_"),
-        "{}",
-        answer.thread_id
-    );
-    assert!(
-        answer.content.contains("Research retention strategies"),
-        "{}",
-        answer.content
-    );
+    let MaveraResponse::Research(answer) = response else { panic!("expected a Mave message, got {response:?}") };
+    assert!(answer.thread_id.starts_with("mave_thread_"), "{}", answer.thread_id);
+    assert!(answer.content.contains("Research retention strategies"), "{}", answer.content);
     assert_eq!(answer.usage.and_then(|u| u.credits_used), Some(25.0));
 
     let sent = mavera.requests_to("/mave/chat");
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].method, "POST");
     assert!(sent[0].auth_valid);
-    assert_eq!(
-        sent[0].body,
-        Some(json!({"message": "Research retention strategies for trial users on the pro plan"}))
-    );
+    assert_eq!(sent[0].body, Some(json!({"message": "Research retention strategies for trial users on the pro plan"})));
 }
 
 #[tokio::test]
@@ -155,20 +111,10 @@ async fn generate_posts_app_id_and_input_data() {
     let mavera = MaveraStandIn::start().await;
     let request = generation();
 
-    let response = client_for(&mavera)
-        .send(&request, after(ROOMY))
-        .await
-        .unwrap();
+    let response = client_for(&mavera).send(&request, after(ROOMY)).await.unwrap();
 
-    let MaveraResponse::Generation(generated) = response else {
-        panic!("expected a generation, got {response:?}")
-    };
-    assert!(
-        generated
-            .text()
-            .is_some_and(|t| t.contains("Win-back email")),
-        "{generated:?}"
-    );
+    let MaveraResponse::Generation(generated) = response else { panic!("expected a generation, got {response:?}") };
+    assert!(generated.text().is_some_and(|t| t.contains("Win-back email")), "{generated:?}");
 
     let sent = mavera.requests_to("/generations");
     assert_eq!(sent.len(), 1);
@@ -202,12 +148,7 @@ async fn warm_up_lists_personas_with_the_key() {
 #[tokio::test]
 async fn rate_limit_is_waited_out_per_retry_after_then_retried() {
     let mavera = MaveraStandIn::start().await;
-    mavera.script(
-        "/generations",
-        [Reply::RateLimited {
-            retry_after_secs: Some(1),
-        }],
-    );
+    mavera.script("/generations", [Reply::RateLimited { retry_after_secs: Some(1) }]);
 
     let result = client_for(&mavera).send(&generation(), after(ROOMY)).await;
 
@@ -215,24 +156,15 @@ async fn rate_limit_is_waited_out_per_retry_after_then_retried() {
     let sent = mavera.requests_to("/generations");
     assert_eq!(sent.len(), 2);
     let gap = sent[1].arrived - sent[0].arrived;
-    assert!(
-        gap >= Duration::from_secs(1),
-        "retried after {gap:?}, before Retry-After"
-    );
-    assert!(
-        gap < Duration::from_secs(2),
-        "waited {gap:?}, far beyond Retry-After"
-    );
+    assert!(gap >= Duration::from_secs(1), "retried after {gap:?}, before Retry-After");
+    assert!(gap < Duration::from_secs(2), "waited {gap:?}, far beyond Retry-After");
 }
 
 #[tokio::test]
 async fn rate_limit_without_retry_after_waits_until_the_reset() {
     let mavera = MaveraStandIn::start().await;
     // Reset 2 whole seconds ahead: between 1 and 2 s from the moment of the answer.
-    mavera.script(
-        "/generations",
-        [Reply::RateLimitedUntilReset { reset_in_secs: 2 }],
-    );
+    mavera.script("/generations", [Reply::RateLimitedUntilReset { reset_in_secs: 2 }]);
 
     let result = client_for(&mavera).send(&generation(), after(ROOMY)).await;
 
@@ -240,32 +172,18 @@ async fn rate_limit_without_retry_after_waits_until_the_reset() {
     let sent = mavera.requests_to("/generations");
     assert_eq!(sent.len(), 2);
     let gap = sent[1].arrived - sent[0].arrived;
-    assert!(
-        gap >= Duration::from_secs(1),
-        "retried after {gap:?}, before X-RateLimit-Reset"
-    );
-    assert!(
-        gap < Duration::from_secs(3),
-        "waited {gap:?}, far beyond X-RateLimit-Reset"
-    );
+    assert!(gap >= Duration::from_secs(1), "retried after {gap:?}, before X-RateLimit-Reset");
+    assert!(gap < Duration::from_secs(3), "waited {gap:?}, far beyond X-RateLimit-Reset");
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_with_backoff_then_succeed() {
     let mavera = MaveraStandIn::start().await;
-    mavera.script(
-        "/mave/chat",
-        [Reply::ServerError(500), Reply::ServerError(503)],
-    );
+    mavera.script("/mave/chat", [Reply::ServerError(500), Reply::ServerError(503)]);
 
-    let result = client_for(&mavera)
-        .send(&research("Why do pro users churn?"), after(ROOMY))
-        .await;
+    let result = client_for(&mavera).send(&research("Why do pro users churn?"), after(ROOMY)).await;
 
-    assert!(
-        matches!(result, Ok(MaveraResponse::Research(_))),
-        "{result:?}"
-    );
+    assert!(matches!(result, Ok(MaveraResponse::Research(_))), "{result:?}");
     assert_eq!(mavera.count("/mave/chat"), 3);
     assert_eq!(mavera.pending_replies("/mave/chat"), 0);
 }
@@ -273,15 +191,9 @@ async fn server_errors_are_retried_with_backoff_then_succeed() {
 #[tokio::test]
 async fn retries_stop_after_five_attempts_with_the_last_error() {
     let mavera = MaveraStandIn::start().await;
-    mavera.script(
-        "/generations",
-        std::iter::repeat_n(Reply::ServerError(502), 8),
-    );
+    mavera.script("/generations", std::iter::repeat_n(Reply::ServerError(502), 8));
 
-    let err = client_for(&mavera)
-        .send(&generation(), after(ROOMY))
-        .await
-        .unwrap_err();
+    let err = client_for(&mavera).send(&generation(), after(ROOMY)).await.unwrap_err();
 
     assert_eq!(err.status(), Some(502));
     assert_eq!(err.class(), ErrorClass::Transient);
@@ -291,27 +203,13 @@ async fn retries_stop_after_five_attempts_with_the_last_error() {
 #[tokio::test]
 async fn a_rate_limit_longer_than_the_deadline_returns_a_transient_error_at_once() {
     let mavera = MaveraStandIn::start().await;
-    mavera.script(
-        "/personas",
-        [Reply::RateLimited {
-            retry_after_secs: Some(30),
-        }],
-    );
+    mavera.script("/personas", [Reply::RateLimited { retry_after_secs: Some(30) }]);
     let started = Instant::now();
 
-    let err = client_for(&mavera)
-        .send(
-            &persona("Trial User — usr_1"),
-            after(Duration::from_secs(5)),
-        )
-        .await
-        .unwrap_err();
+    let err =
+        client_for(&mavera).send(&persona("Trial User — usr_1"), after(Duration::from_secs(5))).await.unwrap_err();
 
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
     assert_eq!(err.class(), ErrorClass::Transient);
     assert_eq!(err.status(), Some(429));
     assert_eq!(err.code(), Some("rate_limit_exceeded"));
@@ -325,23 +223,13 @@ async fn a_hanging_server_is_cut_off_at_the_deadline_as_transient() {
     mavera.script("/generations", [Reply::Hang]);
     let started = Instant::now();
 
-    let err = client_for(&mavera)
-        .send(&generation(), after(Duration::from_secs(3)))
-        .await
-        .unwrap_err();
+    let err = client_for(&mavera).send(&generation(), after(Duration::from_secs(3))).await.unwrap_err();
 
     let elapsed = started.elapsed();
-    assert!(
-        elapsed >= Duration::from_millis(2_900) && elapsed < Duration::from_millis(3_600),
-        "took {elapsed:?}"
-    );
+    assert!(elapsed >= Duration::from_millis(2_900) && elapsed < Duration::from_millis(3_600), "took {elapsed:?}");
     assert!(matches!(err, MaveraError::Timeout { .. }), "{err:?}");
     assert_eq!(err.class(), ErrorClass::Transient);
-    assert_eq!(
-        mavera.count("/generations"),
-        1,
-        "no time was left for a retry"
-    );
+    assert_eq!(mavera.count("/generations"), 1, "no time was left for a retry");
     // The client hung up, so the stand-in no longer counts the request as in flight.
     let hung_up = after(Duration::from_secs(1));
     while mavera.in_flight("/generations") > 0 && Instant::now() < hung_up {
@@ -354,10 +242,7 @@ async fn a_hanging_server_is_cut_off_at_the_deadline_as_transient() {
 async fn nothing_is_sent_when_the_deadline_is_too_close_for_an_attempt() {
     let mavera = MaveraStandIn::start().await;
 
-    let err = client_for(&mavera)
-        .send(&research("Too late"), after(Duration::from_secs(2)))
-        .await
-        .unwrap_err();
+    let err = client_for(&mavera).send(&research("Too late"), after(Duration::from_secs(2))).await.unwrap_err();
 
     assert!(matches!(err, MaveraError::NoTimeLeft { .. }), "{err:?}");
     assert_eq!(err.class(), ErrorClass::Transient);
@@ -371,24 +256,14 @@ async fn credits_exhausted_is_permanent_with_maveras_message_and_sent_once() {
     let mavera = MaveraStandIn::start().await;
     mavera.script("/mave/chat", [Reply::CreditsExhausted]);
 
-    let err = client_for(&mavera)
-        .send(&research("Why do pro users churn?"), after(ROOMY))
-        .await
-        .unwrap_err();
+    let err = client_for(&mavera).send(&research("Why do pro users churn?"), after(ROOMY)).await.unwrap_err();
 
     assert_eq!(err.class(), ErrorClass::Permanent);
     assert_eq!(err.status(), Some(402));
     assert_eq!(err.code(), Some("credits_exhausted"));
-    assert!(
-        err.mavera_message()
-            .is_some_and(|m| m.starts_with("Insufficient credits")),
-        "{err:?}"
-    );
+    assert!(err.mavera_message().is_some_and(|m| m.starts_with("Insufficient credits")), "{err:?}");
     let text = err.to_string();
-    assert!(
-        text.contains("credits_exhausted") && text.contains("Insufficient credits"),
-        "{text}"
-    );
+    assert!(text.contains("credits_exhausted") && text.contains("Insufficient credits"), "{text}");
     assert_eq!(mavera.count("/mave/chat"), 1);
 }
 
@@ -396,20 +271,13 @@ async fn credits_exhausted_is_permanent_with_maveras_message_and_sent_once() {
 async fn an_invalid_body_is_a_permanent_400_naming_the_field() {
     let mavera = MaveraStandIn::start().await;
 
-    let err = client_for(&mavera)
-        .send(&persona("X"), after(ROOMY))
-        .await
-        .unwrap_err();
+    let err = client_for(&mavera).send(&persona("X"), after(ROOMY)).await.unwrap_err();
 
     assert_eq!(err.class(), ErrorClass::Permanent);
     assert_eq!(err.status(), Some(400));
     assert_eq!(err.code(), Some("invalid_field"));
     assert_eq!(err.param(), Some("name"));
-    assert!(
-        err.mavera_message()
-            .is_some_and(|m| m.contains("between 2 and 100")),
-        "{err:?}"
-    );
+    assert!(err.mavera_message().is_some_and(|m| m.contains("between 2 and 100")), "{err:?}");
     assert_eq!(mavera.count("/personas"), 1);
 }
 
@@ -418,10 +286,7 @@ async fn a_scripted_bad_request_is_not_retried() {
     let mavera = MaveraStandIn::start().await;
     mavera.script("/generations", [Reply::BadRequest, Reply::Success]);
 
-    let err = client_for(&mavera)
-        .send(&generation(), after(ROOMY))
-        .await
-        .unwrap_err();
+    let err = client_for(&mavera).send(&generation(), after(ROOMY)).await.unwrap_err();
 
     assert_eq!(err.class(), ErrorClass::Permanent);
     assert_eq!(err.status(), Some(400));
@@ -467,10 +332,7 @@ async fn an_undecodable_success_is_permanent_and_not_repeated() {
     let mavera = MaveraStandIn::start().await;
     mavera.script("/mave/chat", [Reply::Malformed]);
 
-    let err = client_for(&mavera)
-        .send(&research("Why do pro users churn?"), after(ROOMY))
-        .await
-        .unwrap_err();
+    let err = client_for(&mavera).send(&research("Why do pro users churn?"), after(ROOMY)).await.unwrap_err();
 
     assert!(matches!(err, MaveraError::Decode { .. }), "{err:?}");
     assert_eq!(err.class(), ErrorClass::Permanent);
@@ -480,19 +342,9 @@ async fn an_undecodable_success_is_permanent_and_not_repeated() {
 #[tokio::test]
 async fn a_server_error_then_a_permanent_error_stops_at_the_permanent_one() {
     let mavera = MaveraStandIn::start().await;
-    mavera.script(
-        "/generations",
-        [
-            Reply::ServerError(503),
-            Reply::CreditsExhausted,
-            Reply::Success,
-        ],
-    );
+    mavera.script("/generations", [Reply::ServerError(503), Reply::CreditsExhausted, Reply::Success]);
 
-    let err = client_for(&mavera)
-        .send(&generation(), after(ROOMY))
-        .await
-        .unwrap_err();
+    let err = client_for(&mavera).send(&generation(), after(ROOMY)).await.unwrap_err();
 
     assert_eq!(err.status(), Some(402));
     assert_eq!(mavera.count("/generations"), 2);
@@ -500,13 +352,8 @@ async fn a_server_error_then_a_permanent_error_stops_at_the_permanent_one() {
 
 // ---- the Mave concurrency cap -----------------------------------------------------------
 
-async fn fire_research(
-    client: &MaveraClient,
-    calls: usize,
-) -> Vec<Result<MaveraResponse, MaveraError>> {
-    let requests: Vec<_> = (0..calls)
-        .map(|i| research(&format!("Research question {i}")))
-        .collect();
+async fn fire_research(client: &MaveraClient, calls: usize) -> Vec<Result<MaveraResponse, MaveraError>> {
+    let requests: Vec<_> = (0..calls).map(|i| research(&format!("Research question {i}"))).collect();
     let deadline = after(ROOMY);
     futures::future::join_all(requests.iter().map(|r| client.send(r, deadline))).await
 }
@@ -524,11 +371,7 @@ async fn the_mave_cap_holds_across_concurrent_calls() {
     assert_eq!(mavera.count("/mave/chat"), 25);
     assert_eq!(mavera.peak_in_flight("/mave/chat"), 10);
     // 25 calls through 10 slots take three rounds of 300 ms.
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= Duration::from_millis(900), "took {:?}", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -564,11 +407,7 @@ async fn waiting_for_a_mave_slot_gives_up_in_time_for_the_deadline() {
     let client = client_with(&mavera, mavera.api_key(), 1);
     let holder = tokio::spawn({
         let client = client.clone();
-        async move {
-            client
-                .send(&research("Holds the only slot"), after(ROOMY))
-                .await
-        }
+        async move { client.send(&research("Holds the only slot"), after(ROOMY)).await }
     });
     while mavera.in_flight("/mave/chat") == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -576,21 +415,12 @@ async fn waiting_for_a_mave_slot_gives_up_in_time_for_the_deadline() {
     let started = Instant::now();
 
     // 6 s left, 5 s needed for a Mave attempt: it may wait for a slot for 1 s at most.
-    let err = client
-        .send(&research("Waits for a slot"), after(Duration::from_secs(6)))
-        .await
-        .unwrap_err();
+    let err = client.send(&research("Waits for a slot"), after(Duration::from_secs(6))).await.unwrap_err();
 
     let waited = started.elapsed();
-    assert!(
-        matches!(err, MaveraError::NoMaveSlot { limit: 1, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, MaveraError::NoMaveSlot { limit: 1, .. }), "{err:?}");
     assert_eq!(err.class(), ErrorClass::Transient);
-    assert!(
-        waited >= Duration::from_millis(900) && waited < Duration::from_millis(1_500),
-        "waited {waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_millis(1_500), "waited {waited:?}");
     assert!(holder.await.unwrap().is_ok());
     assert_eq!(mavera.count("/mave/chat"), 1);
 }
@@ -602,19 +432,11 @@ async fn the_stand_in_answers_like_mavera_without_the_key() {
     let mavera = MaveraStandIn::start().await;
     let http = reqwest::Client::new();
 
-    let answer = http
-        .post(format!("{}/mave/chat", mavera.base_url()))
-        .json(&json!({"message": "hello"}))
-        .send()
-        .await
-        .unwrap();
+    let answer =
+        http.post(format!("{}/mave/chat", mavera.base_url())).json(&json!({"message": "hello"})).send().await.unwrap();
 
     assert_eq!(answer.status(), 401);
-    for name in [
-        "x-ratelimit-limit",
-        "x-ratelimit-remaining",
-        "x-ratelimit-reset",
-    ] {
+    for name in ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"] {
         assert!(answer.headers().contains_key(name), "missing {name}");
     }
     let body: Value = answer.json().await.unwrap();
@@ -629,11 +451,7 @@ async fn the_stand_in_enforces_a_rate_limit_when_asked() {
     mavera.enforce_rate_limit(Some(2));
     let client = client_for(&mavera);
     // Keep all three calls inside one 60 s window.
-    let into_window = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        % 60;
+    let into_window = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() % 60;
     if into_window >= 57 {
         tokio::time::sleep(Duration::from_secs(61 - into_window)).await;
     }
@@ -641,16 +459,9 @@ async fn the_stand_in_enforces_a_rate_limit_when_asked() {
     client.send(&generation(), after(ROOMY)).await.unwrap();
     client.send(&generation(), after(ROOMY)).await.unwrap();
     // The window resets 1–60 s later; with 2.5 s left the 429 comes back instead of a wait.
-    let err = client
-        .send(&generation(), after(Duration::from_millis(2_500)))
-        .await
-        .unwrap_err();
+    let err = client.send(&generation(), after(Duration::from_millis(2_500))).await.unwrap_err();
 
     assert_eq!(err.status(), Some(429));
     assert_eq!(mavera.count("/generations"), 3);
-    assert!(
-        err.retry_after()
-            .is_some_and(|w| w >= Duration::from_secs(1)),
-        "{err:?}"
-    );
+    assert!(err.retry_after().is_some_and(|w| w >= Duration::from_secs(1)), "{err:?}");
 }

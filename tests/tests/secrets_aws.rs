@@ -50,5 +50,8 @@ async fn an_unreadable_or_malformed_secret_stops_the_start_with_its_arn() {
     let arn = secret(r#"{"MAVERA_API_KEY":"mvra_live_placeholder","SEGMENT_SECRET":"typo"}"#).await;
     let err = shared::secrets::load(&sdk_config().await, &env(&[("SECRETS_ARN", &arn)])).await.unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("SEGMENT_SECRET") && !text.contains("typo") && !text.contains("mvra_live_placeholder"), "{text}");
+    assert!(
+        text.contains("SEGMENT_SECRET") && !text.contains("typo") && !text.contains("mvra_live_placeholder"),
+        "{text}"
+    );
 }

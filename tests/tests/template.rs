@@ -147,7 +147,10 @@ fn environment(binary: &str) -> BTreeMap<String, &'static Yaml> {
 fn env_number(binary: &str, name: &str) -> i64 {
     let env = environment(binary);
     let value = env.get(name).unwrap_or_else(|| panic!("{binary} does not set {name}"));
-    value.as_str().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{binary}'s {name} is not a number: {value:?}"))
+    value
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{binary}'s {name} is not a number: {value:?}"))
 }
 
 // ----------------------------------------------------------------- the checks
@@ -174,12 +177,19 @@ fn the_three_functions_build_from_the_workspace_binaries() {
 fn every_variable_the_template_sets_is_one_the_code_reads() {
     for binary in functions().keys() {
         for name in environment(binary).keys() {
-            assert!(KNOWN_VARS.contains(&name.as_str()), "{binary} sets {name}, which shared::config::vars does not know");
+            assert!(
+                KNOWN_VARS.contains(&name.as_str()),
+                "{binary} sets {name}, which shared::config::vars does not know"
+            );
             assert!(
                 !vars::SECRET_KEYS.contains(&name.as_str()),
                 "{binary} sets the secret {name} as a plain variable; it belongs in the Secrets Manager secret"
             );
-            assert_ne!(name, vars::TRIGGERS_PATH, "in AWS the rules are compiled in; {binary} must not set TRIGGERS_PATH");
+            assert_ne!(
+                name,
+                vars::TRIGGERS_PATH,
+                "in AWS the rules are compiled in; {binary} must not set TRIGGERS_PATH"
+            );
         }
     }
 }
@@ -190,7 +200,14 @@ fn each_function_gets_the_variables_it_needs() {
         ("ingest", &[vars::EVENTS_TABLE, vars::JOBS_QUEUE_URL, vars::SECRETS_ARN]),
         (
             "worker",
-            &[vars::EVENTS_TABLE, vars::SECRETS_ARN, vars::MAVERA_BASE_URL, vars::DRY_RUN, vars::MAVE_CONCURRENCY, vars::CIO_REGION],
+            &[
+                vars::EVENTS_TABLE,
+                vars::SECRETS_ARN,
+                vars::MAVERA_BASE_URL,
+                vars::DRY_RUN,
+                vars::MAVE_CONCURRENCY,
+                vars::CIO_REGION,
+            ],
         ),
         ("cio-sync", &[vars::EVENTS_TABLE, vars::JOBS_QUEUE_URL, vars::SECRETS_ARN, vars::CIO_REGION]),
     ];
@@ -210,7 +227,11 @@ fn each_function_gets_the_variables_it_needs() {
         intrinsic(env[vars::SECRETS_ARN]).expect("SECRETS_ARN is an !If").1.as_vec().expect("!If takes a list")[1..]
             .iter()
             .for_each(|branch| secret.extend(reference(branch).map(str::to_owned)));
-        assert_eq!(secret, ["RelaySecret", "ExistingSecretArn"], "{binary}'s SECRETS_ARN: the stack's secret or the given one");
+        assert_eq!(
+            secret,
+            ["RelaySecret", "ExistingSecretArn"],
+            "{binary}'s SECRETS_ARN: the stack's secret or the given one"
+        );
     }
 }
 
@@ -239,7 +260,10 @@ fn the_worker_takes_the_jobs_queue_and_reports_partial_failures() {
     let event = at(sqs[0], &["Properties"]);
     assert_eq!(get_att(at(event, &["Queue"])).as_deref(), Some("JobsQueue.Arn"));
     let types = at(event, &["FunctionResponseTypes"]).as_vec().expect("FunctionResponseTypes is a list");
-    assert!(types.iter().any(|t| t.as_str() == Some("ReportBatchItemFailures")), "the worker returns batchItemFailures");
+    assert!(
+        types.iter().any(|t| t.as_str() == Some("ReportBatchItemFailures")),
+        "the worker returns batchItemFailures"
+    );
     let batch = integer(event, &["BatchSize"]);
     assert!((1..=10).contains(&batch), "BatchSize {batch}");
 
@@ -387,7 +411,8 @@ fn the_schedules_are_off_by_default_and_select_their_job() {
         let args = args.as_vec().expect("!If takes a list");
         let condition = at(&TEMPLATE, &["Conditions", args[0].as_str().expect("a condition name")]);
         let (_, equals) = intrinsic(condition).expect("the condition is an !Equals");
-        let parameter = reference(&equals.as_vec().expect("!Equals takes a list")[0]).expect("!Equals compares a parameter");
+        let parameter =
+            reference(&equals.as_vec().expect("!Equals takes a list")[0]).expect("!Equals compares a parameter");
         assert_eq!(text(&TEMPLATE, &["Parameters", parameter, "Default"]), "false", "{parameter} must default to off");
     }
     assert_eq!(jobs, BTreeSet::from(["attribute-personas".into(), "campaign-strategy".into()]));
@@ -457,8 +482,11 @@ mod samples {
         let (headers, body) = request(&sample("customerio-webhook.json"), Source::CustomerIo);
         // Signed at a fixed time: check it as of then (scripts/sample-events re-signs for now).
         let sent: u64 = headers[customerio::TIMESTAMP_HEADER].to_str().unwrap().parse().unwrap();
-        let verifier = CustomerIoVerifier::new(&secrets("CIO_WEBHOOK_SECRET", "local-cio-secret"), customerio::DEFAULT_TOLERANCE);
-        verifier.verify(&headers, body.as_bytes(), UNIX_EPOCH + Duration::from_secs(sent)).expect("the signature verifies");
+        let verifier =
+            CustomerIoVerifier::new(&secrets("CIO_WEBHOOK_SECRET", "local-cio-secret"), customerio::DEFAULT_TOLERANCE);
+        verifier
+            .verify(&headers, body.as_bytes(), UNIX_EPOCH + Duration::from_secs(sent))
+            .expect("the signature verifies");
         let fired = rules_fired(Source::CustomerIo, &body);
         assert_eq!(fired.iter().map(|(_, r)| r.as_str()).collect::<Vec<_>>(), ["cio-high-value-alert"]);
     }

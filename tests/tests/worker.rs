@@ -55,14 +55,19 @@ async fn rig_with(options: Options) -> Rig {
     let store = aws.store();
     let rules = Arc::new(options.rules.clone());
     let client: Option<Arc<dyn MaveraApi>> = (!options.dry_run).then(|| {
-        let config = MaveraConfig { base_url: mavera.base_url(), ..MaveraConfig::new(mavera.api_key().to_owned().into()) };
+        let config =
+            MaveraConfig { base_url: mavera.base_url(), ..MaveraConfig::new(mavera.api_key().to_owned().into()) };
         Arc::new(MaveraClient::new(config).unwrap()) as Arc<dyn MaveraApi>
     });
-    let cio_client = CioClient::new(CioConfig::new(cio.app_key().to_owned().into(), CioRegion::Us).with_base_url(cio.base_url())).unwrap();
+    let cio_client =
+        CioClient::new(CioConfig::new(cio.app_key().to_owned().into(), CioRegion::Us).with_base_url(cio.base_url()))
+            .unwrap();
     let enricher: Arc<dyn Enrich> =
         Arc::new(CioEnricher::new(Arc::new(cio_client), Arc::new(store.clone()), rules.enrichment().clone()));
-    let worker = Worker::new(rules.clone(), Arc::new(store.clone()), Arc::new(store.clone()), client, Some(enricher)).unwrap();
-    let app = TestApp::spawn_with(options.rules, verifiers(false), Arc::new(store.clone()), Arc::new(aws.queue())).await;
+    let worker =
+        Worker::new(rules.clone(), Arc::new(store.clone()), Arc::new(store.clone()), client, Some(enricher)).unwrap();
+    let app =
+        TestApp::spawn_with(options.rules, verifiers(false), Arc::new(store.clone()), Arc::new(aws.queue())).await;
     Rig { aws, mavera, cio, store, worker, app }
 }
 
@@ -106,19 +111,32 @@ async fn each_shipped_segment_rule_sends_its_request_and_keeps_the_result() {
 
     let personas = r.mavera.requests_to("/personas");
     assert_eq!(personas.len(), 2);
-    let trial = personas.iter().find(|p| p.body.as_ref().unwrap()["name"] == "Segment RT: Trial User — usr_k8m2n").unwrap();
+    let trial =
+        personas.iter().find(|p| p.body.as_ref().unwrap()["name"] == "Segment RT: Trial User — usr_k8m2n").unwrap();
     let body = trial.body.as_ref().unwrap();
-    assert_eq!(body["description"], "Real-time persona created when user usr_k8m2n started a trial. Plan: pro. Source: google.");
+    assert_eq!(
+        body["description"],
+        "Real-time persona created when user usr_k8m2n started a trial. Plan: pro. Source: google."
+    );
     assert_eq!(body["psychographic"]["trigger_event"], "trial_started");
     assert_eq!(body["psychographic"]["plan"], "pro");
     assert_eq!(body["psychographic"]["user_id"], "usr_k8m2n");
     assert!(trial.headers["authorization"].to_str().unwrap().starts_with("Bearer mvra_live_"));
 
-    let research: Vec<String> =
-        r.mavera.requests_to("/mave/chat").iter().map(|q| q.body.as_ref().unwrap()["message"].as_str().unwrap().to_owned()).collect();
+    let research: Vec<String> = r
+        .mavera
+        .requests_to("/mave/chat")
+        .iter()
+        .map(|q| q.body.as_ref().unwrap()["message"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(research.len(), 2);
     assert!(research.iter().any(|m| m.starts_with("A user just upgraded from basic to pro.")), "{research:?}");
-    assert!(research.iter().any(|m| m.starts_with("A user with LTV $480 just triggered a churn signal: seat_drop. They've been a customer for 95 days.")), "{research:?}");
+    assert!(
+        research.iter().any(|m| m.starts_with(
+            "A user with LTV $480 just triggered a churn signal: seat_drop. They've been a customer for 95 days."
+        )),
+        "{research:?}"
+    );
 
     let persona = r.record("segment#t-1#segment-trial-started").await;
     assert_eq!(persona.status, JobStatus::Done);
@@ -174,7 +192,11 @@ async fn a_batch_with_one_failing_record_reports_exactly_that_one() {
     let response = sqs::handle_batch(&r.worker, event, Instant::now() + JOB_TIME, &Metrics::disabled()).await;
     let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
     assert_eq!(failed, ["m-2"]);
-    assert!(started.elapsed() < Duration::from_secs(10), "a wait that cannot fit is not waited: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a wait that cannot fit is not waited: {:?}",
+        started.elapsed()
+    );
     assert_eq!(r.record(&k1).await.status, JobStatus::Done);
     assert_eq!(r.record(&k3).await.status, JobStatus::Done);
     let retrying = r.record(&k2).await;
@@ -189,7 +211,8 @@ async fn twenty_concurrent_deliveries_of_one_job_make_one_call() {
     let (key, body) = message("d-1", "trial_started", "u1", "segment-trial-started", json!({}));
     let records: Vec<(String, &str)> = (0..20).map(|i| (format!("m-{i}"), body.as_str())).collect();
     let records: Vec<(&str, &str)> = records.iter().map(|(id, b)| (id.as_str(), *b)).collect();
-    let response = sqs::handle_batch(&r.worker, sqs_event(&records), Instant::now() + JOB_TIME, &Metrics::disabled()).await;
+    let response =
+        sqs::handle_batch(&r.worker, sqs_event(&records), Instant::now() + JOB_TIME, &Metrics::disabled()).await;
     assert!(response.batch_item_failures.is_empty(), "duplicates are dropped, not retried");
     assert_eq!(r.mavera.count("/personas"), 1);
     assert_eq!(r.record(&key).await.status, JobStatus::Done);
@@ -219,7 +242,10 @@ async fn a_job_whose_worker_died_while_running_is_retried_once_the_lease_expires
     let now = std::time::SystemTime::now();
     // A worker took the job and died: its lease runs out two seconds from now.
     let dead = Lease { owner: "dead-worker".into(), until: now + Duration::from_secs(2) };
-    assert_eq!(r.store.start(&JobKey::from_stored(&key), &rule, &dead, now).await.unwrap(), Start::Started { attempt: 1 });
+    assert_eq!(
+        r.store.start(&JobKey::from_stored(&key), &rule, &dead, now).await.unwrap(),
+        Start::Started { attempt: 1 }
+    );
 
     assert_eq!(r.worker.process(&body, Instant::now() + JOB_TIME).await, Disposition::HeldElsewhere);
     assert_eq!(r.mavera.count("/personas"), 0, "a live lease keeps others out");
@@ -234,7 +260,10 @@ async fn a_job_whose_worker_died_while_running_is_retried_once_the_lease_expires
 #[tokio::test]
 async fn rate_limits_are_waited_out_and_server_errors_retried() {
     let r = rig().await;
-    r.mavera.script("/mave/chat", [Reply::RateLimited { retry_after_secs: Some(1) }, Reply::ServerError(500), Reply::ServerError(503)]);
+    r.mavera.script(
+        "/mave/chat",
+        [Reply::RateLimited { retry_after_secs: Some(1) }, Reply::ServerError(500), Reply::ServerError(503)],
+    );
     let (key, body) = message("rl-1", "plan_upgraded", "u1", "segment-plan-upgraded", json!({}));
     let started = Instant::now();
     assert_eq!(r.worker.process(&body, Instant::now() + JOB_TIME).await, Disposition::Finished(JobStatus::Done));
@@ -253,7 +282,10 @@ async fn credits_exhausted_is_failed_with_maveras_message_and_never_retried() {
     assert_eq!(record.status, JobStatus::Failed);
     let error = record.error.unwrap();
     assert!(error.contains("402") && error.to_lowercase().contains("credits"), "{error}");
-    assert_eq!(r.worker.process(&body, Instant::now() + JOB_TIME).await, Disposition::AlreadyFinished(JobStatus::Failed));
+    assert_eq!(
+        r.worker.process(&body, Instant::now() + JOB_TIME).await,
+        Disposition::AlreadyFinished(JobStatus::Failed)
+    );
     assert_eq!(r.mavera.count("/personas"), 1);
 
     // The once-per-user mark is dropped, so the user's next trial event may still fire.
@@ -313,7 +345,8 @@ persona = { name = "Trial {user_id}", description = "d" }"#,
     .unwrap();
     let r = rig_with(Options { rules, ..Options::default() }).await;
     for i in 0..3 {
-        let (_, body) = message(&format!("cap-{i}"), "plan_upgraded", &format!("u{i}"), "capped", json!({"new_plan": "pro"}));
+        let (_, body) =
+            message(&format!("cap-{i}"), "plan_upgraded", &format!("u{i}"), "capped", json!({"new_plan": "pro"}));
         r.worker.process(&body, Instant::now() + JOB_TIME).await;
     }
     assert_eq!(r.mavera.count("/mave/chat"), 2, "a cap of 2 allows 2 calls a day");
@@ -344,17 +377,29 @@ async fn dry_run_records_the_request_and_calls_nothing() {
 #[tokio::test]
 async fn customerio_alerts_look_attributes_up_once_and_research_only_high_value_plans() {
     let r = rig().await;
-    r.cio.add_person(Person::new("cio-1").id("cust-1").attribute("plan_type", "Enterprise").attribute("industry", "Fintech"));
+    r.cio.add_person(
+        Person::new("cio-1").id("cust-1").attribute("plan_type", "Enterprise").attribute("industry", "Fintech"),
+    );
     r.cio.add_person(Person::new("cio-2").id("cust-2").attribute("plan_type", "free"));
-    for (id, metric, customer) in [("e-1", "unsubscribed", "cust-1"), ("e-2", "bounced", "cust-1"), ("e-3", "spammed", "cust-2")] {
+    for (id, metric, customer) in
+        [("e-1", "unsubscribed", "cust-1"), ("e-2", "bounced", "cust-1"), ("e-3", "spammed", "cust-2")]
+    {
         let answer = r.app.post_customerio(&cio_email(id, metric, customer).to_string()).await;
         assert_eq!(answer.body["status"], "queued", "{:?}", answer.body);
     }
     r.run().await;
 
-    assert_eq!(r.cio.requests_to("/v1/customers/cust-1/attributes").len(), 1, "the second event used the cached attributes");
-    let prompts: Vec<String> =
-        r.mavera.requests_to("/mave/chat").iter().map(|q| q.body.as_ref().unwrap()["message"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(
+        r.cio.requests_to("/v1/customers/cust-1/attributes").len(),
+        1,
+        "the second event used the cached attributes"
+    );
+    let prompts: Vec<String> = r
+        .mavera
+        .requests_to("/mave/chat")
+        .iter()
+        .map(|q| q.body.as_ref().unwrap()["message"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(prompts.len(), 2, "{prompts:?}");
     assert!(prompts.iter().all(|p| p.contains("enterprise plan customer in fintech with low usage")), "{prompts:?}");
     let skipped = r.record("customerio#e-3#cio-high-value-alert").await;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use shared::config::{self, AwsResources, ProcessEnv, Verifiers};
 use shared::ingest::{Ingest, router};
-use shared::store::DynamoStore;
 use shared::queue::SqsQueue;
+use shared::store::DynamoStore;
 use shared::telemetry::{self, Fatal, LogFormat, Metrics};
 
 #[tokio::main]
@@ -22,7 +22,9 @@ async fn main() -> Result<(), Fatal> {
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), resources.queue_url);
     // Open both connections now, during init, instead of on the first webhook.
     let (warm_store, warm_queue) = tokio::join!(store.warm(), queue.warm());
-    for problem in [warm_store.err().map(|e| e.to_string()), warm_queue.err().map(|e| e.to_string())].into_iter().flatten() {
+    for problem in
+        [warm_store.err().map(|e| e.to_string()), warm_queue.err().map(|e| e.to_string())].into_iter().flatten()
+    {
         tracing::warn!(%problem, "warm-up call failed; the first request will retry the connection");
     }
     tracing::info!(rules = rules.len(), sources = ?rules.sources(), "ingest ready");

@@ -23,8 +23,10 @@ async fn main() -> Result<(), Fatal> {
 
     let mavera = config::mavera(&vars)?.map(MaveraClient::new).transpose()?;
     let enricher = match config::customerio(&vars, rules.needs_enrichment())? {
-        Some(cio) => Some(Arc::new(CioEnricher::new(Arc::new(CioClient::new(cio)?), store.clone(), rules.enrichment().clone()))
-            as Arc<dyn Enrich>),
+        Some(cio) => {
+            Some(Arc::new(CioEnricher::new(Arc::new(CioClient::new(cio)?), store.clone(), rules.enrichment().clone()))
+                as Arc<dyn Enrich>)
+        }
         None => None,
     };
 

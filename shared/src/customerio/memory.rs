@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use super::{Attributes, Campaign, CampaignMetrics, CioError, CustomerIoApi, Identifiers, MembershipPage, MetricsWindow};
+use super::{
+    Attributes, Campaign, CampaignMetrics, CioError, CustomerIoApi, Identifiers, MembershipPage, MetricsWindow,
+};
 use crate::rules::IdType;
 
 /// One call to the twin.
@@ -125,7 +127,12 @@ impl CustomerIoApi for MemoryCustomerIo {
 
     async fn customers_by_email(&self, email: &str, _: Instant) -> Result<Vec<Identifiers>, CioError> {
         let state = self.record(Call::CustomersByEmail(email.to_owned()))?;
-        Ok(state.people.iter().filter(|(ids, _)| ids.email.as_deref() == Some(email)).map(|(ids, _)| ids.clone()).collect())
+        Ok(state
+            .people
+            .iter()
+            .filter(|(ids, _)| ids.email.as_deref() == Some(email))
+            .map(|(ids, _)| ids.clone())
+            .collect())
     }
 
     async fn segment_members(
@@ -139,6 +146,9 @@ impl CustomerIoApi for MemoryCustomerIo {
         let members = state.segments.get(&segment).ok_or(CioError::NotFound { endpoint: "segment membership" })?;
         let from: usize = start.and_then(|s| s.parse().ok()).unwrap_or(0).min(members.len());
         let to = (from + limit as usize).min(members.len());
-        Ok(MembershipPage { identifiers: members[from..to].to_vec(), next: (to < members.len()).then(|| to.to_string()) })
+        Ok(MembershipPage {
+            identifiers: members[from..to].to_vec(),
+            next: (to < members.len()).then(|| to.to_string()),
+        })
     }
 }

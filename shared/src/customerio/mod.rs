@@ -179,7 +179,8 @@ mod tests {
     /// Segment 1 with `size` members `c0`, `c1`, …, paged by offset.
     fn segment(size: usize) -> MemoryCustomerIo {
         let api = MemoryCustomerIo::new();
-        let members = (0..size).map(|n| Identifiers { cio_id: Some(format!("c{n}")), ..Identifiers::default() }).collect();
+        let members =
+            (0..size).map(|n| Identifiers { cio_id: Some(format!("c{n}")), ..Identifiers::default() }).collect();
         api.add_segment(1, members);
         api
     }

@@ -103,7 +103,6 @@ impl LookedUp<'_> {
     }
 }
 
-
 /// A dotted path into an event's fields, split once when rules load.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct FieldPath {
@@ -206,7 +205,8 @@ mod tests {
 
     #[test]
     fn dotted_paths_reach_nested_values_and_array_items() {
-        let e = event(json!({"plan": "pro", "address": {"city": "SF"}, "tags": ["a", "b"], "ltv": 1200.5, "vip": true}));
+        let e =
+            event(json!({"plan": "pro", "address": {"city": "SF"}, "tags": ["a", "b"], "ltv": 1200.5, "vip": true}));
         assert_eq!(text(&e, "plan").as_deref(), Some("pro"));
         assert_eq!(text(&e, "address.city").as_deref(), Some("SF"));
         assert_eq!(text(&e, "tags.1").as_deref(), Some("b"));

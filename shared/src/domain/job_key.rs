@@ -48,11 +48,8 @@ mod tests {
 
     #[test]
     fn event_keys_name_source_event_and_rule() {
-        let key = JobKey::for_event(
-            Source::Segment,
-            &EventId::parse("m-1").unwrap(),
-            &RuleName::parse("trial").unwrap(),
-        );
+        let key =
+            JobKey::for_event(Source::Segment, &EventId::parse("m-1").unwrap(), &RuleName::parse("trial").unwrap());
         assert_eq!(key.as_str(), "segment#m-1#trial");
     }
 

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 pub struct RuleName(String);
 
 #[derive(Debug, thiserror::Error, PartialEq)]
-#[error("`{0}` is not a valid rule name: use 1 to 64 lowercase letters, digits, `-` or `_`, starting with a letter or digit")]
+#[error(
+    "`{0}` is not a valid rule name: use 1 to 64 lowercase letters, digits, `-` or `_`, starting with a letter or digit"
+)]
 pub struct RuleNameError(pub String);
 
 impl RuleName {

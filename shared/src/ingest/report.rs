@@ -103,6 +103,9 @@ mod tests {
         e.jobs.push(JobReport { rule: "r".into(), status: Status::Queued });
         e.settle();
         let json = serde_json::to_value(Report::Single(e)).unwrap();
-        assert_eq!(json, serde_json::json!({"status": "queued", "event_id": "m1", "jobs": [{"rule": "r", "status": "queued"}]}));
+        assert_eq!(
+            json,
+            serde_json::json!({"status": "queued", "event_id": "m1", "jobs": [{"rule": "r", "status": "queued"}]})
+        );
     }
 }

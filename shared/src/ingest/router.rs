@@ -84,7 +84,12 @@ async fn webhook(
     }
 }
 
-async fn accept(ingest: &Ingest, source: &str, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Report, ApiError> {
+async fn accept(
+    ingest: &Ingest,
+    source: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Report, ApiError> {
     let source = Source::parse(source).map_err(ApiError::UnknownSource)?;
     let body = body.map_err(|rejection| match rejection {
         BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {

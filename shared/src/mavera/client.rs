@@ -23,9 +23,7 @@ use super::config::{MaveraConfig, MaveraConfigError, bearer_header, key_hint, no
 use super::endpoint::Endpoint;
 use super::error::{ErrorClass, MaveraError};
 use super::retry;
-use super::types::{
-    ApiErrorBody, ApiErrorEnvelope, Generation, MaveMessage, MaveraRequest, Persona,
-};
+use super::types::{ApiErrorBody, ApiErrorEnvelope, Generation, MaveMessage, MaveraRequest, Persona};
 
 /// Long enough for DNS, TCP and TLS to a distant region; a stuck connect fails fast.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,25 +41,11 @@ pub enum MaveraResponse {
 impl MaveraResponse {
     fn decode(endpoint: Endpoint, status: StatusCode, body: &[u8]) -> Result<Self, MaveraError> {
         let (decoded, expected) = match endpoint {
-            Endpoint::CreatePersona => (
-                serde_json::from_slice(body).map(Self::Persona),
-                "custom_persona",
-            ),
-            Endpoint::MaveChat => (
-                serde_json::from_slice(body).map(Self::Research),
-                "mave_message",
-            ),
-            Endpoint::Generate => (
-                serde_json::from_slice(body).map(Self::Generation),
-                "generation",
-            ),
+            Endpoint::CreatePersona => (serde_json::from_slice(body).map(Self::Persona), "custom_persona"),
+            Endpoint::MaveChat => (serde_json::from_slice(body).map(Self::Research), "mave_message"),
+            Endpoint::Generate => (serde_json::from_slice(body).map(Self::Generation), "generation"),
         };
-        decoded.map_err(|source| MaveraError::Decode {
-            endpoint,
-            status: status.as_u16(),
-            expected,
-            source,
-        })
+        decoded.map_err(|source| MaveraError::Decode { endpoint, status: status.as_u16(), expected, source })
     }
 }
 
@@ -69,11 +53,7 @@ impl MaveraResponse {
 #[async_trait::async_trait]
 pub trait MaveraApi: Send + Sync {
     /// Sends one request, retrying transient failures until `deadline`; returns the final outcome.
-    async fn send(
-        &self,
-        request: &MaveraRequest,
-        deadline: Instant,
-    ) -> Result<MaveraResponse, MaveraError>;
+    async fn send(&self, request: &MaveraRequest, deadline: Instant) -> Result<MaveraResponse, MaveraError>;
 }
 
 /// The production [`MaveraApi`]. Clones share one connection pool and one Mave cap, so
@@ -169,10 +149,7 @@ impl MaveraClient {
             Ok(Err(error)) => {
                 tracing::warn!(error = ?error, elapsed_ms, "Mavera warm-up failed; the first call will connect")
             }
-            Err(_) => tracing::warn!(
-                elapsed_ms,
-                "Mavera warm-up timed out; the first call will connect"
-            ),
+            Err(_) => tracing::warn!(elapsed_ms, "Mavera warm-up timed out; the first call will connect"),
         }
     }
 
@@ -211,10 +188,7 @@ impl MaveraClient {
             Ok(Ok(answer)) => answer,
             Ok(Err(error)) => return Err(transport_error(endpoint, error)),
             Err(_) => {
-                return Err(MaveraError::Timeout {
-                    endpoint,
-                    after: elapsed,
-                });
+                return Err(MaveraError::Timeout { endpoint, after: elapsed });
             }
         };
         tracing::debug!(
@@ -230,27 +204,18 @@ impl MaveraClient {
     /// Waits for a Mave slot, but only as long as a minimal attempt still fits afterwards.
     async fn mave_slot(&self, deadline: Instant) -> Result<SemaphorePermit<'_>, MaveraError> {
         let started = Instant::now();
-        let latest = deadline
-            .checked_sub(Endpoint::MaveChat.min_attempt())
-            .unwrap_or(started);
+        let latest = deadline.checked_sub(Endpoint::MaveChat.min_attempt()).unwrap_or(started);
         match timeout_at(latest, self.mave_slots.acquire()).await {
             Ok(Ok(permit)) => Ok(permit),
             // `Err(AcquireError)` would need a closed semaphore; it is never closed.
-            Ok(Err(_)) | Err(_) => Err(MaveraError::NoMaveSlot {
-                limit: self.mave_limit,
-                waited: started.elapsed(),
-            }),
+            Ok(Err(_)) | Err(_) => Err(MaveraError::NoMaveSlot { limit: self.mave_limit, waited: started.elapsed() }),
         }
     }
 }
 
 #[async_trait::async_trait]
 impl MaveraApi for MaveraClient {
-    async fn send(
-        &self,
-        request: &MaveraRequest,
-        deadline: Instant,
-    ) -> Result<MaveraResponse, MaveraError> {
+    async fn send(&self, request: &MaveraRequest, deadline: Instant) -> Result<MaveraResponse, MaveraError> {
         let endpoint = Endpoint::of(request);
         let body = request.body();
         let started = Instant::now();
@@ -290,11 +255,7 @@ fn ensure_time(endpoint: Endpoint, deadline: Instant) -> Result<Instant, MaveraE
     let remaining = deadline.saturating_duration_since(now);
     let needed = endpoint.min_attempt();
     if remaining < needed {
-        return Err(MaveraError::NoTimeLeft {
-            endpoint,
-            remaining,
-            needed,
-        });
+        return Err(MaveraError::NoTimeLeft { endpoint, remaining, needed });
     }
     Ok(now)
 }
@@ -308,20 +269,13 @@ fn interpret(
     if status.is_success() {
         return MaveraResponse::decode(endpoint, status, body);
     }
-    Err(MaveraError::Api {
-        endpoint,
-        status: status.as_u16(),
-        error: error_body(body),
-        retry_after,
-    })
+    Err(MaveraError::Api { endpoint, status: status.as_u16(), error: error_body(body), retry_after })
 }
 
 /// Mavera's documented error body, or an empty one if the body is another shape (a proxy's
 /// HTML page, say).
 fn error_body(body: &[u8]) -> ApiErrorBody {
-    serde_json::from_slice::<ApiErrorEnvelope>(body)
-        .map(|envelope| envelope.error)
-        .unwrap_or_default()
+    serde_json::from_slice::<ApiErrorEnvelope>(body).map(|envelope| envelope.error).unwrap_or_default()
 }
 
 fn transport_error(endpoint: Endpoint, source: reqwest::Error) -> MaveraError {
@@ -357,10 +311,7 @@ mod tests {
     fn zero_concurrency_is_refused() {
         let mut config = MaveraConfig::new(SecretString::from(KEY));
         config.mave_concurrency = 0;
-        assert!(matches!(
-            MaveraClient::new(config),
-            Err(MaveraConfigError::ZeroConcurrency)
-        ));
+        assert!(matches!(MaveraClient::new(config), Err(MaveraConfigError::ZeroConcurrency)));
     }
 
     #[test]
@@ -368,13 +319,7 @@ mod tests {
         let body = Bytes::from_static(
             br#"{"error":{"message":"Insufficient credits.","type":"insufficient_credits","code":"credits_exhausted","param":null}}"#,
         );
-        let err = interpret(
-            Endpoint::MaveChat,
-            StatusCode::PAYMENT_REQUIRED,
-            None,
-            &body,
-        )
-        .unwrap_err();
+        let err = interpret(Endpoint::MaveChat, StatusCode::PAYMENT_REQUIRED, None, &body).unwrap_err();
         assert_eq!(err.status(), Some(402));
         assert_eq!(err.code(), Some("credits_exhausted"));
         assert_eq!(err.mavera_message(), Some("Insufficient credits."));
@@ -400,9 +345,7 @@ mod tests {
 
     #[test]
     fn success_decodes_per_endpoint() {
-        let body = Bytes::from_static(
-            br#"{"id":"clx1","object":"custom_persona","name":"A","credits_charged":300}"#,
-        );
+        let body = Bytes::from_static(br#"{"id":"clx1","object":"custom_persona","name":"A","credits_charged":300}"#);
         let persona = interpret(Endpoint::CreatePersona, StatusCode::CREATED, None, &body).unwrap();
         assert!(matches!(persona, MaveraResponse::Persona(p) if p.id == "clx1"));
     }
@@ -415,10 +358,7 @@ mod tests {
             thread_id: None,
             workspace_id: None,
         });
-        let err = client
-            .send(&request, Instant::now() + Duration::from_secs(1))
-            .await
-            .unwrap_err();
+        let err = client.send(&request, Instant::now() + Duration::from_secs(1)).await.unwrap_err();
         assert!(matches!(err, MaveraError::NoTimeLeft { .. }), "{err:?}");
         assert_eq!(err.class(), ErrorClass::Transient);
     }

@@ -23,11 +23,7 @@ pub struct MaveraConfig {
 impl MaveraConfig {
     /// The production base URL and Mavera's documented Mave concurrency.
     pub fn new(api_key: SecretString) -> Self {
-        Self {
-            base_url: DEFAULT_BASE_URL.to_owned(),
-            api_key,
-            mave_concurrency: DEFAULT_MAVE_CONCURRENCY,
-        }
+        Self { base_url: DEFAULT_BASE_URL.to_owned(), api_key, mave_concurrency: DEFAULT_MAVE_CONCURRENCY }
     }
 }
 
@@ -61,9 +57,7 @@ pub enum MaveraConfigError {
     #[error("MAVERA_BASE_URL must be a plain base such as {DEFAULT_BASE_URL}: {reason}")]
     UnsupportedBaseUrl { reason: &'static str },
 
-    #[error(
-        "mave_concurrency is 0, so no Mave call could ever run; set it to 1–10 (Mavera allows 10)"
-    )]
+    #[error("mave_concurrency is 0, so no Mave call could ever run; set it to 1–10 (Mavera allows 10)")]
     ZeroConcurrency,
 
     #[error("could not build the HTTPS client for Mavera (TLS or resolver setup failed)")]
@@ -72,33 +66,23 @@ pub enum MaveraConfigError {
 
 /// Checks the base URL and drops any trailing `/`, so that paths append cleanly.
 pub(crate) fn normalize_base_url(raw: &str) -> Result<String, MaveraConfigError> {
-    let url = reqwest::Url::parse(raw.trim()).map_err(|e| MaveraConfigError::InvalidBaseUrl {
-        url: raw.to_owned(),
-        source: Box::new(e),
-    })?;
+    let url = reqwest::Url::parse(raw.trim())
+        .map_err(|e| MaveraConfigError::InvalidBaseUrl { url: raw.to_owned(), source: Box::new(e) })?;
     if !url.username().is_empty() || url.password().is_some() {
         // Not echoed: it holds credentials.
-        return Err(MaveraConfigError::UnsupportedBaseUrl {
-            reason: "it must not carry a user name or password",
-        });
+        return Err(MaveraConfigError::UnsupportedBaseUrl { reason: "it must not carry a user name or password" });
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(MaveraConfigError::UnsupportedBaseUrl {
-            reason: "it must not carry a query or fragment",
-        });
+        return Err(MaveraConfigError::UnsupportedBaseUrl { reason: "it must not carry a query or fragment" });
     }
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(url.host_str().unwrap_or_default()) => {}
         "http" => {
-            return Err(MaveraConfigError::InsecureBaseUrl {
-                url: url.to_string(),
-            });
+            return Err(MaveraConfigError::InsecureBaseUrl { url: url.to_string() });
         }
         _ => {
-            return Err(MaveraConfigError::UnsupportedBaseUrl {
-                reason: "the scheme must be https",
-            });
+            return Err(MaveraConfigError::UnsupportedBaseUrl { reason: "the scheme must be https" });
         }
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
@@ -106,8 +90,7 @@ pub(crate) fn normalize_base_url(raw: &str) -> Result<String, MaveraConfigError>
 
 fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The `Authorization` header, marked sensitive so HTTP-layer logs and `Debug` hide it.
@@ -116,8 +99,7 @@ pub(crate) fn bearer_header(api_key: &SecretString) -> Result<HeaderValue, Maver
     if key.is_empty() {
         return Err(MaveraConfigError::EmptyApiKey);
     }
-    let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
-        .map_err(|_| MaveraConfigError::MalformedApiKey)?;
+    let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| MaveraConfigError::MalformedApiKey)?;
     value.set_sensitive(true);
     Ok(value)
 }
@@ -125,11 +107,7 @@ pub(crate) fn bearer_header(api_key: &SecretString) -> Result<HeaderValue, Maver
 /// At most the first 8 characters (`mvra_liv…`), for logs; nothing of a short key.
 pub(crate) fn key_hint(api_key: &SecretString) -> String {
     let key = api_key.expose_secret().trim();
-    if key.chars().count() >= 24 {
-        format!("{}…", key.chars().take(8).collect::<String>())
-    } else {
-        "…".to_owned()
-    }
+    if key.chars().count() >= 24 { format!("{}…", key.chars().take(8).collect::<String>()) } else { "…".to_owned() }
 }
 
 #[cfg(test)]
@@ -140,26 +118,11 @@ mod tests {
 
     #[test]
     fn base_url_is_normalized() {
-        assert_eq!(
-            normalize_base_url(DEFAULT_BASE_URL).unwrap(),
-            DEFAULT_BASE_URL
-        );
-        assert_eq!(
-            normalize_base_url("https://app.mavera.io/api/v1/").unwrap(),
-            DEFAULT_BASE_URL
-        );
-        assert_eq!(
-            normalize_base_url("http://127.0.0.1:4010/api/v1").unwrap(),
-            "http://127.0.0.1:4010/api/v1"
-        );
-        assert_eq!(
-            normalize_base_url("http://localhost:4010/api/v1").unwrap(),
-            "http://localhost:4010/api/v1"
-        );
-        assert_eq!(
-            normalize_base_url("http://[::1]:4010/api/v1").unwrap(),
-            "http://[::1]:4010/api/v1"
-        );
+        assert_eq!(normalize_base_url(DEFAULT_BASE_URL).unwrap(), DEFAULT_BASE_URL);
+        assert_eq!(normalize_base_url("https://app.mavera.io/api/v1/").unwrap(), DEFAULT_BASE_URL);
+        assert_eq!(normalize_base_url("http://127.0.0.1:4010/api/v1").unwrap(), "http://127.0.0.1:4010/api/v1");
+        assert_eq!(normalize_base_url("http://localhost:4010/api/v1").unwrap(), "http://localhost:4010/api/v1");
+        assert_eq!(normalize_base_url("http://[::1]:4010/api/v1").unwrap(), "http://[::1]:4010/api/v1");
     }
 
     #[test]
@@ -168,20 +131,13 @@ mod tests {
             normalize_base_url("http://app.mavera.io/api/v1"),
             Err(MaveraConfigError::InsecureBaseUrl { .. })
         ));
-        assert!(matches!(
-            normalize_base_url("app.mavera.io/api/v1"),
-            Err(MaveraConfigError::InvalidBaseUrl { .. })
-        ));
+        assert!(matches!(normalize_base_url("app.mavera.io/api/v1"), Err(MaveraConfigError::InvalidBaseUrl { .. })));
         assert!(matches!(
             normalize_base_url("ftp://app.mavera.io/api/v1"),
             Err(MaveraConfigError::UnsupportedBaseUrl { .. })
         ));
-        let with_password =
-            normalize_base_url("https://user:hunter2@app.mavera.io/api/v1").unwrap_err();
-        assert!(
-            !with_password.to_string().contains("hunter2"),
-            "{with_password}"
-        );
+        let with_password = normalize_base_url("https://user:hunter2@app.mavera.io/api/v1").unwrap_err();
+        assert!(!with_password.to_string().contains("hunter2"), "{with_password}");
         assert!(matches!(
             normalize_base_url("https://app.mavera.io/api/v1?x=1"),
             Err(MaveraConfigError::UnsupportedBaseUrl { .. })
@@ -198,10 +154,7 @@ mod tests {
 
     #[test]
     fn empty_or_malformed_keys_are_refused_without_echoing_them() {
-        assert!(matches!(
-            bearer_header(&SecretString::from(" \n")),
-            Err(MaveraConfigError::EmptyApiKey)
-        ));
+        assert!(matches!(bearer_header(&SecretString::from(" \n")), Err(MaveraConfigError::EmptyApiKey)));
         let err = bearer_header(&SecretString::from("mvra_live_abc\u{7}secretpart")).unwrap_err();
         assert!(matches!(err, MaveraConfigError::MalformedApiKey));
         assert!(!format!("{err} {err:?}").contains("secretpart"));

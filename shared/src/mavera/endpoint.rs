@@ -82,11 +82,7 @@ mod tests {
                 description: "d".into(),
                 extra: Map::new(),
             }),
-            MaveraRequest::Research(MaveChatRequest {
-                message: "m".into(),
-                thread_id: None,
-                workspace_id: None,
-            }),
+            MaveraRequest::Research(MaveChatRequest { message: "m".into(), thread_id: None, workspace_id: None }),
             MaveraRequest::Generate(GenerationRequest {
                 app_id: "a".into(),
                 input_data: Map::new(),
@@ -103,11 +99,7 @@ mod tests {
 
     #[test]
     fn every_attempt_budget_is_below_its_timeout() {
-        for e in [
-            Endpoint::CreatePersona,
-            Endpoint::MaveChat,
-            Endpoint::Generate,
-        ] {
+        for e in [Endpoint::CreatePersona, Endpoint::MaveChat, Endpoint::Generate] {
             assert!(e.min_attempt() < e.timeout(), "{e}");
         }
     }

@@ -57,9 +57,7 @@ pub enum MaveraError {
         source: reqwest::Error,
     },
 
-    #[error(
-        "could not build the HTTP request for {endpoint}; this is a bug in mavera-relay; not retried"
-    )]
+    #[error("could not build the HTTP request for {endpoint}; this is a bug in mavera-relay; not retried")]
     InvalidRequest {
         endpoint: Endpoint,
         #[source]
@@ -83,11 +81,7 @@ pub enum MaveraError {
         "only {remaining:.1?} left before the deadline, less than the {needed:?} a call to {endpoint} needs; \
          not sent; transient: the job goes back to the queue"
     )]
-    NoTimeLeft {
-        endpoint: Endpoint,
-        remaining: Duration,
-        needed: Duration,
-    },
+    NoTimeLeft { endpoint: Endpoint, remaining: Duration, needed: Duration },
 
     #[error(
         "all {limit} Mave slots stayed busy for {waited:.1?}, until too little time was left before the \
@@ -100,17 +94,13 @@ impl MaveraError {
     /// Sorts the error by status and kind, never by message text.
     pub fn class(&self) -> ErrorClass {
         match self {
-            MaveraError::Api {
-                endpoint, status, ..
-            } => classify_status(*endpoint, *status),
+            MaveraError::Api { endpoint, status, .. } => classify_status(*endpoint, *status),
             MaveraError::Timeout { .. }
             | MaveraError::Connect { .. }
             | MaveraError::Transport { .. }
             | MaveraError::NoTimeLeft { .. }
             | MaveraError::NoMaveSlot { .. } => ErrorClass::Transient,
-            MaveraError::InvalidRequest { .. } | MaveraError::Decode { .. } => {
-                ErrorClass::Permanent
-            }
+            MaveraError::InvalidRequest { .. } | MaveraError::Decode { .. } => ErrorClass::Permanent,
         }
     }
 
@@ -186,15 +176,9 @@ fn classify_status(endpoint: Endpoint, status: u16) -> ErrorClass {
 }
 
 /// "What happened: Mavera's words; what to do."
-fn describe_status(
-    endpoint: Endpoint,
-    status: u16,
-    error: &ApiErrorBody,
-    retry_after: Option<Duration>,
-) -> String {
+fn describe_status(endpoint: Endpoint, status: u16, error: &ApiErrorBody, retry_after: Option<Duration>) -> String {
     const FAILED: &str = "the job is marked FAILED and will not be retried";
-    const REQUEUED: &str =
-        "retried while the deadline allows, otherwise the job goes back to the queue";
+    const REQUEUED: &str = "retried while the deadline allows, otherwise the job goes back to the queue";
 
     let what = match status {
         400 => "rejected the request as invalid",
@@ -203,9 +187,7 @@ fn describe_status(
         403 => "refused access",
         404 => "did not find a resource the request names",
         408 => "timed out waiting for the request",
-        422 if endpoint == Endpoint::CreatePersona => {
-            "reports that a persona with this name already exists"
-        }
+        422 if endpoint == Endpoint::CreatePersona => "reports that a persona with this name already exists",
         422 => "could not process the request",
         429 => "rate-limited the call",
         300..=399 => "redirected the call, which the client does not follow",
@@ -215,23 +197,15 @@ fn describe_status(
     };
     let advice = match status {
         400 => format!("fix the trigger rule that renders this request; {FAILED}"),
-        401 => format!(
-            "set a valid, unrevoked key (mvra_live_…) in MAVERA_API_KEY or the relay secret; {FAILED}"
-        ),
-        402 => format!(
-            "top up credits, raise the workspace budget or wait for the billing cycle; {FAILED}"
-        ),
+        401 => format!("set a valid, unrevoked key (mvra_live_…) in MAVERA_API_KEY or the relay secret; {FAILED}"),
+        402 => format!("top up credits, raise the workspace budget or wait for the billing cycle; {FAILED}"),
         403 => format!("check that the key's workspace may use this resource; {FAILED}"),
         404 => format!("check the ids the rule sends (persona_id, app_id, workspace_id); {FAILED}"),
         422 if endpoint == Endpoint::CreatePersona => {
-            "nothing to create; the job counts as done (update the persona with PATCH if needed)"
-                .to_owned()
+            "nothing to create; the job counts as done (update the persona with PATCH if needed)".to_owned()
         }
         429 => match retry_after {
-            Some(wait) => format!(
-                "Mavera asks to wait {}s; {REQUEUED}",
-                wait.as_secs_f64().ceil()
-            ),
+            Some(wait) => format!("Mavera asks to wait {}s; {REQUEUED}", wait.as_secs_f64().ceil()),
             None => REQUEUED.to_owned(),
         },
         300..=399 | 501 | 505 => {
@@ -264,12 +238,7 @@ mod tests {
     use super::*;
 
     fn api(endpoint: Endpoint, status: u16) -> MaveraError {
-        MaveraError::Api {
-            endpoint,
-            status,
-            error: ApiErrorBody::default(),
-            retry_after: None,
-        }
+        MaveraError::Api { endpoint, status, error: ApiErrorBody::default(), retry_after: None }
     }
 
     #[test]
@@ -294,27 +263,16 @@ mod tests {
             (505, Permanent),
             (301, Permanent),
         ];
-        for endpoint in [
-            Endpoint::CreatePersona,
-            Endpoint::MaveChat,
-            Endpoint::Generate,
-        ] {
+        for endpoint in [Endpoint::CreatePersona, Endpoint::MaveChat, Endpoint::Generate] {
             for (status, class) in table {
-                assert_eq!(
-                    api(endpoint, status).class(),
-                    class,
-                    "{status} on {endpoint}"
-                );
+                assert_eq!(api(endpoint, status).class(), class, "{status} on {endpoint}");
             }
         }
     }
 
     #[test]
     fn duplicate_persona_is_already_done_but_other_422s_are_permanent() {
-        assert_eq!(
-            api(Endpoint::CreatePersona, 422).class(),
-            ErrorClass::AlreadyDone
-        );
+        assert_eq!(api(Endpoint::CreatePersona, 422).class(), ErrorClass::AlreadyDone);
         assert_eq!(api(Endpoint::MaveChat, 422).class(), ErrorClass::Permanent);
         assert_eq!(api(Endpoint::Generate, 422).class(), ErrorClass::Permanent);
     }
@@ -327,30 +285,19 @@ mod tests {
             code: Some("rate_limit_exceeded".into()),
             param: None,
         };
-        let err = MaveraError::Api {
-            endpoint: Endpoint::Generate,
-            status: 400,
-            error,
-            retry_after: None,
-        };
+        let err = MaveraError::Api { endpoint: Endpoint::Generate, status: 400, error, retry_after: None };
         assert_eq!(err.class(), ErrorClass::Permanent);
     }
 
     #[test]
     fn network_and_deadline_errors_are_transient() {
-        let timeout = MaveraError::Timeout {
-            endpoint: Endpoint::MaveChat,
-            after: Duration::from_secs(120),
-        };
+        let timeout = MaveraError::Timeout { endpoint: Endpoint::MaveChat, after: Duration::from_secs(120) };
         let no_time = MaveraError::NoTimeLeft {
             endpoint: Endpoint::MaveChat,
             remaining: Duration::from_secs(1),
             needed: Duration::from_secs(5),
         };
-        let no_slot = MaveraError::NoMaveSlot {
-            limit: 10,
-            waited: Duration::from_secs(3),
-        };
+        let no_slot = MaveraError::NoMaveSlot { limit: 10, waited: Duration::from_secs(3) };
         for err in [timeout, no_time, no_slot] {
             assert_eq!(err.class(), ErrorClass::Transient, "{err}");
             assert_eq!(err.status(), None);
@@ -365,12 +312,7 @@ mod tests {
             code: Some("credits_exhausted".into()),
             param: None,
         };
-        let err = MaveraError::Api {
-            endpoint: Endpoint::MaveChat,
-            status: 402,
-            error,
-            retry_after: None,
-        };
+        let err = MaveraError::Api { endpoint: Endpoint::MaveChat, status: 402, error, retry_after: None };
         let text = err.to_string();
         assert!(text.contains("(402 credits_exhausted)"), "{text}");
         assert!(text.contains("Insufficient credits"), "{text}");
@@ -389,12 +331,7 @@ mod tests {
             code: Some("missing_field".into()),
             param: Some("message".into()),
         };
-        let err = MaveraError::Api {
-            endpoint: Endpoint::MaveChat,
-            status: 400,
-            error,
-            retry_after: None,
-        };
+        let err = MaveraError::Api { endpoint: Endpoint::MaveChat, status: 400, error, retry_after: None };
         let text = err.to_string();
         assert!(text.contains("field `message`"), "{text}");
         assert_eq!(err.param(), Some("message"));

@@ -41,18 +41,11 @@ pub fn full_jitter(ceiling: Duration) -> Duration {
 
 /// The wait before the next attempt, or `None` to stop and return `err`. `ceiling` is
 /// backon's next exponential delay, `None` once the attempts are used up.
-pub fn next_wait(
-    err: &MaveraError,
-    ceiling: Option<Duration>,
-    now: Instant,
-    deadline: Instant,
-) -> Option<Duration> {
+pub fn next_wait(err: &MaveraError, ceiling: Option<Duration>, now: Instant, deadline: Instant) -> Option<Duration> {
     let ceiling = ceiling?;
     let wait = err.retry_after().unwrap_or_else(|| full_jitter(ceiling));
     let min_attempt = err.endpoint().min_attempt();
-    let fits = now
-        .checked_add(wait + min_attempt)
-        .is_some_and(|ready| ready <= deadline);
+    let fits = now.checked_add(wait + min_attempt).is_some_and(|ready| ready <= deadline);
     fits.then_some(wait)
 }
 
@@ -109,12 +102,7 @@ mod tests {
     }
 
     fn error(status: u16, retry_after: Option<Duration>) -> MaveraError {
-        MaveraError::Api {
-            endpoint: Endpoint::Generate,
-            status,
-            error: ApiErrorBody::default(),
-            retry_after,
-        }
+        MaveraError::Api { endpoint: Endpoint::Generate, status, error: ApiErrorBody::default(), retry_after }
     }
 
     #[test]
@@ -130,15 +118,9 @@ mod tests {
 
     #[test]
     fn reset_is_the_time_until_the_timestamp() {
-        assert_eq!(
-            parse_reset("1706345678", at(1706345648)),
-            Some(Duration::from_secs(30))
-        );
+        assert_eq!(parse_reset("1706345678", at(1706345648)), Some(Duration::from_secs(30)));
         let mid_second = at(1706345648) + Duration::from_millis(400);
-        assert_eq!(
-            parse_reset("1706345650", mid_second),
-            Some(Duration::from_millis(1600))
-        );
+        assert_eq!(parse_reset("1706345650", mid_second), Some(Duration::from_millis(1600)));
     }
 
     #[test]
@@ -155,34 +137,19 @@ mod tests {
     fn rate_limit_prefers_retry_after_then_reset() {
         let now = at(1706345648);
         let both = headers(&[("retry-after", "5"), ("x-ratelimit-reset", "1706345678")]);
-        assert_eq!(
-            server_wait(StatusCode::TOO_MANY_REQUESTS, &both, now),
-            Some(Duration::from_secs(5))
-        );
+        assert_eq!(server_wait(StatusCode::TOO_MANY_REQUESTS, &both, now), Some(Duration::from_secs(5)));
         let reset_only = headers(&[("x-ratelimit-reset", "1706345678")]);
-        assert_eq!(
-            server_wait(StatusCode::TOO_MANY_REQUESTS, &reset_only, now),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            server_wait(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), now),
-            None
-        );
+        assert_eq!(server_wait(StatusCode::TOO_MANY_REQUESTS, &reset_only, now), Some(Duration::from_secs(30)));
+        assert_eq!(server_wait(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), now), None);
     }
 
     #[test]
     fn server_errors_use_retry_after_but_not_the_rate_limit_reset() {
         let now = at(1706345648);
         let unavailable = headers(&[("retry-after", "2"), ("x-ratelimit-reset", "1706345678")]);
-        assert_eq!(
-            server_wait(StatusCode::SERVICE_UNAVAILABLE, &unavailable, now),
-            Some(Duration::from_secs(2))
-        );
+        assert_eq!(server_wait(StatusCode::SERVICE_UNAVAILABLE, &unavailable, now), Some(Duration::from_secs(2)));
         let reset_only = headers(&[("x-ratelimit-reset", "1706345678")]);
-        assert_eq!(
-            server_wait(StatusCode::INTERNAL_SERVER_ERROR, &reset_only, now),
-            None
-        );
+        assert_eq!(server_wait(StatusCode::INTERNAL_SERVER_ERROR, &reset_only, now), None);
     }
 
     #[test]
@@ -197,10 +164,7 @@ mod tests {
     #[test]
     fn backoff_ceilings_double_and_stop_after_max_retries() {
         let ceilings: Vec<_> = backoff().build().collect();
-        let expected: Vec<_> = [500, 1000, 2000, 4000]
-            .into_iter()
-            .map(Duration::from_millis)
-            .collect();
+        let expected: Vec<_> = [500, 1000, 2000, 4000].into_iter().map(Duration::from_millis).collect();
         assert_eq!(ceilings, expected);
     }
 
@@ -209,10 +173,7 @@ mod tests {
         let now = Instant::now();
         let err = error(429, Some(Duration::from_secs(3)));
         let deadline = now + Duration::from_secs(5); // 3 s wait + 2 s minimal attempt
-        assert_eq!(
-            next_wait(&err, Some(FIRST_CEILING), now, deadline),
-            Some(Duration::from_secs(3))
-        );
+        assert_eq!(next_wait(&err, Some(FIRST_CEILING), now, deadline), Some(Duration::from_secs(3)));
     }
 
     #[test]
@@ -227,10 +188,7 @@ mod tests {
     fn no_retry_once_the_attempts_are_used_up() {
         let now = Instant::now();
         let err = error(503, None);
-        assert_eq!(
-            next_wait(&err, None, now, now + Duration::from_secs(600)),
-            None
-        );
+        assert_eq!(next_wait(&err, None, now, now + Duration::from_secs(600)), None);
     }
 
     #[test]
@@ -241,9 +199,6 @@ mod tests {
         let wait = next_wait(&err, Some(ceiling), now, now + Duration::from_secs(600)).unwrap();
         assert!(wait <= ceiling);
         // Even the shortest wait needs room for a minimal attempt.
-        assert_eq!(
-            next_wait(&err, Some(ceiling), now, now + Duration::from_secs(1)),
-            None
-        );
+        assert_eq!(next_wait(&err, Some(ceiling), now, now + Duration::from_secs(1)), None);
     }
 }

@@ -102,7 +102,9 @@ mod tests {
 
     #[test]
     fn deprecated_customer_id_is_the_fallback_user() {
-        let e = event(r#"{"metric":"subscribed","event_id":"e1","object_type":"customer","data":{"customer_id":"0200000001","identifiers":{"id":null}}}"#);
+        let e = event(
+            r#"{"metric":"subscribed","event_id":"e1","object_type":"customer","data":{"customer_id":"0200000001","identifiers":{"id":null}}}"#,
+        );
         assert_eq!(e.user_id.as_deref(), Some("0200000001"));
         let e = event(r#"{"metric":"subscribed","event_id":"e1","object_type":"customer","data":{"customer_id":""}}"#);
         assert_eq!(e.user_id, None);
@@ -116,7 +118,9 @@ mod tests {
 
     #[test]
     fn object_type_type_quirk_is_accepted() {
-        let e = event(r#"{"metric":"cio_subscription_preferences_changed","event_id":"e1","data":{"object_type_type":"email"}}"#);
+        let e = event(
+            r#"{"metric":"cio_subscription_preferences_changed","event_id":"e1","data":{"object_type_type":"email"}}"#,
+        );
         assert_eq!(e.fields["object_type"], json!("email"));
     }
 
@@ -126,7 +130,10 @@ mod tests {
         assert!(matches!(err, ParseError::MissingId { field: "event_id", .. }), "{err}");
         let err = parse(Source::CustomerIo, br#"{"event_id":"e","data":{}}"#).unwrap_err();
         assert!(matches!(err, ParseError::MissingName { .. }), "{err}");
-        assert!(matches!(parse(Source::CustomerIo, br#"[{"event_id":"e"}]"#).unwrap_err(), ParseError::NotAnObject { .. }));
+        assert!(matches!(
+            parse(Source::CustomerIo, br#"[{"event_id":"e"}]"#).unwrap_err(),
+            ParseError::NotAnObject { .. }
+        ));
         assert!(matches!(parse(Source::CustomerIo, b"{").unwrap_err(), ParseError::Json(_)));
         let env = parse(Source::CustomerIo, br#"{"metric":"sent","event_id":"e","data":[1]}"#).unwrap();
         assert!(matches!(env[0].to_event(), Err(ParseError::Fields { .. })));

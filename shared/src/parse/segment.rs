@@ -52,8 +52,8 @@ pub(super) fn envelopes(body: &[u8]) -> Result<Vec<Envelope<'_>>, ParseError> {
                     if !item.get().starts_with('{') {
                         return Err(ParseError::NotAnObject { index: Some(i) });
                     }
-                    let raw: Raw<'_> =
-                        serde_json::from_str(item.get()).map_err(|source| ParseError::Fields { index: Some(i), source })?;
+                    let raw: Raw<'_> = serde_json::from_str(item.get())
+                        .map_err(|source| ParseError::Fields { index: Some(i), source })?;
                     envelope(raw, Some(i))
                 })
                 .collect()
@@ -189,7 +189,8 @@ mod tests {
 
     #[test]
     fn fields_that_are_not_objects_are_reported() {
-        let envs = parse(Source::Segment, br#"{"type":"track","event":"a","messageId":"1","properties":"oops"}"#).unwrap();
+        let envs =
+            parse(Source::Segment, br#"{"type":"track","event":"a","messageId":"1","properties":"oops"}"#).unwrap();
         assert!(matches!(envs[0].to_event(), Err(ParseError::Fields { .. })));
     }
 

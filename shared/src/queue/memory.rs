@@ -142,7 +142,8 @@ impl MemoryQueue {
                 let mut state = self.lock();
                 let now = Instant::now();
                 // Messages whose visibility ran out come back, or go to the dead letters.
-                let expired: Vec<u64> = state.in_flight.iter().filter(|(_, e)| e.visible_at <= now).map(|(id, _)| *id).collect();
+                let expired: Vec<u64> =
+                    state.in_flight.iter().filter(|(_, e)| e.visible_at <= now).map(|(id, _)| *id).collect();
                 for id in expired {
                     if let Some(entry) = state.in_flight.remove(&id) {
                         self.requeue(&mut state, entry, now);
@@ -158,7 +159,11 @@ impl MemoryQueue {
                     if entry.visible_at <= now {
                         entry.receives += 1;
                         entry.visible_at = now + self.visibility;
-                        out.push(Delivery { receipt: entry.id, body: entry.body.clone(), receive_count: entry.receives });
+                        out.push(Delivery {
+                            receipt: entry.id,
+                            body: entry.body.clone(),
+                            receive_count: entry.receives,
+                        });
                         state.in_flight.insert(entry.id, entry);
                     } else {
                         delayed.push_back(entry);

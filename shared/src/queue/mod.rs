@@ -193,6 +193,9 @@ mod tests {
         assert!(matches!(JobMessage::from_body(&body), Err(QueueError::Version(2))));
         assert!(matches!(JobMessage::from_body("{}"), Err(QueueError::Decode(_))));
         let bad_id = message(1).to_body().unwrap().replace(r#""id":"m1""#, r#""id":"""#);
-        assert!(matches!(JobMessage::from_body(&bad_id), Err(QueueError::Decode(_))), "ids are validated on the way in");
+        assert!(
+            matches!(JobMessage::from_body(&bad_id), Err(QueueError::Decode(_))),
+            "ids are validated on the way in"
+        );
     }
 }

@@ -32,7 +32,13 @@ impl SqsQueue {
 #[async_trait]
 impl JobQueue for SqsQueue {
     async fn send(&self, body: String) -> Result<(), QueueError> {
-        self.client.send_message().queue_url(&self.url).message_body(body).send().await.map_err(QueueError::unavailable)?;
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(QueueError::unavailable)?;
         Ok(())
     }
 }

@@ -70,7 +70,11 @@ impl Action {
                     extra.insert(field.clone(), Value::Object(context));
                 }
                 extra.extend(render_entries(&p.extra, event));
-                MaveraRequest::CreatePersona(CreatePersonaRequest { name, description: p.description.render(event), extra })
+                MaveraRequest::CreatePersona(CreatePersonaRequest {
+                    name,
+                    description: p.description.render(event),
+                    extra,
+                })
             }
             Action::Research(r) => MaveraRequest::Research(MaveChatRequest {
                 message: r.prompt.render(event),
@@ -98,12 +102,9 @@ impl Action {
                 .chain(p.extra.iter().flat_map(|(_, t)| t.fields()))
                 .collect(),
             Action::Research(r) => r.prompt.fields().collect(),
-            Action::Generate(g) => g
-                .input
-                .iter()
-                .flat_map(|(_, t)| t.fields())
-                .chain(g.title.iter().flat_map(|t| t.fields()))
-                .collect(),
+            Action::Generate(g) => {
+                g.input.iter().flat_map(|(_, t)| t.fields()).chain(g.title.iter().flat_map(|t| t.fields())).collect()
+            }
         }
     }
 

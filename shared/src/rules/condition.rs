@@ -169,18 +169,48 @@ mod tests {
     #[test]
     fn equals_and_one_of() {
         let e = event(json!({"plan": "pro", "seats": "10", "vip": true}));
-        assert!(cond(r#"field = "plan"
-equals = "pro""#).holds(&e));
-        assert!(!cond(r#"field = "plan"
-equals = "Pro""#).holds(&e));
-        assert!(cond(r#"field = "plan"
-one_of = ["enterprise", "pro"]"#).holds(&e));
-        assert!(cond(r#"field = "seats"
-equals = 10"#).holds(&e));
-        assert!(cond(r#"field = "vip"
-equals = true"#).holds(&e));
-        assert!(!cond(r#"field = "missing"
-equals = "pro""#).holds(&e));
+        assert!(
+            cond(
+                r#"field = "plan"
+equals = "pro""#
+            )
+            .holds(&e)
+        );
+        assert!(
+            !cond(
+                r#"field = "plan"
+equals = "Pro""#
+            )
+            .holds(&e)
+        );
+        assert!(
+            cond(
+                r#"field = "plan"
+one_of = ["enterprise", "pro"]"#
+            )
+            .holds(&e)
+        );
+        assert!(
+            cond(
+                r#"field = "seats"
+equals = 10"#
+            )
+            .holds(&e)
+        );
+        assert!(
+            cond(
+                r#"field = "vip"
+equals = true"#
+            )
+            .holds(&e)
+        );
+        assert!(
+            !cond(
+                r#"field = "missing"
+equals = "pro""#
+            )
+            .holds(&e)
+        );
     }
 
     #[test]

@@ -93,12 +93,19 @@ impl RawEnrichment {
                 .into_iter()
                 .map(|(name, raw)| {
                     if name == "attributes" || name == "persona_type" || name == "lookup" {
-                        return Err((format!("classify.{name}"), format!("`customer.{name}` is set by the lookup itself; pick another name")));
+                        return Err((
+                            format!("classify.{name}"),
+                            format!("`customer.{name}` is set by the lookup itself; pick another name"),
+                        ));
                     }
                     if raw.attribute.trim().is_empty() {
                         return Err((format!("classify.{name}.attribute"), "is empty".into()));
                     }
-                    Ok(Classifier { name, attribute: raw.attribute, default: raw.default.unwrap_or_else(|| "unknown".into()) })
+                    Ok(Classifier {
+                        name,
+                        attribute: raw.attribute,
+                        default: raw.default.unwrap_or_else(|| "unknown".into()),
+                    })
                 })
                 .collect::<Result<_, _>>()?,
         };

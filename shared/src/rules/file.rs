@@ -4,13 +4,13 @@
 
 use serde::Deserialize;
 
+use super::Rule;
 use super::action::{Action, GenerateAction, PersonaAction, ResearchAction};
 use super::condition::{Condition, RawCondition};
 use super::enrichment::{EnrichmentConfig, RawEnrichment};
 use super::json_template::JsonTemplate;
 use super::sync_config::{self, SyncConfig};
 use super::template::Template;
-use super::Rule;
 use crate::domain::{FieldPath, RuleName, Source};
 
 /// A daily cap is counted in one store item that lists the jobs it admitted; this bound
@@ -105,7 +105,8 @@ struct RawGenerate {
 }
 
 pub(super) fn parse(text: &str, origin: &str) -> Result<Parsed, RulesError> {
-    let raw: RawFile = toml::from_str(text).map_err(|source| RulesError::Syntax { origin: origin.to_owned(), source })?;
+    let raw: RawFile =
+        toml::from_str(text).map_err(|source| RulesError::Syntax { origin: origin.to_owned(), source })?;
     let enrichment = raw
         .enrichment
         .map(|e| e.validate())
@@ -124,11 +125,8 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Parsed, RulesError> {
     let mut rules: Vec<Rule> = Vec::with_capacity(raw.rule.len());
     for (i, table) in raw.rule.into_iter().enumerate() {
         // Name the rule by its `name` when it has a readable one, else by position.
-        let label = table
-            .get("name")
-            .and_then(toml::Value::as_str)
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("#{}", i + 1));
+        let label =
+            table.get("name").and_then(toml::Value::as_str).map(str::to_owned).unwrap_or_else(|| format!("#{}", i + 1));
         let err = |field: &str, problem: String| RulesError::Rule {
             origin: origin.to_owned(),
             rule: label.clone(),
@@ -137,7 +135,10 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Parsed, RulesError> {
         };
         let rule = validate(table, &err)?;
         if rules.iter().any(|r| r.name == rule.name) {
-            return Err(err("name", "another rule has the same name; names key the work, so each must be unique".into()));
+            return Err(err(
+                "name",
+                "another rule has the same name; names key the work, so each must be unique".into(),
+            ));
         }
         rules.push(rule);
     }
@@ -156,10 +157,14 @@ fn validate(table: toml::Table, err: &dyn Fn(&str, String) -> RulesError) -> Res
     if events.is_empty() || events.iter().any(|e| e.trim().is_empty()) {
         return Err(err("event", "name at least one event, and no empty names".into()));
     }
-    if source == Source::CustomerIo && let Some(bad) = events.iter().find(|e| e.as_str() == "complained") {
+    if source == Source::CustomerIo
+        && let Some(bad) = events.iter().find(|e| e.as_str() == "complained")
+    {
         return Err(err(
             "event",
-            format!("`{bad}` is not a Customer.io metric (Mavera's sample says so by mistake): spam complaints arrive as `spammed`"),
+            format!(
+                "`{bad}` is not a Customer.io metric (Mavera's sample says so by mistake): spam complaints arrive as `spammed`"
+            ),
         ));
     }
 
@@ -174,7 +179,10 @@ fn validate(table: toml::Table, err: &dyn Fn(&str, String) -> RulesError) -> Res
             if !enrich {
                 return Err(err(
                     &at("field"),
-                    format!("`{}` comes from the Customer.io lookup: set `enrich = true` on this rule", condition.field),
+                    format!(
+                        "`{}` comes from the Customer.io lookup: set `enrich = true` on this rule",
+                        condition.field
+                    ),
                 ));
             }
             after_enrichment.push(condition);
@@ -189,14 +197,18 @@ fn validate(table: toml::Table, err: &dyn Fn(&str, String) -> RulesError) -> Res
     {
         return Err(err(
             raw.action.as_str(),
-            format!("the template reads `{field}`, which comes from the Customer.io lookup: set `enrich = true` on this rule"),
+            format!(
+                "the template reads `{field}`, which comes from the Customer.io lookup: set `enrich = true` on this rule"
+            ),
         ));
     }
 
     let daily_cap = match raw.daily_cap {
         None => None,
         Some(n) if (1..=MAX_DAILY_CAP as i64).contains(&n) => Some(n as u32),
-        Some(n) => return Err(err("daily_cap", format!("{n} is outside 1 to {MAX_DAILY_CAP}; leave it out for no cap"))),
+        Some(n) => {
+            return Err(err("daily_cap", format!("{n} is outside 1 to {MAX_DAILY_CAP}; leave it out for no cap")));
+        }
     };
     Ok(Rule {
         name,
@@ -239,12 +251,20 @@ fn action(
         "research" => "research",
         "generate" => "generate",
         other => {
-            return Err(err("action", format!("`{other}` is not an action: use `create_persona`, `research` or `generate`")));
+            return Err(err(
+                "action",
+                format!("`{other}` is not an action: use `create_persona`, `research` or `generate`"),
+            ));
         }
     };
-    for (name, present) in [("persona", persona.is_some()), ("research", research.is_some()), ("generate", generate.is_some())] {
+    for (name, present) in
+        [("persona", persona.is_some()), ("research", research.is_some()), ("generate", generate.is_some())]
+    {
         if present && name != table {
-            return Err(err(name, format!("this rule's action is `{kind}`, so a `[rule.{name}]` table does nothing: remove it")));
+            return Err(err(
+                name,
+                format!("this rule's action is `{kind}`, so a `[rule.{name}]` table does nothing: remove it"),
+            ));
         }
     }
     let template = |field: &str, text: &str| Template::parse(text).map_err(|e| err(field, e.to_string()));
@@ -258,7 +278,9 @@ fn action(
     };
     match kind {
         "create_persona" => {
-            let p = persona.ok_or_else(|| err("persona", "`create_persona` needs a `[rule.persona]` table with `name` and `description`".into()))?;
+            let p = persona.ok_or_else(|| {
+                err("persona", "`create_persona` needs a `[rule.persona]` table with `name` and `description`".into())
+            })?;
             let extra = json("persona.extra", p.extra)?;
             if let Some((k, _)) = extra.iter().find(|(k, _)| k == "name" || k == "description") {
                 return Err(err(&format!("persona.extra.{k}"), "set it with `persona.{k}` instead".into()));
@@ -276,14 +298,20 @@ fn action(
             }))
         }
         "research" => {
-            let r = research.ok_or_else(|| err("research", "`research` needs a `[rule.research]` table with `prompt`".into()))?;
+            let r = research
+                .ok_or_else(|| err("research", "`research` needs a `[rule.research]` table with `prompt`".into()))?;
             if r.prompt.trim().is_empty() {
                 return Err(err("research.prompt", "is empty".into()));
             }
-            Ok(Action::Research(ResearchAction { prompt: template("research.prompt", &r.prompt)?, workspace_id: r.workspace_id }))
+            Ok(Action::Research(ResearchAction {
+                prompt: template("research.prompt", &r.prompt)?,
+                workspace_id: r.workspace_id,
+            }))
         }
         "generate" => {
-            let g = generate.ok_or_else(|| err("generate", "`generate` needs a `[rule.generate]` table with `app_id` and `input`".into()))?;
+            let g = generate.ok_or_else(|| {
+                err("generate", "`generate` needs a `[rule.generate]` table with `app_id` and `input`".into())
+            })?;
             if g.app_id.trim().is_empty() {
                 return Err(err("generate.app_id", "is empty".into()));
             }
@@ -365,7 +393,8 @@ research = { prompt = "p {x}" }
 
     #[test]
     fn conditions_are_validated_with_their_position() {
-        let text = OK.replace("action =", "conditions = [{ field = \"a\", exists = true }, { field = \"b\" }]\naction =");
+        let text =
+            OK.replace("action =", "conditions = [{ field = \"a\", exists = true }, { field = \"b\" }]\naction =");
         let (_, field, _) = error(&text);
         assert_eq!(field, "conditions[1].field");
         let text = OK.replace("action =", "conditions = [{ field = \"a\", bigger = 1 }]\naction =");
@@ -398,7 +427,9 @@ research = { prompt = "p {x}" }
 
     #[test]
     fn complained_is_refused_for_customerio() {
-        let text = OK.replace("source = \"segment\"", "source = \"customerio\"").replace("event = \"e\"", "event = [\"bounced\", \"complained\"]");
+        let text = OK
+            .replace("source = \"segment\"", "source = \"customerio\"")
+            .replace("event = \"e\"", "event = [\"bounced\", \"complained\"]");
         let (_, field, problem) = error(&text);
         assert_eq!(field, "event");
         assert!(problem.contains("spammed"), "{problem}");
@@ -408,7 +439,8 @@ research = { prompt = "p {x}" }
     fn cio_sync_errors_name_the_table_and_the_field() {
         let err = Rules::parse(&format!("{OK}\n[cio_sync.attribute_personas]\nclusters = 0"), "t.toml").unwrap_err();
         assert!(
-            err.to_string().starts_with("t.toml: [cio_sync.attribute_personas], field `clusters`: 0 is outside 1 to 20"),
+            err.to_string()
+                .starts_with("t.toml: [cio_sync.attribute_personas], field `clusters`: 0 is outside 1 to 20"),
             "{err}"
         );
         let rules = Rules::parse(OK, "t.toml").unwrap();

@@ -118,11 +118,10 @@ fn parse_placeholder(inner: &str) -> Result<Part, TemplateError> {
     let max_chars = match spec {
         None => None,
         Some(spec) => {
-            let n = spec
-                .strip_prefix('.')
-                .and_then(|n| n.parse::<usize>().ok())
-                .filter(|&n| n > 0)
-                .ok_or_else(|| bad(format!("`:{spec}` is not a length: write `:.N` to keep the first N characters")))?;
+            let n =
+                spec.strip_prefix('.').and_then(|n| n.parse::<usize>().ok()).filter(|&n| n > 0).ok_or_else(|| {
+                    bad(format!("`:{spec}` is not a length: write `:.N` to keep the first N characters"))
+                })?;
             Some(n)
         }
     };

@@ -69,7 +69,10 @@ async fn only_the_holder_releases_a_claim(store: impl Store) {
     let (k, r, now) = (key("release"), rule(), SystemTime::now());
     store.claim(&NewJob { key: &k, rule: &r, token: "a", now }).await.unwrap();
     store.release_claim(&k, "someone-else").await.unwrap();
-    assert_eq!(store.claim(&NewJob { key: &k, rule: &r, token: "b", now }).await.unwrap(), Claim::Duplicate(JobStatus::Claimed));
+    assert_eq!(
+        store.claim(&NewJob { key: &k, rule: &r, token: "b", now }).await.unwrap(),
+        Claim::Duplicate(JobStatus::Claimed)
+    );
     store.release_claim(&k, "a").await.unwrap();
     assert!(store.get(&k).await.unwrap().is_none(), "a released claim leaves no record");
     assert_eq!(store.claim(&NewJob { key: &k, rule: &r, token: "b", now }).await.unwrap(), Claim::Claimed);
@@ -96,7 +99,11 @@ async fn a_worker_runs_a_claimed_job_under_a_lease(store: impl Store) {
     assert_eq!(store.start(&k, &r, &lease("w1", until), now).await.unwrap(), Start::Started { attempt: 1 });
     let rec = store.get(&k).await.unwrap().unwrap();
     assert_eq!((rec.status, rec.attempts), (JobStatus::Running, 1));
-    assert_eq!(store.start(&k, &r, &lease("w2", until), now).await.unwrap(), Start::Busy, "a live lease keeps others out");
+    assert_eq!(
+        store.start(&k, &r, &lease("w2", until), now).await.unwrap(),
+        Start::Busy,
+        "a live lease keeps others out"
+    );
     assert_eq!(
         store.claim(&NewJob { key: &k, rule: &r, token: "b", now }).await.unwrap(),
         Claim::Duplicate(JobStatus::Running)
@@ -184,7 +191,10 @@ async fn daily_slots_are_capped_and_idempotent(store: impl Store) {
     let (k1, k2, k3) = (key("c1"), key("c2"), key("c3"));
     assert!(store.take_daily_slot(&r, &day, &k1, 2, now).await.unwrap());
     assert!(store.take_daily_slot(&r, &day, &k2, 2, now).await.unwrap());
-    assert!(!store.take_daily_slot(&r, &day, &k3, 2, now).await.unwrap(), "the third job of the day is over a cap of 2");
+    assert!(
+        !store.take_daily_slot(&r, &day, &k3, 2, now).await.unwrap(),
+        "the third job of the day is over a cap of 2"
+    );
     assert!(store.take_daily_slot(&r, &day, &k1, 2, now).await.unwrap(), "a retried job keeps its slot");
     assert!(store.take_daily_slot(&r, &format!("{day}-next"), &k3, 2, now).await.unwrap(), "a new day, a new count");
 }
@@ -201,7 +211,10 @@ async fn once_per_user_reserves_for_one_job(store: impl Store) {
     store.forget_once_per_user(&r, &user, &k1).await.unwrap();
     assert!(store.take_once_per_user(&r, &user, &k2, now).await.unwrap());
     let after_ttl = now + RECORD_TTL + Duration::from_secs(1);
-    assert!(store.take_once_per_user(&r, &user, &k1, after_ttl).await.unwrap(), "reservations expire with their record");
+    assert!(
+        store.take_once_per_user(&r, &user, &k1, after_ttl).await.unwrap(),
+        "reservations expire with their record"
+    );
 }
 
 async fn cached_values_go_stale(store: impl Store) {

@@ -250,17 +250,22 @@ impl JobStore for DynamoStore {
                     .unwrap_or(1);
                 Ok(Start::Started { attempt })
             }
-            Err(ref e) if let Some(old) = lost(e) => {
-                match self.status_after_conflict(key.as_str(), old).await? {
-                    Some(status) if status.is_final() => Ok(Start::Finished(status)),
-                    _ => Ok(Start::Busy),
-                }
-            }
+            Err(ref e) if let Some(old) = lost(e) => match self.status_after_conflict(key.as_str(), old).await? {
+                Some(status) if status.is_final() => Ok(Start::Finished(status)),
+                _ => Ok(Start::Busy),
+            },
             Err(e) => Err(unavailable(e)),
         }
     }
 
-    async fn finish(&self, key: &JobKey, owner: &str, outcome: &Outcome, notes: &[String], now: SystemTime) -> Result<(), StoreError> {
+    async fn finish(
+        &self,
+        key: &JobKey,
+        owner: &str,
+        outcome: &Outcome,
+        notes: &[String],
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
         let (field, text) = match outcome {
             Outcome::Done { result } => ("result", result.to_string()),
             Outcome::Failed { reason } | Outcome::Skipped { reason } => ("error", reason.clone()),
@@ -345,7 +350,14 @@ impl JobStore for DynamoStore {
 
 #[async_trait]
 impl GuardStore for DynamoStore {
-    async fn take_daily_slot(&self, rule: &RuleName, day: &str, key: &JobKey, cap: u32, now: SystemTime) -> Result<bool, StoreError> {
+    async fn take_daily_slot(
+        &self,
+        rule: &RuleName,
+        day: &str,
+        key: &JobKey,
+        cap: u32,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
         // The item lists the jobs it admitted: adding a member is idempotent, so a retried
         // job keeps its slot, and the size check makes the cap exact under concurrency.
         let result = self
@@ -364,7 +376,13 @@ impl GuardStore for DynamoStore {
         applied(result)
     }
 
-    async fn take_once_per_user(&self, rule: &RuleName, user: &str, key: &JobKey, now: SystemTime) -> Result<bool, StoreError> {
+    async fn take_once_per_user(
+        &self,
+        rule: &RuleName,
+        user: &str,
+        key: &JobKey,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
         let result = self
             .client
             .put_item()
@@ -437,7 +455,11 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
                 .map_err(StoreError::unavailable)?,
         )
         .key_schema(
-            KeySchemaElement::builder().attribute_name(KEY_ATTRIBUTE).key_type(KeyType::Hash).build().map_err(StoreError::unavailable)?,
+            KeySchemaElement::builder()
+                .attribute_name(KEY_ATTRIBUTE)
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(StoreError::unavailable)?,
         )
         .billing_mode(BillingMode::PayPerRequest)
         .send()
@@ -451,7 +473,11 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .update_time_to_live()
         .table_name(table)
         .time_to_live_specification(
-            TimeToLiveSpecification::builder().attribute_name(TTL_ATTRIBUTE).enabled(true).build().map_err(StoreError::unavailable)?,
+            TimeToLiveSpecification::builder()
+                .attribute_name(TTL_ATTRIBUTE)
+                .enabled(true)
+                .build()
+                .map_err(StoreError::unavailable)?,
         )
         .send()
         .await

@@ -45,7 +45,9 @@ impl Item {
     pub(super) fn expires_at(&self) -> u64 {
         match self {
             Item::Job(j) => j.expires_at,
-            Item::Cap { expires_at, .. } | Item::Once { expires_at, .. } | Item::Cache { expires_at, .. } => *expires_at,
+            Item::Cap { expires_at, .. } | Item::Once { expires_at, .. } | Item::Cache { expires_at, .. } => {
+                *expires_at
+            }
         }
     }
 }
@@ -204,7 +206,14 @@ impl JobStore for MemoryStore {
         })
     }
 
-    async fn finish(&self, key: &JobKey, owner: &str, outcome: &Outcome, notes: &[String], now: SystemTime) -> Result<(), StoreError> {
+    async fn finish(
+        &self,
+        key: &JobKey,
+        owner: &str,
+        outcome: &Outcome,
+        notes: &[String],
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
         self.update(|items| match items.get_mut(key.as_str()) {
             Some(Item::Job(j)) if j.status == JobStatus::Running && j.holder == owner => {
                 j.status = outcome.status();
@@ -244,7 +253,14 @@ impl JobStore for MemoryStore {
 
 #[async_trait]
 impl GuardStore for MemoryStore {
-    async fn take_daily_slot(&self, rule: &RuleName, day: &str, key: &JobKey, cap: u32, now: SystemTime) -> Result<bool, StoreError> {
+    async fn take_daily_slot(
+        &self,
+        rule: &RuleName,
+        day: &str,
+        key: &JobKey,
+        cap: u32,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
         let k = cap_key(rule, day);
         self.update(|items| {
             let members = match live(items, &k, now) {
@@ -268,7 +284,13 @@ impl GuardStore for MemoryStore {
         })
     }
 
-    async fn take_once_per_user(&self, rule: &RuleName, user: &str, key: &JobKey, now: SystemTime) -> Result<bool, StoreError> {
+    async fn take_once_per_user(
+        &self,
+        rule: &RuleName,
+        user: &str,
+        key: &JobKey,
+        now: SystemTime,
+    ) -> Result<bool, StoreError> {
         let k = once_key(rule, user);
         self.update(|items| match live(items, &k, now) {
             Some(Item::Once { owner, .. }) => (owner == key.as_str(), vec![]),
@@ -303,7 +325,8 @@ impl CacheStore for MemoryStore {
 
     async fn cache(&self, key: &str, value: &Value, ttl: Duration, now: SystemTime) -> Result<(), StoreError> {
         let k = cache_key(key);
-        let item = Item::Cache { value: value.clone(), fresh_until_ms: epoch_millis(now + ttl), expires_at: expires(now) };
+        let item =
+            Item::Cache { value: value.clone(), fresh_until_ms: epoch_millis(now + ttl), expires_at: expires(now) };
         self.update(|items| {
             items.insert(k.clone(), item);
             ((), vec![k])

@@ -184,7 +184,14 @@ pub trait JobStore: Send + Sync {
     /// an expired lease, or absent (a redriven message whose record expired).
     async fn start(&self, key: &JobKey, rule: &RuleName, lease: &Lease, now: SystemTime) -> Result<Start, StoreError>;
     /// Records how the job ended; fails with `LeaseLost` if `owner` no longer holds it.
-    async fn finish(&self, key: &JobKey, owner: &str, outcome: &Outcome, notes: &[String], now: SystemTime) -> Result<(), StoreError>;
+    async fn finish(
+        &self,
+        key: &JobKey,
+        owner: &str,
+        outcome: &Outcome,
+        notes: &[String],
+        now: SystemTime,
+    ) -> Result<(), StoreError>;
     /// Gives the job back after a transient failure (`RETRYING`), keeping the reason.
     async fn release(&self, key: &JobKey, owner: &str, reason: &str, now: SystemTime) -> Result<(), StoreError>;
     async fn get(&self, key: &JobKey) -> Result<Option<JobRecord>, StoreError>;
@@ -194,9 +201,22 @@ pub trait JobStore: Send + Sync {
 pub trait GuardStore: Send + Sync {
     /// Counts `key` against `rule`'s cap for the UTC `day`. Idempotent per key: a retried
     /// job keeps its slot. `false` when the cap is reached.
-    async fn take_daily_slot(&self, rule: &RuleName, day: &str, key: &JobKey, cap: u32, now: SystemTime) -> Result<bool, StoreError>;
+    async fn take_daily_slot(
+        &self,
+        rule: &RuleName,
+        day: &str,
+        key: &JobKey,
+        cap: u32,
+        now: SystemTime,
+    ) -> Result<bool, StoreError>;
     /// Reserves `rule` for `user`: `true` if `key` holds the reservation (now or already).
-    async fn take_once_per_user(&self, rule: &RuleName, user: &str, key: &JobKey, now: SystemTime) -> Result<bool, StoreError>;
+    async fn take_once_per_user(
+        &self,
+        rule: &RuleName,
+        user: &str,
+        key: &JobKey,
+        now: SystemTime,
+    ) -> Result<bool, StoreError>;
     /// Drops `key`'s reservation, after a permanent failure, so a later event may fire.
     async fn forget_once_per_user(&self, rule: &RuleName, user: &str, key: &JobKey) -> Result<(), StoreError>;
 }

@@ -96,7 +96,8 @@ impl Counts {
         let mut docs = Vec::new();
         if !self.plain.is_empty() {
             let mut doc = Map::new();
-            let metrics: Vec<Value> = self.plain.iter().map(|(m, _)| json!({"Name": m.name(), "Unit": "Count"})).collect();
+            let metrics: Vec<Value> =
+                self.plain.iter().map(|(m, _)| json!({"Name": m.name(), "Unit": "Count"})).collect();
             doc.insert(
                 "_aws".into(),
                 json!({"Timestamp": timestamp, "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["Function"]], "Metrics": metrics}]}),
@@ -154,7 +155,12 @@ mod tests {
         assert_eq!(docs[0]["queued"], 1);
         assert_eq!(docs[0]["Function"], "ingest");
         assert_eq!(docs[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
-        let names: Vec<_> = docs[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].clone()).collect();
+        let names: Vec<_> = docs[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].clone())
+            .collect();
         assert_eq!(names, vec![json!("received"), json!("queued")]);
         assert_eq!(docs[1]["Reason"], "bad_signature");
         assert_eq!(docs[1]["rejected"], 1);

@@ -30,12 +30,15 @@ impl LogFormat {
 /// Installs the global subscriber. The level comes from `AWS_LAMBDA_LOG_LEVEL`, then
 /// `RUST_LOG`, then `info`. In Lambda the time prefix is left to CloudWatch.
 pub fn init(format: LogFormat) {
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info".into());
+    let level =
+        std::env::var("AWS_LAMBDA_LOG_LEVEL").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info".into());
     let filter = EnvFilter::try_new(level.to_ascii_lowercase()).unwrap_or_else(|_| EnvFilter::new("info"));
     let in_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     let result = match (format, in_lambda) {
-        (LogFormat::Json, _) => builder.json().with_current_span(true).with_span_list(false).flatten_event(true).try_init(),
+        (LogFormat::Json, _) => {
+            builder.json().with_current_span(true).with_span_list(false).flatten_event(true).try_init()
+        }
         (LogFormat::Text, true) => builder.without_time().with_ansi(false).try_init(),
         (LogFormat::Text, false) => builder.try_init(),
     };

@@ -2,8 +2,8 @@
 //! bytes, before any parsing, and compares decoded MACs in constant time.
 
 pub mod customerio;
-pub mod segment;
 mod secrets;
+pub mod segment;
 
 pub use customerio::CustomerIoVerifier;
 pub use secrets::{SecretsError, SigningSecrets};
@@ -62,6 +62,7 @@ fn decode_hex<const N: usize>(value: &str, header: &'static str) -> Result<[u8; 
     if value.len() != N * 2 {
         return Err(VerifyError::MalformedSignature { header, expected_len: N * 2 });
     }
-    hex::decode_to_slice(value, &mut out).map_err(|_| VerifyError::MalformedSignature { header, expected_len: N * 2 })?;
+    hex::decode_to_slice(value, &mut out)
+        .map_err(|_| VerifyError::MalformedSignature { header, expected_len: N * 2 })?;
     Ok(out)
 }

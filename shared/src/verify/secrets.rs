@@ -9,7 +9,9 @@ pub struct SigningSecrets(Vec<SecretString>);
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SecretsError {
-    #[error("{0} is not set: set it to the signing secret (comma-separated during a rotation), in the environment or as a key of the SECRETS_ARN secret")]
+    #[error(
+        "{0} is not set: set it to the signing secret (comma-separated during a rotation), in the environment or as a key of the SECRETS_ARN secret"
+    )]
     Missing(&'static str),
     #[error("{0} has an empty entry: remove the stray comma")]
     EmptyEntry(&'static str),

@@ -65,7 +65,12 @@ impl CioEnricher {
         result
     }
 
-    async fn cached_or_fetched(&self, cache_key: &str, id: &str, deadline: Instant) -> Result<(Map<String, Value>, &'static str), String> {
+    async fn cached_or_fetched(
+        &self,
+        cache_key: &str,
+        id: &str,
+        deadline: Instant,
+    ) -> Result<(Map<String, Value>, &'static str), String> {
         let id_type = self.config.id_type.as_str();
         match self.cache.cached(cache_key, SystemTime::now()).await {
             Ok(Some(Value::Object(attributes))) => return Ok((attributes, "cached")),
@@ -76,7 +81,12 @@ impl CioEnricher {
             Ok(Some(found)) => (found.attributes, "customer.io"),
             // Cached too: a deleted person stays deleted for the length of a blast.
             Ok(None) => (Map::new(), "not_found"),
-            Err(e) => return Err(format!("Customer.io attribute lookup for {id_type} {id} failed ({}); ran with what the event says", chain(&e))),
+            Err(e) => {
+                return Err(format!(
+                    "Customer.io attribute lookup for {id_type} {id} failed ({}); ran with what the event says",
+                    chain(&e)
+                ));
+            }
         };
         let value = Value::Object(attributes.clone());
         if let Err(e) = self.cache.cache(cache_key, &value, self.config.cache_ttl, SystemTime::now()).await {
@@ -93,14 +103,20 @@ impl Enrich for CioEnricher {
         let mut enriched = Enriched::default();
         let (attributes, lookup) = match id {
             None => {
-                enriched.notes.push(format!("the event has no `{}`, so Customer.io attributes were not looked up", self.config.id_field));
+                enriched.notes.push(format!(
+                    "the event has no `{}`, so Customer.io attributes were not looked up",
+                    self.config.id_field
+                ));
                 (Map::new(), "no_id")
             }
             Some(id) => match self.attributes(&id, deadline).await {
                 Ok((attributes, source)) => {
                     enriched.known = true;
                     if source == "not_found" {
-                        enriched.notes.push(format!("Customer.io has no person with {} {id}; classified with defaults", self.config.id_type.as_str()));
+                        enriched.notes.push(format!(
+                            "Customer.io has no person with {} {id}; classified with defaults",
+                            self.config.id_type.as_str()
+                        ));
                     }
                     (attributes, source)
                 }
@@ -144,7 +160,8 @@ mod tests {
     #[test]
     fn classifies_like_mavera_job_3_with_defaults() {
         let config = EnrichmentConfig::default();
-        let attributes = json!({"plan_type": " Enterprise ", "industry": "SaaS", "seats": 40}).as_object().unwrap().clone();
+        let attributes =
+            json!({"plan_type": " Enterprise ", "industry": "SaaS", "seats": 40}).as_object().unwrap().clone();
         let c = classify(&config, attributes, "customer.io");
         assert_eq!(c["plan"], "enterprise");
         assert_eq!(c["industry"], "saas");

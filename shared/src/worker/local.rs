@@ -51,7 +51,8 @@ impl LocalRunner {
                 if disposition.ack() {
                     queue.ack(delivery.receipt);
                 } else {
-                    let backoff = runner.retry_delay.saturating_mul(1 << delivery.receive_count.min(5).saturating_sub(1));
+                    let backoff =
+                        runner.retry_delay.saturating_mul(1 << delivery.receive_count.min(5).saturating_sub(1));
                     queue.nack(delivery.receipt, backoff.min(Duration::from_secs(60)));
                 }
             });

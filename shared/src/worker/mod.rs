@@ -79,7 +79,9 @@ pub struct Worker {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerSetupError {
-    #[error("rule `{0}` sets `enrich = true`, which needs CIO_APP_KEY (the Customer.io App API key) to look attributes up")]
+    #[error(
+        "rule `{0}` sets `enrich = true`, which needs CIO_APP_KEY (the Customer.io App API key) to look attributes up"
+    )]
     EnrichmentUnavailable(String),
 }
 
@@ -122,8 +124,12 @@ impl Worker {
             }
         };
         let span = match &message.job {
-            Job::Event { event } => tracing::info_span!("job", source = %event.source, event_id = %event.id, rule = %message.rule),
-            Job::CampaignAnalysis(_) | Job::ClusterPersona(_) => tracing::info_span!("job", key = %message.key, rule = %message.rule),
+            Job::Event { event } => {
+                tracing::info_span!("job", source = %event.source, event_id = %event.id, rule = %message.rule)
+            }
+            Job::CampaignAnalysis(_) | Job::ClusterPersona(_) => {
+                tracing::info_span!("job", key = %message.key, rule = %message.rule)
+            }
         };
         self.run(message, deadline).instrument(span).await
     }
@@ -134,7 +140,10 @@ impl Worker {
         let mut work = match job {
             Job::Event { event } => {
                 let Some(rule) = self.rules.get(&rule_name) else {
-                    tracing::error!(outcome = "unknown_rule", "rule `{rule_name}` is not among this worker's rules (were the rules changed?); the message goes to the DLQ after maxReceiveCount receives, to be redriven once the rule is back");
+                    tracing::error!(
+                        outcome = "unknown_rule",
+                        "rule `{rule_name}` is not among this worker's rules (were the rules changed?); the message goes to the DLQ after maxReceiveCount receives, to be redriven once the rule is back"
+                    );
                     return Disposition::Retry { reason: format!("unknown rule `{rule_name}`") };
                 };
                 Work::Event { rule, event }
@@ -145,7 +154,10 @@ impl Worker {
 
         let owner = uuid::Uuid::new_v4().to_string();
         let now = SystemTime::now();
-        let lease = Lease { owner: owner.clone(), until: now + deadline.saturating_duration_since(Instant::now()) + LEASE_MARGIN };
+        let lease = Lease {
+            owner: owner.clone(),
+            until: now + deadline.saturating_duration_since(Instant::now()) + LEASE_MARGIN,
+        };
         let attempt = match self.jobs.start(&key, &rule_name, &lease, now).await {
             Ok(Start::Started { attempt }) => attempt,
             Ok(Start::Finished(status)) => {
@@ -153,7 +165,10 @@ impl Worker {
                 return Disposition::AlreadyFinished(status);
             }
             Ok(Start::Busy) => {
-                tracing::info!(outcome = "held_elsewhere", "another delivery holds a live lease on this job; message dropped");
+                tracing::info!(
+                    outcome = "held_elsewhere",
+                    "another delivery holds a live lease on this job; message dropped"
+                );
                 return Disposition::HeldElsewhere;
             }
             Err(e) => {
@@ -206,7 +221,9 @@ impl Worker {
         if !attributes_known && !rule.after_enrichment.is_empty() {
             notes.push("conditions on customer.* were not checked, as the attributes are unknown".into());
         } else if let Some(failed) = rule.after_enrichment.iter().find(|c| !c.holds(event)) {
-            return Ok(Outcome::Skipped { reason: format!("condition not met after the attribute lookup: {}", failed.describe()) });
+            return Ok(Outcome::Skipped {
+                reason: format!("condition not met after the attribute lookup: {}", failed.describe()),
+            });
         }
 
         let now = SystemTime::now();
@@ -215,7 +232,9 @@ impl Worker {
             match &event.user_id {
                 Some(user) => {
                     if !self.guards.take_once_per_user(&rule.name, user, key, now).await? {
-                        return Ok(Outcome::Skipped { reason: format!("`{}` already fired for user {user} (once_per_user)", rule.name) });
+                        return Ok(Outcome::Skipped {
+                            reason: format!("`{}` already fired for user {user} (once_per_user)", rule.name),
+                        });
                     }
                     reserved_user = Some(user.clone());
                 }
@@ -225,7 +244,9 @@ impl Worker {
         if let Some(cap) = rule.daily_cap {
             let day = utc_day(now);
             if !self.guards.take_daily_slot(&rule.name, &day, key, cap, now).await? {
-                return Ok(Outcome::Skipped { reason: format!("daily cap of {cap} reached for `{}` on {day} (UTC)", rule.name) });
+                return Ok(Outcome::Skipped {
+                    reason: format!("daily cap of {cap} reached for `{}` on {day} (UTC)", rule.name),
+                });
             }
         }
 
@@ -264,7 +285,9 @@ impl Worker {
             match self.jobs.finish(key, owner, outcome, notes, SystemTime::now()).await {
                 Ok(()) => return,
                 Err(StoreError::LeaseLost(_)) => {
-                    tracing::warn!("lost the lease while calling Mavera (the call outlived it); another delivery owns the job now");
+                    tracing::warn!(
+                        "lost the lease while calling Mavera (the call outlived it); another delivery owns the job now"
+                    );
                     return;
                 }
                 Err(e) if attempt < 4 => {
@@ -303,12 +326,25 @@ fn log_outcome(outcome: &Outcome, attempt: u32, started: Instant) {
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match outcome {
         Outcome::Done { result } => {
-            let id = ["/persona_id", "/thread_id", "/generation_id", "/generation/generation_id"].iter().find_map(|k| result.pointer(k)).and_then(|v| v.as_str());
+            let id = ["/persona_id", "/thread_id", "/generation_id", "/generation/generation_id"]
+                .iter()
+                .find_map(|k| result.pointer(k))
+                .and_then(|v| v.as_str());
             let credits = result.get("credits").and_then(|v| v.as_f64());
             let dry_run = result.get("dry_run").is_some();
-            tracing::info!(outcome = "done", attempt, elapsed_ms, mavera_id = id.unwrap_or("-"), credits, dry_run, "job done");
+            tracing::info!(
+                outcome = "done",
+                attempt,
+                elapsed_ms,
+                mavera_id = id.unwrap_or("-"),
+                credits,
+                dry_run,
+                "job done"
+            );
         }
-        Outcome::Failed { reason } => tracing::warn!(outcome = "failed", attempt, elapsed_ms, %reason, "job failed permanently; not retried"),
+        Outcome::Failed { reason } => {
+            tracing::warn!(outcome = "failed", attempt, elapsed_ms, %reason, "job failed permanently; not retried")
+        }
         Outcome::Skipped { reason } => tracing::info!(outcome = "skipped", attempt, elapsed_ms, %reason, "job skipped"),
     }
 }
