@@ -217,7 +217,7 @@ async fn start_up_problems_are_named_and_exit_non_zero() {
 
     // A real Mavera key with an enriching rule and no way to look attributes up.
     let mut env = secrets();
-    env.push(("MAVERA_API_KEY", "mvra_live_placeholder"));
+    env.push(("MAVERA_API_KEY", "mvra_live_test_placeholder"));
     let out = run(&["serve", "--addr", "127.0.0.1:0"], &env);
     let stderr = text(&out.stderr);
     assert!(!out.status.success());

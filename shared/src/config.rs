@@ -285,7 +285,7 @@ mod tests {
         assert!(err.to_string().contains("DRY_RUN=true"), "{err}");
         assert!(mavera(&[("DRY_RUN", "true")]).unwrap().is_none());
         let config =
-            mavera(&[("MAVERA_API_KEY", "mvra_live_placeholder"), ("MAVE_CONCURRENCY", "5")]).unwrap().unwrap();
+            mavera(&[("MAVERA_API_KEY", "mvra_live_test_placeholder"), ("MAVE_CONCURRENCY", "5")]).unwrap().unwrap();
         assert_eq!(config.mave_concurrency, 5);
         assert_eq!(config.base_url, crate::mavera::DEFAULT_BASE_URL);
     }

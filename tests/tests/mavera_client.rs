@@ -296,7 +296,7 @@ async fn a_scripted_bad_request_is_not_retried() {
 #[tokio::test]
 async fn a_wrong_key_is_a_permanent_401_and_stays_out_of_the_error() {
     let mavera = MaveraStandIn::start().await;
-    let wrong_key = "mvra_live_wrongwrongwrongwrongwrong0042";
+    let wrong_key = "mvra_live_wrong_key_not_real_0042";
     let client = client_with(&mavera, wrong_key, 10);
 
     let err = client.send(&generation(), after(ROOMY)).await.unwrap_err();
@@ -305,7 +305,7 @@ async fn a_wrong_key_is_a_permanent_401_and_stays_out_of_the_error() {
     assert_eq!(err.status(), Some(401));
     assert_eq!(err.code(), Some("invalid_api_key"));
     for shown in [err.to_string(), format!("{err:?}"), format!("{client:?}")] {
-        assert!(!shown.contains("wrongwrongwrong"), "key leaked: {shown}");
+        assert!(!shown.contains("not_real_0042"), "key leaked: {shown}");
     }
     let sent = mavera.requests_to("/generations");
     assert_eq!(sent.len(), 1);

@@ -21,7 +21,7 @@ fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
 
 #[tokio::test]
 async fn the_secret_is_read_once_and_wins_over_the_environment() {
-    let arn = secret(r#"{"SEGMENT_SHARED_SECRET":"from-the-secret","CIO_WEBHOOK_SECRET":"cio-key","MAVERA_API_KEY":"mvra_live_placeholder"}"#).await;
+    let arn = secret(r#"{"SEGMENT_SHARED_SECRET":"from-the-secret","CIO_WEBHOOK_SECRET":"cio-key","MAVERA_API_KEY":"mvra_live_test_placeholder"}"#).await;
     let base = env(&[("SECRETS_ARN", &arn), ("SEGMENT_SHARED_SECRET", "from-the-env"), ("EVENTS_TABLE", "t")]);
     let vars = shared::secrets::load(&sdk_config().await, &base).await.unwrap();
     assert_eq!(vars.get("SEGMENT_SHARED_SECRET").as_deref(), Some("from-the-secret"));
@@ -47,11 +47,11 @@ async fn an_unreadable_or_malformed_secret_stops_the_start_with_its_arn() {
     assert!(matches!(err, ConfigError::SecretsManager { .. }), "{err}");
     assert!(err.to_string().contains(missing), "{err}");
 
-    let arn = secret(r#"{"MAVERA_API_KEY":"mvra_live_placeholder","SEGMENT_SECRET":"typo"}"#).await;
+    let arn = secret(r#"{"MAVERA_API_KEY":"mvra_live_test_placeholder","SEGMENT_SECRET":"typo"}"#).await;
     let err = shared::secrets::load(&sdk_config().await, &env(&[("SECRETS_ARN", &arn)])).await.unwrap_err();
     let text = err.to_string();
     assert!(
-        text.contains("SEGMENT_SECRET") && !text.contains("typo") && !text.contains("mvra_live_placeholder"),
+        text.contains("SEGMENT_SECRET") && !text.contains("typo") && !text.contains("mvra_live_test_placeholder"),
         "{text}"
     );
 }

@@ -294,7 +294,7 @@ mod tests {
 
     use super::*;
 
-    const KEY: &str = "mvra_live_0123456789abcdefghijklmnopqrstuv";
+    const KEY: &str = "mvra_live_test_0123456789abcdefghijklmnop";
 
     fn client() -> MaveraClient {
         MaveraClient::new(MaveraConfig::new(SecretString::from(KEY))).unwrap()

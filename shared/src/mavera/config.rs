@@ -114,7 +114,7 @@ pub(crate) fn key_hint(api_key: &SecretString) -> String {
 mod tests {
     use super::*;
 
-    const KEY: &str = "mvra_live_0123456789abcdefghijklmnopqrstuv";
+    const KEY: &str = "mvra_live_test_0123456789abcdefghijklmnop";
 
     #[test]
     fn base_url_is_normalized() {
