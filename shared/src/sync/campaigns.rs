@@ -58,9 +58,7 @@ pub(super) async fn run(
 ) -> Summary {
     let config = &sync.config.campaign_strategy;
     let window = RunWindow::containing(now, config.every_days);
-    let mut summary = Summary::new(SyncJob::CampaignStrategy, RunStatus::Done);
-    summary.window = Some(window.label());
-    summary.dry_run = dry_run;
+    let summary = Summary::starting(SyncJob::CampaignStrategy, &window, dry_run);
     let mut run = Run {
         sync,
         api,

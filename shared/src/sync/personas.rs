@@ -67,9 +67,7 @@ pub(super) async fn run(
 ) -> Summary {
     let config = &sync.config.attribute_personas;
     let window = RunWindow::containing(now, config.every_days);
-    let mut summary = Summary::new(SyncJob::AttributePersonas, RunStatus::Done);
-    summary.window = Some(window.label());
-    summary.dry_run = dry_run;
+    let mut summary = Summary::starting(SyncJob::AttributePersonas, &window, dry_run);
     let Some(segment_id) = config.segment_id else {
         // Validation refuses an enabled job without a segment; this only guards a hand-built config.
         summary.status = RunStatus::Failed;

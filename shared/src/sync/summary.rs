@@ -44,6 +44,11 @@ impl Summary {
         Summary { job, status, window: None, dry_run: false, counts: BTreeMap::new(), planned: vec![], message: None }
     }
 
+    /// The summary of a run in `window`: `Done` until something says otherwise.
+    pub fn starting(job: SyncJob, window: &super::window::RunWindow, dry_run: bool) -> Self {
+        Summary { window: Some(window.label()), dry_run, ..Summary::new(job, RunStatus::Done) }
+    }
+
     pub fn failed(&self) -> bool {
         self.status == RunStatus::Failed
     }
