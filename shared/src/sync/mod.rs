@@ -20,7 +20,7 @@ mod checkpoint;
 mod clusters;
 mod jobs;
 mod lambda;
-mod lookup;
+pub(crate) mod lookup;
 mod personas;
 mod summary;
 mod window;

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
@@ -16,6 +15,7 @@ use crate::customerio::CustomerIoApi;
 use crate::domain::{Event, LookedUp};
 use crate::rules::EnrichmentConfig;
 use crate::store::CacheStore;
+use crate::sync::lookup::{Found, Lookup, attribute_cache_key};
 use crate::telemetry::chain;
 
 /// What enrichment learned, for the record and for the conditions.
@@ -50,12 +50,11 @@ impl CioEnricher {
 
     /// The attributes, from the cache or the App API; `Err` is a note for the record.
     async fn attributes(&self, id: &str, deadline: Instant) -> Result<(Map<String, Value>, &'static str), String> {
-        let id_type = self.config.id_type.as_str();
-        let cache_key = format!("cio-attributes#{id_type}#{id}");
+        let cache_key = attribute_cache_key(self.config.id_type, id);
         let lock = self.lookups.lock().unwrap_or_else(|p| p.into_inner()).entry(cache_key.clone()).or_default().clone();
         let result = {
             let _turn = lock.lock().await;
-            self.cached_or_fetched(&cache_key, id, deadline).await
+            self.cached_or_fetched(id, deadline).await
         };
         // Forget the lock once nobody else holds it (the map holds one reference, we the other).
         let mut lookups = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
@@ -65,34 +64,28 @@ impl CioEnricher {
         result
     }
 
+    /// The shared cached lookup (`sync::lookup`, also used by the scheduled persona job), with
+    /// its answer turned into the `customer.lookup` label.
     async fn cached_or_fetched(
         &self,
-        cache_key: &str,
         id: &str,
         deadline: Instant,
     ) -> Result<(Map<String, Value>, &'static str), String> {
-        let id_type = self.config.id_type.as_str();
-        match self.cache.cached(cache_key, SystemTime::now()).await {
-            Ok(Some(Value::Object(attributes))) => return Ok((attributes, "cached")),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %chain(&e), "attribute cache unavailable; asking Customer.io"),
-        }
-        let (attributes, source) = match self.api.customer_attributes(id, self.config.id_type, deadline).await {
-            Ok(Some(found)) => (found.attributes, "customer.io"),
-            // Cached too: a deleted person stays deleted for the length of a blast.
-            Ok(None) => (Map::new(), "not_found"),
-            Err(e) => {
-                return Err(format!(
-                    "Customer.io attribute lookup for {id_type} {id} failed ({}); ran with what the event says",
-                    chain(&e)
-                ));
+        let id_type = self.config.id_type;
+        let lookup = Lookup { api: self.api.as_ref(), cache: self.cache.as_ref(), ttl: self.config.cache_ttl, id_type };
+        match lookup.attributes(id_type, id, deadline).await {
+            Ok(Found::Attributes { attributes, cached }) => {
+                Ok((attributes, if cached { "cached" } else { "customer.io" }))
             }
-        };
-        let value = Value::Object(attributes.clone());
-        if let Err(e) = self.cache.cache(cache_key, &value, self.config.cache_ttl, SystemTime::now()).await {
-            tracing::warn!(error = %chain(&e), "could not cache attributes");
+            Ok(Found::Nothing { cached: true }) => Ok((Map::new(), "cached")),
+            // Cached too: a deleted person stays deleted for the length of a blast.
+            Ok(Found::Nothing { cached: false }) => Ok((Map::new(), "not_found")),
+            Err(e) => Err(format!(
+                "Customer.io attribute lookup for {} {id} failed ({}); ran with what the event says",
+                id_type.as_str(),
+                chain(&e)
+            )),
         }
-        Ok((attributes, source))
     }
 }
 
@@ -114,7 +107,7 @@ impl Enrich for CioEnricher {
                     enriched.known = true;
                     if source == "not_found" {
                         enriched.notes.push(format!(
-                            "Customer.io has no person with {} {id}; classified with defaults",
+                            "Customer.io has no attributes for {} {id} (no such person?); classified with defaults",
                             self.config.id_type.as_str()
                         ));
                     }
