@@ -16,6 +16,7 @@ pub mod parse;
 pub mod queue;
 pub mod rules;
 pub mod secrets;
+pub mod startup;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

@@ -7,21 +7,19 @@ use std::time::SystemTime;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
-use shared::config::{self, ProcessEnv};
+
 use shared::customerio::{CioClient, CustomerIoApi};
 use shared::queue::SqsQueue;
+use shared::startup::{ColdStart, cold_start};
 use shared::store::DynamoStore;
 use shared::sync::{CioSync, RunFailed, RunRequest, STOP_MARGIN, Settings};
-use shared::telemetry::{self, Fatal, LogFormat};
+use shared::telemetry::Fatal;
 use shared::worker::sqs::deadline_from;
 use tokio::time::Instant;
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    telemetry::init(LogFormat::from_env());
-    let sdk = shared::aws::sdk_config().await;
-    let vars = shared::secrets::load(&sdk, &ProcessEnv).await?;
-    let rules = config::rules(&vars)?;
+    let ColdStart { sdk, vars, rules } = cold_start().await?;
     let settings = Settings::from_vars(&vars, &rules)?;
 
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), settings.resources.table));

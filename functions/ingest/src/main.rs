@@ -3,18 +3,17 @@
 
 use std::sync::Arc;
 
-use shared::config::{self, AwsResources, ProcessEnv, Verifiers};
+use shared::config::{AwsResources, Verifiers};
 use shared::ingest::{Ingest, router};
 use shared::queue::SqsQueue;
+use shared::startup::{ColdStart, cold_start};
 use shared::store::DynamoStore;
-use shared::telemetry::{self, Fatal, LogFormat, Metrics};
+use shared::telemetry::{Fatal, Metrics};
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    telemetry::init(LogFormat::from_env());
-    let sdk = shared::aws::sdk_config().await;
-    let vars = shared::secrets::load(&sdk, &ProcessEnv).await?;
-    let rules = Arc::new(config::rules(&vars)?);
+    let ColdStart { sdk, vars, rules } = cold_start().await?;
+    let rules = Arc::new(rules);
     let verifiers = Verifiers::from_vars(&vars, &rules)?;
     let resources = AwsResources::from_vars(&vars)?;
 

@@ -5,19 +5,18 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::config::{self, ProcessEnv, vars};
+use shared::config::{self, vars};
 use shared::customerio::CioClient;
 use shared::mavera::{MaveraApi, MaveraClient};
+use shared::startup::{ColdStart, cold_start};
 use shared::store::DynamoStore;
-use shared::telemetry::{self, Fatal, LogFormat, Metrics};
+use shared::telemetry::{self, Fatal, Metrics};
 use shared::worker::{CioEnricher, Enrich, Worker, sqs};
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    telemetry::init(LogFormat::from_env());
-    let sdk = shared::aws::sdk_config().await;
-    let vars = shared::secrets::load(&sdk, &ProcessEnv).await?;
-    let rules = Arc::new(config::rules(&vars)?);
+    let ColdStart { sdk, vars, rules } = cold_start().await?;
+    let rules = Arc::new(rules);
     let table = config::required(&vars, vars::EVENTS_TABLE, "set it to the events table's name (template.yaml does)")?;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
 
