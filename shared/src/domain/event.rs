@@ -94,13 +94,6 @@ impl LookedUp<'_> {
             _ => None,
         }
     }
-
-    pub fn as_json(&self) -> Value {
-        match self {
-            LookedUp::Str(s) => Value::String((*s).to_owned()),
-            LookedUp::Json(v) => (*v).clone(),
-        }
-    }
 }
 
 /// A dotted path into an event's fields, split once when rules load.
