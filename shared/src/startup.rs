@@ -1,0 +1,22 @@
+//! What every Lambda function does first, in this order: logging (so that a start-up problem
+//! is logged), the AWS SDK configuration, the secrets (one Secrets Manager secret over the
+//! environment), then the rules.
+
+use crate::config::{self, ConfigError, Layered, ProcessEnv};
+use crate::rules::Rules;
+use crate::telemetry::{self, LogFormat};
+
+pub struct ColdStart {
+    pub sdk: aws_config::SdkConfig,
+    /// Settings: the secret's keys first, then the environment.
+    pub vars: Layered<'static>,
+    pub rules: Rules,
+}
+
+pub async fn cold_start() -> Result<ColdStart, ConfigError> {
+    telemetry::init(LogFormat::from_env());
+    let sdk = crate::aws::sdk_config().await;
+    let vars = crate::secrets::load(&sdk, &ProcessEnv).await?;
+    let rules = config::rules(&vars)?;
+    Ok(ColdStart { sdk, vars, rules })
+}
