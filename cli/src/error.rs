@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use shared::config::ConfigError;
 use shared::customerio::CioError;
 use shared::mavera::MaveraConfigError;
-use shared::queue::QueueError;
-use shared::store::{DataDirError, StoreError};
+
+use crate::data_dir::DataDirError;
 use shared::worker::WorkerSetupError;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,10 +27,6 @@ pub enum RelayError {
     CustomerIo(#[from] CioError),
     #[error(transparent)]
     DataDir(#[from] DataDirError),
-    #[error("reading the data directory's event store: {0}")]
-    Store(#[from] StoreError),
-    #[error("reading the data directory's queue: {0}")]
-    Queue(#[from] QueueError),
     #[error("cannot listen on {addr}: {source} (is another `relay serve` running? pick another port with --addr)")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("the HTTP server stopped: {0}")]

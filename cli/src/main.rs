@@ -4,6 +4,8 @@
 //! function from SQS. This file only parses the command line and wires.
 
 mod check;
+mod data_dir;
+mod embedded;
 mod enrich;
 mod error;
 mod output;

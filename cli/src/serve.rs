@@ -13,13 +13,12 @@ use std::time::Duration;
 use shared::customerio::CioClient;
 use shared::ingest::{Ingest, router};
 use shared::mavera::{MaveraApi, MaveraClient};
-use shared::queue::{FileQueue, MemoryQueue};
-use shared::store::{FileStore, JobStatus, MemoryStore, open_database};
 use shared::telemetry::Metrics;
 use shared::worker::local::LocalRunner;
 use shared::worker::{CioEnricher, Enrich, LEASE_MARGIN, Worker};
 use tokio::sync::watch;
 
+use crate::embedded::{Embedded, EmbeddedQueue, EmbeddedStore};
 use crate::enrich::AttributesUnavailable;
 use crate::error::RelayError;
 use crate::output::{self, LogFormat};
@@ -67,15 +66,12 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     // A message stays hidden longer than the job's lease, so it comes back only once the
     // worker that had it is surely done with it.
     let visibility = job_time + LEASE_MARGIN + Duration::from_secs(30);
-    let (store, queue) = match &args.data_dir {
-        None => (MemoryStore::new(), MemoryQueue::new(visibility, MAX_RECEIVES)),
-        Some(dir) => {
-            let db = open_database(dir)?;
-            (FileStore::open(db.clone())?, FileQueue::open(db, visibility, MAX_RECEIVES)?)
-        }
+    let embedded = match &args.data_dir {
+        None => Embedded::in_memory(visibility, MAX_RECEIVES),
+        Some(dir) => Embedded::in_dir(dir, visibility, MAX_RECEIVES)?,
     };
-    let store = Arc::new(store);
-    let queue = Arc::new(queue);
+    let (store, queue) = (embedded.store.clone(), embedded.queue.clone());
+    embedded.spawn_sweeper();
 
     let (client, mode) = match mavera {
         Mavera::DryRun { reason } => {
@@ -131,7 +127,7 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let consumer = queue.clone();
     let until_stopped = wait(stopped.clone());
     let worker_task = tokio::spawn(async move { runner.run(worker, consumer, until_stopped).await });
-    let app = router(ingest, Metrics::from_env("relay"));
+    let app = embedded.durable_answers(router(ingest, Metrics::from_env("relay")));
     let mut http = tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(wait(stopped.clone())).into_future());
 
     // Serve until Ctrl-C; then let requests and jobs in flight finish, within one grace period.
@@ -154,13 +150,14 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let deadline = tokio::time::Instant::now() + grace;
     let _ = tokio::time::timeout_at(deadline, http).await;
     let finished = tokio::time::timeout_at(deadline, worker_task).await.is_ok();
-    report_leftovers(&store, &queue, args.data_dir.is_some(), finished);
+    report_leftovers(store.as_ref(), queue.as_ref(), embedded.is_kept(), finished);
+    embedded.close();
     Ok(ExitCode::SUCCESS)
 }
 
 /// Says what is left undone at exit, and whether it survives.
-fn report_leftovers(store: &MemoryStore, queue: &MemoryQueue, kept: bool, finished: bool) {
-    let running = store.jobs().iter().filter(|j| j.status == JobStatus::Running).count();
+fn report_leftovers(store: &dyn EmbeddedStore, queue: &dyn EmbeddedQueue, kept: bool, finished: bool) {
+    let running = store.running_jobs();
     if !finished && running > 0 {
         if kept {
             tracing::warn!(

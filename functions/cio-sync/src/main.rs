@@ -19,8 +19,9 @@ use tokio::time::Instant;
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    let ColdStart { sdk, vars, rules } = cold_start().await?;
+    let ColdStart { sdk, vars, rules, mut phases } = cold_start().await?;
     let settings = Settings::from_vars(&vars, &rules)?;
+    phases.done("config");
 
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), settings.resources.table));
     let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), settings.resources.queue_url));
@@ -33,6 +34,7 @@ async fn main() -> Result<(), Fatal> {
     for line in rules.cio_sync().describe() {
         tracing::info!("{line}");
     }
+    phases.finish();
 
     let sync = &sync;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

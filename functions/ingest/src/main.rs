@@ -12,13 +12,15 @@ use shared::telemetry::{Fatal, Metrics};
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    let ColdStart { sdk, vars, rules } = cold_start().await?;
+    let ColdStart { sdk, vars, rules, mut phases } = cold_start().await?;
     let rules = Arc::new(rules);
     let verifiers = Verifiers::from_vars(&vars, &rules)?;
     let resources = AwsResources::from_vars(&vars)?;
+    phases.done("config");
 
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), resources.table);
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), resources.queue_url);
+    phases.done("clients");
     // Open both connections now, during init, instead of on the first webhook.
     let (warm_store, warm_queue) = tokio::join!(store.warm(), queue.warm());
     for problem in
@@ -26,7 +28,9 @@ async fn main() -> Result<(), Fatal> {
     {
         tracing::warn!(%problem, "warm-up call failed; the first request will retry the connection");
     }
+    phases.done("warm-up");
     tracing::info!(rules = rules.len(), sources = ?rules.sources(), "ingest ready");
+    phases.finish();
 
     let ingest = Arc::new(Ingest::new(rules, verifiers, Arc::new(store), Arc::new(queue)));
     lambda_http::run(router(ingest, Metrics::from_env("ingest"))).await.map_err(Fatal::boxed)

@@ -15,9 +15,10 @@ use shared::worker::{CioEnricher, Enrich, Worker, sqs};
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    let ColdStart { sdk, vars, rules } = cold_start().await?;
+    let ColdStart { sdk, vars, rules, mut phases } = cold_start().await?;
     let rules = Arc::new(rules);
     let table = config::required(&vars, vars::EVENTS_TABLE, "set it to the events table's name (template.yaml does)")?;
+    phases.done("config");
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
 
     let mavera = config::mavera(&vars)?.map(MaveraClient::new).transpose()?;
@@ -28,6 +29,7 @@ async fn main() -> Result<(), Fatal> {
         }
         None => None,
     };
+    phases.done("clients");
 
     // Open the connections during init rather than on the first job.
     let warm_mavera = async {
@@ -39,6 +41,7 @@ async fn main() -> Result<(), Fatal> {
     if let Err(e) = warm_store {
         tracing::warn!(error = %telemetry::chain(&e), "event store warm-up failed; the first job will connect");
     }
+    phases.done("warm-up");
     if mavera.is_none() {
         tracing::warn!("DRY_RUN=true: requests are recorded in the events table, never sent to Mavera");
     }
@@ -46,6 +49,7 @@ async fn main() -> Result<(), Fatal> {
     let mavera = mavera.map(|m| Arc::new(m) as Arc<dyn MaveraApi>);
     let worker = Worker::new(rules.clone(), store.clone(), store, mavera, enricher)?;
     tracing::info!(rules = rules.len(), dry_run = worker.dry_run(), "worker ready");
+    phases.finish();
     let (worker, metrics) = (&worker, &Metrics::from_env("worker"));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = sqs::deadline_from(event.context.deadline());

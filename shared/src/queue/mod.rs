@@ -3,14 +3,12 @@
 //! the rule *name*, not a rendered request, so a message replayed from the DLQ runs against
 //! the rules as they are then (after a fix).
 
-mod file;
 mod memory;
 mod sqs;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use file::{FileQueue, dead_letters};
 pub use memory::{Delivery, MemoryQueue, QueuePersist, StoredMessage};
 
 pub use sqs::SqsQueue;

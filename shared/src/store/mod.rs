@@ -9,7 +9,6 @@
 //! and a [`GuardStore`], enrichment a [`CacheStore`].
 
 mod dynamo;
-mod file;
 mod memory;
 mod time;
 
@@ -20,8 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use dynamo::{DynamoStore, KEY_ATTRIBUTE, TTL_ATTRIBUTE, create_table};
-pub use file::{DATA_FILE, DataDirError, FileStore, open_database};
-pub use memory::MemoryStore;
+pub use memory::{Item, JobItem, MemoryStore, Persist};
 pub use time::{epoch_millis, epoch_secs, rfc3339, utc_day};
 
 use crate::domain::{JobKey, RuleName};

@@ -1,0 +1,147 @@
+//! The event store and jobs queue `relay serve` embeds: in memory, or in a data directory
+//! (`--data-dir`). Either way the same store state machine and queue; the data directory adds
+//! the file, and answers to webhooks that wait for it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use shared::ingest::ApiError;
+use shared::queue::{Consumer, JobQueue, MemoryQueue};
+use shared::store::{JobStatus, MemoryStore, Store, StoreError};
+use shared::worker::WorkerState;
+
+use crate::data_dir::{DataDir, DataDirError, FileQueue, FileStore, Journal};
+
+/// How often records past their expiry are swept out. They expire after 8 days, so the
+/// precise moment does not matter; often enough that memory stays flat, rarely enough that
+/// the sweep (a look at every record, a chunk at a time) costs nothing noticeable.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// What `relay serve` needs of its store beyond the store traits.
+pub trait EmbeddedStore: Store + WorkerState {
+    fn running_jobs(&self) -> usize;
+    /// Removes the records expired at `now`; how many went.
+    fn sweep_expired(&self, now: SystemTime) -> Result<usize, StoreError>;
+}
+
+/// What `relay serve` needs of its queue.
+pub trait EmbeddedQueue: JobQueue + Consumer {
+    /// Messages waiting or in flight.
+    fn depth(&self) -> usize;
+}
+
+pub struct Embedded {
+    pub store: Arc<dyn EmbeddedStore>,
+    pub queue: Arc<dyn EmbeddedQueue>,
+    /// The data file's journal, with `--data-dir`.
+    journal: Option<Arc<Journal>>,
+}
+
+impl Embedded {
+    pub fn in_memory(visibility: Duration, max_receives: u32) -> Embedded {
+        Embedded {
+            store: Arc::new(MemoryStore::new()),
+            queue: Arc::new(MemoryQueue::new(visibility, max_receives)),
+            journal: None,
+        }
+    }
+
+    pub fn in_dir(dir: &Path, visibility: Duration, max_receives: u32) -> Result<Embedded, DataDirError> {
+        let DataDir { store, queue, journal } = DataDir::open(dir, visibility, max_receives)?;
+        Ok(Embedded { store: Arc::new(store), queue: Arc::new(queue), journal: Some(journal) })
+    }
+
+    pub fn is_kept(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    /// `router` answering a webhook with success only once what it changed is on disk, with
+    /// `--data-dir`. The store and queue calls of a request hand their changes to the journal
+    /// without waiting; this waits once, for all of them and for everyone else's of the same
+    /// moment, so concurrent webhooks share one fsync. Failures (4xx, 5xx) are answered at
+    /// once: nothing they did needs keeping, and the sender retries a 5xx.
+    pub fn durable_answers(&self, router: Router) -> Router {
+        match &self.journal {
+            Some(journal) => router.layer(middleware::from_fn_with_state(journal.clone(), answer_when_settled)),
+            None => router,
+        }
+    }
+
+    /// Sweeps expired records every [`SWEEP_EVERY`] until the process ends.
+    pub fn spawn_sweeper(&self) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(SWEEP_EVERY);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let sweep = store.clone();
+                match tokio::task::spawn_blocking(move || sweep.sweep_expired(SystemTime::now())).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => tracing::debug!("swept {n} expired records from the event store"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %shared::telemetry::chain(&e), "sweeping expired records failed")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "sweeping expired records failed"),
+                }
+            }
+        });
+    }
+
+    /// With `--data-dir`, writes what is still waiting (acks, mostly) to the file.
+    pub fn close(&self) {
+        if let Some(journal) = &self.journal {
+            journal.close();
+            tracing::info!("data file: {} changes in {} commits", journal.changes(), journal.commits());
+        }
+    }
+}
+
+async fn answer_when_settled(State(journal): State<Arc<Journal>>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if !response.status().is_success() {
+        return response;
+    }
+    match journal.settled().await {
+        Ok(()) => response,
+        // The store's own 503, so the sender retries.
+        Err(e) => ApiError::Store(StoreError::unavailable(e)).into_response(),
+    }
+}
+
+impl EmbeddedStore for MemoryStore {
+    fn running_jobs(&self) -> usize {
+        self.jobs().iter().filter(|j| j.status == JobStatus::Running).count()
+    }
+
+    fn sweep_expired(&self, now: SystemTime) -> Result<usize, StoreError> {
+        MemoryStore::sweep_expired(self, now)
+    }
+}
+
+impl EmbeddedStore for FileStore {
+    fn running_jobs(&self) -> usize {
+        self.jobs().iter().filter(|j| j.status == JobStatus::Running).count()
+    }
+
+    fn sweep_expired(&self, now: SystemTime) -> Result<usize, StoreError> {
+        FileStore::sweep_expired(self, now)
+    }
+}
+
+impl EmbeddedQueue for MemoryQueue {
+    fn depth(&self) -> usize {
+        MemoryQueue::depth(self)
+    }
+}
+
+impl EmbeddedQueue for FileQueue {
+    fn depth(&self) -> usize {
+        FileQueue::depth(self)
+    }
+}
