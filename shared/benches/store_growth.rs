@@ -1,68 +1,109 @@
-//! The in-memory event store while it grows: the time of each `claim` as the store goes from
-//! empty to `RECORDS` records (1 million by default), the slowest calls and where in the run
-//! they fell, then the time to sweep them all once they have expired. Run:
+//! The in-memory event store while it grows to `RECORDS` records (1 million by default): the
+//! time of each insert, the slowest and where in the run they fell. First the two map types
+//! side by side under the same inserts (a hash map, as the store used, and the B-tree it uses
+//! now), then the store's own `claim`, then the time to sweep every record once expired. Run:
 //! `cargo bench --workspace --bench store_growth` (`RECORDS=200000` for a shorter run; figures
 //! in BENCHMARKS.md).
 //!
-//! A call that has to grow a hash table rehashes every record under the store's one lock;
-//! the slowest calls show whether that happens, and how long it holds everyone else up.
+//! A hash map grows by doubling and rehashing every record in one insert; under the store's
+//! one lock, that insert holds up every request waiting on it.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
+use serde_json::Value;
 use shared::domain::{EventId, JobKey, RuleName, Source};
-use shared::store::{ClaimStore, MemoryStore, NewJob, RECORD_TTL};
+use shared::store::{ClaimStore, Item, JobItem, JobStatus, MemoryStore, NewJob, RECORD_TTL};
+
+const TOKEN: &str = "6f1c2a3e-8d4b-4c5a-9e7f-0a1b2c3d4e5f";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let records: usize = std::env::var("RECORDS").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
-    let store = MemoryStore::new();
     let rule = RuleName::parse("segment-trial-started").unwrap();
-    let now = SystemTime::now();
-    let token = "6f1c2a3e-8d4b-4c5a-9e7f-0a1b2c3d4e5f";
+    // Segment-like message ids in no particular order, as they arrive.
+    let keys: Vec<JobKey> = (0..records)
+        .map(|i| {
+            let id = EventId::parse(format!("ajs-next-{:016x}{:016x}", mix(i as u64), mix(!(i as u64)))).unwrap();
+            JobKey::for_event(Source::Segment, &id, &rule)
+        })
+        .collect();
+    println!("records: {records}, keys like {}", keys[0]);
 
+    let item = || {
+        Item::Job(JobItem {
+            status: JobStatus::Claimed,
+            rule: rule.to_string(),
+            holder: TOKEN.to_owned(),
+            lease_until_ms: 1,
+            attempts: 0,
+            result: None::<Value>,
+            error: None,
+            notes: vec![],
+            expires_at: 1,
+        })
+    };
+    let mut hash = HashMap::new();
+    report("HashMap insert", &time_each(&keys, |key| drop(hash.insert(key.to_string(), item()))));
+    drop(hash);
+    let mut tree = BTreeMap::new();
+    report("BTreeMap insert", &time_each(&keys, |key| drop(tree.insert(key.to_string(), item()))));
+    drop(tree);
+
+    let store = MemoryStore::new();
+    let now = SystemTime::now();
     let mut took = Vec::with_capacity(records);
     let started = Instant::now();
-    for i in 0..records {
-        let id = EventId::parse(format!("ajs-next-1700000000000-{i:016x}")).unwrap();
-        let key = JobKey::for_event(Source::Segment, &id, &rule);
+    for key in &keys {
         let t = Instant::now();
-        store.claim(&NewJob { key: &key, rule: &rule, token, now }).await.unwrap();
+        store.claim(&NewJob { key, rule: &rule, token: TOKEN, now }).await.unwrap();
         took.push(t.elapsed());
     }
-    let total = started.elapsed();
-    let rss_full = rss_kib();
+    println!("store claims: {:.0}/s", records as f64 / started.elapsed().as_secs_f64());
+    report("MemoryStore claim", &took);
+    println!("resident: {} MiB with {records} records", rss_kib() / 1024);
 
-    let mut sorted = took.clone();
+    let t = Instant::now();
+    let swept = store.sweep_expired(now + RECORD_TTL + Duration::from_secs(1)).unwrap();
+    println!("sweep: {swept} expired records removed in {:.2?}, a chunk per hold of the lock", t.elapsed());
+    println!("resident: {} MiB after the sweep", rss_kib() / 1024);
+}
+
+/// Runs `insert` for each key, timing each call.
+fn time_each(keys: &[JobKey], mut insert: impl FnMut(&JobKey)) -> Vec<Duration> {
+    keys.iter()
+        .map(|key| {
+            let t = Instant::now();
+            insert(key);
+            t.elapsed()
+        })
+        .collect()
+}
+
+fn report(what: &str, took: &[Duration]) {
+    let mut sorted = took.to_vec();
     sorted.sort();
     let pct = |p: f64| sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)];
-    println!("records:       {records}");
-    println!("claims:        {:.0}/s over {:.2?}", records as f64 / total.as_secs_f64(), total);
-    println!(
-        "claim time:    p50 {:?}  p99 {:?}  p99.9 {:?}  p99.99 {:?}  max {:?}",
-        pct(0.5),
-        pct(0.99),
-        pct(0.999),
-        pct(0.9999),
-        sorted[sorted.len() - 1]
-    );
+    let total: Duration = took.iter().sum();
     let mut slowest: Vec<(usize, Duration)> = took.iter().copied().enumerate().collect();
     slowest.sort_by_key(|(_, took)| std::cmp::Reverse(*took));
-    let over_1ms = took.iter().filter(|d| **d > Duration::from_millis(1)).count();
-    println!("calls > 1 ms:  {over_1ms}");
-    println!("slowest calls (record count before the call: time):");
-    for (i, d) in slowest.iter().take(8) {
-        println!("  {i:>9}: {d:?}");
-    }
-    println!("resident:      {} MiB with {records} records", rss_full / 1024);
-
-    let later = now + RECORD_TTL + Duration::from_secs(1);
-    let t = Instant::now();
-    let swept = store.sweep_expired(later).unwrap();
+    let worst: Vec<String> = slowest.iter().take(4).map(|(i, d)| format!("{d:.1?} at {i}")).collect();
     println!(
-        "sweep:         {swept} expired records removed in {:.2?} (the lock is held per chunk, not for all)",
-        t.elapsed()
+        "{what:<18} total {total:>8.2?}  p50 {:>7.2?}  p99.9 {:>7.2?}  max {:>8.2?}  calls over 1 ms: {:>3}  slowest: {}",
+        pct(0.5),
+        pct(0.999),
+        sorted[sorted.len() - 1],
+        took.iter().filter(|d| **d > Duration::from_millis(1)).count(),
+        worst.join(", ")
     );
-    println!("resident:      {} MiB after the sweep", rss_kib() / 1024);
+}
+
+/// A 64-bit mixing function (splitmix64's finalizer): distinct inputs, scattered outputs.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// This process's resident memory, in KiB (Linux).

@@ -1,0 +1,119 @@
+//! Resident memory of the in-memory store and queue (what `relay serve` embeds) over a long
+//! run: `ROUNDS` rounds of `EVENTS` accepted webhooks each (1 million and 2 by default), each
+//! through ingest's handler (verify, parse, match, claim, queue) with the worker in dry run
+//! taking every job to `DONE` meanwhile; after each round, a sweep as if the 8 days of the
+//! records' TTL had passed. Memory is bounded if the second round needs no more than the first.
+//! Run: `cargo bench --workspace --bench memory_bound` (`EVENTS=200000` for a shorter run;
+//! figures in BENCHMARKS.md).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use http::{HeaderMap, HeaderValue};
+use relay_tests::payloads::segment_track;
+use serde_json::json;
+use shared::config::Verifiers;
+use shared::domain::{Event, Source};
+use shared::ingest::Ingest;
+use shared::queue::{Consumer, MemoryQueue};
+use shared::rules::Rules;
+use shared::store::{MemoryStore, RECORD_TTL};
+use shared::verify::{SegmentVerifier, SigningSecrets, segment};
+use shared::worker::local::LocalRunner;
+use shared::worker::{Enrich, Enriched, Worker};
+use tokio::sync::watch;
+
+const SECRET: &str = "memory-bench-secret";
+
+/// The four shipped Segment rules' events, in turn.
+const EVENTS: [&str; 4] = ["trial_started", "plan_upgraded", "feature_milestone", "churn_signal"];
+
+/// The shipped rules include a Customer.io rule that looks attributes up; no Customer.io event
+/// is sent here, so its lookup never runs.
+struct NoLookups;
+
+#[async_trait]
+impl Enrich for NoLookups {
+    async fn enrich(&self, _event: &mut Event, _deadline: tokio::time::Instant) -> Enriched {
+        Enriched { notes: vec![], known: false }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let events: usize = std::env::var("EVENTS").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
+    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(2);
+    let rules = Arc::new(Rules::embedded().unwrap());
+    let verifiers = Verifiers {
+        segment: Some(SegmentVerifier::new(&SigningSecrets::parse("SEGMENT_SHARED_SECRET", Some(SECRET)).unwrap(), false)),
+        customerio: None,
+    };
+    let store = MemoryStore::new();
+    let queue = MemoryQueue::default();
+    let ingest = Ingest::new(rules.clone(), verifiers, Arc::new(store.clone()), Arc::new(queue.clone()));
+    let worker = Arc::new(
+        Worker::new(rules, Arc::new(store.clone()), Arc::new(store.clone()), None, Some(Arc::new(NoLookups))).unwrap(),
+    );
+    let (stop, stopped) = watch::channel(false);
+    let runner = LocalRunner { concurrency: 10, ..LocalRunner::default() };
+    let consumer = Arc::new(queue.clone()) as Arc<dyn Consumer>;
+    let worker_task = tokio::spawn(async move {
+        let mut stopped = stopped;
+        runner.run(worker, consumer, async move { drop(stopped.wait_for(|s| *s).await) }).await
+    });
+
+    println!("{rounds} rounds of {events} signed Segment events through ingest, the worker in dry run");
+    println!("resident at start: {} MiB", rss_mib());
+    let mut sweep_at = SystemTime::now();
+    for round in 0..rounds {
+        let started = Instant::now();
+        for i in 0..events {
+            let name = EVENTS[i % EVENTS.len()];
+            let body = segment_track(
+                &format!("mem-{round}-{i}"),
+                name,
+                &format!("usr_{round}_{i}"),
+                json!({"plan": "pro", "new_plan": "growth", "previous_plan": "starter", "milestone": "10 reports", "ltv": 500, "signal_type": "seat_drop"}),
+            )
+            .to_string();
+            let mut headers = HeaderMap::new();
+            headers.insert("x-signature", HeaderValue::from_str(&segment::sign(SECRET, body.as_bytes())).unwrap());
+            ingest.handle(Source::Segment, &headers, body.as_bytes()).await.unwrap();
+        }
+        let accepted = started.elapsed();
+        while queue.depth() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!(
+            "round {}: {events} accepted in {:.1} s, all done after {:.1} s; {} records; resident {} MiB",
+            round + 1,
+            accepted.as_secs_f64(),
+            started.elapsed().as_secs_f64(),
+            store.len(),
+            rss_mib()
+        );
+        // Every record of this round was written before now: 8 days on, all have expired.
+        sweep_at = sweep_at.max(SystemTime::now());
+        let t = Instant::now();
+        let swept = store.sweep_expired(sweep_at + RECORD_TTL + Duration::from_secs(1)).unwrap();
+        println!(
+            "  8 days later: {swept} expired records swept in {:.2} s; {} records; resident {} MiB",
+            t.elapsed().as_secs_f64(),
+            store.len(),
+            rss_mib()
+        );
+    }
+    stop.send_replace(true);
+    worker_task.await.unwrap();
+}
+
+/// This process's resident memory, in MiB (Linux).
+fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.to_owned()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()))
+        .unwrap_or(0)
+        / 1024
+}
