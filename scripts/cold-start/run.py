@@ -55,7 +55,11 @@ class Invocation:
 
 class RuntimeApi(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    block_on_close = False
     current = None
+
+    def handle_error(self, request, client_address):
+        pass  # a connection of a stopped process, reset
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -104,13 +108,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.reply(404, b"{}")
 
     def reply(self, status, body, headers=None):
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a process stopped while its held /next was open
 
 
 def segment_event(message_id):
@@ -248,11 +255,10 @@ def create_resources(endpoint):
     return queue_url, signing, api_keys
 
 
-def function_env(name, endpoint, queue_url, signing, api_keys, port):
+def function_env(name, endpoint, queue_url, signing, api_keys):
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        # What the Lambda runtime sets.
-        "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}",
+        # What the Lambda runtime sets (and AWS_LAMBDA_RUNTIME_API, per run).
         "AWS_LAMBDA_FUNCTION_NAME": f"mavera-relay-{name}",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
@@ -296,7 +302,12 @@ def phases(log):
     return out
 
 
-def run_once(server, name, path, env):
+def run_once(name, path, env):
+    # A Runtime API of its own per process: a request the previous process sent just before
+    # it was stopped can then never take this one's event.
+    server = RuntimeApi(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}")
     inv = Invocation(EVENTS[name]())
     server.current = inv
     with tempfile.TemporaryFile() as log:
@@ -306,11 +317,13 @@ def run_once(server, name, path, env):
         process.kill()
         process.wait()
         inv.release.set()
+        server.shutdown()
+        server.server_close()
         log.seek(0)
         text = log.read().decode(errors="replace")
-    server.current = None
     if not finished or inv.outcome != "response":
-        sys.exit(f"{name}: no response within 30 s (outcome {inv.outcome}: {inv.body!r})\n{text}")
+        seen = "the event was handed out" if inv.handed_out else ("GET /next came" if inv.first_next else "no GET /next came")
+        sys.exit(f"{name}: no response within 30 s ({seen}; outcome {inv.outcome}: {inv.body!r}; exit {process.returncode})\n{text}")
     return {
         "init_ms": (inv.first_next - inv.started) * 1000,
         "first_response_ms": (inv.answered - inv.handed_out) * 1000,
@@ -332,20 +345,19 @@ def main():
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--arch", default=os.uname().machine)
     parser.add_argument("--json", help="write every run's figures here")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="one more variable for every function (to try a setting)")
     parser.add_argument("bootstraps", nargs="+")
     args = parser.parse_args()
 
     queue_url, signing, api_keys = create_resources(args.endpoint)
-    server = RuntimeApi(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-
     results = {}
     for spec in args.bootstraps:
         name, path = spec.split("=", 1)
-        env = function_env(name, args.endpoint, queue_url, signing, api_keys, port)
-        run_once(server, name, path, env)  # once unmeasured: the binary into the page cache
-        runs = [run_once(server, name, path, env) for _ in range(args.runs)]
+        env = function_env(name, args.endpoint, queue_url, signing, api_keys)
+        env.update(kv.split("=", 1) for kv in args.env)
+        run_once(name, path, env)  # once unmeasured: the binary into the page cache
+        runs = [run_once(name, path, env) for _ in range(args.runs)]
         results[name] = {"path": path, "runs": runs, "zipped_kib": zipped_kib(path), "bytes": os.path.getsize(path)}
 
     print(f"cold starts: {args.runs} runs each, {args.arch}, Runtime API served by this script, moto at {args.endpoint}")

@@ -1,10 +1,19 @@
 //! What every Lambda function does first, in this order: logging (so that a start-up problem
-//! is logged), the AWS SDK configuration, the secrets (one Secrets Manager secret over the
-//! environment), then the rules. Each phase's duration is logged at debug level ("init
-//! phase", with `phase` and `ms`), and the mains add theirs (`config`, `warm-up`), so an init
-//! time can be explained: `AWS_LAMBDA_LOG_LEVEL=info,shared::startup=debug` shows them alone.
+//! is logged), the AWS SDK configuration, then the secrets (one Secrets Manager secret over
+//! the environment) and, at the same time, the function's warm-up, then the rules.
+//!
+//! The warm-up opens connections to the function's own resources (the events table, the
+//! queue), whose names are plain variables, never in the secret; so their handshakes overlap
+//! the secret's instead of following it. Every service client built from the same SDK
+//! configuration shares its connection pool, so the clients the function builds later find
+//! the connections open.
+//!
+//! Each phase's duration is logged at debug level (message "init phase", fields `phase` and
+//! `ms`), the mains adding theirs, so an init time can be explained:
+//! `AWS_LAMBDA_LOG_LEVEL=info,shared::startup=debug` shows them alone.
 
-use std::time::Instant;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use crate::config::{self, ConfigError, Layered, ProcessEnv};
 use crate::rules::Rules;
@@ -19,17 +28,35 @@ pub struct ColdStart {
     pub phases: Phases,
 }
 
+/// The cold start with nothing to warm up.
 pub async fn cold_start() -> Result<ColdStart, ConfigError> {
+    let (cold, ()) = cold_start_warming(|_| async { Ok(()) }).await?;
+    Ok(cold)
+}
+
+/// The cold start, running `warm_up` beside the secret's fetch and handing back what it
+/// returns (the warmed clients). `warm_up` may read only the process environment: the
+/// secret is not there yet.
+pub async fn cold_start_warming<T, F>(
+    warm_up: impl FnOnce(aws_config::SdkConfig) -> F,
+) -> Result<(ColdStart, T), ConfigError>
+where
+    F: Future<Output = Result<T, ConfigError>>,
+{
     let mut phases = Phases::start();
     telemetry::init(LogFormat::from_env());
     phases.done("logging");
     let sdk = crate::aws::sdk_config().await;
     phases.done("sdk");
-    let vars = crate::secrets::load(&sdk, &ProcessEnv).await?;
-    phases.done("secrets");
+    let (vars, warmed) = tokio::join!(
+        Phases::time("secrets", crate::secrets::load(&sdk, &ProcessEnv)),
+        Phases::time("warm-up", warm_up(sdk.clone())),
+    );
+    phases.done("secrets and warm-up");
+    let (vars, warmed) = (vars?, warmed?);
     let rules = config::rules(&vars)?;
     phases.done("rules");
-    Ok(ColdStart { sdk, vars, rules, phases })
+    Ok((ColdStart { sdk, vars, rules, phases }, warmed))
 }
 
 /// Times the phases of a cold start, one debug line each, and their total at the end.
@@ -48,16 +75,24 @@ impl Phases {
     /// Logs how long `phase` took: the time since the previous phase ended.
     pub fn done(&mut self, phase: &'static str) {
         let now = Instant::now();
-        tracing::debug!(phase, ms = millis(now - self.last), "init phase");
+        log(phase, now - self.last);
         self.last = now;
     }
 
     /// Logs the time since the first phase began, as the phase `total`.
     pub fn finish(self) {
-        tracing::debug!(phase = "total", ms = millis(self.started.elapsed()), "init phase");
+        log("total", self.started.elapsed());
+    }
+
+    /// Runs `work`, logging its own duration as `phase` (for work that runs beside other work).
+    pub async fn time<T>(phase: &'static str, work: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let out = work.await;
+        log(phase, started.elapsed());
+        out
     }
 }
 
-fn millis(d: std::time::Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
+fn log(phase: &'static str, took: Duration) {
+    tracing::debug!(phase, ms = (took.as_secs_f64() * 1e6).round() / 1e3, "init phase");
 }

@@ -46,7 +46,10 @@ async fn main() {
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(2);
     let rules = Arc::new(Rules::embedded().unwrap());
     let verifiers = Verifiers {
-        segment: Some(SegmentVerifier::new(&SigningSecrets::parse("SEGMENT_SHARED_SECRET", Some(SECRET)).unwrap(), false)),
+        segment: Some(SegmentVerifier::new(
+            &SigningSecrets::parse("SEGMENT_SHARED_SECRET", Some(SECRET)).unwrap(),
+            false,
+        )),
         customerio: None,
     };
     let store = MemoryStore::new();

@@ -3,32 +3,33 @@
 
 use std::sync::Arc;
 
-use shared::config::{AwsResources, Verifiers};
+use shared::config::{AwsResources, ProcessEnv, Verifiers};
 use shared::ingest::{Ingest, router};
 use shared::queue::SqsQueue;
-use shared::startup::{ColdStart, cold_start};
+use shared::startup::{ColdStart, cold_start_warming};
 use shared::store::DynamoStore;
 use shared::telemetry::{Fatal, Metrics};
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    let ColdStart { sdk, vars, rules, mut phases } = cold_start().await?;
+    // The table and the queue are named by plain variables, so both connections open (during
+    // init, instead of on the first webhook) while the secret is being read.
+    let (ColdStart { vars, rules, mut phases, .. }, (store, queue)) = cold_start_warming(|sdk| async move {
+        let resources = AwsResources::from_vars(&ProcessEnv)?;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), resources.table);
+        let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), resources.queue_url);
+        let (warm_store, warm_queue) = tokio::join!(store.warm(), queue.warm());
+        for problem in
+            [warm_store.err().map(|e| e.to_string()), warm_queue.err().map(|e| e.to_string())].into_iter().flatten()
+        {
+            tracing::warn!(%problem, "warm-up call failed; the first request will retry the connection");
+        }
+        Ok((store, queue))
+    })
+    .await?;
     let rules = Arc::new(rules);
     let verifiers = Verifiers::from_vars(&vars, &rules)?;
-    let resources = AwsResources::from_vars(&vars)?;
     phases.done("config");
-
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), resources.table);
-    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), resources.queue_url);
-    phases.done("clients");
-    // Open both connections now, during init, instead of on the first webhook.
-    let (warm_store, warm_queue) = tokio::join!(store.warm(), queue.warm());
-    for problem in
-        [warm_store.err().map(|e| e.to_string()), warm_queue.err().map(|e| e.to_string())].into_iter().flatten()
-    {
-        tracing::warn!(%problem, "warm-up call failed; the first request will retry the connection");
-    }
-    phases.done("warm-up");
     tracing::info!(rules = rules.len(), sources = ?rules.sources(), "ingest ready");
     phases.finish();
 

@@ -5,21 +5,32 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::config::{self, vars};
+use shared::config::{self, ProcessEnv, vars};
 use shared::customerio::CioClient;
 use shared::mavera::{MaveraApi, MaveraClient};
-use shared::startup::{ColdStart, cold_start};
+use shared::startup::{ColdStart, cold_start_warming};
 use shared::store::DynamoStore;
 use shared::telemetry::{self, Fatal, Metrics};
 use shared::worker::{CioEnricher, Enrich, Worker, sqs};
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    let ColdStart { sdk, vars, rules, mut phases } = cold_start().await?;
+    // The table is named by a plain variable, so its connection opens (during init rather than
+    // on the first job) while the secret is being read.
+    let (ColdStart { vars, rules, mut phases, .. }, store) = cold_start_warming(|sdk| async move {
+        let table = config::required(
+            &ProcessEnv,
+            vars::EVENTS_TABLE,
+            "set it to the events table's name (template.yaml does)",
+        )?;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+        if let Err(e) = store.warm().await {
+            tracing::warn!(error = %telemetry::chain(&e), "event store warm-up failed; the first job will connect");
+        }
+        Ok(Arc::new(store))
+    })
+    .await?;
     let rules = Arc::new(rules);
-    let table = config::required(&vars, vars::EVENTS_TABLE, "set it to the events table's name (template.yaml does)")?;
-    phases.done("config");
-    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
 
     let mavera = config::mavera(&vars)?.map(MaveraClient::new).transpose()?;
     let enricher = match config::customerio(&vars, rules.needs_enrichment())? {
@@ -30,18 +41,11 @@ async fn main() -> Result<(), Fatal> {
         None => None,
     };
     phases.done("clients");
-
-    // Open the connections during init rather than on the first job.
-    let warm_mavera = async {
-        if let Some(m) = &mavera {
-            m.warm().await;
-        }
-    };
-    let (warm_store, ()) = tokio::join!(store.warm(), warm_mavera);
-    if let Err(e) = warm_store {
-        tracing::warn!(error = %telemetry::chain(&e), "event store warm-up failed; the first job will connect");
+    // Mavera's key is in the secret, so its connection opens only now.
+    if let Some(m) = &mavera {
+        m.warm().await;
+        phases.done("mavera warm-up");
     }
-    phases.done("warm-up");
     if mavera.is_none() {
         tracing::warn!("DRY_RUN=true: requests are recorded in the events table, never sent to Mavera");
     }
