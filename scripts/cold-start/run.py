@@ -14,6 +14,7 @@ event).
 """
 
 import argparse
+import asyncio
 import hashlib
 import hmac
 import http.server
@@ -228,6 +229,69 @@ def cio_sync_event():
     }
 
 
+class ConnectDelay:
+    """An HTTP proxy in front of moto that holds each new connection for `delay_ms` before its
+    first request: what opening a connection to an AWS service costs in Lambda (DNS, TCP, a TLS
+    handshake's round trips), which moto on loopback does not. Connections stay open between
+    requests, as AWS's do (moto closes each after one answer; the proxy opens a new one to moto
+    per request and keeps the client's), so a warmed-up connection saves what it would."""
+
+    def __init__(self, upstream, delay_ms):
+        host, port = upstream.rsplit("//", 1)[1].rsplit(":", 1)
+        self.upstream, self.delay = (host, int(port)), delay_ms / 1000
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        threading.Thread(target=self._serve, args=(ready,), daemon=True).start()
+        ready.wait()
+
+    def _serve(self, ready):
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(asyncio.start_server(self._connection, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        ready.set()
+        self.loop.run_forever()
+
+    async def _connection(self, reader, writer):
+        await asyncio.sleep(self.delay)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = _content_length(head)
+                body = await reader.readexactly(length) if length else b""
+                up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+                up_writer.write(head + body)
+                await up_writer.drain()
+                # moto says how long its answer is, and closes the connection only a while later.
+                answer_head = await up_reader.readuntil(b"\r\n\r\n")
+                answer_length = _content_length(answer_head)
+                answer_body = await up_reader.readexactly(answer_length) if answer_length else await up_reader.read()
+                up_writer.close()
+                writer.write(_kept_alive(answer_head + answer_body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            writer.close()
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _content_length(head):
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value.strip())
+    return 0
+
+
+def _kept_alive(answer):
+    """`answer` without its `Connection: close`, with the length of the body it carries."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = [l for l in head.split(b"\r\n") if l.split(b":")[0].strip().lower() not in (b"connection", b"content-length")]
+    lines.append(b"Content-Length: " + str(len(body)).encode())
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
 EVENTS = {"ingest": ingest_event, "worker": worker_event, "cio-sync": cio_sync_event, "empty": ingest_event}
 
 
@@ -347,20 +411,24 @@ def main():
     parser.add_argument("--json", help="write every run's figures here")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="one more variable for every function (to try a setting)")
+    parser.add_argument("--connect-delay-ms", type=float, default=0,
+                        help="hold each new connection to AWS this long, as a TLS handshake would")
     parser.add_argument("bootstraps", nargs="+")
     args = parser.parse_args()
 
     queue_url, signing, api_keys = create_resources(args.endpoint)
+    endpoint = ConnectDelay(args.endpoint, args.connect_delay_ms).endpoint if args.connect_delay_ms else args.endpoint
     results = {}
     for spec in args.bootstraps:
         name, path = spec.split("=", 1)
-        env = function_env(name, args.endpoint, queue_url, signing, api_keys)
+        env = function_env(name, endpoint, queue_url, signing, api_keys)
         env.update(kv.split("=", 1) for kv in args.env)
         run_once(name, path, env)  # once unmeasured: the binary into the page cache
         runs = [run_once(name, path, env) for _ in range(args.runs)]
         results[name] = {"path": path, "runs": runs, "zipped_kib": zipped_kib(path), "bytes": os.path.getsize(path)}
 
-    print(f"cold starts: {args.runs} runs each, {args.arch}, Runtime API served by this script, moto at {args.endpoint}")
+    delay = f", each new connection to AWS held {args.connect_delay_ms:g} ms" if args.connect_delay_ms else ""
+    print(f"cold starts: {args.runs} runs each, {args.arch}, Runtime API served by this script, moto at {args.endpoint}{delay}")
     print(f"{'function':<10} {'init (exec -> /next)':>21} {'first response':>15} {'binary':>10} {'zipped':>10}")
     empty = results.get("empty")
     empty_init = statistics.median(r["init_ms"] for r in empty["runs"]) if empty else None
