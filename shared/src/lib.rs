@@ -4,9 +4,10 @@
 //! The request path is [`ingest`]: [`verify`] the signature on the raw bytes, [`parse`]
 //! into [`domain::Event`]s, match [`rules`], claim each job in the [`store`] and put it on
 //! the [`queue`]. The [`worker`] takes jobs off the queue and calls [`mavera`]. The scheduled
-//! [`sync`] jobs read [`customerio`] and put their work on the same queue.
+//! [`cio_sync`] jobs read [`customerio`] and put their work on the same queue.
 
 pub mod aws;
+pub mod cio_sync;
 pub mod config;
 pub mod customerio;
 pub mod domain;
@@ -18,7 +19,6 @@ pub mod rules;
 pub mod secrets;
 pub mod startup;
 pub mod store;
-pub mod sync;
 pub mod telemetry;
 pub mod verify;
 pub mod worker;

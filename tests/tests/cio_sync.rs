@@ -10,13 +10,13 @@ use relay_tests::cio_standin::{CampaignSeed, CioStandIn, Person, Reply as CioRep
 use relay_tests::mavera_standin::{MaveraStandIn, Reply};
 use relay_tests::sqs_driver::drive;
 use serde_json::{Value, json};
+use shared::cio_sync::{CioSync, RunRequest, RunStatus, Summary, SyncJob};
 use shared::customerio::{CioClient, CioConfig, CioRegion};
 use shared::domain::{EventId, JobKey, Source};
 use shared::mavera::{MaveraApi, MaveraClient, MaveraConfig};
 use shared::queue::{Job, JobMessage};
 use shared::rules::Rules;
 use shared::store::{DynamoStore, JobRecord, JobStatus, JobStore};
-use shared::sync::{CioSync, RunRequest, RunStatus, Summary, SyncJob};
 use shared::worker::{CioEnricher, Disposition, Enrich, Worker};
 use tokio::time::Instant;
 
@@ -439,7 +439,7 @@ async fn disabled_jobs_read_nothing_and_queue_nothing() {
         v: shared::queue::MESSAGE_VERSION,
         key: JobKey::from_stored("cio-sync#attribute-personas#seg42#c0000000000000000"),
         rule: SyncJob::AttributePersonas.rule(),
-        job: Job::ClusterPersona(shared::sync::ClusterPersona {
+        job: Job::ClusterPersona(shared::cio_sync::ClusterPersona {
             segment_id: 42,
             cluster_id: "c0000000000000000".into(),
             values: vec![],

@@ -1,6 +1,6 @@
 //! The cio-sync Lambda: on each EventBridge schedule, runs the Customer.io job its input names
 //! (`{"job": "campaign-strategy"}` or `{"job": "attribute-personas"}`) and returns the run's
-//! summary. All logic is in `shared::sync`; this file wires.
+//! summary. All logic is in `shared::cio_sync`; this file wires.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -8,11 +8,11 @@ use std::time::SystemTime;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
+use shared::cio_sync::{CioSync, RunFailed, RunRequest, STOP_MARGIN, Settings};
 use shared::customerio::{CioClient, CustomerIoApi};
 use shared::queue::SqsQueue;
 use shared::startup::{ColdStart, cold_start};
 use shared::store::DynamoStore;
-use shared::sync::{CioSync, RunFailed, RunRequest, STOP_MARGIN, Settings};
 use shared::telemetry::Fatal;
 use shared::worker::sqs::deadline_from;
 use tokio::time::Instant;

@@ -15,8 +15,8 @@ pub use memory::{Delivery, MemoryQueue, QueuePersist, StoredMessage};
 
 pub use sqs::SqsQueue;
 
+use crate::cio_sync::{CampaignAnalysis, ClusterPersona};
 use crate::domain::{Event, JobKey, RuleName};
-use crate::sync::{CampaignAnalysis, ClusterPersona};
 
 /// SQS refuses bodies over 256 KiB; checked before a job is claimed, so an oversized event
 /// is refused up front instead of failing after the claim.
@@ -162,7 +162,7 @@ mod tests {
 
     #[test]
     fn scheduled_jobs_carry_their_kind() {
-        let persona = crate::sync::ClusterPersona {
+        let persona = crate::cio_sync::ClusterPersona {
             segment_id: 7,
             cluster_id: "c1".into(),
             values: vec![],

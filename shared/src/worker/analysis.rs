@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{FINISH_MARGIN, MAX_TEXT_CHARS, Transient, Worker};
+use crate::cio_sync::CampaignAnalysis;
 use crate::domain::JobKey;
 use crate::mavera::{ErrorClass, Generation, MaveMessage, MaveraRequest, MaveraResponse};
 use crate::store::{Outcome, RECORD_TTL};
-use crate::sync::CampaignAnalysis;
 use crate::telemetry::chain;
 
 /// Each of the two texts on the record is cut here, so both fit DynamoDB's 400 KB item.
@@ -190,10 +190,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::cio_sync::{MetricsDates, SyncJob, Winner};
     use crate::queue::{Job, JobMessage, MESSAGE_VERSION};
     use crate::rules::{RankBy, Rules};
     use crate::store::{JobStatus, JobStore, MemoryStore};
-    use crate::sync::{MetricsDates, SyncJob, Winner};
     use crate::worker::Disposition;
 
     #[tokio::test]

@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{FINISH_MARGIN, Transient, Worker, already_done_result, dry_run_result, summarize};
+use crate::cio_sync::ClusterPersona;
 use crate::mavera::ErrorClass;
 use crate::store::Outcome;
-use crate::sync::ClusterPersona;
 
 impl Worker {
     pub(super) async fn create_cluster_persona(

@@ -11,11 +11,11 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
+use crate::cio_sync::lookup::{Found, Lookup, attribute_cache_key};
 use crate::customerio::CustomerIoApi;
 use crate::domain::{Event, LookedUp};
 use crate::rules::EnrichmentConfig;
 use crate::store::CacheStore;
-use crate::sync::lookup::{Found, Lookup, attribute_cache_key};
 use crate::telemetry::chain;
 
 /// What enrichment learned, for the record and for the conditions.
@@ -64,7 +64,7 @@ impl CioEnricher {
         result
     }
 
-    /// The shared cached lookup (`sync::lookup`, also used by the scheduled persona job), with
+    /// The shared cached lookup (`cio_sync::lookup`, also used by the scheduled persona job), with
     /// its answer turned into the `customer.lookup` label.
     async fn cached_or_fetched(
         &self,

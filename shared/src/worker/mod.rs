@@ -28,12 +28,12 @@ use tracing::Instrument;
 pub use enrich::{CioEnricher, Enrich, Enriched, classify};
 pub use result::{MAX_TEXT_CHARS, summarize};
 
+use crate::cio_sync::{CampaignAnalysis, ClusterPersona};
 use crate::domain::{Event, JobKey};
 use crate::mavera::{ErrorClass, MaveraApi, MaveraRequest};
 use crate::queue::{Job, JobMessage};
 use crate::rules::{Rule, Rules};
 use crate::store::{CacheStore, GuardStore, JobStatus, JobStore, Lease, Outcome, Start, StoreError, utc_day};
-use crate::sync::{CampaignAnalysis, ClusterPersona};
 use crate::telemetry::chain;
 
 /// Time kept back from the deadline to record the result after the Mavera call.

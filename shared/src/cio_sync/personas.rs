@@ -370,11 +370,11 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
+    use crate::cio_sync::{ClusterPersona, RunRequest};
     use crate::customerio::memory::{Call, MemoryCustomerIo};
     use crate::queue::MemoryQueue;
     use crate::rules::Rules;
     use crate::store::{JobStore, Lease, MemoryStore, Outcome};
-    use crate::sync::{ClusterPersona, RunRequest};
 
     /// Segment 7: 12 pro/saas, 8 free/retail, 3 team/saas, 2 without attributes of
     /// interest; each person's id is their position.

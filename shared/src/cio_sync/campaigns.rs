@@ -304,11 +304,11 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
+    use crate::cio_sync::RunRequest;
     use crate::customerio::memory::{Call, MemoryCustomerIo};
     use crate::queue::MemoryQueue;
     use crate::rules::Rules;
     use crate::store::MemoryStore;
-    use crate::sync::RunRequest;
 
     fn campaign(id: u64, name: &str, active: bool) -> Campaign {
         let json = json!({"id": id, "name": name, "active": active, "state": if active { "running" } else { "stopped" }, "tags": ["t"]});
