@@ -157,7 +157,7 @@ impl Run<'_> {
     fn consider(&mut self, campaign: Campaign, metrics: &CampaignMetrics) {
         self.progress.considered += 1;
         let delivered = metrics.delivered();
-        let rate = self.config.rank_by.rate(metrics);
+        let rate = metrics.rate(self.config.rank_by);
         let Some(rate) = rate.filter(|_| delivered >= self.config.min_delivered.max(1)) else {
             self.progress.too_small += 1;
             return;

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::domain::{Event, EventId, Source};
+use crate::domain::{Event, EventId, RankBy, Source};
 use crate::mavera::{CreatePersonaRequest, GenerationRequest, MaveChatRequest, MaveraRequest};
-use crate::rules::{AttributePersonasConfig, CampaignStrategyConfig, JsonTemplate, PERSONA_NAME_MAX_CHARS, RankBy};
+use crate::rules::{AttributePersonasConfig, CampaignStrategyConfig, JsonTemplate, PERSONA_NAME_MAX_CHARS};
 
 /// Job 1's one message per run window: the best campaigns, for Mave to explain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -20,7 +20,6 @@ mod checkpoint;
 mod clusters;
 mod jobs;
 mod lambda;
-pub(crate) mod lookup;
 mod personas;
 mod summary;
 mod window;
@@ -35,7 +34,6 @@ pub use checkpoint::{CheckpointError, MAX_CHECKPOINT_BYTES};
 pub use clusters::cluster_id;
 pub use jobs::{CampaignAnalysis, ClusterPersona, ClusterValue, MetricsDates, Spread, WINNER_METRICS, Winner, percent};
 pub use lambda::{InputError, RunRequest, Settings};
-pub use lookup::attribute_cache_key;
 pub use summary::{RunFailed, RunStatus, Summary};
 pub use window::RunWindow;
 

@@ -20,11 +20,10 @@ use tokio::time::Instant;
 
 use super::checkpoint::{self, fingerprint};
 use super::clusters::Tally;
-use super::lookup::{Found, Lookup};
 use super::summary::{RunStatus, Summary};
 use super::window::RunWindow;
 use super::{CioSync, Enqueued, SyncError, SyncJob};
-use crate::customerio::{CioError, CustomerIoApi, Identifiers, ScanStop};
+use crate::customerio::{CioError, CustomerIoApi, Found, Identifiers, Lookup, ScanStop};
 use crate::domain::JobKey;
 use crate::queue::{Job, JobMessage, MESSAGE_VERSION};
 use crate::rules::AttributePersonasConfig;

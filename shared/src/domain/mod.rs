@@ -4,11 +4,13 @@
 mod event;
 mod event_id;
 mod job_key;
+mod rank_by;
 mod rule_name;
 mod source;
 
 pub use event::{Event, FieldPath, FieldPathError, LookedUp};
 pub use event_id::{EventId, EventIdError};
 pub use job_key::JobKey;
+pub use rank_by::RankBy;
 pub use rule_name::{RuleName, RuleNameError};
 pub use source::{Source, UnknownSource};

@@ -13,13 +13,13 @@ use std::collections::HashMap;
 
 pub use action::{Action, GenerateAction, PERSONA_NAME_MAX_CHARS, PersonaAction, ResearchAction};
 pub use condition::{Condition, Test};
-pub use enrichment::{Classifier, EnrichmentConfig, IdType};
+pub use enrichment::{Classifier, EnrichmentConfig};
 pub use file::RulesError;
 pub use json_template::JsonTemplate;
 pub use sync_config::{
     ATTRIBUTE_PERSONAS, AttributePersonasConfig, CAMPAIGN_STRATEGY, CLUSTER_FIELDS, CampaignStrategyConfig,
-    ClusterAttribute, ClusterPersonaTemplate, GenerateStep, MAVE_FIELDS, MAX_EVERY_DAYS, PROMPT_FIELDS, RankBy,
-    SyncConfig, bucket_label,
+    ClusterAttribute, ClusterPersonaTemplate, GenerateStep, MAVE_FIELDS, MAX_EVERY_DAYS, PROMPT_FIELDS, SyncConfig,
+    bucket_label,
 };
 pub use template::{MISSING, Template, TemplateError};
 

@@ -8,13 +8,12 @@
 
 use std::ops::RangeInclusive;
 
-use serde::{Deserialize, Serialize};
 
+use super::PERSONA_NAME_MAX_CHARS;
 use super::json_template::JsonTemplate;
 use super::template::Template;
-use super::{IdType, PERSONA_NAME_MAX_CHARS};
-use crate::customerio::CampaignMetrics;
-use crate::domain::FieldPath;
+use crate::customerio::IdType;
+use crate::domain::{FieldPath, RankBy};
 
 pub const CAMPAIGN_STRATEGY: &str = "cio_sync.campaign_strategy";
 pub const ATTRIBUTE_PERSONAS: &str = "cio_sync.attribute_personas";
@@ -62,39 +61,6 @@ impl Default for SyncConfig {
         SyncConfig {
             campaign_strategy: campaign_strategy(toml::Table::new()).expect("the defaults are valid"),
             attribute_personas: attribute_personas(toml::Table::new()).expect("the defaults are valid"),
-        }
-    }
-}
-
-/// What campaigns are ranked by. Both are per delivered message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RankBy {
-    ConversionRate,
-    ClickRate,
-}
-
-impl RankBy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RankBy::ConversionRate => "conversion_rate",
-            RankBy::ClickRate => "click_rate",
-        }
-    }
-
-    /// How a prompt says it.
-    pub fn label(self) -> &'static str {
-        match self {
-            RankBy::ConversionRate => "conversion rate",
-            RankBy::ClickRate => "click rate",
-        }
-    }
-
-    /// The campaign's rate; `None` when nothing was delivered.
-    pub fn rate(self, metrics: &CampaignMetrics) -> Option<f64> {
-        match self {
-            RankBy::ConversionRate => metrics.conversion_rate(),
-            RankBy::ClickRate => metrics.click_rate(),
         }
     }
 }

@@ -191,8 +191,9 @@ mod tests {
 
     use super::*;
     use crate::cio_sync::{MetricsDates, SyncJob, Winner};
+    use crate::domain::RankBy;
     use crate::queue::{Job, JobMessage, MESSAGE_VERSION};
-    use crate::rules::{RankBy, Rules};
+    use crate::rules::Rules;
     use crate::store::{JobStatus, JobStore, MemoryStore};
     use crate::worker::Disposition;
 

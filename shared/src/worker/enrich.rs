@@ -11,8 +11,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
-use crate::cio_sync::lookup::{Found, Lookup, attribute_cache_key};
-use crate::customerio::CustomerIoApi;
+use crate::customerio::{CustomerIoApi, Found, Lookup, attribute_cache_key};
 use crate::domain::{Event, LookedUp};
 use crate::rules::EnrichmentConfig;
 use crate::store::CacheStore;
@@ -64,7 +63,7 @@ impl CioEnricher {
         result
     }
 
-    /// The shared cached lookup (`cio_sync::lookup`, also used by the scheduled persona job), with
+    /// The shared cached lookup (`customerio::Lookup`, also used by the scheduled persona job), with
     /// its answer turned into the `customer.lookup` label.
     async fn cached_or_fetched(
         &self,

@@ -1,18 +1,18 @@
-//! Attribute lookups for segment members, through the same cache as the worker's enrichment
+//! Cached attribute lookups, shared by the worker's enrichment and the scheduled persona job
 //! (same keys, same value, same freshness): a person looked up for a webhook alert is not
-//! fetched again here, and a run resumed after a deadline does not refetch anyone.
+//! fetched again for a segment's clustering, and a run resumed after a deadline does not
+//! refetch anyone.
 
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use crate::customerio::{CioError, CustomerIoApi, Identifiers};
-use crate::rules::IdType;
+use super::{CioError, CustomerIoApi, IdType, Identifiers};
 use crate::store::CacheStore;
 use crate::telemetry::chain;
 
-/// The cache key the worker's enrichment (`worker::enrich`) uses for a person's attributes.
+/// The cache key of a person's attributes.
 pub fn attribute_cache_key(id_type: IdType, id: &str) -> String {
     format!("cio-attributes#{}#{id}", id_type.as_str())
 }
