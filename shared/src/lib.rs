@@ -20,5 +20,6 @@ pub mod secrets;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod template;
 pub mod verify;
 pub mod worker;

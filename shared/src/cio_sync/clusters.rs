@@ -43,8 +43,8 @@ impl Tally {
         count.describe.resize_with(config.describe.len(), BTreeMap::new);
         for (spread, attribute) in count.describe.iter_mut().zip(&config.describe) {
             let value = match attributes.get(attribute) {
-                None | Some(Value::Null) => crate::rules::MISSING.to_owned(),
-                Some(Value::String(s)) if s.trim().is_empty() => crate::rules::MISSING.to_owned(),
+                None | Some(Value::Null) => crate::template::MISSING.to_owned(),
+                Some(Value::String(s)) if s.trim().is_empty() => crate::template::MISSING.to_owned(),
                 Some(Value::String(s)) => s.trim().to_lowercase(),
                 Some(other) => other.to_string(),
             };

@@ -10,7 +10,8 @@ use serde_json::{Map, Value, json};
 
 use crate::domain::{Event, EventId, RankBy, Source};
 use crate::mavera::{CreatePersonaRequest, GenerationRequest, MaveChatRequest, MaveraRequest};
-use crate::rules::{AttributePersonasConfig, CampaignStrategyConfig, JsonTemplate, PERSONA_NAME_MAX_CHARS};
+use crate::rules::{AttributePersonasConfig, CampaignStrategyConfig, PERSONA_NAME_MAX_CHARS};
+use crate::template::JsonTemplate;
 
 /// Job 1's one message per run window: the best campaigns, for Mave to explain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -28,24 +28,14 @@ impl Event {
     /// Looks a dotted path up. `event_id` and `event_name` are the event's own id and name;
     /// every other path reads `fields` (`plan`, `identifiers.email`, `customer.plan`).
     pub fn lookup(&self, path: &FieldPath) -> Option<LookedUp<'_>> {
-        let mut segments = path.segments();
-        let first = segments.next()?;
         if path.len() == 1 {
-            match first {
+            match path.first() {
                 "event_id" => return Some(LookedUp::Str(self.id.as_str())),
                 "event_name" => return Some(LookedUp::Str(&self.name)),
                 _ => {}
             }
         }
-        let mut value = self.fields.get(first)?;
-        for seg in segments {
-            value = match value {
-                Value::Object(map) => map.get(seg)?,
-                Value::Array(items) => items.get(seg.parse::<usize>().ok()?)?,
-                _ => return None,
-            };
-        }
-        if value.is_null() { None } else { Some(LookedUp::Json(value)) }
+        lookup_in(&self.fields, path)
     }
 
     /// The top-level scalar fields (strings, numbers, booleans), as Mavera's sample puts
@@ -56,6 +46,21 @@ impl Event {
             .filter(|(_, v)| matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_)))
             .map(|(k, v)| (k.as_str(), v))
     }
+}
+
+/// Looks a dotted path up in a map of fields: objects by key, arrays by index. Null counts as
+/// absent.
+pub fn lookup_in<'a>(fields: &'a Map<String, Value>, path: &FieldPath) -> Option<LookedUp<'a>> {
+    let mut segments = path.segments();
+    let mut value = fields.get(segments.next()?)?;
+    for seg in segments {
+        value = match value {
+            Value::Object(map) => map.get(seg)?,
+            Value::Array(items) => items.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    if value.is_null() { None } else { Some(LookedUp::Json(value)) }
 }
 
 /// A value found by [`Event::lookup`].

@@ -8,7 +8,7 @@ mod rank_by;
 mod rule_name;
 mod source;
 
-pub use event::{Event, FieldPath, FieldPathError, LookedUp};
+pub use event::{Event, FieldPath, FieldPathError, LookedUp, lookup_in};
 pub use event_id::{EventId, EventIdError};
 pub use job_key::JobKey;
 pub use rank_by::RankBy;

@@ -2,10 +2,9 @@
 
 use serde_json::{Map, Value};
 
-use super::json_template::{JsonTemplate, render_entries};
-use super::template::Template;
 use crate::domain::{Event, FieldPath};
 use crate::mavera::{CreatePersonaRequest, GenerationRequest, MaveChatRequest, MaveraRequest};
+use crate::template::{JsonTemplate, Template, render_entries};
 
 /// Mavera rejects persona names over 100 characters.
 pub const PERSONA_NAME_MAX_CHARS: usize = 100;

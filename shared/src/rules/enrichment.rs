@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::template::Template;
 use crate::customerio::IdType;
 use crate::domain::FieldPath;
+use crate::template::Template;
 
 /// `customer.<name>` = the lower-cased value of `attribute`, or `default` when missing.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,10 +8,9 @@ use super::Rule;
 use super::action::{Action, GenerateAction, PersonaAction, ResearchAction};
 use super::condition::{Condition, RawCondition};
 use super::enrichment::{EnrichmentConfig, RawEnrichment};
-use super::json_template::JsonTemplate;
 use super::sync_config::{self, SyncConfig};
-use super::template::Template;
 use crate::domain::{FieldPath, RuleName, Source};
+use crate::template::{JsonTemplate, Template};
 
 /// A daily cap is counted in one store item that lists the jobs it admitted; this bound
 /// keeps that item far below DynamoDB's 400 KB.

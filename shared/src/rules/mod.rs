@@ -5,9 +5,7 @@ mod action;
 mod condition;
 mod enrichment;
 mod file;
-mod json_template;
 mod sync_config;
-mod template;
 
 use std::collections::HashMap;
 
@@ -15,13 +13,11 @@ pub use action::{Action, GenerateAction, PERSONA_NAME_MAX_CHARS, PersonaAction, 
 pub use condition::{Condition, Test};
 pub use enrichment::{Classifier, EnrichmentConfig};
 pub use file::RulesError;
-pub use json_template::JsonTemplate;
 pub use sync_config::{
     ATTRIBUTE_PERSONAS, AttributePersonasConfig, CAMPAIGN_STRATEGY, CLUSTER_FIELDS, CampaignStrategyConfig,
     ClusterAttribute, ClusterPersonaTemplate, GenerateStep, MAVE_FIELDS, MAX_EVERY_DAYS, PROMPT_FIELDS, SyncConfig,
     bucket_label,
 };
-pub use template::{MISSING, Template, TemplateError};
 
 use crate::domain::{Event, RuleName, Source};
 

@@ -8,12 +8,10 @@
 
 use std::ops::RangeInclusive;
 
-
 use super::PERSONA_NAME_MAX_CHARS;
-use super::json_template::JsonTemplate;
-use super::template::Template;
 use crate::customerio::IdType;
 use crate::domain::{FieldPath, RankBy};
+use crate::template::{JsonTemplate, MISSING, Template};
 
 pub const CAMPAIGN_STRATEGY: &str = "cio_sync.campaign_strategy";
 pub const ATTRIBUTE_PERSONAS: &str = "cio_sync.attribute_personas";
@@ -512,14 +510,14 @@ fn cluster_by(value: Option<toml::Value>) -> Result<Vec<ClusterAttribute>, Probl
             .string("default")
             .map_err(|(f, p)| (at(&f), p))?
             .map(|d| d.trim().to_lowercase())
-            .unwrap_or_else(|| super::MISSING.to_owned());
+            .unwrap_or_else(|| MISSING.to_owned());
         attributes.push(ClusterAttribute { name, attribute, buckets, default });
     }
     Ok(attributes)
 }
 
 fn categorical(name: &str, attribute: &str) -> ClusterAttribute {
-    ClusterAttribute { name: name.into(), attribute: attribute.into(), buckets: None, default: super::MISSING.into() }
+    ClusterAttribute { name: name.into(), attribute: attribute.into(), buckets: None, default: MISSING.into() }
 }
 
 fn persona_template(
