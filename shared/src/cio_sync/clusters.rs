@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::checkpoint::fingerprint;
 use super::jobs::{ClusterPersona, ClusterValue, Spread};
+use crate::domain::truncate_chars;
 use crate::rules::AttributePersonasConfig;
 
 /// Values longer than this are cut: they name clusters and personas, and checkpoints must
@@ -131,9 +132,8 @@ pub fn cluster_id(segment_id: u64, values: &[ClusterValue]) -> String {
 }
 
 fn cut(mut value: String) -> String {
-    if let Some((at, _)) = value.char_indices().nth(MAX_VALUE_CHARS) {
-        value.truncate(at);
-    }
+    let kept = truncate_chars(&value, MAX_VALUE_CHARS).len();
+    value.truncate(kept);
     value
 }
 

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::domain::{Event, EventId, RankBy, Source};
+use crate::domain::{Event, EventId, PersonaName, RankBy, Source};
 use crate::mavera::{CreatePersonaRequest, GenerationRequest, MaveChatRequest, MaveraRequest};
-use crate::rules::{AttributePersonasConfig, CampaignStrategyConfig, PERSONA_NAME_MAX_CHARS};
+use crate::rules::{AttributePersonasConfig, CampaignStrategyConfig};
 use crate::template::JsonTemplate;
 
 /// Job 1's one message per run window: the best campaigns, for Mave to explain.
@@ -207,10 +207,7 @@ impl ClusterPersona {
     pub fn persona_request(&self, config: &AttributePersonasConfig) -> MaveraRequest {
         let context = context("attribute-personas", &self.cluster_id, self.fields());
         let p = &config.persona;
-        let mut name = p.name.render(&context).trim().to_owned();
-        if let Some((cut, _)) = name.char_indices().nth(PERSONA_NAME_MAX_CHARS) {
-            name.truncate(cut);
-        }
+        let name = PersonaName::new(p.name.render(&context).trim());
         let mut extra = Map::new();
         if let Some(field) = &p.context_field {
             let mut facts = Map::new();
@@ -225,7 +222,7 @@ impl ClusterPersona {
         }
         extra.extend(render_entries(&p.extra, &context));
         MaveraRequest::CreatePersona(CreatePersonaRequest {
-            name,
+            name: name.into_string(),
             description: p.description.render(&context).trim().to_owned(),
             extra,
         })

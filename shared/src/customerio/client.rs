@@ -314,7 +314,7 @@ fn error_detail(body: &[u8]) -> String {
     if text.is_empty() {
         return "no reason given".to_owned();
     }
-    let mut cut: String = text.chars().take(MAX_DETAIL_CHARS).collect();
+    let mut cut = crate::domain::truncate_chars(&text, MAX_DETAIL_CHARS).to_owned();
     if cut.len() < text.len() {
         cut.push('…');
     }

@@ -9,7 +9,7 @@ mod sync_config;
 
 use std::collections::HashMap;
 
-pub use action::{Action, GenerateAction, PERSONA_NAME_MAX_CHARS, PersonaAction, ResearchAction};
+pub use action::{Action, GenerateAction, PersonaAction, ResearchAction};
 pub use condition::{Condition, Test};
 pub use enrichment::{Classifier, EnrichmentConfig};
 pub use file::RulesError;

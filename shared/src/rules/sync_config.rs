@@ -8,9 +8,8 @@
 
 use std::ops::RangeInclusive;
 
-use super::PERSONA_NAME_MAX_CHARS;
 use crate::customerio::IdType;
-use crate::domain::{FieldPath, RankBy};
+use crate::domain::{FieldPath, PersonaName, RankBy};
 use crate::template::{JsonTemplate, MISSING, Template};
 
 pub const CAMPAIGN_STRATEGY: &str = "cio_sync.campaign_strategy";
@@ -537,10 +536,10 @@ fn persona_template(
             "the name must tell clusters apart: include {cluster.label} or every {cluster.<name>}; Mavera refuses a second persona with the same name".into(),
         ));
     }
-    if name.as_str().chars().count() > PERSONA_NAME_MAX_CHARS {
+    if name.as_str().chars().count() > PersonaName::MAX_CHARS {
         return Err(field(
             "name",
-            format!("is longer than Mavera's {PERSONA_NAME_MAX_CHARS} characters before a single field is filled in"),
+            format!("is longer than Mavera's {} characters before a single field is filled in", PersonaName::MAX_CHARS),
         ));
     }
     let description = r.template("description", DEFAULT_PERSONA_DESCRIPTION, allowed)?;

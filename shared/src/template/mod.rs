@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 pub use json::{JsonTemplate, render_entries};
 
-use crate::domain::{Event, FieldPath, LookedUp, lookup_in};
+use crate::domain::{Event, FieldPath, LookedUp, lookup_in, truncate_chars};
 
 /// Where a template's fields come from.
 pub trait FieldSource {
@@ -113,10 +113,9 @@ impl Template {
                         Some(value) => value.write_to(&mut out),
                         None => out.push_str(MISSING),
                     }
-                    if let Some(max) = *max_chars
-                        && let Some((cut, _)) = out[start..].char_indices().nth(max)
-                    {
-                        out.truncate(start + cut);
+                    if let Some(max) = *max_chars {
+                        let kept = truncate_chars(&out[start..], max).len();
+                        out.truncate(start + kept);
                     }
                 }
             }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::result::bounded;
 use super::{FINISH_MARGIN, MAX_TEXT_CHARS, Transient, Worker};
 use crate::cio_sync::CampaignAnalysis;
 use crate::domain::JobKey;
@@ -178,10 +179,8 @@ fn request_json(request: &MaveraRequest) -> Value {
 
 /// The first `max` characters, and whether anything was cut.
 fn cut(text: &str, max: usize) -> (String, bool) {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => (text[..at].to_owned(), true),
-        None => (text.to_owned(), false),
-    }
+    let (kept, cut) = bounded(text, max);
+    (kept.to_owned(), cut)
 }
 
 #[cfg(test)]
