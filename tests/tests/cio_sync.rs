@@ -439,7 +439,7 @@ async fn disabled_jobs_read_nothing_and_queue_nothing() {
         v: shared::queue::MESSAGE_VERSION,
         key: JobKey::from_stored("cio-sync#attribute-personas#seg42#c0000000000000000"),
         rule: SyncJob::AttributePersonas.rule(),
-        job: Job::ClusterPersona(shared::cio_sync::ClusterPersona {
+        job: Job::ClusterPersona(shared::queue::ClusterPersona {
             segment_id: 42,
             cluster_id: "c0000000000000000".into(),
             values: vec![],

@@ -13,13 +13,12 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::checkpoint::{self, fingerprint};
-use super::jobs::{CampaignAnalysis, MetricsDates, WINNER_METRICS, Winner};
 use super::summary::{RunStatus, Summary};
 use super::window::{RunWindow, metrics_dates};
 use super::{CioSync, Enqueued, SyncError, SyncJob};
 use crate::customerio::{Campaign, CampaignMetrics, CioError, CustomerIoApi, MetricsWindow};
 use crate::domain::JobKey;
-use crate::queue::{Job, JobMessage, MESSAGE_VERSION};
+use crate::queue::{CampaignAnalysis, Job, JobMessage, MESSAGE_VERSION, MetricsDates, WINNER_METRICS, Winner};
 use crate::rules::CampaignStrategyConfig;
 use crate::telemetry::chain;
 

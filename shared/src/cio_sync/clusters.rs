@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::checkpoint::fingerprint;
-use super::jobs::{ClusterPersona, ClusterValue, Spread};
 use crate::domain::truncate_chars;
+use crate::queue::{ClusterPersona, ClusterValue, Spread};
 use crate::rules::AttributePersonasConfig;
 
 /// Values longer than this are cut: they name clusters and personas, and checkpoints must

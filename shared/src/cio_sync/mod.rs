@@ -18,7 +18,6 @@
 mod campaigns;
 mod checkpoint;
 mod clusters;
-mod jobs;
 mod lambda;
 mod personas;
 mod summary;
@@ -32,7 +31,6 @@ use tokio::time::Instant;
 
 pub use checkpoint::{CheckpointError, MAX_CHECKPOINT_BYTES};
 pub use clusters::cluster_id;
-pub use jobs::{CampaignAnalysis, ClusterPersona, ClusterValue, MetricsDates, Spread, WINNER_METRICS, Winner, percent};
 pub use lambda::{InputError, RunRequest, Settings};
 pub use summary::{RunFailed, RunStatus, Summary};
 pub use window::RunWindow;

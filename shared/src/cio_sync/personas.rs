@@ -24,9 +24,11 @@ use super::summary::{RunStatus, Summary};
 use super::window::RunWindow;
 use super::{CioSync, Enqueued, SyncError, SyncJob};
 use crate::customerio::{CioError, CustomerIoApi, Found, Identifiers, Lookup, ScanStop};
-use crate::domain::JobKey;
+use crate::domain::{JobKey, percent};
+use crate::mavera::MaveraRequest;
 use crate::queue::{Job, JobMessage, MESSAGE_VERSION};
 use crate::rules::AttributePersonasConfig;
+use crate::worker::persona_request;
 
 /// Lookups in flight at once; the client's gate keeps them to 10 starts a second.
 const LOOKUPS_IN_FLIGHT: usize = 10;
@@ -281,11 +283,11 @@ impl Run<'_> {
         self.summary.planned = jobs
             .iter()
             .map(|j| {
-                let name = match j.persona_request(self.config) {
-                    crate::mavera::MaveraRequest::CreatePersona(p) => p.name,
+                let name = match persona_request(j, self.config) {
+                    MaveraRequest::CreatePersona(p) => p.name,
                     _ => String::new(),
                 };
-                json!({"cluster": j.cluster_id, "label": j.label(), "size": j.size, "share": super::percent(j.size, j.members), "persona": name})
+                json!({"cluster": j.cluster_id, "label": j.label(), "size": j.size, "share": percent(j.size, j.members), "persona": name})
             })
             .collect();
         if self.dry_run {
@@ -369,8 +371,9 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
-    use crate::cio_sync::{ClusterPersona, RunRequest};
+    use crate::cio_sync::RunRequest;
     use crate::customerio::memory::{Call, MemoryCustomerIo};
+    use crate::queue::ClusterPersona;
     use crate::queue::MemoryQueue;
     use crate::rules::Rules;
     use crate::store::{JobStore, Lease, MemoryStore, Outcome};

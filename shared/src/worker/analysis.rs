@@ -5,20 +5,27 @@
 //! queue, and the retry must not pay for Mave again. So Mave's answer is kept in the event
 //! store (a cache record under the job's key) before Generate is called, and a retry that
 //! finds it asks Generate only.
+//!
+//! The requests are rendered here from the message's facts (winners and their metrics) with
+//! the `[cio_sync.campaign_strategy]` templates of the worker's own `triggers.toml`.
 
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use super::result::bounded;
 use super::{FINISH_MARGIN, MAX_TEXT_CHARS, Transient, Worker};
-use crate::cio_sync::CampaignAnalysis;
-use crate::domain::JobKey;
-use crate::mavera::{ErrorClass, Generation, MaveMessage, MaveraRequest, MaveraResponse};
+use crate::domain::{JobKey, RankBy, percent};
+use crate::mavera::{
+    ErrorClass, Generation, GenerationRequest, MaveChatRequest, MaveMessage, MaveraRequest, MaveraResponse,
+};
+use crate::queue::{CampaignAnalysis, WINNER_METRICS, Winner};
+use crate::rules::CampaignStrategyConfig;
 use crate::store::{Outcome, RECORD_TTL};
 use crate::telemetry::chain;
+use crate::template::render_entries;
 
 /// Each of the two texts on the record is cut here, so both fit DynamoDB's 400 KB item.
 const RECORD_TEXT_CHARS: usize = MAX_TEXT_CHARS / 2;
@@ -61,8 +68,8 @@ impl Worker {
             });
         }
         let Some(mavera) = &self.mavera else {
-            let mave = job.mave_request(config);
-            let generate = job.generate_request(config, "(Mave's analysis goes here)", "(Mave's thread)");
+            let mave = mave_request(job, config);
+            let generate = generate_request(job, config, "(Mave's analysis goes here)", "(Mave's thread)");
             tracing::info!(body = %mave.body(), "dry run: would send POST /mave/chat, then POST /generations");
             return Ok(Outcome::Done {
                 result: json!({"dry_run": true, "requests": [request_json(&mave), request_json(&generate)]}),
@@ -83,7 +90,7 @@ impl Worker {
                 ));
                 step
             }
-            None => match mavera.send(&job.mave_request(config), call_deadline).await {
+            None => match mavera.send(&mave_request(job, config), call_deadline).await {
                 Ok(MaveraResponse::Research(m)) => {
                     let step = MaveStep::from_message(&m);
                     self.keep(&step_key, &step, notes).await;
@@ -103,7 +110,7 @@ impl Worker {
             },
         };
 
-        let generate = job.generate_request(config, &mave.content, &mave.thread_id);
+        let generate = generate_request(job, config, &mave.content, &mave.thread_id);
         match mavera.send(&generate, call_deadline).await {
             Ok(MaveraResponse::Generation(g)) => Ok(Outcome::Done { result: analysis_result(job, &mave, &g) }),
             Ok(_) => Ok(Outcome::Failed {
@@ -177,6 +184,72 @@ fn request_json(request: &MaveraRequest) -> Value {
     json!({"method": "POST", "path": request.path(), "body": request.body()})
 }
 
+/// The fields the prompt can name (`rules::PROMPT_FIELDS`).
+fn fields(job: &CampaignAnalysis) -> Map<String, Value> {
+    let winners: Vec<String> =
+        job.winners.iter().enumerate().map(|(i, w)| winner_line(i + 1, w, job.rank_by)).collect();
+    let mut fields = Map::new();
+    fields.insert("winners".into(), Value::String(winners.join("\n")));
+    fields.insert("winner_count".into(), json!(job.winners.len()));
+    fields.insert("rank_by".into(), json!(job.rank_by.label()));
+    fields.insert("min_delivered".into(), json!(job.min_delivered));
+    fields.insert("campaigns_considered".into(), json!(job.campaigns_considered));
+    fields
+        .insert("window".into(), json!({"start": job.metrics.start, "end": job.metrics.end, "days": job.metrics.days}));
+    fields
+}
+
+/// `POST /mave/chat`: what do the winners share?
+fn mave_request(job: &CampaignAnalysis, config: &CampaignStrategyConfig) -> MaveraRequest {
+    MaveraRequest::Research(MaveChatRequest {
+        message: config.prompt.render(&fields(job)),
+        thread_id: None,
+        workspace_id: config.workspace_id.clone(),
+    })
+}
+
+/// `POST /generations`: new variations, from Mave's answer.
+fn generate_request(
+    job: &CampaignAnalysis,
+    config: &CampaignStrategyConfig,
+    mave_content: &str,
+    mave_thread_id: &str,
+) -> MaveraRequest {
+    let mut fields = fields(job);
+    fields.insert("mave".into(), json!({"content": mave_content, "thread_id": mave_thread_id}));
+    let g = &config.generate;
+    MaveraRequest::Generate(GenerationRequest {
+        app_id: g.app_id.clone(),
+        input_data: render_entries(&g.input, &fields),
+        title: g.title.as_ref().map(|t| t.render(&fields)),
+        brand_voice_id: g.brand_voice_id.clone(),
+        persona_id: g.persona_id.clone(),
+        workspace_id: g.workspace_id.clone(),
+    })
+}
+
+/// `1. "Welcome" (campaign 5; tags: new, welcome): conversion rate 4.2%; 1000 delivered, …`
+fn winner_line(rank: usize, w: &Winner, rank_by: RankBy) -> String {
+    let tags = if w.tags.is_empty() { "no tags".to_owned() } else { format!("tags: {}", w.tags.join(", ")) };
+    let delivered = w.totals.get("delivered").copied().unwrap_or(0);
+    let counts: Vec<String> = WINNER_METRICS
+        .iter()
+        .filter_map(|m| w.totals.get(*m).map(|n| (*m, *n)))
+        .map(|(m, n)| match m {
+            "sent" | "delivered" => format!("{n} {m}"),
+            _ => format!("{n} {m} ({})", percent(n, delivered)),
+        })
+        .collect();
+    format!(
+        "{rank}. \"{}\" (campaign {}; {tags}): {} {:.1}%; {}",
+        w.name,
+        w.id,
+        rank_by.label(),
+        w.rate * 100.0,
+        counts.join(", ")
+    )
+}
+
 /// The first `max` characters, and whether anything was cut.
 fn cut(text: &str, max: usize) -> (String, bool) {
     let (kept, cut) = bounded(text, max);
@@ -189,11 +262,11 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::cio_sync::{MetricsDates, SyncJob, Winner};
-    use crate::domain::RankBy;
-    use crate::queue::{Job, JobMessage, MESSAGE_VERSION};
-    use crate::rules::Rules;
+    use crate::domain::{FieldPath, RuleName};
+    use crate::queue::{Job, JobMessage, MESSAGE_VERSION, MetricsDates};
+    use crate::rules::{PROMPT_FIELDS, Rules};
     use crate::store::{JobStatus, JobStore, MemoryStore};
+    use crate::template::FieldSource;
     use crate::worker::Disposition;
 
     #[tokio::test]
@@ -205,7 +278,8 @@ mod tests {
         .unwrap();
         let store = Arc::new(MemoryStore::new());
         let worker = Worker::new(Arc::new(rules), store.clone(), store.clone(), None, None).unwrap();
-        let key = JobKey::for_sync(&SyncJob::CampaignStrategy.rule(), &["2026-03-02_7d"]);
+        let rule = RuleName::parse("campaign-strategy").unwrap();
+        let key = JobKey::for_sync(&rule, &["2026-03-02_7d"]);
         let analysis = CampaignAnalysis {
             run_window: "2026-03-02_7d".into(),
             metrics: MetricsDates { start: "2026-01-31".into(), end: "2026-03-01".into(), days: 30 },
@@ -214,12 +288,7 @@ mod tests {
             campaigns_considered: 4,
             winners: vec![Winner { id: 5, name: "Welcome".into(), tags: vec![], rate: 0.2, totals: BTreeMap::new() }],
         };
-        let message = JobMessage {
-            v: MESSAGE_VERSION,
-            key: key.clone(),
-            rule: SyncJob::CampaignStrategy.rule(),
-            job: Job::CampaignAnalysis(analysis),
-        };
+        let message = JobMessage { v: MESSAGE_VERSION, key: key.clone(), rule, job: Job::CampaignAnalysis(analysis) };
         let later = Instant::now() + Duration::from_secs(30);
         assert_eq!(worker.process(&message.to_body().unwrap(), later).await, Disposition::Finished(JobStatus::Done));
         let result = store.get(&key).await.unwrap().unwrap().result.unwrap();
@@ -233,6 +302,73 @@ mod tests {
         );
         assert_eq!(result["requests"][1]["path"], "/generations");
         assert_eq!(result["requests"][1]["body"]["app_id"], "email-variations");
+    }
+
+    fn analysis() -> CampaignAnalysis {
+        let totals = |d: u64, c: u64, k: u64| {
+            BTreeMap::from([("delivered".into(), d), ("clicked".into(), k), ("converted".into(), c)])
+        };
+        CampaignAnalysis {
+            run_window: "2026-03-02_7d".into(),
+            metrics: MetricsDates { start: "2026-01-31".into(), end: "2026-03-01".into(), days: 30 },
+            rank_by: RankBy::ConversionRate,
+            min_delivered: 100,
+            campaigns_considered: 7,
+            winners: vec![
+                Winner {
+                    id: 5,
+                    name: "Welcome".into(),
+                    tags: vec!["new".into(), "welcome".into()],
+                    rate: 0.05,
+                    totals: totals(1000, 50, 200),
+                },
+                Winner { id: 9, name: "Winback".into(), tags: vec![], rate: 0.031, totals: totals(400, 12, 40) },
+            ],
+        }
+    }
+
+    fn config(generate: &str) -> Rules {
+        Rules::parse(
+            &format!("[cio_sync.campaign_strategy]\nenabled = true\n[cio_sync.campaign_strategy.generate]\n{generate}"),
+            "t.toml",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_prompt_lists_the_winners_with_their_metrics() {
+        let rules = config("app_id = \"email-variations\"");
+        let MaveraRequest::Research(r) = mave_request(&analysis(), &rules.cio_sync().campaign_strategy) else {
+            panic!()
+        };
+        assert!(r.message.starts_with("These are our 2 best Customer.io campaigns by conversion rate (at least 100 messages delivered) from 2026-01-31 to 2026-03-01, out of 7 running campaigns:"), "{}", r.message);
+        assert!(r.message.contains("1. \"Welcome\" (campaign 5; tags: new, welcome): conversion rate 5.0%; 1000 delivered, 200 clicked (20%), 50 converted (5%)"), "{}", r.message);
+        assert!(r.message.contains("2. \"Winback\" (campaign 9; no tags): conversion rate 3.1%"), "{}", r.message);
+        assert!(!r.message.contains("unknown"), "{}", r.message);
+    }
+
+    #[test]
+    fn every_prompt_field_is_provided() {
+        let fields = fields(&analysis());
+        for f in PROMPT_FIELDS {
+            assert!(fields.field(&FieldPath::parse(f).unwrap()).is_some(), "{f}");
+        }
+    }
+
+    #[test]
+    fn generate_gets_the_app_and_maves_answer() {
+        let rules = config(
+            "app_id = \"email-variations\"\nbrand_voice_id = \"bv1\"\ninput = { brief = \"{mave.content}\", n = 3 }",
+        );
+        let MaveraRequest::Generate(g) =
+            generate_request(&analysis(), &rules.cio_sync().campaign_strategy, "Lead with the value.", "t1")
+        else {
+            panic!()
+        };
+        assert_eq!(g.app_id, "email-variations");
+        assert_eq!(Value::Object(g.input_data), json!({"brief": "Lead with the value.", "n": 3}));
+        assert_eq!(g.brand_voice_id.as_deref(), Some("bv1"));
+        assert_eq!(g.title.as_deref(), Some("Customer.io message variations, 2026-01-31 to 2026-03-01"));
     }
 
     #[test]

@@ -25,13 +25,13 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+pub use cluster_persona::persona_request;
 pub use enrich::{CioEnricher, Enrich, Enriched, classify};
 pub use result::{MAX_TEXT_CHARS, summarize};
 
-use crate::cio_sync::{CampaignAnalysis, ClusterPersona};
 use crate::domain::{Event, JobKey};
 use crate::mavera::{ErrorClass, MaveraApi, MaveraRequest};
-use crate::queue::{Job, JobMessage};
+use crate::queue::{CampaignAnalysis, ClusterPersona, Job, JobMessage};
 use crate::rules::{Rule, Rules};
 use crate::store::{CacheStore, GuardStore, JobStatus, JobStore, Lease, Outcome, Start, StoreError, utc_day};
 use crate::telemetry::chain;
