@@ -4,11 +4,10 @@
 //! secret.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::rules::{Rules, RulesError};
+use crate::rules::Rules;
 use crate::verify::{CustomerIoVerifier, SecretsError, SegmentVerifier, SigningSecrets, customerio};
 
 /// Every variable mavera-relay reads. `template.yaml` sets the same names (a test checks).
@@ -41,8 +40,6 @@ pub enum ConfigError {
     Invalid { name: &'static str, value: String, problem: String },
     #[error(transparent)]
     Secret(#[from] SecretsError),
-    #[error(transparent)]
-    Rules(#[from] RulesError),
     #[error("reading the secret {arn}: {problem}")]
     SecretsManager { arn: String, problem: String },
 }
@@ -119,14 +116,6 @@ pub fn number<T: FromStr>(vars: &dyn Vars, name: &'static str, default: T) -> Re
             v.parse().map_err(|_| ConfigError::Invalid { name, value: v, problem: "expected a whole number".into() })
         }
     }
-}
-
-/// The trigger rules: the file at `TRIGGERS_PATH`, else the ones compiled in.
-pub fn rules(vars: &dyn Vars) -> Result<Rules, ConfigError> {
-    Ok(match optional(vars, vars::TRIGGERS_PATH) {
-        Some(path) => Rules::load(&PathBuf::from(path))?,
-        None => Rules::embedded()?,
-    })
 }
 
 /// The webhook verifiers. A source that has rules must have its secret: verification is
@@ -231,10 +220,16 @@ impl AwsResources {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::triggers::Triggers;
+
+    /// The shipped rules.
+    fn shipped() -> Rules {
+        Triggers::embedded().unwrap().rules
+    }
 
     #[test]
     fn sources_with_rules_need_their_secret() {
-        let rules = Rules::embedded().unwrap();
+        let rules = shipped();
         let err = Verifiers::from_vars(&[("CIO_WEBHOOK_SECRET", "x")], &rules).unwrap_err();
         assert!(err.to_string().starts_with("SEGMENT_SHARED_SECRET is not set"), "{err}");
         let err = Verifiers::from_vars(&[("SEGMENT_SHARED_SECRET", "x")], &rules).unwrap_err();
@@ -245,18 +240,19 @@ mod tests {
 
     #[test]
     fn a_source_without_rules_is_off_unless_it_has_a_secret() {
-        let rules = Rules::parse(
+        let rules = Triggers::parse(
             "[[rule]]\nname = \"r\"\nsource = \"segment\"\nevent = \"e\"\naction = \"research\"\nresearch = { prompt = \"p\" }",
             "t",
         )
-        .unwrap();
+        .unwrap()
+        .rules;
         let v = Verifiers::from_vars(&[("SEGMENT_SHARED_SECRET", "x")], &rules).unwrap();
         assert!(v.customerio.is_none());
     }
 
     #[test]
     fn bad_values_are_named() {
-        let rules = Rules::embedded().unwrap();
+        let rules = shipped();
         let vars = [
             ("SEGMENT_SHARED_SECRET", "x"),
             ("CIO_WEBHOOK_SECRET", "y"),

@@ -21,5 +21,7 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod template;
+pub mod toml_table;
+pub mod triggers;
 pub mod verify;
 pub mod worker;

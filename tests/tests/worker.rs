@@ -15,9 +15,9 @@ use shared::customerio::{CioClient, CioConfig, CioRegion};
 use shared::domain::{EventId, JobKey, RuleName, Source};
 use shared::mavera::{MaveraApi, MaveraClient, MaveraConfig};
 use shared::queue::JobMessage;
-use shared::rules::Rules;
 use shared::store::{DynamoStore, JobRecord, JobStatus, JobStore, Lease, Start};
 use shared::telemetry::Metrics;
+use shared::triggers::Triggers;
 use shared::worker::{CioEnricher, Disposition, Enrich, Worker, sqs};
 use tokio::time::Instant;
 
@@ -33,13 +33,13 @@ struct Rig {
 }
 
 struct Options {
-    rules: Rules,
+    triggers: Triggers,
     dry_run: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { rules: Rules::embedded().unwrap(), dry_run: false }
+        Options { triggers: Triggers::embedded().unwrap(), dry_run: false }
     }
 }
 
@@ -53,7 +53,7 @@ async fn rig_with(options: Options) -> Rig {
     let mavera = MaveraStandIn::start().await;
     let cio = CioStandIn::start().await;
     let store = aws.store();
-    let rules = Arc::new(options.rules.clone());
+    let rules = Arc::new(options.triggers.rules.clone());
     let client: Option<Arc<dyn MaveraApi>> = (!options.dry_run).then(|| {
         let config =
             MaveraConfig { base_url: mavera.base_url(), ..MaveraConfig::new(mavera.api_key().to_owned().into()) };
@@ -63,11 +63,19 @@ async fn rig_with(options: Options) -> Rig {
         CioClient::new(CioConfig::new(cio.app_key().to_owned().into(), CioRegion::Us).with_base_url(cio.base_url()))
             .unwrap();
     let enricher: Arc<dyn Enrich> =
-        Arc::new(CioEnricher::new(Arc::new(cio_client), Arc::new(store.clone()), rules.enrichment().clone()));
-    let worker =
-        Worker::new(rules.clone(), Arc::new(store.clone()), Arc::new(store.clone()), client, Some(enricher)).unwrap();
+        Arc::new(CioEnricher::new(Arc::new(cio_client), Arc::new(store.clone()), options.triggers.enrichment.clone()));
+    let worker = Worker::new(
+        rules.clone(),
+        options.triggers.cio_sync.for_worker(),
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        client,
+        Some(enricher),
+    )
+    .unwrap();
     let app =
-        TestApp::spawn_with(options.rules, verifiers(false), Arc::new(store.clone()), Arc::new(aws.queue())).await;
+        TestApp::spawn_with(options.triggers.rules, verifiers(false), Arc::new(store.clone()), Arc::new(aws.queue()))
+            .await;
     Rig { aws, mavera, cio, store, worker, app }
 }
 
@@ -152,7 +160,7 @@ async fn each_shipped_segment_rule_sends_its_request_and_keeps_the_result() {
 
 #[tokio::test]
 async fn a_generate_rule_posts_app_and_input_and_keeps_the_output() {
-    let rules = Rules::parse(
+    let triggers = Triggers::parse(
         r#"[[rule]]
 name = "winback-copy"
 source = "segment"
@@ -165,7 +173,7 @@ input = { topic = "Win back a {plan} customer", tone = "warm" }"#,
         "t.toml",
     )
     .unwrap();
-    let r = rig_with(Options { rules, ..Options::default() }).await;
+    let r = rig_with(Options { triggers, ..Options::default() }).await;
     r.app.post_segment(&track("g-1", "churn_signal", "u7", json!({"plan": "pro"}))).await;
     r.run().await;
     let sent = r.mavera.requests_to("/generations");
@@ -324,7 +332,7 @@ async fn a_persona_call_that_timed_out_but_ran_reads_as_done_on_retry() {
 
 #[tokio::test]
 async fn once_per_user_and_daily_caps_skip_the_call() {
-    let rules = Rules::parse(
+    let triggers = Triggers::parse(
         r#"[[rule]]
 name = "capped"
 source = "segment"
@@ -343,7 +351,7 @@ persona = { name = "Trial {user_id}", description = "d" }"#,
         "t.toml",
     )
     .unwrap();
-    let r = rig_with(Options { rules, ..Options::default() }).await;
+    let r = rig_with(Options { triggers, ..Options::default() }).await;
     for i in 0..3 {
         let (_, body) =
             message(&format!("cap-{i}"), "plan_upgraded", &format!("u{i}"), "capped", json!({"new_plan": "pro"}));

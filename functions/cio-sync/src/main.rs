@@ -19,8 +19,8 @@ use tokio::time::Instant;
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    let ColdStart { sdk, vars, rules } = cold_start().await?;
-    let settings = Settings::from_vars(&vars, &rules)?;
+    let ColdStart { sdk, vars, triggers } = cold_start().await?;
+    let settings = Settings::from_vars(&vars, &triggers.cio_sync)?;
 
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), settings.resources.table));
     let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), settings.resources.queue_url));
@@ -29,10 +29,10 @@ async fn main() -> Result<(), Fatal> {
         Some(cio) => Some(Arc::new(CioClient::new(cio)?) as Arc<dyn CustomerIoApi>),
         None => None,
     };
-    let sync = CioSync::new(&rules, api, store.clone(), store, queue)?;
-    for line in rules.cio_sync().describe() {
+    for line in triggers.cio_sync.describe() {
         tracing::info!("{line}");
     }
+    let sync = CioSync::new(triggers.cio_sync, triggers.enrichment.cache_ttl, api, store.clone(), store, queue)?;
 
     let sync = &sync;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -15,15 +15,15 @@ use shared::worker::{CioEnricher, Enrich, Worker, sqs};
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    let ColdStart { sdk, vars, rules } = cold_start().await?;
-    let rules = Arc::new(rules);
+    let ColdStart { sdk, vars, triggers } = cold_start().await?;
+    let rules = Arc::new(triggers.rules);
     let table = config::required(&vars, vars::EVENTS_TABLE, "set it to the events table's name (template.yaml does)")?;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
 
     let mavera = config::mavera(&vars)?.map(MaveraClient::new).transpose()?;
     let enricher = match config::customerio(&vars, rules.needs_enrichment())? {
         Some(cio) => {
-            Some(Arc::new(CioEnricher::new(Arc::new(CioClient::new(cio)?), store.clone(), rules.enrichment().clone()))
+            Some(Arc::new(CioEnricher::new(Arc::new(CioClient::new(cio)?), store.clone(), triggers.enrichment))
                 as Arc<dyn Enrich>)
         }
         None => None,
@@ -44,7 +44,7 @@ async fn main() -> Result<(), Fatal> {
     }
 
     let mavera = mavera.map(|m| Arc::new(m) as Arc<dyn MaveraApi>);
-    let worker = Worker::new(rules.clone(), store.clone(), store, mavera, enricher)?;
+    let worker = Worker::new(rules.clone(), triggers.cio_sync.for_worker(), store.clone(), store, mavera, enricher)?;
     tracing::info!(rules = rules.len(), dry_run = worker.dry_run(), "worker ready");
     let (worker, metrics) = (&worker, &Metrics::from_env("worker"));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::checkpoint::fingerprint;
+use super::config::AttributePersonasConfig;
 use crate::domain::truncate_chars;
 use crate::queue::{ClusterPersona, ClusterValue, Spread};
-use crate::rules::AttributePersonasConfig;
 
 /// Values longer than this are cut: they name clusters and personas, and checkpoints must
 /// stay small.
@@ -140,14 +140,14 @@ fn cut(mut value: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::Rules;
+    use crate::triggers::Triggers;
 
     fn config(clusters: usize) -> AttributePersonasConfig {
         let text = format!(
             "[cio_sync.attribute_personas]\nclusters = {clusters}\nmin_cluster_size = 2\ndescribe = [\"country\"]\n\
              cluster_by = [{{ attribute = \"plan_type\", name = \"plan\" }}, {{ attribute = \"ltv\", buckets = [100] }}]"
         );
-        Rules::parse(&text, "t.toml").unwrap().cio_sync().attribute_personas.clone()
+        Triggers::parse(&text, "t.toml").unwrap().cio_sync.attribute_personas
     }
 
     fn person(plan: &str, ltv: Value, country: &str) -> Map<String, Value> {

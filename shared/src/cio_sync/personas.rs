@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::checkpoint::{self, fingerprint};
 use super::clusters::Tally;
+use super::config::AttributePersonasConfig;
 use super::summary::{RunStatus, Summary};
 use super::window::RunWindow;
 use super::{CioSync, Enqueued, SyncError, SyncJob};
@@ -27,7 +28,6 @@ use crate::customerio::{CioError, CustomerIoApi, Found, Identifiers, Lookup, Sca
 use crate::domain::{JobKey, percent};
 use crate::mavera::MaveraRequest;
 use crate::queue::{Job, JobMessage, MESSAGE_VERSION};
-use crate::rules::AttributePersonasConfig;
 use crate::worker::persona_request;
 
 /// Lookups in flight at once; the client's gate keeps them to 10 starts a second.
@@ -283,7 +283,7 @@ impl Run<'_> {
         self.summary.planned = jobs
             .iter()
             .map(|j| {
-                let name = match persona_request(j, self.config) {
+                let name = match persona_request(j, &self.config.persona) {
                     MaveraRequest::CreatePersona(p) => p.name,
                     _ => String::new(),
                 };
@@ -375,8 +375,8 @@ mod tests {
     use crate::customerio::memory::{Call, MemoryCustomerIo};
     use crate::queue::ClusterPersona;
     use crate::queue::MemoryQueue;
-    use crate::rules::Rules;
     use crate::store::{JobStore, Lease, MemoryStore, Outcome};
+    use crate::triggers::Triggers;
 
     /// Segment 7: 12 pro/saas, 8 free/retail, 3 team/saas, 2 without attributes of
     /// interest; each person's id is their position.
@@ -409,7 +409,7 @@ mod tests {
     }
 
     fn sync(api: Arc<MemoryCustomerIo>) -> (CioSync, MemoryQueue, MemoryStore) {
-        let rules = Rules::parse(
+        let triggers = Triggers::parse(
             "[cio_sync.attribute_personas]\nenabled = true\nsegment_id = 7\npage_size = 5\nclusters = 2\nmin_cluster_size = 3\n\
              cluster_by = [{ attribute = \"plan_type\", name = \"plan\" }, { attribute = \"industry\" }]",
             "t.toml",
@@ -417,9 +417,15 @@ mod tests {
         .unwrap();
         let store = MemoryStore::new();
         let queue = MemoryQueue::default();
-        let sync =
-            CioSync::new(&rules, Some(api), Arc::new(store.clone()), Arc::new(store.clone()), Arc::new(queue.clone()))
-                .unwrap();
+        let sync = CioSync::new(
+            triggers.cio_sync,
+            triggers.enrichment.cache_ttl,
+            Some(api),
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+            Arc::new(queue.clone()),
+        )
+        .unwrap();
         (sync, queue, store)
     }
 

@@ -39,7 +39,7 @@ impl Default for EnrichmentConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawEnrichment {
+pub(crate) struct RawEnrichment {
     id_field: Option<String>,
     id_type: Option<IdType>,
     cache_ttl_hours: Option<f64>,
@@ -49,14 +49,14 @@ pub(super) struct RawEnrichment {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawClassifier {
+pub(crate) struct RawClassifier {
     attribute: String,
     default: Option<String>,
 }
 
 impl RawEnrichment {
     /// Validates; errors name the key within `[enrichment]`.
-    pub(super) fn validate(self) -> Result<EnrichmentConfig, (String, String)> {
+    pub(crate) fn validate(self) -> Result<EnrichmentConfig, (String, String)> {
         let id_field = FieldPath::parse(self.id_field.as_deref().unwrap_or("user_id"))
             .map_err(|e| ("id_field".to_owned(), e.to_string()))?;
         let hours = self.cache_ttl_hours.unwrap_or(24.0);

@@ -22,10 +22,45 @@ use crate::mavera::{
     ErrorClass, Generation, GenerationRequest, MaveChatRequest, MaveMessage, MaveraRequest, MaveraResponse,
 };
 use crate::queue::{CampaignAnalysis, WINNER_METRICS, Winner};
-use crate::rules::CampaignStrategyConfig;
 use crate::store::{Outcome, RECORD_TTL};
 use crate::telemetry::chain;
-use crate::template::render_entries;
+use crate::template::{JsonTemplate, Template, render_entries};
+
+/// Fields a campaign-strategy prompt can name: what [`fields`] provides.
+pub const PROMPT_FIELDS: [&str; 8] = [
+    "winners",
+    "winner_count",
+    "rank_by",
+    "min_delivered",
+    "campaigns_considered",
+    "window.start",
+    "window.end",
+    "window.days",
+];
+/// Fields the Generate step can name besides [`PROMPT_FIELDS`].
+pub const MAVE_FIELDS: [&str; 2] = ["mave.content", "mave.thread_id"];
+
+/// How a campaign analysis becomes Mavera requests: `prompt`, `workspace_id` and `generate`
+/// of `[cio_sync.campaign_strategy]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalysisTemplates {
+    pub prompt: Template,
+    /// Mave's `workspace_id`.
+    pub workspace_id: Option<String>,
+    pub generate: GenerateStep,
+}
+
+/// The `POST /generations` after Mave. Mavera does not document which app suits message
+/// variations, so `app_id` has no default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateStep {
+    pub app_id: String,
+    pub title: Option<Template>,
+    pub input: Vec<(String, JsonTemplate)>,
+    pub brand_voice_id: Option<String>,
+    pub persona_id: Option<String>,
+    pub workspace_id: Option<String>,
+}
 
 /// Each of the two texts on the record is cut here, so both fit DynamoDB's 400 KB item.
 const RECORD_TEXT_CHARS: usize = MAX_TEXT_CHARS / 2;
@@ -61,12 +96,11 @@ impl Worker {
         notes: &mut Vec<String>,
         deadline: Instant,
     ) -> Result<Outcome, Transient> {
-        let config = &self.rules.cio_sync().campaign_strategy;
-        if !config.enabled {
+        let Some(config) = &self.scheduled.campaign_strategy else {
             return Ok(Outcome::Skipped {
                 reason: "[cio_sync.campaign_strategy] is not enabled in this worker's triggers.toml, so queued analyses are not run".into(),
             });
-        }
+        };
         let Some(mavera) = &self.mavera else {
             let mave = mave_request(job, config);
             let generate = generate_request(job, config, "(Mave's analysis goes here)", "(Mave's thread)");
@@ -184,7 +218,7 @@ fn request_json(request: &MaveraRequest) -> Value {
     json!({"method": "POST", "path": request.path(), "body": request.body()})
 }
 
-/// The fields the prompt can name (`rules::PROMPT_FIELDS`).
+/// The fields the templates can name ([`PROMPT_FIELDS`]).
 fn fields(job: &CampaignAnalysis) -> Map<String, Value> {
     let winners: Vec<String> =
         job.winners.iter().enumerate().map(|(i, w)| winner_line(i + 1, w, job.rank_by)).collect();
@@ -200,7 +234,7 @@ fn fields(job: &CampaignAnalysis) -> Map<String, Value> {
 }
 
 /// `POST /mave/chat`: what do the winners share?
-fn mave_request(job: &CampaignAnalysis, config: &CampaignStrategyConfig) -> MaveraRequest {
+fn mave_request(job: &CampaignAnalysis, config: &AnalysisTemplates) -> MaveraRequest {
     MaveraRequest::Research(MaveChatRequest {
         message: config.prompt.render(&fields(job)),
         thread_id: None,
@@ -211,7 +245,7 @@ fn mave_request(job: &CampaignAnalysis, config: &CampaignStrategyConfig) -> Mave
 /// `POST /generations`: new variations, from Mave's answer.
 fn generate_request(
     job: &CampaignAnalysis,
-    config: &CampaignStrategyConfig,
+    config: &AnalysisTemplates,
     mave_content: &str,
     mave_thread_id: &str,
 ) -> MaveraRequest {
@@ -264,20 +298,22 @@ mod tests {
     use super::*;
     use crate::domain::{FieldPath, RuleName};
     use crate::queue::{Job, JobMessage, MESSAGE_VERSION, MetricsDates};
-    use crate::rules::{PROMPT_FIELDS, Rules};
     use crate::store::{JobStatus, JobStore, MemoryStore};
     use crate::template::FieldSource;
+    use crate::triggers::Triggers;
     use crate::worker::Disposition;
 
     #[tokio::test]
     async fn a_dry_run_records_both_requests_and_sends_nothing() {
-        let rules = Rules::parse(
+        let triggers = Triggers::parse(
             "[cio_sync.campaign_strategy]\nenabled = true\ngenerate = { app_id = \"email-variations\" }",
             "t.toml",
         )
         .unwrap();
         let store = Arc::new(MemoryStore::new());
-        let worker = Worker::new(Arc::new(rules), store.clone(), store.clone(), None, None).unwrap();
+        let scheduled = triggers.cio_sync.for_worker();
+        let worker =
+            Worker::new(Arc::new(triggers.rules), scheduled, store.clone(), store.clone(), None, None).unwrap();
         let rule = RuleName::parse("campaign-strategy").unwrap();
         let key = JobKey::for_sync(&rule, &["2026-03-02_7d"]);
         let analysis = CampaignAnalysis {
@@ -327,8 +363,8 @@ mod tests {
         }
     }
 
-    fn config(generate: &str) -> Rules {
-        Rules::parse(
+    fn config(generate: &str) -> Triggers {
+        Triggers::parse(
             &format!("[cio_sync.campaign_strategy]\nenabled = true\n[cio_sync.campaign_strategy.generate]\n{generate}"),
             "t.toml",
         )
@@ -337,8 +373,9 @@ mod tests {
 
     #[test]
     fn the_prompt_lists_the_winners_with_their_metrics() {
-        let rules = config("app_id = \"email-variations\"");
-        let MaveraRequest::Research(r) = mave_request(&analysis(), &rules.cio_sync().campaign_strategy) else {
+        let triggers = config("app_id = \"email-variations\"");
+        let MaveraRequest::Research(r) = mave_request(&analysis(), &triggers.cio_sync.campaign_strategy.analysis)
+        else {
             panic!()
         };
         assert!(r.message.starts_with("These are our 2 best Customer.io campaigns by conversion rate (at least 100 messages delivered) from 2026-01-31 to 2026-03-01, out of 7 running campaigns:"), "{}", r.message);
@@ -357,11 +394,11 @@ mod tests {
 
     #[test]
     fn generate_gets_the_app_and_maves_answer() {
-        let rules = config(
+        let triggers = config(
             "app_id = \"email-variations\"\nbrand_voice_id = \"bv1\"\ninput = { brief = \"{mave.content}\", n = 3 }",
         );
         let MaveraRequest::Generate(g) =
-            generate_request(&analysis(), &rules.cio_sync().campaign_strategy, "Lead with the value.", "t1")
+            generate_request(&analysis(), &triggers.cio_sync.campaign_strategy.analysis, "Lead with the value.", "t1")
         else {
             panic!()
         };

@@ -14,9 +14,23 @@ use super::{FINISH_MARGIN, Transient, Worker, already_done_result, dry_run_resul
 use crate::domain::{PersonaName, percent, share};
 use crate::mavera::{CreatePersonaRequest, ErrorClass, MaveraRequest};
 use crate::queue::ClusterPersona;
-use crate::rules::AttributePersonasConfig;
 use crate::store::Outcome;
-use crate::template::render_entries;
+use crate::template::{JsonTemplate, Template, render_entries};
+
+/// Fields a cluster persona can name besides `cluster.<name>` of each `cluster_by` entry.
+pub const CLUSTER_FIELDS: [&str; 6] =
+    ["cluster.label", "cluster.size", "cluster.share", "distribution", "members", "segment_id"];
+
+/// The persona body for a cluster: `persona` of `[cio_sync.attribute_personas]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterPersonaTemplate {
+    pub name: Template,
+    pub description: Template,
+    /// Where the cluster's facts go in the body (`attributes`, as Mavera's Stripe page sends);
+    /// `None` leaves them out.
+    pub context_field: Option<String>,
+    pub extra: Vec<(String, JsonTemplate)>,
+}
 
 impl Worker {
     pub(super) async fn create_cluster_persona(
@@ -25,13 +39,12 @@ impl Worker {
         notes: &mut Vec<String>,
         deadline: Instant,
     ) -> Result<Outcome, Transient> {
-        let config = &self.rules.cio_sync().attribute_personas;
-        if !config.enabled {
+        let Some(template) = &self.scheduled.attribute_personas else {
             return Ok(Outcome::Skipped {
                 reason: "[cio_sync.attribute_personas] is not enabled in this worker's triggers.toml, so queued personas are not created".into(),
             });
-        }
-        let request = persona_request(job, config);
+        };
+        let request = persona_request(job, template);
         let Some(mavera) = &self.mavera else {
             tracing::info!(body = %request.body(), "dry run: would send POST /personas");
             return Ok(Outcome::Done { result: with_cluster(dry_run_result(&request), job) });
@@ -63,9 +76,8 @@ fn with_cluster(mut result: Value, job: &ClusterPersona) -> Value {
 
 /// `POST /personas` for a cluster. The name depends only on the cluster's values (the
 /// templates may only name those), so a second attempt meets Mavera's duplicate-name 422.
-pub fn persona_request(job: &ClusterPersona, config: &AttributePersonasConfig) -> MaveraRequest {
+pub fn persona_request(job: &ClusterPersona, p: &ClusterPersonaTemplate) -> MaveraRequest {
     let fields = fields(job);
-    let p = &config.persona;
     let name = PersonaName::new(p.name.render(&fields).trim());
     let mut extra = Map::new();
     if let Some(field) = &p.context_field {
@@ -87,7 +99,7 @@ pub fn persona_request(job: &ClusterPersona, config: &AttributePersonasConfig) -
     })
 }
 
-/// The fields a cluster persona's templates can name (`rules::CLUSTER_FIELDS` and
+/// The fields a cluster persona's templates can name ([`CLUSTER_FIELDS`] and
 /// `cluster.<name>` per `cluster_by` entry).
 fn fields(job: &ClusterPersona) -> Map<String, Value> {
     let mut cluster = Map::new();
@@ -110,8 +122,8 @@ mod tests {
     use super::*;
     use crate::domain::FieldPath;
     use crate::queue::{ClusterValue, Spread};
-    use crate::rules::{CLUSTER_FIELDS, Rules};
     use crate::template::FieldSource;
+    use crate::triggers::Triggers;
 
     fn cluster() -> ClusterPersona {
         ClusterPersona {
@@ -134,13 +146,15 @@ mod tests {
 
     #[test]
     fn a_cluster_persona_is_named_by_its_values_and_described_by_size_and_spread() {
-        let rules = Rules::parse(
+        let triggers = Triggers::parse(
             "[cio_sync.attribute_personas]\ncluster_by = [{ attribute = \"plan_type\", name = \"plan\" }, { attribute = \"ltv\", buckets = [100, 1000] }]\n\
              persona = { extra = { type = \"B2C\", note = \"{cluster.plan} buyers\" } }",
             "t.toml",
         )
         .unwrap();
-        let MaveraRequest::CreatePersona(p) = persona_request(&cluster(), &rules.cio_sync().attribute_personas) else {
+        let MaveraRequest::CreatePersona(p) =
+            persona_request(&cluster(), &triggers.cio_sync.attribute_personas.persona)
+        else {
             panic!()
         };
         assert_eq!(p.name, "Customer.io cluster: plan: pro, ltv: 100-1000");
@@ -162,10 +176,10 @@ mod tests {
 
     #[test]
     fn without_describe_the_description_has_no_dangling_text() {
-        let rules = Rules::parse("", "t.toml").unwrap();
+        let triggers = Triggers::parse("", "t.toml").unwrap();
         let mut c = cluster();
         c.distribution.clear();
-        let MaveraRequest::CreatePersona(p) = persona_request(&c, &rules.cio_sync().attribute_personas) else {
+        let MaveraRequest::CreatePersona(p) = persona_request(&c, &triggers.cio_sync.attribute_personas.persona) else {
             panic!()
         };
         assert!(p.description.ends_with("share plan: pro, ltv: 100-1000."), "{}", p.description);

@@ -10,7 +10,9 @@
 //!
 //! Jobs from the scheduled `cio-sync` function take their own path after the lease:
 //! `analysis` (Mave, then Generate, for the best campaigns) and `cluster_persona` (one
-//! persona per attribute cluster); their templates come from `[cio_sync.*]`.
+//! persona per attribute cluster). The worker renders their requests from the message's facts
+//! with the templates of `[cio_sync.*]` ([`ScheduledJobs`]); it meets `cio-sync` only at the
+//! queue message.
 
 mod analysis;
 mod cluster_persona;
@@ -25,7 +27,8 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-pub use cluster_persona::persona_request;
+pub use analysis::{AnalysisTemplates, GenerateStep, MAVE_FIELDS, PROMPT_FIELDS};
+pub use cluster_persona::{CLUSTER_FIELDS, ClusterPersonaTemplate, persona_request};
 pub use enrich::{CioEnricher, Enrich, Enriched, classify};
 pub use result::{MAX_TEXT_CHARS, summarize};
 
@@ -68,8 +71,17 @@ impl Disposition {
 pub trait WorkerState: GuardStore + CacheStore {}
 impl<T: GuardStore + CacheStore> WorkerState for T {}
 
+/// How the worker runs the scheduled jobs' messages: the `[cio_sync.*]` templates of its own
+/// `triggers.toml`. `None` for a job that is off there; its queued messages are skipped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScheduledJobs {
+    pub campaign_strategy: Option<AnalysisTemplates>,
+    pub attribute_personas: Option<ClusterPersonaTemplate>,
+}
+
 pub struct Worker {
     rules: Arc<Rules>,
+    scheduled: ScheduledJobs,
     jobs: Arc<dyn JobStore>,
     guards: Arc<dyn WorkerState>,
     /// `None` in dry run: requests are recorded, never sent.
@@ -97,6 +109,7 @@ impl From<StoreError> for Transient {
 impl Worker {
     pub fn new(
         rules: Arc<Rules>,
+        scheduled: ScheduledJobs,
         jobs: Arc<dyn JobStore>,
         guards: Arc<dyn WorkerState>,
         mavera: Option<Arc<dyn MaveraApi>>,
@@ -107,7 +120,7 @@ impl Worker {
         {
             return Err(WorkerSetupError::EnrichmentUnavailable(rule.name.to_string()));
         }
-        Ok(Worker { rules, jobs, guards, mavera, enricher })
+        Ok(Worker { rules, scheduled, jobs, guards, mavera, enricher })
     }
 
     pub fn dry_run(&self) -> bool {

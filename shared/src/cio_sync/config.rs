@@ -2,15 +2,21 @@
 //! `triggers.toml`: what the scheduled `cio-sync` jobs read from Customer.io and what they ask
 //! Mavera for. Both jobs are off unless `enabled = true`; every other key has a default.
 //!
-//! Each table is read key by key, so an error names the table and the field, as rule errors
-//! do. Templates may only name the fields their job provides (listed in each error), so a
-//! typo is caught at start-up rather than sent to Mavera as `unknown`.
+//! Read as every table is (`toml_table`): serde into raw structs that refuse unknown keys,
+//! then `validate`. An error names the table and the field by its path within the table
+//! (`cluster_by[0].buckets`). Templates may only name the fields the worker provides for the
+//! job (listed in each error), so a typo is caught at start-up rather than sent to Mavera as
+//! `unknown`. The templates themselves are the worker's types: it renders them.
 
-use std::ops::RangeInclusive;
+use serde::Deserialize;
 
 use crate::customerio::IdType;
 use crate::domain::{FieldPath, PersonaName, RankBy};
 use crate::template::{JsonTemplate, MISSING, Template};
+use crate::toml_table::{self, Number, TableError, Whole};
+use crate::worker::{
+    AnalysisTemplates, CLUSTER_FIELDS, ClusterPersonaTemplate, GenerateStep, MAVE_FIELDS, PROMPT_FIELDS, ScheduledJobs,
+};
 
 pub const CAMPAIGN_STRATEGY: &str = "cio_sync.campaign_strategy";
 pub const ATTRIBUTE_PERSONAS: &str = "cio_sync.attribute_personas";
@@ -18,23 +24,6 @@ pub const ATTRIBUTE_PERSONAS: &str = "cio_sync.attribute_personas";
 /// Job and cluster records live 8 days, so a run window is at most 7: within it, the record
 /// of what ran is still there to stop a second run.
 pub const MAX_EVERY_DAYS: i64 = 7;
-
-/// Fields a campaign-strategy prompt can name.
-pub const PROMPT_FIELDS: [&str; 8] = [
-    "winners",
-    "winner_count",
-    "rank_by",
-    "min_delivered",
-    "campaigns_considered",
-    "window.start",
-    "window.end",
-    "window.days",
-];
-/// Fields the Generate step can name besides [`PROMPT_FIELDS`].
-pub const MAVE_FIELDS: [&str; 2] = ["mave.content", "mave.thread_id"];
-/// Fields a cluster persona can name besides `cluster.<name>` of each `cluster_by` entry.
-pub const CLUSTER_FIELDS: [&str; 6] =
-    ["cluster.label", "cluster.size", "cluster.share", "distribution", "members", "segment_id"];
 
 const DEFAULT_PROMPT: &str = "These are our {winner_count} best Customer.io campaigns by {rank_by} \
 (at least {min_delivered} messages delivered) from {window.start} to {window.end}, out of \
@@ -45,6 +34,7 @@ const DEFAULT_TITLE: &str = "Customer.io message variations, {window.start} to {
 const DEFAULT_PERSONA_NAME: &str = "Customer.io cluster: {cluster.label}";
 const DEFAULT_PERSONA_DESCRIPTION: &str = "{cluster.size} of the {members} people read from Customer.io \
 segment {segment_id} ({cluster.share}) share {cluster.label}. {distribution}";
+const EVERY_DAYS_WHY: &str = "records of what ran live 8 days, so a longer window could not be remembered";
 
 /// Both scheduled jobs.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,10 +45,7 @@ pub struct SyncConfig {
 
 impl Default for SyncConfig {
     fn default() -> Self {
-        SyncConfig {
-            campaign_strategy: campaign_strategy(toml::Table::new()).expect("the defaults are valid"),
-            attribute_personas: attribute_personas(toml::Table::new()).expect("the defaults are valid"),
-        }
+        RawSyncConfig::default().validate().expect("the defaults are valid")
     }
 }
 
@@ -79,22 +66,8 @@ pub struct CampaignStrategyConfig {
     pub top_n: usize,
     /// Campaigns with fewer deliveries in the window are not ranked (tiny samples win by luck).
     pub min_delivered: u64,
-    pub prompt: Template,
-    /// Mave's `workspace_id`.
-    pub workspace_id: Option<String>,
-    pub generate: GenerateStep,
-}
-
-/// The `POST /generations` after Mave. Mavera does not document which app suits message
-/// variations, so `app_id` has no default.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GenerateStep {
-    pub app_id: String,
-    pub title: Option<Template>,
-    pub input: Vec<(String, JsonTemplate)>,
-    pub brand_voice_id: Option<String>,
-    pub persona_id: Option<String>,
-    pub workspace_id: Option<String>,
+    /// `prompt`, `workspace_id` and `generate`: what the worker renders a queued analysis with.
+    pub analysis: AnalysisTemplates,
 }
 
 /// Job 2: cluster a segment's members by their attributes, one persona per large cluster.
@@ -115,6 +88,7 @@ pub struct AttributePersonasConfig {
     /// How many of the largest clusters become personas (300 credits each).
     pub clusters: usize,
     pub min_cluster_size: u64,
+    /// What the worker renders a queued cluster's persona with.
     pub persona: ClusterPersonaTemplate,
 }
 
@@ -131,7 +105,6 @@ pub struct ClusterAttribute {
     /// The value of members without the attribute (or with a non-number where buckets are set).
     pub default: String,
 }
-
 impl ClusterAttribute {
     /// The cluster value of one attribute value: lower-cased text, or the bucket a number is in.
     pub fn value_of(&self, value: Option<&serde_json::Value>) -> String {
@@ -164,17 +137,6 @@ pub fn bucket_label(bounds: &[f64], n: f64) -> String {
     }
 }
 
-/// The persona body for a cluster, rendered by the worker.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClusterPersonaTemplate {
-    pub name: Template,
-    pub description: Template,
-    /// Where the cluster's facts go in the body (`attributes`, as Mavera's Stripe page sends);
-    /// `None` leaves them out.
-    pub context_field: Option<String>,
-    pub extra: Vec<(String, JsonTemplate)>,
-}
-
 impl SyncConfig {
     /// One line per job for `relay check`.
     pub fn describe(&self) -> Vec<String> {
@@ -184,6 +146,14 @@ impl SyncConfig {
     /// Whether any job runs (and so needs `CIO_APP_KEY`).
     pub fn any_enabled(&self) -> bool {
         self.campaign_strategy.enabled || self.attribute_personas.enabled
+    }
+
+    /// What the worker renders queued jobs with: the templates of the jobs that are on.
+    pub fn for_worker(&self) -> ScheduledJobs {
+        ScheduledJobs {
+            campaign_strategy: self.campaign_strategy.enabled.then(|| self.campaign_strategy.analysis.clone()),
+            attribute_personas: self.attribute_personas.enabled.then(|| self.attribute_personas.persona.clone()),
+        }
     }
 }
 
@@ -200,7 +170,7 @@ impl CampaignStrategyConfig {
             self.rank_by.label(),
             self.metrics_days,
             self.min_delivered,
-            self.generate.app_id
+            self.analysis.generate.app_id
         )
     }
 }
@@ -238,213 +208,253 @@ impl AttributePersonasConfig {
 }
 
 /// A problem in one table: the field and what is wrong.
-pub(super) type Problem = (String, String);
+pub(crate) type Problem = (String, String);
 
 /// Reads `[cio_sync]`; errors name the table (`cio_sync.campaign_strategy`, …) and the field.
-pub(super) fn parse(mut table: toml::Table) -> Result<SyncConfig, (&'static str, Problem)> {
-    let known = ["campaign_strategy", "attribute_personas"];
-    if let Some(unknown) = table.keys().find(|k| !known.contains(&k.as_str())) {
-        let problem =
-            format!("`[cio_sync.{unknown}]` is not a job; the jobs are campaign_strategy and attribute_personas");
-        return Err(("cio_sync", (unknown.clone(), problem)));
-    }
-    let section = |table: &mut toml::Table, key: &str| -> Result<toml::Table, Problem> {
-        match table.remove(key) {
-            None => Ok(toml::Table::new()),
-            Some(toml::Value::Table(t)) => Ok(t),
-            Some(other) => Err(("*".into(), format!("expected a table, found {}", other.type_str()))),
+pub(crate) fn parse(table: toml::Table) -> Result<SyncConfig, (&'static str, Problem)> {
+    let raw: RawSyncConfig = toml_table::read(table).map_err(|e| match e.split_first() {
+        (Some(job), e) if job == "campaign_strategy" => (CAMPAIGN_STRATEGY, serde_problem(e)),
+        (Some(job), e) if job == "attribute_personas" => (ATTRIBUTE_PERSONAS, serde_problem(e)),
+        (Some(other), _) => {
+            let problem =
+                format!("`[cio_sync.{other}]` is not a job; the jobs are campaign_strategy and attribute_personas");
+            ("cio_sync", (other, problem))
         }
-    };
-    let strategy =
-        section(&mut table, "campaign_strategy").and_then(campaign_strategy).map_err(|p| (CAMPAIGN_STRATEGY, p))?;
-    let personas =
-        section(&mut table, "attribute_personas").and_then(attribute_personas).map_err(|p| (ATTRIBUTE_PERSONAS, p))?;
-    Ok(SyncConfig { campaign_strategy: strategy, attribute_personas: personas })
+        (None, e) => ("cio_sync", serde_problem(e)),
+    })?;
+    raw.validate()
 }
 
-fn campaign_strategy(table: toml::Table) -> Result<CampaignStrategyConfig, Problem> {
-    let mut r = Reader::new(
-        table,
-        &[
-            "enabled",
-            "every_days",
-            "metrics_days",
-            "time_zone",
-            "message_type",
-            "rank_by",
-            "top_n",
-            "min_delivered",
-            "prompt",
-            "workspace_id",
-            "generate",
-        ],
-    )?;
-    let enabled = r.bool("enabled", false)?;
-    let rank_by = match r.string("rank_by")?.as_deref() {
-        None | Some("conversion_rate") => RankBy::ConversionRate,
-        Some("click_rate") => RankBy::ClickRate,
-        Some(other) => {
-            return Err(field("rank_by", format!("`{other}` is not a ranking: use `conversion_rate` or `click_rate`")));
-        }
-    };
-    let prompt_fields: Vec<String> = PROMPT_FIELDS.iter().map(|f| (*f).to_owned()).collect();
-    let prompt = r.template("prompt", DEFAULT_PROMPT, &prompt_fields)?;
-    if prompt.as_str().trim().is_empty() {
-        return Err(field("prompt", "is empty".into()));
-    }
-    let generate_fields: Vec<String> = prompt_fields.iter().cloned().chain(MAVE_FIELDS.map(str::to_owned)).collect();
-    let generate =
-        generate_step(r.table("generate")?, &generate_fields).map_err(|(f, p)| (format!("generate.{f}"), p))?;
-    if enabled && generate.app_id.is_empty() {
-        return Err(field(
-            "generate.app_id",
-            "set it to one of your Mavera generation apps (GET /generation-apps lists them); Mavera does not \
-             document which app writes message variations, so there is no default"
-                .into(),
-        ));
-    }
-    Ok(CampaignStrategyConfig {
-        enabled,
-        every_days: r.int("every_days", 7, 1..=MAX_EVERY_DAYS, EVERY_DAYS_WHY)? as u32,
-        metrics_days: r.int("metrics_days", 30, 1..=365, "")? as u32,
-        time_zone: r.string("time_zone")?,
-        message_type: r.string("message_type")?,
-        rank_by,
-        top_n: r.int("top_n", 3, 1..=10, "each winner lengthens the Mave prompt")? as usize,
-        min_delivered: r.int("min_delivered", 100, 0..=1_000_000_000, "")? as u64,
-        prompt,
-        workspace_id: r.string("workspace_id")?,
-        generate,
-    })
+/// Serde's problem, named by its path within the job's table (`*` for the table itself).
+fn serde_problem(e: TableError) -> Problem {
+    (e.field(), e.message)
 }
 
-const EVERY_DAYS_WHY: &str = "records of what ran live 8 days, so a longer window could not be remembered";
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSyncConfig {
+    campaign_strategy: Option<RawCampaignStrategy>,
+    attribute_personas: Option<RawAttributePersonas>,
+}
 
-fn generate_step(table: toml::Table, allowed: &[String]) -> Result<GenerateStep, Problem> {
-    let mut r = Reader::new(table, &["app_id", "title", "input", "brand_voice_id", "persona_id", "workspace_id"])?;
-    let input = match r.table("input")? {
-        t if t.is_empty() && !r.had("input") => {
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct RawCampaignStrategy {
+    enabled: Option<bool>,
+    every_days: Option<Whole>,
+    metrics_days: Option<Whole>,
+    time_zone: Option<String>,
+    message_type: Option<String>,
+    rank_by: Option<String>,
+    top_n: Option<Whole>,
+    min_delivered: Option<Whole>,
+    prompt: Option<String>,
+    workspace_id: Option<String>,
+    generate: Option<RawGenerateStep>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct RawGenerateStep {
+    app_id: Option<String>,
+    title: Option<String>,
+    input: Option<toml::Table>,
+    brand_voice_id: Option<String>,
+    persona_id: Option<String>,
+    workspace_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct RawAttributePersonas {
+    enabled: Option<bool>,
+    every_days: Option<Whole>,
+    segment_id: Option<Whole>,
+    id_type: Option<String>,
+    cluster_by: Option<Vec<RawClusterAttribute>>,
+    describe: Option<Vec<String>>,
+    max_members: Option<Whole>,
+    page_size: Option<Whole>,
+    clusters: Option<Whole>,
+    min_cluster_size: Option<Whole>,
+    persona: Option<RawPersonaTemplate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table such as { attribute = \"plan_type\" }")]
+struct RawClusterAttribute {
+    attribute: Option<String>,
+    name: Option<String>,
+    buckets: Option<Vec<Number>>,
+    default: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct RawPersonaTemplate {
+    name: Option<String>,
+    description: Option<String>,
+    context_field: Option<String>,
+    extra: Option<toml::Table>,
+}
+
+impl RawSyncConfig {
+    fn validate(self) -> Result<SyncConfig, (&'static str, Problem)> {
+        let strategy = self.campaign_strategy.unwrap_or_default().validate().map_err(|p| (CAMPAIGN_STRATEGY, p))?;
+        let personas = self.attribute_personas.unwrap_or_default().validate().map_err(|p| (ATTRIBUTE_PERSONAS, p))?;
+        Ok(SyncConfig { campaign_strategy: strategy, attribute_personas: personas })
+    }
+}
+
+impl RawCampaignStrategy {
+    fn validate(self) -> Result<CampaignStrategyConfig, Problem> {
+        let enabled = self.enabled.unwrap_or(false);
+        let rank_by = match text(self.rank_by).as_deref() {
+            None | Some("conversion_rate") => RankBy::ConversionRate,
+            Some("click_rate") => RankBy::ClickRate,
+            Some(other) => {
+                return Err(field(
+                    "rank_by",
+                    format!("`{other}` is not a ranking: use `conversion_rate` or `click_rate`"),
+                ));
+            }
+        };
+        let prompt_fields: Vec<String> = PROMPT_FIELDS.iter().map(|f| (*f).to_owned()).collect();
+        let prompt = template("prompt", self.prompt, DEFAULT_PROMPT, &prompt_fields)?;
+        if prompt.as_str().trim().is_empty() {
+            return Err(field("prompt", "is empty".into()));
+        }
+        let generate_fields: Vec<String> =
+            prompt_fields.iter().cloned().chain(MAVE_FIELDS.map(str::to_owned)).collect();
+        let generate = self
+            .generate
+            .unwrap_or_default()
+            .validate(&generate_fields)
+            .map_err(|(f, p)| (format!("generate.{f}"), p))?;
+        if enabled && generate.app_id.is_empty() {
+            return Err(field(
+                "generate.app_id",
+                "set it to one of your Mavera generation apps (GET /generation-apps lists them); Mavera does not \
+                 document which app writes message variations, so there is no default"
+                    .into(),
+            ));
+        }
+        Ok(CampaignStrategyConfig {
+            enabled,
+            every_days: whole("every_days", self.every_days, 7, 1..=MAX_EVERY_DAYS, EVERY_DAYS_WHY)? as u32,
+            metrics_days: whole("metrics_days", self.metrics_days, 30, 1..=365, "")? as u32,
+            time_zone: text(self.time_zone),
+            message_type: text(self.message_type),
+            rank_by,
+            top_n: whole("top_n", self.top_n, 3, 1..=10, "each winner lengthens the Mave prompt")? as usize,
+            min_delivered: whole("min_delivered", self.min_delivered, 100, 0..=1_000_000_000, "")? as u64,
+            analysis: AnalysisTemplates { prompt, workspace_id: text(self.workspace_id), generate },
+        })
+    }
+}
+
+impl RawGenerateStep {
+    fn validate(self, allowed: &[String]) -> Result<GenerateStep, Problem> {
+        let input = self.input.unwrap_or_else(|| {
             let mut t = toml::Table::new();
             t.insert("topic".into(), "New variations of our best-performing Customer.io messages".into());
             t.insert("brief".into(), "{mave.content}".into());
             t
-        }
-        t => t,
-    };
-    Ok(GenerateStep {
-        app_id: r.string("app_id")?.unwrap_or_default(),
-        title: Some(r.template("title", DEFAULT_TITLE, allowed)?).filter(|t| !t.as_str().trim().is_empty()),
-        input: json_templates("input", input, allowed)?,
-        brand_voice_id: r.string("brand_voice_id")?,
-        persona_id: r.string("persona_id")?,
-        workspace_id: r.string("workspace_id")?,
-    })
+        });
+        Ok(GenerateStep {
+            app_id: text(self.app_id).unwrap_or_default(),
+            title: Some(template("title", self.title, DEFAULT_TITLE, allowed)?)
+                .filter(|t| !t.as_str().trim().is_empty()),
+            input: json_templates("input", input, allowed)?,
+            brand_voice_id: text(self.brand_voice_id),
+            persona_id: text(self.persona_id),
+            workspace_id: text(self.workspace_id),
+        })
+    }
 }
 
-fn attribute_personas(table: toml::Table) -> Result<AttributePersonasConfig, Problem> {
-    let mut r = Reader::new(
-        table,
-        &[
-            "enabled",
-            "every_days",
-            "segment_id",
-            "id_type",
-            "cluster_by",
-            "describe",
-            "max_members",
-            "page_size",
-            "clusters",
-            "min_cluster_size",
-            "persona",
-        ],
-    )?;
-    let enabled = r.bool("enabled", false)?;
-    let segment_id = match r.take("segment_id") {
-        None => None,
-        Some(toml::Value::Integer(n)) if n > 0 => Some(n as u64),
-        Some(other) => {
+impl RawAttributePersonas {
+    fn validate(self) -> Result<AttributePersonasConfig, Problem> {
+        let enabled = self.enabled.unwrap_or(false);
+        let segment_id = match self.segment_id {
+            None => None,
+            Some(Whole(n)) if n > 0 => Some(n as u64),
+            Some(Whole(n)) => {
+                return Err(field(
+                    "segment_id",
+                    format!("expected a Customer.io segment id (a positive whole number), found {n}"),
+                ));
+            }
+        };
+        if enabled && segment_id.is_none() {
             return Err(field(
                 "segment_id",
-                format!("expected a Customer.io segment id (a positive whole number), found {}", found(&other)),
+                "set the id of the segment whose members are clustered (Segments > the segment > its URL ends in the id)"
+                    .into(),
             ));
         }
-    };
-    if enabled && segment_id.is_none() {
-        return Err(field(
-            "segment_id",
-            "set the id of the segment whose members are clustered (Segments > the segment > its URL ends in the id)"
-                .into(),
-        ));
-    }
-    let id_type = match r.string("id_type")?.as_deref() {
-        None | Some("id") => IdType::Id,
-        Some("cio_id") => IdType::CioId,
-        Some("email") => IdType::Email,
-        Some(other) => {
-            return Err(field(
-                "id_type",
-                format!("`{other}` is not a segment identifier: use `id`, `cio_id` or `email`"),
-            ));
+        let id_type = match text(self.id_type).as_deref() {
+            None | Some("id") => IdType::Id,
+            Some("cio_id") => IdType::CioId,
+            Some("email") => IdType::Email,
+            Some(other) => {
+                return Err(field(
+                    "id_type",
+                    format!("`{other}` is not a segment identifier: use `id`, `cio_id` or `email`"),
+                ));
+            }
+        };
+        let cluster_by = cluster_by(self.cluster_by)?;
+        let describe = self.describe.unwrap_or_default();
+        if let Some(i) = describe.iter().position(|d| d.trim().is_empty()) {
+            return Err(field(&format!("describe[{i}]"), "expected an attribute name, found an empty string".into()));
         }
-    };
-    let cluster_by = cluster_by(r.take("cluster_by"))?;
-    let describe = match r.take("describe") {
-        None => vec![],
-        Some(toml::Value::Array(items)) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| match v {
-                toml::Value::String(s) if !s.trim().is_empty() => Ok(s),
-                other => Err(field(
-                    &format!("describe[{i}]"),
-                    format!("expected an attribute name, found {}", found(&other)),
-                )),
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        Some(other) => {
-            return Err(field("describe", format!("expected a list of attribute names, found {}", other.type_str())));
+        if describe.len() > 6 {
+            return Err(field("describe", "name at most 6 attributes; each adds a line to every description".into()));
         }
-    };
-    if describe.len() > 6 {
-        return Err(field("describe", "name at most 6 attributes; each adds a line to every description".into()));
+        let mut allowed: Vec<String> = CLUSTER_FIELDS.iter().map(|f| (*f).to_owned()).collect();
+        allowed.extend(cluster_by.iter().map(|c| format!("cluster.{}", c.name)));
+        let persona = self
+            .persona
+            .unwrap_or_default()
+            .validate(&allowed, &cluster_by)
+            .map_err(|(f, p)| (format!("persona.{f}"), p))?;
+        Ok(AttributePersonasConfig {
+            enabled,
+            every_days: whole("every_days", self.every_days, 7, 1..=MAX_EVERY_DAYS, EVERY_DAYS_WHY)? as u32,
+            segment_id,
+            id_type,
+            cluster_by,
+            describe,
+            max_members: whole(
+                "max_members",
+                self.max_members,
+                500,
+                1..=50_000,
+                "each member is one App API call at 10 per second",
+            )? as usize,
+            page_size: whole(
+                "page_size",
+                self.page_size,
+                100,
+                1..=500,
+                "a page's cluster counts are checkpointed as one record",
+            )? as u32,
+            clusters: whole("clusters", self.clusters, 3, 1..=20, "each persona costs 300 credits")? as usize,
+            min_cluster_size: whole("min_cluster_size", self.min_cluster_size, 10, 1..=1_000_000, "")? as u64,
+            persona,
+        })
     }
-    let mut allowed: Vec<String> = CLUSTER_FIELDS.iter().map(|f| (*f).to_owned()).collect();
-    allowed.extend(cluster_by.iter().map(|c| format!("cluster.{}", c.name)));
-    let persona =
-        persona_template(r.table("persona")?, &allowed, &cluster_by).map_err(|(f, p)| (format!("persona.{f}"), p))?;
-    Ok(AttributePersonasConfig {
-        enabled,
-        every_days: r.int("every_days", 7, 1..=MAX_EVERY_DAYS, EVERY_DAYS_WHY)? as u32,
-        segment_id,
-        id_type,
-        cluster_by,
-        describe,
-        max_members: r.int("max_members", 500, 1..=50_000, "each member is one App API call at 10 per second")?
-            as usize,
-        page_size: r.int("page_size", 100, 1..=500, "a page's cluster counts are checkpointed as one record")? as u32,
-        clusters: r.int("clusters", 3, 1..=20, "each persona costs 300 credits")? as usize,
-        min_cluster_size: r.int("min_cluster_size", 10, 1..=1_000_000, "")? as u64,
-        persona,
-    })
 }
 
-fn cluster_by(value: Option<toml::Value>) -> Result<Vec<ClusterAttribute>, Problem> {
-    let entries = match value {
+fn cluster_by(entries: Option<Vec<RawClusterAttribute>>) -> Result<Vec<ClusterAttribute>, Problem> {
+    let Some(entries) = entries else {
         // Mavera's Customer.io job 3 classifies people by these three.
-        None => {
-            return Ok(vec![
-                categorical("plan", "plan_type"),
-                categorical("industry", "industry"),
-                categorical("usage_tier", "usage_tier"),
-            ]);
-        }
-        Some(toml::Value::Array(entries)) => entries,
-        Some(other) => {
-            return Err(field(
-                "cluster_by",
-                format!("expected a list of {{ attribute = \"…\" }} tables, found {}", other.type_str()),
-            ));
-        }
+        return Ok(vec![
+            categorical("plan", "plan_type"),
+            categorical("industry", "industry"),
+            categorical("usage_tier", "usage_tier"),
+        ]);
     };
     if !(1..=6).contains(&entries.len()) {
         return Err(field("cluster_by", "name 1 to 6 attributes; more make clusters too small to matter".into()));
@@ -452,18 +462,9 @@ fn cluster_by(value: Option<toml::Value>) -> Result<Vec<ClusterAttribute>, Probl
     let mut attributes: Vec<ClusterAttribute> = Vec::with_capacity(entries.len());
     for (i, entry) in entries.into_iter().enumerate() {
         let at = |key: &str| format!("cluster_by[{i}].{key}");
-        let toml::Value::Table(table) = entry else {
-            return Err(field(
-                &format!("cluster_by[{i}]"),
-                "expected a table such as { attribute = \"plan_type\" }".into(),
-            ));
-        };
-        let mut r = Reader::new(table, &["attribute", "name", "buckets", "default"]).map_err(|(f, p)| (at(&f), p))?;
-        let attribute = r
-            .string("attribute")
-            .map_err(|(f, p)| (at(&f), p))?
+        let attribute = text(entry.attribute)
             .ok_or_else(|| (at("attribute"), "is missing: name the Customer.io attribute".to_owned()))?;
-        let name = r.string("name").map_err(|(f, p)| (at(&f), p))?.unwrap_or_else(|| attribute.clone());
+        let name = text(entry.name).unwrap_or_else(|| attribute.clone());
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             return Err((
                 at("name"),
@@ -481,18 +482,10 @@ fn cluster_by(value: Option<toml::Value>) -> Result<Vec<ClusterAttribute>, Probl
         if attributes.iter().any(|a| a.name == name) {
             return Err((at("name"), format!("another entry is already named `{name}`")));
         }
-        let buckets = match r.take("buckets") {
+        let buckets = match entry.buckets {
             None => None,
-            Some(toml::Value::Array(items)) => {
-                let bounds = items
-                    .iter()
-                    .map(|v| match v {
-                        toml::Value::Integer(n) => Some(*n as f64),
-                        toml::Value::Float(f) if f.is_finite() => Some(*f),
-                        _ => None,
-                    })
-                    .collect::<Option<Vec<f64>>>()
-                    .ok_or_else(|| (at("buckets"), "expected a list of numbers".to_owned()))?;
+            Some(bounds) => {
+                let bounds: Vec<f64> = bounds.into_iter().map(|Number(n)| n).collect();
                 if bounds.is_empty() || bounds.len() > 20 || bounds.windows(2).any(|w| w[0] >= w[1]) {
                     return Err((
                         at("buckets"),
@@ -501,15 +494,8 @@ fn cluster_by(value: Option<toml::Value>) -> Result<Vec<ClusterAttribute>, Probl
                 }
                 Some(bounds)
             }
-            Some(other) => {
-                return Err((at("buckets"), format!("expected a list of numbers, found {}", other.type_str())));
-            }
         };
-        let default = r
-            .string("default")
-            .map_err(|(f, p)| (at(&f), p))?
-            .map(|d| d.trim().to_lowercase())
-            .unwrap_or_else(|| MISSING.to_owned());
+        let default = text(entry.default).map(|d| d.to_lowercase()).unwrap_or_else(|| MISSING.to_owned());
         attributes.push(ClusterAttribute { name, attribute, buckets, default });
     }
     Ok(attributes)
@@ -519,45 +505,76 @@ fn categorical(name: &str, attribute: &str) -> ClusterAttribute {
     ClusterAttribute { name: name.into(), attribute: attribute.into(), buckets: None, default: MISSING.into() }
 }
 
-fn persona_template(
-    table: toml::Table,
-    allowed: &[String],
-    cluster_by: &[ClusterAttribute],
-) -> Result<ClusterPersonaTemplate, Problem> {
-    let mut r = Reader::new(table, &["name", "description", "context_field", "extra"])?;
-    let name = r.template("name", DEFAULT_PERSONA_NAME, allowed)?;
-    // Persona names key Mavera's only duplicate guard (422), so each cluster needs its own.
-    let names: Vec<&str> = name.fields().map(FieldPath::as_str).collect();
-    let tells_apart = names.contains(&"cluster.label")
-        || cluster_by.iter().all(|c| names.contains(&format!("cluster.{}", c.name).as_str()));
-    if !tells_apart {
-        return Err(field(
-            "name",
-            "the name must tell clusters apart: include {cluster.label} or every {cluster.<name>}; Mavera refuses a second persona with the same name".into(),
-        ));
+impl RawPersonaTemplate {
+    fn validate(self, allowed: &[String], cluster_by: &[ClusterAttribute]) -> Result<ClusterPersonaTemplate, Problem> {
+        let name = template("name", self.name, DEFAULT_PERSONA_NAME, allowed)?;
+        // Persona names key Mavera's only duplicate guard (422), so each cluster needs its own.
+        let names: Vec<&str> = name.fields().map(FieldPath::as_str).collect();
+        let tells_apart = names.contains(&"cluster.label")
+            || cluster_by.iter().all(|c| names.contains(&format!("cluster.{}", c.name).as_str()));
+        if !tells_apart {
+            return Err(field(
+                "name",
+                "the name must tell clusters apart: include {cluster.label} or every {cluster.<name>}; Mavera refuses a second persona with the same name".into(),
+            ));
+        }
+        if name.as_str().chars().count() > PersonaName::MAX_CHARS {
+            return Err(field(
+                "name",
+                format!(
+                    "is longer than Mavera's {} characters before a single field is filled in",
+                    PersonaName::MAX_CHARS
+                ),
+            ));
+        }
+        let description = template("description", self.description, DEFAULT_PERSONA_DESCRIPTION, allowed)?;
+        // Unset: the facts go under `attributes`; `""` leaves them out.
+        let context_field = match self.context_field.map(|f| f.trim().to_owned()) {
+            None => Some("attributes".to_owned()),
+            Some(f) if f.is_empty() => None,
+            Some(f) => Some(f),
+        };
+        let extra = json_templates("extra", self.extra.unwrap_or_default(), allowed)?;
+        if let Some((k, _)) =
+            extra.iter().find(|(k, _)| k == "name" || k == "description" || Some(k) == context_field.as_ref())
+        {
+            return Err(field(
+                &format!("extra.{k}"),
+                "is set by the job itself; set `name`, `description` or `context_field` instead".into(),
+            ));
+        }
+        Ok(ClusterPersonaTemplate { name, description, context_field, extra })
     }
-    if name.as_str().chars().count() > PersonaName::MAX_CHARS {
-        return Err(field(
-            "name",
-            format!("is longer than Mavera's {} characters before a single field is filled in", PersonaName::MAX_CHARS),
-        ));
+}
+
+/// A trimmed string; empty counts as unset.
+fn text(value: Option<String>) -> Option<String> {
+    value.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// A whole number within `range`, or `default` when unset.
+fn whole(
+    key: &str,
+    value: Option<Whole>,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+    why: &str,
+) -> Result<i64, Problem> {
+    let Some(Whole(n)) = value else { return Ok(default) };
+    if range.contains(&n) {
+        return Ok(n);
     }
-    let description = r.template("description", DEFAULT_PERSONA_DESCRIPTION, allowed)?;
-    let context_field = match r.string("context_field")? {
-        None => Some("attributes".to_owned()),
-        Some(f) if f.is_empty() => None,
-        Some(f) => Some(f),
-    };
-    let extra = json_templates("extra", r.table("extra")?, allowed)?;
-    if let Some((k, _)) =
-        extra.iter().find(|(k, _)| k == "name" || k == "description" || Some(k) == context_field.as_ref())
-    {
-        return Err(field(
-            &format!("extra.{k}"),
-            "is set by the job itself; set `name`, `description` or `context_field` instead".into(),
-        ));
+    let why = if why.is_empty() { String::new() } else { format!(": {why}") };
+    Err(field(key, format!("{n} is outside {} to {}{why}", range.start(), range.end())))
+}
+
+/// A template (or `default` when unset) that may only name `allowed` fields.
+fn template(key: &str, value: Option<String>, default: &str, allowed: &[String]) -> Result<Template, Problem> {
+    let template = Template::parse(value.as_deref().unwrap_or(default)).map_err(|e| field(key, e.to_string()))?;
+    if let Some(bad) = template.fields().find(|f| !allowed.iter().any(|a| a == f.as_str())) {
+        return Err(field(key, unknown_field(bad, allowed)));
     }
-    Ok(ClusterPersonaTemplate { name, description, context_field, extra })
+    Ok(template)
 }
 
 fn json_templates(key: &str, table: toml::Table, allowed: &[String]) -> Result<Vec<(String, JsonTemplate)>, Problem> {
@@ -575,14 +592,6 @@ fn json_templates(key: &str, table: toml::Table, allowed: &[String]) -> Result<V
     Ok(entries)
 }
 
-/// A wrong value as an error shows it: numbers as they are, anything else by its type.
-fn found(value: &toml::Value) -> String {
-    match value {
-        toml::Value::Integer(n) => n.to_string(),
-        other => other.type_str().to_owned(),
-    }
-}
-
 fn field(name: &str, problem: String) -> Problem {
     (name.to_owned(), problem)
 }
@@ -590,86 +599,6 @@ fn field(name: &str, problem: String) -> Problem {
 fn unknown_field(path: &FieldPath, allowed: &[String]) -> String {
     let list: Vec<String> = allowed.iter().map(|a| format!("{{{a}}}")).collect();
     format!("`{{{path}}}` is not available here; use {}", list.join(", "))
-}
-
-/// A table read key by key. Unknown keys are refused up front, naming the known ones.
-struct Reader {
-    table: toml::Table,
-    taken: Vec<String>,
-}
-
-impl Reader {
-    fn new(table: toml::Table, known: &[&str]) -> Result<Self, Problem> {
-        if let Some(unknown) = table.keys().find(|k| !known.contains(&k.as_str())) {
-            return Err(field(unknown, format!("unknown field; the fields are {}", known.join(", "))));
-        }
-        Ok(Reader { table, taken: Vec::new() })
-    }
-
-    fn take(&mut self, key: &str) -> Option<toml::Value> {
-        let value = self.table.remove(key);
-        if value.is_some() {
-            self.taken.push(key.to_owned());
-        }
-        value
-    }
-
-    /// Whether the file set `key` (taken already).
-    fn had(&self, key: &str) -> bool {
-        self.taken.iter().any(|k| k == key)
-    }
-
-    fn bool(&mut self, key: &str, default: bool) -> Result<bool, Problem> {
-        match self.take(key) {
-            None => Ok(default),
-            Some(toml::Value::Boolean(b)) => Ok(b),
-            Some(other) => Err(field(key, format!("expected true or false, found {}", other.type_str()))),
-        }
-    }
-
-    fn int(&mut self, key: &str, default: i64, range: RangeInclusive<i64>, why: &str) -> Result<i64, Problem> {
-        let n = match self.take(key) {
-            None => return Ok(default),
-            Some(toml::Value::Integer(n)) => n,
-            Some(other) => return Err(field(key, format!("expected a whole number, found {}", other.type_str()))),
-        };
-        if range.contains(&n) {
-            return Ok(n);
-        }
-        let why = if why.is_empty() { String::new() } else { format!(": {why}") };
-        Err(field(key, format!("{n} is outside {} to {}{why}", range.start(), range.end())))
-    }
-
-    /// A trimmed string; empty counts as unset.
-    fn string(&mut self, key: &str) -> Result<Option<String>, Problem> {
-        match self.take(key) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s.trim().to_owned()).filter(|s| !s.is_empty())),
-            Some(other) => Err(field(key, format!("expected a string, found {}", other.type_str()))),
-        }
-    }
-
-    fn table(&mut self, key: &str) -> Result<toml::Table, Problem> {
-        match self.take(key) {
-            None => Ok(toml::Table::new()),
-            Some(toml::Value::Table(t)) => Ok(t),
-            Some(other) => Err(field(key, format!("expected a table, found {}", other.type_str()))),
-        }
-    }
-
-    /// A template that may only name `allowed` fields.
-    fn template(&mut self, key: &str, default: &str, allowed: &[String]) -> Result<Template, Problem> {
-        let text = match self.take(key) {
-            None => default.to_owned(),
-            Some(toml::Value::String(s)) => s,
-            Some(other) => return Err(field(key, format!("expected a string, found {}", other.type_str()))),
-        };
-        let template = Template::parse(&text).map_err(|e| field(key, e.to_string()))?;
-        if let Some(bad) = template.fields().find(|f| !allowed.iter().any(|a| a == f.as_str())) {
-            return Err(field(key, unknown_field(bad, allowed)));
-        }
-        Ok(template)
-    }
 }
 
 #[cfg(test)]
@@ -705,8 +634,8 @@ mod tests {
 
     #[test]
     fn the_shipped_file_writes_the_defaults_out() {
-        let shipped = super::super::Rules::embedded().unwrap();
-        assert_eq!(shipped.cio_sync(), &SyncConfig::default(), "triggers.toml documents the defaults as they are");
+        let shipped = crate::triggers::Triggers::embedded().unwrap();
+        assert_eq!(shipped.cio_sync, SyncConfig::default(), "triggers.toml documents the defaults as they are");
     }
 
     #[test]
@@ -798,6 +727,15 @@ mod tests {
         assert_eq!(p.cluster_by[1].name, "ltv");
         assert_eq!(p.persona.extra.len(), 2);
         assert_eq!(p.cluster_fields().collect::<Vec<_>>(), ["cluster.plan", "cluster.ltv"]);
+    }
+
+    #[test]
+    fn an_empty_context_field_leaves_the_facts_out() {
+        let c = parse_text("[cio_sync.attribute_personas.persona]\ncontext_field = \"\"").unwrap();
+        assert_eq!(c.attribute_personas.persona.context_field, None);
+        let c = parse_text("[cio_sync.attribute_personas.persona]\ncontext_field = \"facts\"").unwrap();
+        assert_eq!(c.attribute_personas.persona.context_field.as_deref(), Some("facts"));
+        assert_eq!(SyncConfig::default().attribute_personas.persona.context_field.as_deref(), Some("attributes"));
     }
 
     #[test]
