@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use shared::customerio::CioClient;
 use shared::ingest::{Ingest, router};
-use shared::mavera::{MaveraApi, MaveraClient};
+use shared::mavera::{DryRun, MaveraApi, MaveraClient};
 use shared::queue::{FileQueue, MemoryQueue};
 use shared::store::{FileStore, JobStatus, MemoryStore, open_database};
 use shared::telemetry::Metrics;
@@ -77,13 +77,13 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let store = Arc::new(store);
     let queue = Arc::new(queue);
 
-    let (client, mode) = match mavera {
+    let (client, mode): (Arc<dyn MaveraApi>, _) = match mavera {
         Mavera::DryRun { reason } => {
-            (None, format!("dry run ({reason}): each Mavera request is printed, none is sent"))
+            (Arc::new(DryRun), format!("dry run ({reason}): each Mavera request is printed, none is sent"))
         }
         Mavera::Live(config) => {
             let mode = format!("calling Mavera at {}", config.base_url);
-            (Some(Arc::new(MaveraClient::new(config)?) as Arc<dyn MaveraApi>), mode)
+            (Arc::new(MaveraClient::new(config)?), mode)
         }
     };
     let enricher: Option<Arc<dyn Enrich>> = match enrichment {

@@ -43,7 +43,7 @@ async fn main() {
             triggers.cio_sync.for_worker(),
             Arc::new(store.clone()),
             Arc::new(store.clone()),
-            Some(client),
+            client,
             None,
         )
         .unwrap(),

@@ -90,7 +90,7 @@ async fn rig(triggers: &str) -> Rig {
         triggers.cio_sync.for_worker(),
         Arc::new(store.clone()),
         Arc::new(store.clone()),
-        Some(mavera_client),
+        mavera_client,
         Some(enricher),
     )
     .unwrap();

@@ -13,7 +13,7 @@ use relay_tests::sqs_driver::{drive, sqs_event};
 use serde_json::{Value, json};
 use shared::customerio::{CioClient, CioConfig, CioRegion};
 use shared::domain::{EventId, JobKey, RuleName, Source};
-use shared::mavera::{MaveraApi, MaveraClient, MaveraConfig};
+use shared::mavera::{DryRun, MaveraApi, MaveraClient, MaveraConfig};
 use shared::queue::JobMessage;
 use shared::store::{DynamoStore, JobRecord, JobStatus, JobStore, Lease, Start};
 use shared::telemetry::Metrics;
@@ -54,11 +54,13 @@ async fn rig_with(options: Options) -> Rig {
     let cio = CioStandIn::start().await;
     let store = aws.store();
     let rules = Arc::new(options.triggers.rules.clone());
-    let client: Option<Arc<dyn MaveraApi>> = (!options.dry_run).then(|| {
+    let client: Arc<dyn MaveraApi> = if options.dry_run {
+        Arc::new(DryRun)
+    } else {
         let config =
             MaveraConfig { base_url: mavera.base_url(), ..MaveraConfig::new(mavera.api_key().to_owned().into()) };
-        Arc::new(MaveraClient::new(config).unwrap()) as Arc<dyn MaveraApi>
-    });
+        Arc::new(MaveraClient::new(config).unwrap())
+    };
     let cio_client =
         CioClient::new(CioConfig::new(cio.app_key().to_owned().into(), CioRegion::Us).with_base_url(cio.base_url()))
             .unwrap();

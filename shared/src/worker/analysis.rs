@@ -16,11 +16,9 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use super::result::bounded;
-use super::{FINISH_MARGIN, MAX_TEXT_CHARS, Transient, Worker};
+use super::{Called, MAX_TEXT_CHARS, Transient, Worker};
 use crate::domain::{JobKey, RankBy, percent};
-use crate::mavera::{
-    ErrorClass, Generation, GenerationRequest, MaveChatRequest, MaveMessage, MaveraRequest, MaveraResponse,
-};
+use crate::mavera::{Generation, GenerationRequest, MaveChatRequest, MaveMessage, MaveraRequest, MaveraResponse};
 use crate::queue::{CampaignAnalysis, WINNER_METRICS, Winner};
 use crate::store::{Outcome, RECORD_TTL};
 use crate::telemetry::chain;
@@ -86,6 +84,17 @@ impl MaveStep {
             credits: m.usage.as_ref().and_then(|u| u.credits_used),
         }
     }
+
+    /// What Generate's request shows in a dry run, where Mave was not asked.
+    fn stand_in() -> Self {
+        MaveStep {
+            thread_id: "(Mave's thread)".into(),
+            message_id: None,
+            content: "(Mave's analysis goes here)".into(),
+            truncated: false,
+            credits: None,
+        }
+    }
 }
 
 impl Worker {
@@ -101,21 +110,13 @@ impl Worker {
                 reason: "[cio_sync.campaign_strategy] is not enabled in this worker's triggers.toml, so queued analyses are not run".into(),
             });
         };
-        let Some(mavera) = &self.mavera else {
-            let mave = mave_request(job, config);
-            let generate = generate_request(job, config, "(Mave's analysis goes here)", "(Mave's thread)");
-            tracing::info!(body = %mave.body(), "dry run: would send POST /mave/chat, then POST /generations");
-            return Ok(Outcome::Done {
-                result: json!({"dry_run": true, "requests": [request_json(&mave), request_json(&generate)]}),
-            });
-        };
-        let call_deadline = deadline.checked_sub(FINISH_MARGIN).unwrap_or_else(Instant::now);
-
         let step_key = format!("{key}#mave");
         let kept = match self.guards.cached(&step_key, SystemTime::now()).await? {
             Some(value) => serde_json::from_value::<MaveStep>(value).ok(),
             None => None,
         };
+        // In a dry run, the requests as they would have been sent.
+        let mut would_send = Vec::new();
         let mave = match kept {
             Some(step) => {
                 notes.push(format!(
@@ -124,41 +125,53 @@ impl Worker {
                 ));
                 step
             }
-            None => match mavera.send(&mave_request(job, config), call_deadline).await {
-                Ok(MaveraResponse::Research(m)) => {
+            None => match self
+                .call(&mave_request(job, config), deadline)
+                .await
+                .map_err(|Transient(e)| Transient(format!("Mave: {e}")))?
+            {
+                Called::Answered(MaveraResponse::Research(m)) => {
                     let step = MaveStep::from_message(&m);
                     self.keep(&step_key, &step, notes).await;
                     step
                 }
-                Ok(_) => {
+                Called::Answered(MaveraResponse::DryRun(would)) => {
+                    // Nothing was asked: Generate's request is shown with stand-ins for the answer.
+                    would_send.push(would.to_json());
+                    MaveStep::stand_in()
+                }
+                Called::Answered(_) => {
                     return Ok(Outcome::Failed {
                         reason: "Mavera answered POST /mave/chat with something other than a Mave message".into(),
                     });
                 }
-                Err(e) => {
-                    return match e.class() {
-                        ErrorClass::Transient => Err(Transient(format!("Mave: {e}"))),
-                        _ => Ok(Outcome::Failed { reason: format!("Mave: {e}") }),
-                    };
+                Called::AlreadyDone(e) | Called::Failed(e) => {
+                    return Ok(Outcome::Failed { reason: format!("Mave: {e}") });
                 }
             },
         };
 
         let generate = generate_request(job, config, &mave.content, &mave.thread_id);
-        match mavera.send(&generate, call_deadline).await {
-            Ok(MaveraResponse::Generation(g)) => Ok(Outcome::Done { result: analysis_result(job, &mave, &g) }),
-            Ok(_) => Ok(Outcome::Failed {
+        let called = self.call(&generate, deadline).await.map_err(|Transient(e)| {
+            Transient(format!(
+                "Generate: {e}; Mave's analysis (thread {}) is kept, so the retry asks Generate only",
+                mave.thread_id
+            ))
+        })?;
+        match called {
+            Called::Answered(MaveraResponse::Generation(g)) => {
+                Ok(Outcome::Done { result: analysis_result(job, &mave, &g) })
+            }
+            Called::Answered(MaveraResponse::DryRun(would)) => {
+                would_send.push(would.to_json());
+                Ok(Outcome::Done { result: json!({"dry_run": true, "requests": would_send}) })
+            }
+            Called::Answered(_) => Ok(Outcome::Failed {
                 reason: "Mavera answered POST /generations with something other than a generation".into(),
             }),
-            Err(e) => match e.class() {
-                ErrorClass::Transient => Err(Transient(format!(
-                    "Generate: {e}; Mave's analysis (thread {}) is kept, so the retry asks Generate only",
-                    mave.thread_id
-                ))),
-                _ => Ok(Outcome::Failed {
-                    reason: format!("Generate: {e}; Mave's analysis is in thread {}", mave.thread_id),
-                }),
-            },
+            Called::AlreadyDone(e) | Called::Failed(e) => Ok(Outcome::Failed {
+                reason: format!("Generate: {e}; Mave's analysis is in thread {}", mave.thread_id),
+            }),
         }
     }
 
@@ -212,10 +225,6 @@ fn analysis_result(job: &CampaignAnalysis, mave: &MaveStep, g: &Generation) -> V
         },
         "credits": credits,
     })
-}
-
-fn request_json(request: &MaveraRequest) -> Value {
-    json!({"method": "POST", "path": request.path(), "body": request.body()})
 }
 
 /// The fields the templates can name ([`PROMPT_FIELDS`]).
@@ -297,6 +306,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{FieldPath, RuleName};
+    use crate::mavera::DryRun;
     use crate::queue::{Job, JobMessage, MESSAGE_VERSION, MetricsDates};
     use crate::store::{JobStatus, JobStore, MemoryStore};
     use crate::template::FieldSource;
@@ -313,7 +323,8 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let scheduled = triggers.cio_sync.for_worker();
         let worker =
-            Worker::new(Arc::new(triggers.rules), scheduled, store.clone(), store.clone(), None, None).unwrap();
+            Worker::new(Arc::new(triggers.rules), scheduled, store.clone(), store.clone(), Arc::new(DryRun), None)
+                .unwrap();
         let rule = RuleName::parse("campaign-strategy").unwrap();
         let key = JobKey::for_sync(&rule, &["2026-03-02_7d"]);
         let analysis = CampaignAnalysis {

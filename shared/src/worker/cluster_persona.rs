@@ -10,9 +10,9 @@
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
-use super::{FINISH_MARGIN, Transient, Worker, already_done_result, dry_run_result, summarize};
+use super::{Called, Transient, Worker, already_done_result, summarize};
 use crate::domain::{PersonaName, percent, share};
-use crate::mavera::{CreatePersonaRequest, ErrorClass, MaveraRequest};
+use crate::mavera::{CreatePersonaRequest, MaveraRequest};
 use crate::queue::ClusterPersona;
 use crate::store::Outcome;
 use crate::template::{JsonTemplate, Template, render_entries};
@@ -45,21 +45,13 @@ impl Worker {
             });
         };
         let request = persona_request(job, template);
-        let Some(mavera) = &self.mavera else {
-            tracing::info!(body = %request.body(), "dry run: would send POST /personas");
-            return Ok(Outcome::Done { result: with_cluster(dry_run_result(&request), job) });
-        };
-        let call_deadline = deadline.checked_sub(FINISH_MARGIN).unwrap_or_else(Instant::now);
-        match mavera.send(&request, call_deadline).await {
-            Ok(response) => Ok(Outcome::Done { result: with_cluster(summarize(&response), job) }),
-            Err(e) => match e.class() {
-                ErrorClass::Transient => Err(Transient(e.to_string())),
-                ErrorClass::AlreadyDone => {
-                    notes.push(format!("Mavera: {e}"));
-                    Ok(Outcome::Done { result: with_cluster(already_done_result(&request), job) })
-                }
-                ErrorClass::Permanent => Ok(Outcome::Failed { reason: e.to_string() }),
-            },
+        match self.call(&request, deadline).await? {
+            Called::Answered(response) => Ok(Outcome::Done { result: with_cluster(summarize(&response), job) }),
+            Called::AlreadyDone(e) => {
+                notes.push(format!("Mavera: {e}"));
+                Ok(Outcome::Done { result: with_cluster(already_done_result(&request), job) })
+            }
+            Called::Failed(e) => Ok(Outcome::Failed { reason: e.to_string() }),
         }
     }
 }

@@ -30,6 +30,7 @@ pub fn summarize(response: &MaveraResponse) -> Value {
                 "credits": m.usage.as_ref().and_then(|u| u.credits_used),
             })
         }
+        MaveraResponse::DryRun(would) => json!({"dry_run": true, "request": would.to_json()}),
         MaveraResponse::Generation(g) => {
             let (output, truncated) = bounded(g.text().unwrap_or_default(), MAX_TEXT_CHARS);
             json!({
