@@ -3,10 +3,10 @@
 //!
 //! Per message: decode → `start` (a lease in the event store; skip if `DONE`/`FAILED`/
 //! `SKIPPED` or held by a live lease) → enrich (Customer.io attributes, if the rule asks)
-//! → conditions on `customer.*` → once per user → daily cap → render → [`call`](Worker::call)
-//! Mavera → `finish`. A dry run is only another Mavera adapter (`mavera::DryRun`): it
-//! records the request instead of sending it, on the same path. A transient failure releases the job and
-//! hands the message back to the queue; a permanent one records `FAILED` and is never
+//! → conditions on `customer.*` → once per user → daily cap → render → `call` Mavera →
+//! `finish`. A dry run is only another Mavera adapter (`mavera::DryRun`), which records the
+//! request instead of sending it: same path, same record. A transient failure releases the
+//! job and hands the message back to the queue; a permanent one records `FAILED` and is never
 //! retried. [`sqs`] adapts this to a Lambda SQS batch, [`local`] to the in-process queue.
 //!
 //! Jobs from the scheduled `cio-sync` function take their own path after the lease:
@@ -101,7 +101,7 @@ pub enum WorkerSetupError {
 /// Why a job could not finish this time (it goes back to the queue).
 struct Transient(String);
 
-/// How one Mavera call ended, sorted by error class ([`Worker::call`]).
+/// How one Mavera call ended, sorted by error class (`Worker::call`).
 enum Called {
     /// Mavera's answer; in a dry run, the record of the request.
     Answered(MaveraResponse),
