@@ -28,14 +28,16 @@ impl Event {
     /// Looks a dotted path up. `event_id` and `event_name` are the event's own id and name;
     /// every other path reads `fields` (`plan`, `identifiers.email`, `customer.plan`).
     pub fn lookup(&self, path: &FieldPath) -> Option<LookedUp<'_>> {
+        let mut segments = path.segments();
+        let first = segments.next()?;
         if path.len() == 1 {
-            match path.first() {
+            match first {
                 "event_id" => return Some(LookedUp::Str(self.id.as_str())),
                 "event_name" => return Some(LookedUp::Str(&self.name)),
                 _ => {}
             }
         }
-        lookup_in(&self.fields, path)
+        walk(self.fields.get(first)?, segments)
     }
 
     /// The top-level scalar fields (strings, numbers, booleans), as Mavera's sample puts
@@ -52,8 +54,12 @@ impl Event {
 /// absent.
 pub fn lookup_in<'a>(fields: &'a Map<String, Value>, path: &FieldPath) -> Option<LookedUp<'a>> {
     let mut segments = path.segments();
-    let mut value = fields.get(segments.next()?)?;
-    for seg in segments {
+    walk(fields.get(segments.next()?)?, segments)
+}
+
+/// From a top-level value down the rest of a path.
+fn walk<'a, 's>(mut value: &'a Value, rest: impl Iterator<Item = &'s str>) -> Option<LookedUp<'a>> {
+    for seg in rest {
         value = match value {
             Value::Object(map) => map.get(seg)?,
             Value::Array(items) => items.get(seg.parse::<usize>().ok()?)?,
