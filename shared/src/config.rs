@@ -28,6 +28,8 @@ pub mod vars {
     pub const MAVE_CONCURRENCY: &str = "MAVE_CONCURRENCY";
     pub const CIO_REGION: &str = "CIO_REGION";
     pub const CIO_APP_API_URL: &str = "CIO_APP_API_URL";
+    /// The deployment's name (`prod`, `staging`): the `Stage` dimension of every metric.
+    pub const STAGE: &str = "STAGE";
 
     /// The keys the Secrets Manager secret may hold.
     pub const SECRET_KEYS: [&str; 4] = [SEGMENT_SHARED_SECRET, CIO_WEBHOOK_SECRET, MAVERA_API_KEY, CIO_APP_KEY];
