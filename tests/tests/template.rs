@@ -247,7 +247,11 @@ fn each_function_gets_the_variables_it_needs() {
     }
     let ingest = environment("ingest");
     assert_eq!(ingest.get(vars::CIO_ALLOWED_SOURCE_IPS).and_then(|v| reference(v)), Some("CioAllowedSourceIps"));
-    assert_eq!(text(&TEMPLATE, &["Parameters", "CioAllowedSourceIps", "Default"]), "", "the allow-list is off by default");
+    assert_eq!(
+        text(&TEMPLATE, &["Parameters", "CioAllowedSourceIps", "Default"]),
+        "",
+        "the allow-list is off by default"
+    );
 }
 
 #[test]
@@ -368,7 +372,10 @@ fn each_secret_holds_exactly_its_keys_and_no_values() {
         let found: BTreeSet<String> = object.keys().cloned().collect();
         assert_eq!(found, keys.iter().map(|k| k.to_string()).collect(), "{name}'s keys");
         for (key, value) in object {
-            assert_eq!(value, "", "{name}.{key} must start empty: the user fills it in, and a template value is public");
+            assert_eq!(
+                value, "",
+                "{name}.{key} must start empty: the user fills it in, and a template value is public"
+            );
         }
         all.extend(found);
         // Kept on a stack delete: the values were typed in by hand.
@@ -664,8 +671,11 @@ fn alarms_on_the_relays_metrics_name_what_the_code_emits() {
             assert_eq!(reference(m.dimensions[dimension::STAGE]), Some("Stage"), "{name}: Stage dimension");
             let function = m.dimensions[dimension::FUNCTION].as_str().expect("Function is a literal");
             assert!(binaries.contains(function), "{name}: Function={function} is no function's binary");
-            let extra: Vec<&String> =
-                m.dimensions.keys().filter(|k| ![dimension::STAGE, dimension::FUNCTION].contains(&k.as_str())).collect();
+            let extra: Vec<&String> = m
+                .dimensions
+                .keys()
+                .filter(|k| ![dimension::STAGE, dimension::FUNCTION].contains(&k.as_str()))
+                .collect();
             match extra.as_slice() {
                 [] => {}
                 [by] => {
@@ -845,9 +855,9 @@ fn releases_go_through_an_alias_and_roll_back_on_the_error_alarms() {
     // CodeDeploy's role may read exactly those alarms.
     let statements = at(properties("DeployRole"), &["Policies"]).as_vec().unwrap()[0].clone();
     let statements = at(&statements, &["PolicyDocument", "Statement"]).as_vec().unwrap().clone();
-    let describe = statements.iter().find(|s| text(s, &["Action"]) == "cloudwatch:DescribeAlarms").expect("DescribeAlarms");
-    let readable: BTreeSet<String> =
-        at(describe, &["Resource"]).as_vec().unwrap().iter().filter_map(get_att).collect();
+    let describe =
+        statements.iter().find(|s| text(s, &["Action"]) == "cloudwatch:DescribeAlarms").expect("DescribeAlarms");
+    let readable: BTreeSet<String> = at(describe, &["Resource"]).as_vec().unwrap().iter().filter_map(get_att).collect();
     assert_eq!(readable, rollback_alarms);
 }
 
@@ -860,7 +870,11 @@ fn prod_keeps_the_table_recoverable_and_log_groups_outlive_the_stack() {
         args.as_vec().unwrap()[0].as_str().unwrap().to_owned()
     };
     for (path, condition, parameter) in [
-        (&["PointInTimeRecoverySpecification", "PointInTimeRecoveryEnabled"][..], "PointInTimeRecoveryOn", "EventsTablePointInTimeRecovery"),
+        (
+            &["PointInTimeRecoverySpecification", "PointInTimeRecoveryEnabled"][..],
+            "PointInTimeRecoveryOn",
+            "EventsTablePointInTimeRecovery",
+        ),
         (&["DeletionProtectionEnabled"][..], "DeletionProtectionOn", "EventsTableDeletionProtection"),
     ] {
         assert_eq!(if_condition(at(table, path)), condition);
@@ -933,7 +947,10 @@ fn deploy_commands(markdown: &str) -> Vec<String> {
 fn a_deploy_cannot_mix_up_stage_dry_run_or_architecture() {
     // No default: a deploy that lost samconfig.toml's overrides fails on a new stack.
     for parameter in ["Stage", "DryRun"] {
-        assert!(get(at(&TEMPLATE, &["Parameters", parameter]), "Default").is_none(), "{parameter} must have no default");
+        assert!(
+            get(at(&TEMPLATE, &["Parameters", parameter]), "Default").is_none(),
+            "{parameter} must have no default"
+        );
     }
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../samconfig.toml");
     let config: toml::Table = std::fs::read_to_string(path).unwrap().parse().expect("samconfig.toml is TOML");
