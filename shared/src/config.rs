@@ -10,27 +10,8 @@ use std::time::Duration;
 use crate::rules::Rules;
 use crate::verify::{CustomerIoVerifier, SecretsError, SegmentVerifier, SigningSecrets, customerio};
 
-/// Every variable mavera-relay reads. `template.yaml` sets the same names (a test checks).
-pub mod vars {
-    pub const EVENTS_TABLE: &str = "EVENTS_TABLE";
-    pub const JOBS_QUEUE_URL: &str = "JOBS_QUEUE_URL";
-    pub const TRIGGERS_PATH: &str = "TRIGGERS_PATH";
-    pub const SECRETS_ARN: &str = "SECRETS_ARN";
-    pub const SEGMENT_SHARED_SECRET: &str = "SEGMENT_SHARED_SECRET";
-    pub const CIO_WEBHOOK_SECRET: &str = "CIO_WEBHOOK_SECRET";
-    pub const MAVERA_API_KEY: &str = "MAVERA_API_KEY";
-    pub const CIO_APP_KEY: &str = "CIO_APP_KEY";
-    pub const SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE: &str = "SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE";
-    pub const CIO_TIMESTAMP_TOLERANCE_SECS: &str = "CIO_TIMESTAMP_TOLERANCE_SECS";
-    pub const MAVERA_BASE_URL: &str = "MAVERA_BASE_URL";
-    pub const DRY_RUN: &str = "DRY_RUN";
-    pub const MAVE_CONCURRENCY: &str = "MAVE_CONCURRENCY";
-    pub const CIO_REGION: &str = "CIO_REGION";
-    pub const CIO_APP_API_URL: &str = "CIO_APP_API_URL";
-
-    /// The keys the Secrets Manager secret may hold.
-    pub const SECRET_KEYS: [&str; 4] = [SEGMENT_SHARED_SECRET, CIO_WEBHOOK_SECRET, MAVERA_API_KEY, CIO_APP_KEY];
-}
+/// The variables' names.
+pub use crate::vars;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -13,8 +13,9 @@
 //! to itself: `tests/tests/layering.rs` fails on a circle and on a broken *never* below.
 //!
 //! 1. Foundations: [`domain`] (checked values, `truncate_chars`, `PersonaName`), [`toml_table`]
-//!    (how a `triggers.toml` table is read), [`telemetry`], [`aws`], [`verify`]. `domain` and
-//!    `toml_table` *never* use another module.
+//!    (how a `triggers.toml` table is read), [`vars`] (environment variable names),
+//!    [`telemetry`], [`aws`], [`verify`]. `domain`, `toml_table` and `vars` *never* use another
+//!    module.
 //! 2. [`template`]: `{field}` and JSON templates over a `FieldSource`; *never* anything but
 //!    `domain`.
 //! 3. Ports and their adapters: [`mavera`] (with the dry-run adapter), [`store`], [`queue`]
@@ -47,5 +48,6 @@ pub mod telemetry;
 pub mod template;
 pub mod toml_table;
 pub mod triggers;
+pub mod vars;
 pub mod verify;
 pub mod worker;

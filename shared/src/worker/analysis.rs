@@ -20,7 +20,7 @@ use super::{Called, MAX_TEXT_CHARS, Transient, Worker};
 use crate::domain::{JobKey, RankBy, percent};
 use crate::mavera::{Generation, GenerationRequest, MaveChatRequest, MaveMessage, MaveraRequest, MaveraResponse};
 use crate::queue::{CampaignAnalysis, WINNER_METRICS, Winner};
-use crate::store::{Outcome, RECORD_TTL};
+use crate::store::{FailureClass, Outcome, RECORD_TTL};
 use crate::telemetry::chain;
 use crate::template::{JsonTemplate, Template, render_entries};
 
@@ -143,10 +143,11 @@ impl Worker {
                 Called::Answered(_) => {
                     return Ok(Outcome::Failed {
                         reason: "Mavera answered POST /mave/chat with something other than a Mave message".into(),
+                        class: FailureClass::UnexpectedResponse,
                     });
                 }
                 Called::AlreadyDone(e) | Called::Failed(e) => {
-                    return Ok(Outcome::Failed { reason: format!("Mave: {e}") });
+                    return Ok(Outcome::Failed { reason: format!("Mave: {e}"), class: e.failure_class() });
                 }
             },
         };
@@ -168,9 +169,11 @@ impl Worker {
             }
             Called::Answered(_) => Ok(Outcome::Failed {
                 reason: "Mavera answered POST /generations with something other than a generation".into(),
+                class: FailureClass::UnexpectedResponse,
             }),
             Called::AlreadyDone(e) | Called::Failed(e) => Ok(Outcome::Failed {
                 reason: format!("Generate: {e}; Mave's analysis is in thread {}", mave.thread_id),
+                class: e.failure_class(),
             }),
         }
     }

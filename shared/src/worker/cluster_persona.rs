@@ -51,7 +51,7 @@ impl Worker {
                 notes.push(format!("Mavera: {e}"));
                 Ok(Outcome::Done { result: with_cluster(already_done_result(&request), job) })
             }
-            Called::Failed(e) => Ok(Outcome::Failed { reason: e.to_string() }),
+            Called::Failed(e) => Ok(Outcome::Failed { reason: e.to_string(), class: e.failure_class() }),
         }
     }
 }
