@@ -8,7 +8,7 @@ use std::path::Path;
 use shared::config::{self, Layered, ProcessEnv, Vars, Verifiers, vars};
 use shared::customerio::CioConfig;
 use shared::mavera::MaveraConfig;
-use shared::rules::Rules;
+use shared::triggers::Triggers;
 
 use crate::error::RelayError;
 
@@ -44,7 +44,7 @@ pub enum Enrichment {
 
 #[derive(Debug)]
 pub struct Settings {
-    pub rules: Rules,
+    pub triggers: Triggers,
     pub verifiers: Verifiers,
     pub mavera: Mavera,
     pub enrichment: Enrichment,
@@ -53,8 +53,9 @@ pub struct Settings {
 impl Settings {
     /// Everything `relay serve` needs, or the first thing that stops it from starting.
     pub fn resolve(vars: &dyn Vars, force_dry_run: bool) -> Result<Self, RelayError> {
-        let rules = config::rules(vars)?;
-        let verifiers = Verifiers::from_vars(vars, &rules)?;
+        let triggers = Triggers::from_vars(vars)?;
+        let rules = &triggers.rules;
+        let verifiers = Verifiers::from_vars(vars, rules)?;
         let mavera = if force_dry_run {
             Mavera::DryRun { reason: "--dry-run" }
         } else if config::flag(vars, vars::DRY_RUN, false)? {
@@ -72,6 +73,6 @@ impl Settings {
             (None, Some(_)) if matches!(mavera, Mavera::DryRun { .. }) => Enrichment::Unavailable { rules: enriching },
             (None, Some(rule)) => return Err(RelayError::EnrichmentNeedsKey { rule: rule.clone() }),
         };
-        Ok(Settings { rules, verifiers, mavera, enrichment })
+        Ok(Settings { triggers, verifiers, mavera, enrichment })
     }
 }

@@ -4,34 +4,14 @@
 //! secret.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::rules::{Rules, RulesError};
+use crate::rules::Rules;
 use crate::verify::{CustomerIoVerifier, SecretsError, SegmentVerifier, SigningSecrets, customerio};
 
-/// Every variable mavera-relay reads. `template.yaml` sets the same names (a test checks).
-pub mod vars {
-    pub const EVENTS_TABLE: &str = "EVENTS_TABLE";
-    pub const JOBS_QUEUE_URL: &str = "JOBS_QUEUE_URL";
-    pub const TRIGGERS_PATH: &str = "TRIGGERS_PATH";
-    pub const SECRETS_ARN: &str = "SECRETS_ARN";
-    pub const SEGMENT_SHARED_SECRET: &str = "SEGMENT_SHARED_SECRET";
-    pub const CIO_WEBHOOK_SECRET: &str = "CIO_WEBHOOK_SECRET";
-    pub const MAVERA_API_KEY: &str = "MAVERA_API_KEY";
-    pub const CIO_APP_KEY: &str = "CIO_APP_KEY";
-    pub const SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE: &str = "SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE";
-    pub const CIO_TIMESTAMP_TOLERANCE_SECS: &str = "CIO_TIMESTAMP_TOLERANCE_SECS";
-    pub const MAVERA_BASE_URL: &str = "MAVERA_BASE_URL";
-    pub const DRY_RUN: &str = "DRY_RUN";
-    pub const MAVE_CONCURRENCY: &str = "MAVE_CONCURRENCY";
-    pub const CIO_REGION: &str = "CIO_REGION";
-    pub const CIO_APP_API_URL: &str = "CIO_APP_API_URL";
-
-    /// The keys the Secrets Manager secret may hold.
-    pub const SECRET_KEYS: [&str; 4] = [SEGMENT_SHARED_SECRET, CIO_WEBHOOK_SECRET, MAVERA_API_KEY, CIO_APP_KEY];
-}
+/// The variables' names.
+pub use crate::vars;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -41,8 +21,6 @@ pub enum ConfigError {
     Invalid { name: &'static str, value: String, problem: String },
     #[error(transparent)]
     Secret(#[from] SecretsError),
-    #[error(transparent)]
-    Rules(#[from] RulesError),
     #[error("reading the secret {arn}: {problem}")]
     SecretsManager { arn: String, problem: String },
 }
@@ -119,14 +97,6 @@ pub fn number<T: FromStr>(vars: &dyn Vars, name: &'static str, default: T) -> Re
             v.parse().map_err(|_| ConfigError::Invalid { name, value: v, problem: "expected a whole number".into() })
         }
     }
-}
-
-/// The trigger rules: the file at `TRIGGERS_PATH`, else the ones compiled in.
-pub fn rules(vars: &dyn Vars) -> Result<Rules, ConfigError> {
-    Ok(match optional(vars, vars::TRIGGERS_PATH) {
-        Some(path) => Rules::load(&PathBuf::from(path))?,
-        None => Rules::embedded()?,
-    })
 }
 
 /// The webhook verifiers. A source that has rules must have its secret: verification is
@@ -231,10 +201,16 @@ impl AwsResources {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::triggers::Triggers;
+
+    /// The shipped rules.
+    fn shipped() -> Rules {
+        Triggers::embedded().unwrap().rules
+    }
 
     #[test]
     fn sources_with_rules_need_their_secret() {
-        let rules = Rules::embedded().unwrap();
+        let rules = shipped();
         let err = Verifiers::from_vars(&[("CIO_WEBHOOK_SECRET", "x")], &rules).unwrap_err();
         assert!(err.to_string().starts_with("SEGMENT_SHARED_SECRET is not set"), "{err}");
         let err = Verifiers::from_vars(&[("SEGMENT_SHARED_SECRET", "x")], &rules).unwrap_err();
@@ -245,18 +221,19 @@ mod tests {
 
     #[test]
     fn a_source_without_rules_is_off_unless_it_has_a_secret() {
-        let rules = Rules::parse(
+        let rules = Triggers::parse(
             "[[rule]]\nname = \"r\"\nsource = \"segment\"\nevent = \"e\"\naction = \"research\"\nresearch = { prompt = \"p\" }",
             "t",
         )
-        .unwrap();
+        .unwrap()
+        .rules;
         let v = Verifiers::from_vars(&[("SEGMENT_SHARED_SECRET", "x")], &rules).unwrap();
         assert!(v.customerio.is_none());
     }
 
     #[test]
     fn bad_values_are_named() {
-        let rules = Rules::embedded().unwrap();
+        let rules = shipped();
         let vars = [
             ("SEGMENT_SHARED_SECRET", "x"),
             ("CIO_WEBHOOK_SECRET", "y"),

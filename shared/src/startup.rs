@@ -1,12 +1,12 @@
 //! What every Lambda function does first, in this order: logging (so that a start-up problem
 //! is logged), the AWS SDK configuration, then the secrets (one Secrets Manager secret over
-//! the environment) and, at the same time, the function's warm-up, then the rules.
+//! the environment) and, at the same time, the function's warm-up, then `triggers.toml`.
 //!
 //! The warm-up opens connections to the function's own resources (the events table, the
 //! queue), whose names are plain variables, never in the secret; so their handshakes overlap
 //! the secret's instead of following it. Every service client built from the same SDK
-//! configuration shares its connection pool, so the clients the function builds later find
-//! the connections open.
+//! configuration shares its connection pool, so the clients the function keeps find the
+//! connections open.
 //!
 //! Each phase's duration is logged at debug level (message "init phase", fields `phase` and
 //! `ms`), the mains adding theirs, so an init time can be explained:
@@ -15,21 +15,30 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::config::{self, ConfigError, Layered, ProcessEnv};
-use crate::rules::Rules;
+use crate::config::{ConfigError, Layered, ProcessEnv};
 use crate::telemetry::{self, LogFormat};
+use crate::triggers::{Triggers, TriggersError};
 
 pub struct ColdStart {
     pub sdk: aws_config::SdkConfig,
     /// Settings: the secret's keys first, then the environment.
     pub vars: Layered<'static>,
-    pub rules: Rules,
+    pub triggers: Triggers,
     /// The clock of the phases so far; the main goes on with it.
     pub phases: Phases,
 }
 
+/// What stops a function from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Triggers(#[from] TriggersError),
+}
+
 /// The cold start with nothing to warm up.
-pub async fn cold_start() -> Result<ColdStart, ConfigError> {
+pub async fn cold_start() -> Result<ColdStart, StartupError> {
     let (cold, ()) = cold_start_warming(|_| async { Ok(()) }).await?;
     Ok(cold)
 }
@@ -39,7 +48,7 @@ pub async fn cold_start() -> Result<ColdStart, ConfigError> {
 /// secret is not there yet.
 pub async fn cold_start_warming<T, F>(
     warm_up: impl FnOnce(aws_config::SdkConfig) -> F,
-) -> Result<(ColdStart, T), ConfigError>
+) -> Result<(ColdStart, T), StartupError>
 where
     F: Future<Output = Result<T, ConfigError>>,
 {
@@ -54,9 +63,9 @@ where
     );
     phases.done("secrets and warm-up");
     let (vars, warmed) = (vars?, warmed?);
-    let rules = config::rules(&vars)?;
-    phases.done("rules");
-    Ok((ColdStart { sdk, vars, rules, phases }, warmed))
+    let triggers = Triggers::from_vars(&vars)?;
+    phases.done("triggers");
+    Ok((ColdStart { sdk, vars, triggers, phases }, warmed))
 }
 
 /// Times the phases of a cold start, one debug line each, and their total at the end.

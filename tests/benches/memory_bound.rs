@@ -16,8 +16,9 @@ use serde_json::json;
 use shared::config::Verifiers;
 use shared::domain::{Event, Source};
 use shared::ingest::Ingest;
+use shared::mavera::DryRun;
 use shared::queue::{Consumer, MemoryQueue};
-use shared::rules::Rules;
+use shared::triggers::Triggers;
 use shared::store::{MemoryStore, RECORD_TTL};
 use shared::verify::{SegmentVerifier, SigningSecrets, segment};
 use shared::worker::local::LocalRunner;
@@ -44,7 +45,8 @@ impl Enrich for NoLookups {
 async fn main() {
     let events: usize = std::env::var("EVENTS").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(2);
-    let rules = Arc::new(Rules::embedded().unwrap());
+    let triggers = Triggers::embedded().unwrap();
+    let rules = Arc::new(triggers.rules);
     let verifiers = Verifiers {
         segment: Some(SegmentVerifier::new(
             &SigningSecrets::parse("SEGMENT_SHARED_SECRET", Some(SECRET)).unwrap(),
@@ -56,7 +58,15 @@ async fn main() {
     let queue = MemoryQueue::default();
     let ingest = Ingest::new(rules.clone(), verifiers, Arc::new(store.clone()), Arc::new(queue.clone()));
     let worker = Arc::new(
-        Worker::new(rules, Arc::new(store.clone()), Arc::new(store.clone()), None, Some(Arc::new(NoLookups))).unwrap(),
+        Worker::new(
+            rules,
+            triggers.cio_sync.for_worker(),
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+            Arc::new(DryRun),
+            Some(Arc::new(NoLookups)),
+        )
+        .unwrap(),
     );
     let (stop, stopped) = watch::channel(false);
     let runner = LocalRunner { concurrency: 10, ..LocalRunner::default() };

@@ -3,8 +3,10 @@
 
 mod cio_client;
 mod cio_sync;
+mod iam;
 mod ingest;
 mod ingest_aws;
+mod layering;
 mod mavera_client;
 mod secrets_aws;
 mod template;

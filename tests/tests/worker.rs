@@ -13,11 +13,11 @@ use relay_tests::sqs_driver::{drive, sqs_event};
 use serde_json::{Value, json};
 use shared::customerio::{CioClient, CioConfig, CioRegion};
 use shared::domain::{EventId, JobKey, RuleName, Source};
-use shared::mavera::{MaveraApi, MaveraClient, MaveraConfig};
+use shared::mavera::{DryRun, MaveraApi, MaveraClient, MaveraConfig};
 use shared::queue::JobMessage;
-use shared::rules::Rules;
-use shared::store::{DynamoStore, JobRecord, JobStatus, JobStore, Lease, Start};
+use shared::store::{DynamoStore, FailureClass, JobRecord, JobStatus, JobStore, Lease, Start};
 use shared::telemetry::Metrics;
+use shared::triggers::Triggers;
 use shared::worker::{CioEnricher, Disposition, Enrich, Worker, sqs};
 use tokio::time::Instant;
 
@@ -33,13 +33,13 @@ struct Rig {
 }
 
 struct Options {
-    rules: Rules,
+    triggers: Triggers,
     dry_run: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { rules: Rules::embedded().unwrap(), dry_run: false }
+        Options { triggers: Triggers::embedded().unwrap(), dry_run: false }
     }
 }
 
@@ -53,21 +53,31 @@ async fn rig_with(options: Options) -> Rig {
     let mavera = MaveraStandIn::start().await;
     let cio = CioStandIn::start().await;
     let store = aws.store();
-    let rules = Arc::new(options.rules.clone());
-    let client: Option<Arc<dyn MaveraApi>> = (!options.dry_run).then(|| {
+    let rules = Arc::new(options.triggers.rules.clone());
+    let client: Arc<dyn MaveraApi> = if options.dry_run {
+        Arc::new(DryRun)
+    } else {
         let config =
             MaveraConfig { base_url: mavera.base_url(), ..MaveraConfig::new(mavera.api_key().to_owned().into()) };
-        Arc::new(MaveraClient::new(config).unwrap()) as Arc<dyn MaveraApi>
-    });
+        Arc::new(MaveraClient::new(config).unwrap())
+    };
     let cio_client =
         CioClient::new(CioConfig::new(cio.app_key().to_owned().into(), CioRegion::Us).with_base_url(cio.base_url()))
             .unwrap();
     let enricher: Arc<dyn Enrich> =
-        Arc::new(CioEnricher::new(Arc::new(cio_client), Arc::new(store.clone()), rules.enrichment().clone()));
-    let worker =
-        Worker::new(rules.clone(), Arc::new(store.clone()), Arc::new(store.clone()), client, Some(enricher)).unwrap();
+        Arc::new(CioEnricher::new(Arc::new(cio_client), Arc::new(store.clone()), options.triggers.enrichment.clone()));
+    let worker = Worker::new(
+        rules.clone(),
+        options.triggers.cio_sync.for_worker(),
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        client,
+        Some(enricher),
+    )
+    .unwrap();
     let app =
-        TestApp::spawn_with(options.rules, verifiers(false), Arc::new(store.clone()), Arc::new(aws.queue())).await;
+        TestApp::spawn_with(options.triggers.rules, verifiers(false), Arc::new(store.clone()), Arc::new(aws.queue()))
+            .await;
     Rig { aws, mavera, cio, store, worker, app }
 }
 
@@ -152,7 +162,7 @@ async fn each_shipped_segment_rule_sends_its_request_and_keeps_the_result() {
 
 #[tokio::test]
 async fn a_generate_rule_posts_app_and_input_and_keeps_the_output() {
-    let rules = Rules::parse(
+    let triggers = Triggers::parse(
         r#"[[rule]]
 name = "winback-copy"
 source = "segment"
@@ -165,7 +175,7 @@ input = { topic = "Win back a {plan} customer", tone = "warm" }"#,
         "t.toml",
     )
     .unwrap();
-    let r = rig_with(Options { rules, ..Options::default() }).await;
+    let r = rig_with(Options { triggers, ..Options::default() }).await;
     r.app.post_segment(&track("g-1", "churn_signal", "u7", json!({"plan": "pro"}))).await;
     r.run().await;
     let sent = r.mavera.requests_to("/generations");
@@ -324,7 +334,7 @@ async fn a_persona_call_that_timed_out_but_ran_reads_as_done_on_retry() {
 
 #[tokio::test]
 async fn once_per_user_and_daily_caps_skip_the_call() {
-    let rules = Rules::parse(
+    let triggers = Triggers::parse(
         r#"[[rule]]
 name = "capped"
 source = "segment"
@@ -343,7 +353,7 @@ persona = { name = "Trial {user_id}", description = "d" }"#,
         "t.toml",
     )
     .unwrap();
-    let r = rig_with(Options { rules, ..Options::default() }).await;
+    let r = rig_with(Options { triggers, ..Options::default() }).await;
     for i in 0..3 {
         let (_, body) =
             message(&format!("cap-{i}"), "plan_upgraded", &format!("u{i}"), "capped", json!({"new_plan": "pro"}));
@@ -460,4 +470,43 @@ async fn nothing_is_lost_every_job_ends_finished_or_in_the_dlq() {
     assert_eq!(r.aws.depth(&r.aws.queue_url).await, 0);
     let dead = r.aws.drain(&r.aws.dlq_url).await;
     assert_eq!(dead, ["{not a job"], "what keeps failing lands in the DLQ");
+}
+
+#[tokio::test]
+async fn a_job_tells_the_metrics_why_it_failed_and_what_it_cost() {
+    let r = rig().await;
+    let (_, persona) = message("tally-1", "trial_started", "u1", "segment-trial-started", json!({}));
+    let (disposition, tally) = r.worker.process_tallied(&persona, Instant::now() + JOB_TIME).await;
+    assert_eq!(disposition, Disposition::Finished(JobStatus::Done));
+    assert_eq!(tally.rule.as_ref().map(RuleName::as_str), Some("segment-trial-started"));
+    assert_eq!((tally.failure, tally.credits), (None, Some(300.0)), "the stand-in charges 300 per persona");
+
+    r.mavera.script("/personas", [Reply::CreditsExhausted]);
+    let (_, broke) = message("tally-2", "trial_started", "u2", "segment-trial-started", json!({}));
+    let (disposition, tally) = r.worker.process_tallied(&broke, Instant::now() + JOB_TIME).await;
+    assert_eq!(disposition, Disposition::Finished(JobStatus::Failed));
+    assert_eq!((tally.failure, tally.credits), (Some(FailureClass::CreditsExhausted), None));
+
+    // A revoked key: the stand-in answers 401 invalid_api_key to any other key.
+    let config = MaveraConfig { base_url: r.mavera.base_url(), ..MaveraConfig::new("mvra_test_revoked".into()) };
+    let triggers = Triggers::embedded().unwrap();
+    let cio = CioConfig::new(r.cio.app_key().to_owned().into(), CioRegion::Us).with_base_url(r.cio.base_url());
+    let enricher = CioEnricher::new(
+        Arc::new(CioClient::new(cio).unwrap()),
+        Arc::new(r.store.clone()),
+        triggers.enrichment.clone(),
+    );
+    let revoked = Worker::new(
+        Arc::new(triggers.rules),
+        triggers.cio_sync.for_worker(),
+        Arc::new(r.store.clone()),
+        Arc::new(r.store.clone()),
+        Arc::new(MaveraClient::new(config).unwrap()),
+        Some(Arc::new(enricher) as Arc<dyn Enrich>),
+    )
+    .unwrap();
+    let (_, research) = message("tally-3", "plan_upgraded", "u3", "segment-plan-upgraded", json!({}));
+    let (disposition, tally) = revoked.process_tallied(&research, Instant::now() + JOB_TIME).await;
+    assert_eq!(disposition, Disposition::Finished(JobStatus::Failed));
+    assert_eq!(tally.failure, Some(FailureClass::Unauthorized));
 }

@@ -14,7 +14,7 @@ use shared::telemetry::{Fatal, Metrics};
 async fn main() -> Result<(), Fatal> {
     // The table and the queue are named by plain variables, so both connections open (during
     // init, instead of on the first webhook) while the secret is being read.
-    let (ColdStart { vars, rules, mut phases, .. }, (store, queue)) = cold_start_warming(|sdk| async move {
+    let (ColdStart { vars, triggers, mut phases, .. }, (store, queue)) = cold_start_warming(|sdk| async move {
         let resources = AwsResources::from_vars(&ProcessEnv)?;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), resources.table);
         let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), resources.queue_url);
@@ -27,7 +27,7 @@ async fn main() -> Result<(), Fatal> {
         Ok((store, queue))
     })
     .await?;
-    let rules = Arc::new(rules);
+    let rules = Arc::new(triggers.rules);
     let verifiers = Verifiers::from_vars(&vars, &rules)?;
     phases.done("config");
     tracing::info!(rules = rules.len(), sources = ?rules.sources(), "ingest ready");

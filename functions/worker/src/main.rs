@@ -7,7 +7,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::config::{self, ProcessEnv, vars};
 use shared::customerio::CioClient;
-use shared::mavera::{MaveraApi, MaveraClient};
+use shared::mavera::{DryRun, MaveraApi, MaveraClient};
 use shared::startup::{ColdStart, cold_start_warming};
 use shared::store::DynamoStore;
 use shared::telemetry::{self, Fatal, Metrics};
@@ -17,7 +17,7 @@ use shared::worker::{CioEnricher, Enrich, Worker, sqs};
 async fn main() -> Result<(), Fatal> {
     // The table is named by a plain variable, so its connection opens (during init rather than
     // on the first job) while the secret is being read.
-    let (ColdStart { vars, rules, mut phases, .. }, store) = cold_start_warming(|sdk| async move {
+    let (ColdStart { vars, triggers, mut phases, .. }, store) = cold_start_warming(|sdk| async move {
         let table = config::required(
             &ProcessEnv,
             vars::EVENTS_TABLE,
@@ -30,12 +30,12 @@ async fn main() -> Result<(), Fatal> {
         Ok(Arc::new(store))
     })
     .await?;
-    let rules = Arc::new(rules);
+    let rules = Arc::new(triggers.rules);
 
     let mavera = config::mavera(&vars)?.map(MaveraClient::new).transpose()?;
     let enricher = match config::customerio(&vars, rules.needs_enrichment())? {
         Some(cio) => {
-            Some(Arc::new(CioEnricher::new(Arc::new(CioClient::new(cio)?), store.clone(), rules.enrichment().clone()))
+            Some(Arc::new(CioEnricher::new(Arc::new(CioClient::new(cio)?), store.clone(), triggers.enrichment))
                 as Arc<dyn Enrich>)
         }
         None => None,
@@ -46,13 +46,16 @@ async fn main() -> Result<(), Fatal> {
         m.warm().await;
         phases.done("mavera warm-up");
     }
-    if mavera.is_none() {
-        tracing::warn!("DRY_RUN=true: requests are recorded in the events table, never sent to Mavera");
-    }
-
-    let mavera = mavera.map(|m| Arc::new(m) as Arc<dyn MaveraApi>);
-    let worker = Worker::new(rules.clone(), store.clone(), store, mavera, enricher)?;
-    tracing::info!(rules = rules.len(), dry_run = worker.dry_run(), "worker ready");
+    let dry_run = mavera.is_none();
+    let mavera: Arc<dyn MaveraApi> = match mavera {
+        Some(client) => Arc::new(client),
+        None => {
+            tracing::warn!("DRY_RUN=true: requests are recorded in the events table, never sent to Mavera");
+            Arc::new(DryRun)
+        }
+    };
+    let worker = Worker::new(rules.clone(), triggers.cio_sync.for_worker(), store.clone(), store, mavera, enricher)?;
+    tracing::info!(rules = rules.len(), dry_run, "worker ready");
     phases.finish();
     let (worker, metrics) = (&worker, &Metrics::from_env("worker"));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

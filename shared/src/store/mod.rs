@@ -9,6 +9,7 @@
 //! and a [`GuardStore`], enrichment a [`CacheStore`].
 
 mod dynamo;
+mod failure;
 mod memory;
 mod time;
 
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use dynamo::{DynamoStore, KEY_ATTRIBUTE, TTL_ATTRIBUTE, create_table};
+pub use failure::FailureClass;
 pub use memory::{Item, JobItem, MemoryStore, Persist};
 pub use time::{epoch_millis, epoch_secs, rfc3339, utc_day};
 
@@ -120,9 +122,17 @@ pub enum Start {
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Done { result: Value },
-    Failed { reason: String },
-    Skipped { reason: String },
+    Done {
+        result: Value,
+    },
+    /// `class` sorts the failure for metrics and alarms; `reason` says what happened.
+    Failed {
+        reason: String,
+        class: FailureClass,
+    },
+    Skipped {
+        reason: String,
+    },
 }
 
 impl Outcome {
