@@ -4,7 +4,8 @@
 //! The request path is [`ingest`]: [`verify`] the signature on the raw bytes, [`parse`]
 //! into [`domain::Event`]s, match [`rules`], claim each job in the [`store`] and put it on
 //! the [`queue`]. The [`worker`] takes jobs off the queue and calls [`mavera`]. The scheduled
-//! [`sync`] jobs read [`customerio`] and put their work on the same queue.
+//! [`sync`] jobs read [`customerio`] and put their work on the same queue. Every retry
+//! loop (Mavera, Customer.io, the worker's own writes) is backon's, waiting as [`retry`] says.
 
 pub mod aws;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod ingest;
 pub mod mavera;
 pub mod parse;
 pub mod queue;
+pub mod retry;
 pub mod rules;
 pub mod secrets;
 pub mod startup;

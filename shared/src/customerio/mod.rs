@@ -39,7 +39,6 @@ pub use client::{CioClient, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use config::{CioConfig, CioRegion, DEFAULT_REQUESTS_PER_SECOND, RegionError};
 pub use error::CioError;
 pub use path::encode_segment;
-pub use retry::parse_retry_after;
 pub use types::{
     Attributes, Campaign, CampaignAction, CampaignMetrics, Identifiers, MembershipPage, MetricsWindow, Resolution,
     ScanStop, SegmentScan, WindowError, ratio,

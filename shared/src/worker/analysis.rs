@@ -6,8 +6,9 @@
 //! store (a cache record under the job's key) before Generate is called, and a retry that
 //! finds it asks Generate only.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
+use backon::Retryable;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -15,12 +16,16 @@ use tokio::time::Instant;
 use super::{FINISH_MARGIN, MAX_TEXT_CHARS, Transient, Worker};
 use crate::domain::JobKey;
 use crate::mavera::{ErrorClass, Generation, MaveMessage, MaveraRequest, MaveraResponse};
+use crate::retry;
 use crate::store::{Outcome, RECORD_TTL};
 use crate::sync::CampaignAnalysis;
 use crate::telemetry::chain;
 
 /// Each of the two texts on the record is cut here, so both fit DynamoDB's 400 KB item.
 const RECORD_TEXT_CHARS: usize = MAX_TEXT_CHARS / 2;
+
+/// Retries of keeping Mave's answer after the first try (3 tries in all).
+const KEEP_RETRIES: u32 = 2;
 
 /// Mave's answer, as kept between attempts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,20 +129,17 @@ impl Worker {
     /// a second Mave call); if it cannot, the job goes on and the record says so.
     async fn keep(&self, step_key: &str, step: &MaveStep, notes: &mut Vec<String>) {
         let value = serde_json::to_value(step).unwrap_or(Value::Null);
-        let mut wait = Duration::from_millis(200);
-        for attempt in 1..=3 {
-            match self.guards.cache(step_key, &value, RECORD_TTL, SystemTime::now()).await {
-                Ok(()) => return,
-                Err(e) if attempt < 3 => {
-                    tracing::warn!(attempt, error = %chain(&e), "could not keep Mave's answer; trying again");
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %chain(&e), "could not keep Mave's answer; a retry of this job would ask Mave again");
-                    notes.push("Mave's analysis could not be kept in the event store; had Generate failed, Mave would have been asked again".into());
-                }
-            }
+        let mut failed_attempts = 0u32;
+        let kept = (|| self.guards.cache(step_key, &value, RECORD_TTL, SystemTime::now()))
+            .retry(retry::store_write(KEEP_RETRIES))
+            .notify(|e, _| {
+                failed_attempts += 1;
+                tracing::warn!(attempt = failed_attempts, error = %chain(e), "could not keep Mave's answer; trying again");
+            })
+            .await;
+        if let Err(e) = kept {
+            tracing::warn!(error = %chain(&e), "could not keep Mave's answer; a retry of this job would ask Mave again");
+            notes.push("Mave's analysis could not be kept in the event store; had Generate failed, Mave would have been asked again".into());
         }
     }
 }
@@ -188,6 +190,7 @@ fn cut(text: &str, max: usize) -> (String, bool) {
 mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
+    use std::time::Duration;
 
     use super::*;
     use crate::queue::{Job, JobMessage, MESSAGE_VERSION};
