@@ -66,6 +66,7 @@ impl TestApp {
         claims: Arc<dyn ClaimStore>,
         queue: Arc<dyn JobQueue>,
     ) -> Self {
+        crate::logs::init();
         let ingest = Arc::new(Ingest::new(Arc::new(rules), verifiers, claims, queue));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

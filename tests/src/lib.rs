@@ -6,6 +6,8 @@ pub mod app;
 pub mod aws;
 pub mod cio_standin;
 pub mod faults;
+pub mod logs;
 pub mod mavera_standin;
 pub mod payloads;
 pub mod sqs_driver;
+pub mod standin;
