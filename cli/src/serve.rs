@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::customerio::CioClient;
-use shared::ingest::{Ingest, router};
 use shared::mavera::{MaveraApi, MaveraClient};
 use shared::queue::{FileQueue, MemoryQueue};
 use shared::store::{FileStore, JobStatus, MemoryStore, open_database};
@@ -60,8 +59,8 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     output::init(args.log_format);
     let vars = settings::environment(args.triggers.as_deref());
-    let Settings { rules, verifiers, mavera, enrichment } = Settings::resolve(&vars, args.dry_run)?;
-    let rules = Arc::new(rules);
+    let Settings { ingest, mavera, enrichment } = Settings::resolve(&vars, args.dry_run)?;
+    let rules = ingest.rules.clone();
 
     let job_time = Duration::from_secs(args.job_timeout);
     // A message stays hidden longer than the job's lease, so it comes back only once the
@@ -101,7 +100,7 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
         }
     };
     let worker = Arc::new(Worker::new(rules.clone(), store.clone(), store.clone(), client, enricher)?);
-    let ingest = Arc::new(Ingest::new(rules.clone(), verifiers, store.clone(), queue.clone()));
+    let app = shared::ingest::build(ingest, store.clone(), queue.clone(), Metrics::from_env("relay"));
 
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -131,7 +130,6 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let consumer = queue.clone();
     let until_stopped = wait(stopped.clone());
     let worker_task = tokio::spawn(async move { runner.run(worker, consumer, until_stopped).await });
-    let app = router(ingest, Metrics::from_env("relay"));
     let mut http = tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(wait(stopped.clone())).into_future());
 
     // Serve until Ctrl-C; then let requests and jobs in flight finish, within one grace period.

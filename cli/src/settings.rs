@@ -4,11 +4,12 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
-use shared::config::{self, Layered, ProcessEnv, Vars, Verifiers, vars};
+use shared::config::{self, Layered, ProcessEnv, Vars, vars};
 use shared::customerio::CioConfig;
+use shared::ingest;
 use shared::mavera::MaveraConfig;
-use shared::rules::Rules;
 
 use crate::error::RelayError;
 
@@ -44,8 +45,7 @@ pub enum Enrichment {
 
 #[derive(Debug)]
 pub struct Settings {
-    pub rules: Rules,
-    pub verifiers: Verifiers,
+    pub ingest: ingest::Settings,
     pub mavera: Mavera,
     pub enrichment: Enrichment,
 }
@@ -53,8 +53,8 @@ pub struct Settings {
 impl Settings {
     /// Everything `relay serve` needs, or the first thing that stops it from starting.
     pub fn resolve(vars: &dyn Vars, force_dry_run: bool) -> Result<Self, RelayError> {
-        let rules = config::rules(vars)?;
-        let verifiers = Verifiers::from_vars(vars, &rules)?;
+        let rules = Arc::new(config::rules(vars)?);
+        let ingest = ingest::Settings::from_vars(vars, rules.clone())?;
         let mavera = if force_dry_run {
             Mavera::DryRun { reason: "--dry-run" }
         } else if config::flag(vars, vars::DRY_RUN, false)? {
@@ -72,6 +72,6 @@ impl Settings {
             (None, Some(_)) if matches!(mavera, Mavera::DryRun { .. }) => Enrichment::Unavailable { rules: enriching },
             (None, Some(rule)) => return Err(RelayError::EnrichmentNeedsKey { rule: rule.clone() }),
         };
-        Ok(Settings { rules, verifiers, mavera, enrichment })
+        Ok(Settings { ingest, mavera, enrichment })
     }
 }
