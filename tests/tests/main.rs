@@ -3,6 +3,7 @@
 
 mod cio_client;
 mod cio_sync;
+mod iam;
 mod ingest;
 mod ingest_aws;
 mod mavera_client;

@@ -268,7 +268,7 @@ impl JobStore for DynamoStore {
     ) -> Result<(), StoreError> {
         let (field, text) = match outcome {
             Outcome::Done { result } => ("result", result.to_string()),
-            Outcome::Failed { reason } | Outcome::Skipped { reason } => ("error", reason.clone()),
+            Outcome::Failed { reason, .. } | Outcome::Skipped { reason } => ("error", reason.clone()),
         };
         let notes = AttributeValue::L(notes.iter().map(|n| s(n.as_str())).collect());
         let result = self

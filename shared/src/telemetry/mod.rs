@@ -4,7 +4,7 @@
 
 mod metrics;
 
-pub use metrics::{Counts, Metric, Metrics};
+pub use metrics::{Counts, Metric, Metrics, NAMESPACE, UNSET_STAGE, dimension};
 
 use std::fmt;
 
