@@ -10,6 +10,7 @@ use shared::config::{self, Layered, ProcessEnv, Vars, vars};
 use shared::customerio::CioConfig;
 use shared::ingest;
 use shared::mavera::MaveraConfig;
+use shared::triggers::Triggers;
 
 use crate::error::RelayError;
 
@@ -45,6 +46,7 @@ pub enum Enrichment {
 
 #[derive(Debug)]
 pub struct Settings {
+    pub triggers: Triggers,
     pub ingest: ingest::Settings,
     pub mavera: Mavera,
     pub enrichment: Enrichment,
@@ -53,8 +55,9 @@ pub struct Settings {
 impl Settings {
     /// Everything `relay serve` needs, or the first thing that stops it from starting.
     pub fn resolve(vars: &dyn Vars, force_dry_run: bool) -> Result<Self, RelayError> {
-        let rules = Arc::new(config::rules(vars)?);
-        let ingest = ingest::Settings::from_vars(vars, rules.clone())?;
+        let triggers = Triggers::from_vars(vars)?;
+        let ingest = ingest::Settings::from_vars(vars, Arc::new(triggers.rules.clone()))?;
+        let rules = &ingest.rules;
         let mavera = if force_dry_run {
             Mavera::DryRun { reason: "--dry-run" }
         } else if config::flag(vars, vars::DRY_RUN, false)? {
@@ -72,6 +75,6 @@ impl Settings {
             (None, Some(_)) if matches!(mavera, Mavera::DryRun { .. }) => Enrichment::Unavailable { rules: enriching },
             (None, Some(rule)) => return Err(RelayError::EnrichmentNeedsKey { rule: rule.clone() }),
         };
-        Ok(Settings { ingest, mavera, enrichment })
+        Ok(Settings { triggers, ingest, mavera, enrichment })
     }
 }

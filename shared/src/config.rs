@@ -4,55 +4,12 @@
 //! secret.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::rules::{Rules, RulesError};
 use crate::verify::SecretsError;
 
-/// Every variable mavera-relay reads. `template.yaml` sets the same names (a test checks).
-pub mod vars {
-    pub const EVENTS_TABLE: &str = "EVENTS_TABLE";
-    pub const JOBS_QUEUE_URL: &str = "JOBS_QUEUE_URL";
-    pub const TRIGGERS_PATH: &str = "TRIGGERS_PATH";
-    pub const SECRETS_ARN: &str = "SECRETS_ARN";
-    pub const SEGMENT_SHARED_SECRET: &str = "SEGMENT_SHARED_SECRET";
-    pub const CIO_WEBHOOK_SECRET: &str = "CIO_WEBHOOK_SECRET";
-    pub const MAVERA_API_KEY: &str = "MAVERA_API_KEY";
-    pub const CIO_APP_KEY: &str = "CIO_APP_KEY";
-    pub const SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE: &str = "SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE";
-    pub const CIO_TIMESTAMP_TOLERANCE_SECS: &str = "CIO_TIMESTAMP_TOLERANCE_SECS";
-    pub const MAVERA_BASE_URL: &str = "MAVERA_BASE_URL";
-    pub const DRY_RUN: &str = "DRY_RUN";
-    pub const MAVE_CONCURRENCY: &str = "MAVE_CONCURRENCY";
-    pub const CIO_REGION: &str = "CIO_REGION";
-    pub const CIO_APP_API_URL: &str = "CIO_APP_API_URL";
-    /// The deployment's name (`prod`, `staging`): the `Stage` dimension of every metric.
-    pub const STAGE: &str = "STAGE";
-
-    /// The previous (or next) signing secret during a rotation: one secret per variable.
-    pub const SEGMENT_SHARED_SECRET_PREVIOUS: &str = "SEGMENT_SHARED_SECRET_PREVIOUS";
-    pub const CIO_WEBHOOK_SECRET_PREVIOUS: &str = "CIO_WEBHOOK_SECRET_PREVIOUS";
-    /// Customer.io source IPs/CIDRs ingest accepts (comma-separated; empty: any).
-    pub const CIO_ALLOWED_SOURCE_IPS: &str = "CIO_ALLOWED_SOURCE_IPS";
-    /// The function's configured timeout, for when the runtime gives no usable deadline.
-    pub const FUNCTION_TIMEOUT_SECS: &str = "FUNCTION_TIMEOUT_SECS";
-
-    /// The signing secret's keys: what ingest verifies webhooks with. Only ingest reads it.
-    pub const SIGNING_SECRET_KEYS: [&str; 4] =
-        [SEGMENT_SHARED_SECRET, SEGMENT_SHARED_SECRET_PREVIOUS, CIO_WEBHOOK_SECRET, CIO_WEBHOOK_SECRET_PREVIOUS];
-    /// The API keys secret's keys: what the worker and cio-sync call out with.
-    pub const API_KEYS_SECRET_KEYS: [&str; 2] = [MAVERA_API_KEY, CIO_APP_KEY];
-    /// Every key a Secrets Manager secret may hold.
-    pub const SECRET_KEYS: [&str; 6] = [
-        SEGMENT_SHARED_SECRET,
-        SEGMENT_SHARED_SECRET_PREVIOUS,
-        CIO_WEBHOOK_SECRET,
-        CIO_WEBHOOK_SECRET_PREVIOUS,
-        MAVERA_API_KEY,
-        CIO_APP_KEY,
-    ];
-}
+/// The variables' names.
+pub use crate::vars;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -62,8 +19,6 @@ pub enum ConfigError {
     Invalid { name: &'static str, value: String, problem: String },
     #[error(transparent)]
     Secret(#[from] SecretsError),
-    #[error(transparent)]
-    Rules(#[from] RulesError),
     #[error("reading the secret {arn}: {problem}")]
     SecretsManager { arn: String, problem: String },
 }
@@ -140,14 +95,6 @@ pub fn number<T: FromStr>(vars: &dyn Vars, name: &'static str, default: T) -> Re
             v.parse().map_err(|_| ConfigError::Invalid { name, value: v, problem: "expected a whole number".into() })
         }
     }
-}
-
-/// The trigger rules: the file at `TRIGGERS_PATH`, else the ones compiled in.
-pub fn rules(vars: &dyn Vars) -> Result<Rules, ConfigError> {
-    Ok(match optional(vars, vars::TRIGGERS_PATH) {
-        Some(path) => Rules::load(&PathBuf::from(path))?,
-        None => Rules::embedded()?,
-    })
 }
 
 /// Mavera settings for the worker: `None` in dry run (`DRY_RUN=true`), when requests are

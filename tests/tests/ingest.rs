@@ -10,8 +10,8 @@ use serde_json::json;
 use shared::domain::JobKey;
 use shared::ingest::MAX_BODY_BYTES;
 use shared::queue::{Job, JobMessage, MemoryQueue};
-use shared::rules::Rules;
 use shared::store::{JobStatus, JobStore, MemoryStore};
+use shared::triggers::Triggers;
 use shared::verify;
 
 struct Setup {
@@ -95,7 +95,7 @@ async fn an_event_no_rule_listens_for_is_ignored_without_touching_store_or_queue
 
 #[tokio::test]
 async fn conditions_that_fail_ignore_the_event() {
-    let rules = Rules::parse(
+    let rules = Triggers::parse(
         r#"[[rule]]
 name = "big-orders"
 source = "segment"
@@ -105,7 +105,8 @@ action = "research"
 research = { prompt = "Why {total}?" }"#,
         "t.toml",
     )
-    .unwrap();
+    .unwrap()
+    .rules;
     let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
     let app = TestApp::spawn_with(rules, verifiers(false), Arc::new(store.clone()), Arc::new(queue.clone())).await;
     let small = segment_track("o-1", "Order Completed", "u", json!({"total": 20})).to_string();
@@ -118,7 +119,7 @@ research = { prompt = "Why {total}?" }"#,
 
 #[tokio::test]
 async fn an_event_matching_two_rules_makes_two_jobs() {
-    let rules = Rules::parse(
+    let rules = Triggers::parse(
         r#"[[rule]]
 name = "persona"
 source = "segment"
@@ -134,7 +135,8 @@ action = "research"
 research = { prompt = "p" }"#,
         "t.toml",
     )
-    .unwrap();
+    .unwrap()
+    .rules;
     let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
     let app = TestApp::spawn_with(rules, verifiers(false), Arc::new(store.clone()), Arc::new(queue.clone())).await;
     let r = app.post_segment(&trial_started("msg-two")).await;
@@ -380,9 +382,13 @@ async fn a_batch_signed_on_its_first_event_is_refused_by_default_and_says_how_to
     assert_untouched(&s);
 
     let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
-    let allowing =
-        TestApp::spawn_with(Rules::embedded().unwrap(), verifiers(true), Arc::new(store), Arc::new(queue.clone()))
-            .await;
+    let allowing = TestApp::spawn_with(
+        Triggers::embedded().unwrap().rules,
+        verifiers(true),
+        Arc::new(store),
+        Arc::new(queue.clone()),
+    )
+    .await;
     let r = allowing.post("/webhooks/segment", &headers, body.into_bytes()).await;
     assert_eq!((r.status, r.body["status"].as_str()), (200, Some("queued")));
     assert_eq!(queue.sent(), 2);

@@ -6,6 +6,7 @@ mod cio_sync;
 mod iam;
 mod ingest;
 mod ingest_aws;
+mod layering;
 mod mavera_client;
 mod secrets_aws;
 mod template;

@@ -12,8 +12,8 @@ use shared::telemetry::{Fatal, Metrics};
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    let ColdStart { sdk, vars, rules } = cold_start().await?;
-    let settings = Settings::from_vars(&vars, Arc::new(rules))?;
+    let ColdStart { sdk, vars, triggers } = cold_start().await?;
+    let settings = Settings::from_vars(&vars, Arc::new(triggers.rules))?;
     let resources = AwsResources::from_vars(&vars)?;
 
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), resources.table);

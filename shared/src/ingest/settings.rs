@@ -49,9 +49,11 @@ fn verifiers(vars: &dyn Vars, rules: &Rules) -> Result<Verifiers, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::triggers::Triggers;
 
+    /// The shipped rules.
     fn embedded() -> Arc<Rules> {
-        Arc::new(Rules::embedded().unwrap())
+        Arc::new(Triggers::embedded().unwrap().rules)
     }
 
     #[test]
@@ -68,11 +70,12 @@ mod tests {
 
     #[test]
     fn a_source_without_rules_is_off_unless_it_has_a_secret() {
-        let rules = Rules::parse(
+        let rules = Triggers::parse(
             "[[rule]]\nname = \"r\"\nsource = \"segment\"\nevent = \"e\"\naction = \"research\"\nresearch = { prompt = \"p\" }",
             "t",
         )
-        .unwrap();
+        .unwrap()
+        .rules;
         let v = Settings::from_vars(&[("SEGMENT_SHARED_SECRET", "x")], Arc::new(rules)).unwrap().verifiers;
         assert!(v.customerio.is_none());
     }
