@@ -5,8 +5,10 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::time::Duration;
 
-use crate::verify::SecretsError;
+use crate::rules::Rules;
+use crate::verify::{CustomerIoVerifier, SecretsError, SegmentVerifier, SigningSecrets, Verifiers, customerio};
 
 /// The variables' names.
 pub use crate::vars;
@@ -97,6 +99,32 @@ pub fn number<T: FromStr>(vars: &dyn Vars, name: &'static str, default: T) -> Re
     }
 }
 
+/// The webhook verifiers ([`Verifiers`] picks one by source) from the signing secrets. A
+/// source that has rules must have its secret: verification is never skipped. A source without
+/// rules is disabled unless its secret is set.
+impl Verifiers {
+    pub fn from_vars(vars: &dyn Vars, rules: &Rules) -> Result<Self, ConfigError> {
+        use crate::domain::Source;
+        let needed = rules.sources();
+        let secrets = |source: Source, name: &'static str| -> Result<Option<SigningSecrets>, ConfigError> {
+            let value = optional(vars, name);
+            if value.is_none() && !needed.contains(&source) {
+                return Ok(None);
+            }
+            Ok(Some(SigningSecrets::parse(name, value.as_deref())?))
+        };
+        let segment = secrets(Source::Segment, vars::SEGMENT_SHARED_SECRET)?.map(|s| {
+            flag(vars, vars::SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE, false).map(|allow| SegmentVerifier::new(&s, allow))
+        });
+        let customerio = secrets(Source::CustomerIo, vars::CIO_WEBHOOK_SECRET)?.map(|s| {
+            let default = customerio::DEFAULT_TOLERANCE.as_secs();
+            number(vars, vars::CIO_TIMESTAMP_TOLERANCE_SECS, default)
+                .map(|secs| CustomerIoVerifier::new(&s, Duration::from_secs(secs)))
+        });
+        Ok(Verifiers { segment: segment.transpose()?, customerio: customerio.transpose()? })
+    }
+}
+
 /// Mavera settings for the worker: `None` in dry run (`DRY_RUN=true`), when requests are
 /// recorded and never sent. Otherwise `MAVERA_API_KEY` is required.
 pub fn mavera(vars: &dyn Vars) -> Result<Option<crate::mavera::MaveraConfig>, ConfigError> {
@@ -168,6 +196,50 @@ impl AwsResources {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::triggers::Triggers;
+
+    /// The shipped rules.
+    fn shipped() -> Rules {
+        Triggers::embedded().unwrap().rules
+    }
+
+    #[test]
+    fn sources_with_rules_need_their_secret() {
+        let rules = shipped();
+        let err = Verifiers::from_vars(&[("CIO_WEBHOOK_SECRET", "x")], &rules).unwrap_err();
+        assert!(err.to_string().starts_with("SEGMENT_SHARED_SECRET is not set"), "{err}");
+        let err = Verifiers::from_vars(&[("SEGMENT_SHARED_SECRET", "x")], &rules).unwrap_err();
+        assert!(err.to_string().starts_with("CIO_WEBHOOK_SECRET is not set"), "{err}");
+        let v = Verifiers::from_vars(&[("SEGMENT_SHARED_SECRET", "x"), ("CIO_WEBHOOK_SECRET", "y")], &rules).unwrap();
+        assert!(v.segment.is_some() && v.customerio.is_some());
+    }
+
+    #[test]
+    fn a_source_without_rules_is_off_unless_it_has_a_secret() {
+        let rules = Triggers::parse(
+            "[[rule]]\nname = \"r\"\nsource = \"segment\"\nevent = \"e\"\naction = \"research\"\nresearch = { prompt = \"p\" }",
+            "t",
+        )
+        .unwrap()
+        .rules;
+        let v = Verifiers::from_vars(&[("SEGMENT_SHARED_SECRET", "x")], &rules).unwrap();
+        assert!(v.customerio.is_none());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let rules = shipped();
+        let vars = [
+            ("SEGMENT_SHARED_SECRET", "x"),
+            ("CIO_WEBHOOK_SECRET", "y"),
+            ("SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE", "maybe"),
+        ];
+        let err = Verifiers::from_vars(&vars, &rules).unwrap_err();
+        assert!(err.to_string().starts_with("SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE=\"maybe\" is not valid"), "{err}");
+        let vars =
+            [("SEGMENT_SHARED_SECRET", "x"), ("CIO_WEBHOOK_SECRET", "y"), ("CIO_TIMESTAMP_TOLERANCE_SECS", "5m")];
+        assert!(Verifiers::from_vars(&vars, &rules).is_err());
+    }
 
     #[test]
     fn secrets_win_over_the_environment() {

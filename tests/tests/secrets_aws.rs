@@ -3,12 +3,11 @@
 //! error when it cannot be read or lacks a key.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use relay_tests::aws::sdk_config;
 use shared::config::{ConfigError, Vars};
-use shared::ingest::Settings;
 use shared::triggers::Triggers;
+use shared::verify::Verifiers;
 
 async fn secret(value: &str) -> String {
     let sdk = sdk_config().await;
@@ -28,7 +27,7 @@ async fn the_secret_is_read_once_and_wins_over_the_environment() {
     let vars = shared::secrets::load(&sdk_config().await, &base).await.unwrap();
     assert_eq!(vars.get("SEGMENT_SHARED_SECRET").as_deref(), Some("from-the-secret"));
     assert_eq!(vars.get("EVENTS_TABLE").as_deref(), Some("t"), "other settings still come from the environment");
-    let verifiers = Settings::from_vars(&vars, Arc::new(Triggers::embedded().unwrap().rules)).unwrap().verifiers;
+    let verifiers = Verifiers::from_vars(&vars, &Triggers::embedded().unwrap().rules).unwrap();
     assert!(verifiers.segment.is_some() && verifiers.customerio.is_some());
 }
 
@@ -37,7 +36,7 @@ async fn a_secret_without_a_needed_key_stops_the_start_naming_it() {
     let arn = secret(r#"{"SEGMENT_SHARED_SECRET":"s","CIO_WEBHOOK_SECRET":""}"#).await;
     let base = env(&[("SECRETS_ARN", &arn)]);
     let vars = shared::secrets::load(&sdk_config().await, &base).await.unwrap();
-    let err = Settings::from_vars(&vars, Arc::new(Triggers::embedded().unwrap().rules)).unwrap_err();
+    let err = Verifiers::from_vars(&vars, &Triggers::embedded().unwrap().rules).unwrap_err();
     assert!(err.to_string().starts_with("CIO_WEBHOOK_SECRET is not set"), "{err}");
     assert!(err.to_string().contains("SECRETS_ARN"), "it says where to put it: {err}");
 }

@@ -54,7 +54,7 @@ pub fn build(settings: Settings, claims: Arc<dyn ClaimStore>, queue: Arc<dyn Job
 }
 
 impl Ingest {
-    pub fn new(settings: Settings, claims: Arc<dyn ClaimStore>, queue: Arc<dyn JobQueue>) -> Self {
+    fn new(settings: Settings, claims: Arc<dyn ClaimStore>, queue: Arc<dyn JobQueue>) -> Self {
         let Settings { rules, verifiers } = settings;
         Ingest { rules, verifiers, claims, queue }
     }

@@ -1,6 +1,6 @@
 //! Which verifier checks which sender's webhooks: one per source, or none when the source is
-//! off (no rule uses it and no secret is set). The settings that build them are ingest's
-//! (`shared::ingest::Settings`).
+//! off (no rule uses it and no secret is set). They are built from the signing secrets by
+//! `Verifiers::from_vars`, with the other settings in `config`.
 
 use std::time::SystemTime;
 

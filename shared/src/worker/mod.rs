@@ -20,6 +20,7 @@ mod cluster_persona;
 mod enrich;
 pub mod local;
 mod result;
+mod settings;
 pub mod sqs;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub use analysis::{AnalysisTemplates, GenerateStep, MAVE_FIELDS, PROMPT_FIELDS};
 pub use cluster_persona::{CLUSTER_FIELDS, ClusterPersonaTemplate, persona_request};
 pub use enrich::{CioEnricher, Enrich, Enriched, classify};
 pub use result::{MAX_TEXT_CHARS, summarize};
+pub use settings::{BuildError, Enrichment, Mavera, Settings, TriggerConfig, build};
 
 use crate::domain::{Event, JobKey, RuleName};
 use crate::mavera::{ErrorClass, MaveraApi, MaveraError, MaveraRequest, MaveraResponse};
@@ -146,7 +148,9 @@ impl From<StoreError> for Transient {
 }
 
 impl Worker {
-    pub fn new(
+    /// Joins ready-made parts. Everything outside the crate goes through [`build`], which makes
+    /// them from [`Settings`]; unit tests hand in twins here.
+    pub(crate) fn new(
         rules: Arc<Rules>,
         scheduled: ScheduledJobs,
         jobs: Arc<dyn JobStore>,
@@ -160,6 +164,11 @@ impl Worker {
             return Err(WorkerSetupError::EnrichmentUnavailable(rule.name.to_string()));
         }
         Ok(Worker { rules, scheduled, jobs, guards, mavera, enricher })
+    }
+
+    /// Opens the Mavera connection during a cold start (the dry-run adapter has none to open).
+    pub async fn warm(&self) {
+        self.mavera.warm().await;
     }
 
     /// Processes one queue message, by `deadline` (the invocation's end).
