@@ -8,6 +8,10 @@
 //! loads `triggers.toml` (rules, enrichment, scheduled jobs) for all three. Every retry
 //! loop (Mavera, Customer.io, the worker's own writes) is backon's, waiting as [`retry`] says.
 //!
+//! Each of the three has a `Settings` read from variables and one builder
+//! ([`ingest::build`], [`worker::build`], [`cio_sync::build`]): the Lambda mains, `relay serve`
+//! and the tests put them together the same way, and differ only in the adapters they pass.
+//!
 //! # Layering
 //!
 //! A module uses only modules on its own layer or lower ones, and none imports its way back
@@ -24,12 +28,12 @@
 //!    [`customerio`] (with the attribute lookup, cached in the `store`). *Never* `rules`,
 //!    `config`, or anything above.
 //! 4. [`rules`]: webhook rules, matching, `[enrichment]`.
-//! 5. [`config`] (environment variables) and [`secrets`].
+//! 5. [`config`] (environment variables, and the verifiers the rules need) and [`secrets`].
 //! 6. The three jobs: [`ingest`]; [`worker`], which renders scheduled jobs' requests itself
 //!    and *never* uses `cio_sync`; [`cio_sync`], which may use the worker's template types to
 //!    check and preview what it queues.
 //! 7. [`triggers`]: the whole `triggers.toml`, each table read by its owner (`rules`,
-//!    `cio_sync`).
+//!    `cio_sync`), and each function's part of it handed to its settings.
 //! 8. [`startup`]: a Lambda's cold start (logging, SDK, secrets, triggers).
 
 pub mod aws;
