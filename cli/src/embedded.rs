@@ -12,8 +12,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use shared::ingest::ApiError;
 use shared::queue::{Consumer, JobQueue, MemoryQueue};
-use shared::store::{JobStatus, MemoryStore, Store, StoreError};
-use shared::worker::WorkerState;
+use shared::store::{self, JobStatus, MemoryStore, StoreError};
+use shared::worker::{self, Worker, WorkerState};
 
 use crate::data_dir::{DataDir, DataDirError, FileQueue, FileStore, Journal};
 
@@ -23,7 +23,7 @@ use crate::data_dir::{DataDir, DataDirError, FileQueue, FileStore, Journal};
 pub const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 /// What `relay serve` needs of its store beyond the store traits.
-pub trait EmbeddedStore: Store + WorkerState {
+pub trait EmbeddedStore: store::Store + WorkerState {
     fn running_jobs(&self) -> usize;
     /// Removes the records expired at `now`; how many went.
     fn sweep_expired(&self, now: SystemTime) -> Result<usize, StoreError>;
@@ -36,16 +36,22 @@ pub trait EmbeddedQueue: JobQueue + Consumer {
 }
 
 pub struct Embedded {
-    pub store: Arc<dyn EmbeddedStore>,
+    store: Store,
     pub queue: Arc<dyn EmbeddedQueue>,
     /// The data file's journal, with `--data-dir`.
     journal: Option<Arc<Journal>>,
 }
 
+/// The store by its own type, which the worker's builder wants.
+enum Store {
+    Memory(Arc<MemoryStore>),
+    File(Arc<FileStore>),
+}
+
 impl Embedded {
     pub fn in_memory(visibility: Duration, max_receives: u32) -> Embedded {
         Embedded {
-            store: Arc::new(MemoryStore::new()),
+            store: Store::Memory(Arc::new(MemoryStore::new())),
             queue: Arc::new(MemoryQueue::new(visibility, max_receives)),
             journal: None,
         }
@@ -53,7 +59,22 @@ impl Embedded {
 
     pub fn in_dir(dir: &Path, visibility: Duration, max_receives: u32) -> Result<Embedded, DataDirError> {
         let DataDir { store, queue, journal } = DataDir::open(dir, visibility, max_receives)?;
-        Ok(Embedded { store: Arc::new(store), queue: Arc::new(queue), journal: Some(journal) })
+        Ok(Embedded { store: Store::File(Arc::new(store)), queue: Arc::new(queue), journal: Some(journal) })
+    }
+
+    pub fn store(&self) -> Arc<dyn EmbeddedStore> {
+        match &self.store {
+            Store::Memory(store) => store.clone(),
+            Store::File(store) => store.clone(),
+        }
+    }
+
+    /// The worker, over this store.
+    pub fn build_worker(&self, settings: worker::Settings) -> Result<Worker, worker::BuildError> {
+        match &self.store {
+            Store::Memory(store) => worker::build(settings, store.clone()),
+            Store::File(store) => worker::build(settings, store.clone()),
+        }
     }
 
     pub fn is_kept(&self) -> bool {
@@ -74,7 +95,7 @@ impl Embedded {
 
     /// Sweeps expired records every [`SWEEP_EVERY`] until the process ends.
     pub fn spawn_sweeper(&self) {
-        let store = self.store.clone();
+        let store = self.store();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(SWEEP_EVERY);
             every.tick().await;

@@ -6,7 +6,6 @@
 mod check;
 mod data_dir;
 mod embedded;
-mod enrich;
 mod error;
 mod output;
 mod poll_sqs;

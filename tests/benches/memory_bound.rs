@@ -1,6 +1,6 @@
 //! Resident memory of the in-memory store and queue (what `relay serve` embeds) over a long
 //! run: `ROUNDS` rounds of `EVENTS` accepted webhooks each (1 million and 2 by default), each
-//! through ingest's handler (verify, parse, match, claim, queue) with the worker in dry run
+//! through ingest's router (verify, parse, match, claim, queue) with the worker in dry run
 //! taking every job to `DONE` meanwhile; after each round, a sweep as if the 8 days of the
 //! records' TTL had passed. Memory is bounded if the second round needs no more than the first.
 //! Run: `cargo bench --workspace --bench memory_bound` (`EVENTS=200000` for a shorter run;
@@ -9,65 +9,39 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use async_trait::async_trait;
-use http::{HeaderMap, HeaderValue};
+use axum::body::Body;
+use http::Request;
+use relay_tests::env::Env;
 use relay_tests::payloads::segment_track;
 use serde_json::json;
-use shared::config::Verifiers;
-use shared::domain::{Event, Source};
-use shared::ingest::Ingest;
-use shared::mavera::DryRun;
 use shared::queue::{Consumer, MemoryQueue};
 use shared::store::{MemoryStore, RECORD_TTL};
+use shared::telemetry::Metrics;
 use shared::triggers::Triggers;
-use shared::verify::{SegmentVerifier, SigningSecrets, segment};
+use shared::verify::segment;
 use shared::worker::local::LocalRunner;
-use shared::worker::{Enrich, Enriched, Worker};
+use shared::{ingest, worker};
 use tokio::sync::watch;
+use tower::ServiceExt;
 
 const SECRET: &str = "memory-bench-secret";
 
 /// The four shipped Segment rules' events, in turn.
 const EVENTS: [&str; 4] = ["trial_started", "plan_upgraded", "feature_milestone", "churn_signal"];
 
-/// The shipped rules include a Customer.io rule that looks attributes up; no Customer.io event
-/// is sent here, so its lookup never runs.
-struct NoLookups;
-
-#[async_trait]
-impl Enrich for NoLookups {
-    async fn enrich(&self, _event: &mut Event, _deadline: tokio::time::Instant) -> Enriched {
-        Enriched { notes: vec![], known: false }
-    }
-}
-
 #[tokio::main]
 async fn main() {
     let events: usize = std::env::var("EVENTS").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(2);
+    // The shipped rules; no Mavera key, so the worker runs in dry run.
     let triggers = Triggers::embedded().unwrap();
-    let rules = Arc::new(triggers.rules);
-    let verifiers = Verifiers {
-        segment: Some(SegmentVerifier::new(
-            &SigningSecrets::parse("SEGMENT_SHARED_SECRET", Some(SECRET)).unwrap(),
-            false,
-        )),
-        customerio: None,
-    };
+    let env = Env::new().set("SEGMENT_SHARED_SECRET", SECRET);
     let store = MemoryStore::new();
     let queue = MemoryQueue::default();
-    let ingest = Ingest::new(rules.clone(), verifiers, Arc::new(store.clone()), Arc::new(queue.clone()));
-    let worker = Arc::new(
-        Worker::new(
-            rules,
-            triggers.cio_sync.for_worker(),
-            Arc::new(store.clone()),
-            Arc::new(store.clone()),
-            Arc::new(DryRun),
-            Some(Arc::new(NoLookups)),
-        )
-        .unwrap(),
-    );
+    let settings = ingest::Settings::from_vars(&env, Arc::new(triggers.rules.clone())).unwrap();
+    let router = ingest::build(settings, Arc::new(store.clone()), Arc::new(queue.clone()), Metrics::from_env("bench"));
+    let settings = worker::Settings::from_vars(&env, triggers.for_worker()).unwrap();
+    let worker = Arc::new(worker::build(settings, Arc::new(store.clone())).unwrap());
     let (stop, stopped) = watch::channel(false);
     let runner = LocalRunner { concurrency: 10, ..LocalRunner::default() };
     let consumer = Arc::new(queue.clone()) as Arc<dyn Consumer>;
@@ -90,9 +64,13 @@ async fn main() {
                 json!({"plan": "pro", "new_plan": "growth", "previous_plan": "starter", "milestone": "10 reports", "ltv": 500, "signal_type": "seat_drop"}),
             )
             .to_string();
-            let mut headers = HeaderMap::new();
-            headers.insert("x-signature", HeaderValue::from_str(&segment::sign(SECRET, body.as_bytes())).unwrap());
-            ingest.handle(Source::Segment, &headers, body.as_bytes()).await.unwrap();
+            let request = Request::post("/webhooks/segment")
+                .header("content-type", "application/json")
+                .header("x-signature", segment::sign(SECRET, body.as_bytes()))
+                .body(Body::from(body))
+                .unwrap();
+            let answer = router.clone().oneshot(request).await.unwrap();
+            assert!(answer.status().is_success(), "{}", answer.status());
         }
         let accepted = started.elapsed();
         while queue.depth() > 0 {

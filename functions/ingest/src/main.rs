@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use shared::config::{AwsResources, ProcessEnv, Verifiers};
-use shared::ingest::{Ingest, router};
+use shared::config::{AwsResources, ProcessEnv};
+use shared::ingest::{self, Settings};
 use shared::queue::SqsQueue;
 use shared::startup::{ColdStart, cold_start_warming};
 use shared::store::DynamoStore;
@@ -27,12 +27,11 @@ async fn main() -> Result<(), Fatal> {
         Ok((store, queue))
     })
     .await?;
-    let rules = Arc::new(triggers.rules);
-    let verifiers = Verifiers::from_vars(&vars, &rules)?;
+    let settings = Settings::from_vars(&vars, Arc::new(triggers.rules))?;
     phases.done("config");
-    tracing::info!(rules = rules.len(), sources = ?rules.sources(), "ingest ready");
+    tracing::info!(rules = settings.rules.len(), sources = ?settings.rules.sources(), "ingest ready");
     phases.finish();
 
-    let ingest = Arc::new(Ingest::new(rules, verifiers, Arc::new(store), Arc::new(queue)));
-    lambda_http::run(router(ingest, Metrics::from_env("ingest"))).await.map_err(Fatal::boxed)
+    let app = ingest::build(settings, Arc::new(store), Arc::new(queue), Metrics::from_env("ingest"));
+    lambda_http::run(app).await.map_err(Fatal::boxed)
 }

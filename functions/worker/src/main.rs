@@ -6,12 +6,10 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::config::{self, ProcessEnv, vars};
-use shared::customerio::CioClient;
-use shared::mavera::{DryRun, MaveraApi, MaveraClient};
 use shared::startup::{ColdStart, cold_start_warming};
 use shared::store::DynamoStore;
 use shared::telemetry::{self, Fatal, Metrics};
-use shared::worker::{CioEnricher, Enrich, Worker, sqs};
+use shared::worker::{self, Mavera, Settings, sqs};
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
@@ -30,32 +28,18 @@ async fn main() -> Result<(), Fatal> {
         Ok(Arc::new(store))
     })
     .await?;
-    let rules = Arc::new(triggers.rules);
-
-    let mavera = config::mavera(&vars)?.map(MaveraClient::new).transpose()?;
-    let enricher = match config::customerio(&vars, rules.needs_enrichment())? {
-        Some(cio) => {
-            Some(Arc::new(CioEnricher::new(Arc::new(CioClient::new(cio)?), store.clone(), triggers.enrichment))
-                as Arc<dyn Enrich>)
-        }
-        None => None,
-    };
+    let settings = Settings::from_vars(&vars, triggers.for_worker())?;
+    let (rules, dry_run) = (settings.triggers.rules.len(), matches!(settings.mavera, Mavera::DryRun { .. }));
+    phases.done("config");
+    let worker = worker::build(settings, store)?;
     phases.done("clients");
     // Mavera's key is in the secret, so its connection opens only now.
-    if let Some(m) = &mavera {
-        m.warm().await;
-        phases.done("mavera warm-up");
+    worker.warm().await;
+    phases.done("mavera warm-up");
+    if dry_run {
+        tracing::warn!("DRY_RUN=true: requests are recorded in the events table, never sent to Mavera");
     }
-    let dry_run = mavera.is_none();
-    let mavera: Arc<dyn MaveraApi> = match mavera {
-        Some(client) => Arc::new(client),
-        None => {
-            tracing::warn!("DRY_RUN=true: requests are recorded in the events table, never sent to Mavera");
-            Arc::new(DryRun)
-        }
-    };
-    let worker = Worker::new(rules.clone(), triggers.cio_sync.for_worker(), store.clone(), store, mavera, enricher)?;
-    tracing::info!(rules = rules.len(), dry_run, "worker ready");
+    tracing::info!(rules, dry_run, "worker ready");
     phases.finish();
     let (worker, metrics) = (&worker, &Metrics::from_env("worker"));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
