@@ -5,6 +5,7 @@
 pub mod app;
 pub mod aws;
 pub mod cio_standin;
+pub mod fault_proxy;
 pub mod faults;
 pub mod mavera_standin;
 pub mod payloads;

@@ -5,6 +5,7 @@ mod cio_client;
 mod cio_sync;
 mod ingest;
 mod ingest_aws;
+mod ingest_faults;
 mod mavera_client;
 mod secrets_aws;
 mod template;

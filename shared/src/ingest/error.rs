@@ -31,6 +31,10 @@ pub enum ApiError {
     TooLargeForQueue { event_id: String, source: QueueError },
     #[error("the event could not be stored")]
     Store(#[source] StoreError),
+    #[error(
+        "event {event_id} is being queued by an earlier delivery of it that has not finished; retry in a few seconds (it is never acknowledged before it is queued)"
+    )]
+    InFlight { event_id: String },
     #[error("the event could not be queued")]
     Queue(#[source] QueueError),
     #[error("the request body could not be read")]
@@ -47,7 +51,7 @@ impl ApiError {
             ApiError::Payload(_) | ApiError::Body(_) => StatusCode::BAD_REQUEST,
             // 503, not 500: Customer.io waits an hour after a 500 but backs off normally
             // after a 503, and both senders retry it.
-            ApiError::Store(_) | ApiError::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) | ApiError::Queue(_) | ApiError::InFlight { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -61,6 +65,7 @@ impl ApiError {
             ApiError::Signature(e) => e.code(),
             ApiError::Payload(e) => e.code(),
             ApiError::Store(_) => "store_unavailable",
+            ApiError::InFlight { .. } => "in_flight",
             ApiError::Queue(_) => "queue_unavailable",
             ApiError::Body(_) => "unreadable_body",
         }
@@ -73,6 +78,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::InFlight { .. } = self {
+            // Ours to say in full: nothing failed, the sender only has to come back.
+            tracing::warn!(code = self.code(), "{self}");
+            let body = Json(json!({"error": {"code": self.code(), "message": self.to_string()}}));
+            let wait = crate::store::CLAIM_LEASE.as_secs().to_string();
+            return (self.status(), [(axum::http::header::RETRY_AFTER, wait)], body).into_response();
+        }
         let message = if self.is_server_error() {
             // Details go to the log, not to the sender.
             tracing::error!(code = self.code(), error = %crate::telemetry::chain(&self), "webhook not accepted; the sender will retry");

@@ -7,10 +7,11 @@ mod report;
 mod router;
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use http::HeaderMap;
+use tokio::time::{Instant, timeout_at};
 
 pub use error::ApiError;
 pub use report::{EventReport, JobReport, Report, Status};
@@ -19,14 +20,24 @@ pub use router::{MAX_BODY_BYTES, router};
 use crate::config::Verifiers;
 use crate::domain::{Event, JobKey, Source};
 use crate::parse::envelopes;
-use crate::queue::{JobMessage, JobQueue};
+use crate::queue::{JobMessage, JobQueue, QueueError};
 use crate::rules::Rules;
-use crate::store::{Claim, ClaimStore, NewJob};
+use crate::store::{Claim, ClaimStore, NewJob, StoreError};
 use crate::verify::SignatureCoverage;
 
 /// How many jobs of one request are claimed and queued at once (a Segment batch can hold
 /// hundreds of events).
 const CONCURRENT_JOBS: usize = 16;
+
+/// Every request is answered within this, inside the shortest sender deadline (Customer.io
+/// gives up after 4 s; Segment after 5 s). A sender that gave up retries, and a retry that
+/// meets a claim still being sent is told to retry again rather than `duplicate`, so an
+/// answer that comes too late loses nothing; but a request that always times out never
+/// gets through, and Customer.io holds back every later event behind it.
+pub const REQUEST_BUDGET: Duration = Duration::from_millis(3500);
+
+/// Kept back from [`REQUEST_BUDGET`] to delete the claims of jobs whose send did not finish.
+const RELEASE_RESERVE: Duration = Duration::from_millis(500);
 
 pub struct Ingest {
     rules: Arc<Rules>,
@@ -39,9 +50,12 @@ pub struct Ingest {
 /// checked before any job of the request is stored.
 struct Prepared {
     index: usize,
+    event_id: String,
     key: JobKey,
     rule: crate::domain::RuleName,
     body: String,
+    /// Already known without a claim: a second copy of a job in the same request.
+    status: Option<Status>,
 }
 
 impl Ingest {
@@ -56,6 +70,7 @@ impl Ingest {
     /// Handles one webhook request. `Err` means nothing was queued by this request, except
     /// for store or queue failures, after which the sender's retry is deduplicated.
     pub async fn handle(&self, source: Source, headers: &HeaderMap, body: &[u8]) -> Result<Report, ApiError> {
+        let deadline = Instant::now() + REQUEST_BUDGET;
         let coverage = self.verify(source, headers, body)?;
         let envelopes = envelopes(source, body).map_err(ApiError::Payload)?;
         let batch = envelopes.len() > 1 || envelopes.first().is_some_and(|e| e.index.is_some());
@@ -70,6 +85,9 @@ impl Ingest {
         // Phase 1, no side effects: match rules and encode every job.
         let mut reports = Vec::with_capacity(envelopes.len());
         let mut prepared = Vec::new();
+        // A batch may carry the same event twice: claimed once, the other copy is its duplicate
+        // (two claims of one job in one request would meet each other's claim in flight).
+        let mut keys = std::collections::HashSet::new();
         for (index, envelope) in envelopes.iter().enumerate() {
             let mut report = EventReport::new(envelope.id.as_str());
             if !self.rules.listens_for(source, &envelope.name) {
@@ -83,7 +101,15 @@ impl Ingest {
                 let key = JobKey::for_event(source, &event.id, &rule.name);
                 let body = JobMessage::event_body(&key, &rule.name, &event)
                     .map_err(|e| ApiError::TooLargeForQueue { event_id: event.id.to_string(), source: e })?;
-                prepared.push(Prepared { index, key, rule: rule.name.clone(), body });
+                let status = (!keys.insert(key.clone())).then_some(Status::Duplicate);
+                prepared.push(Prepared {
+                    index,
+                    event_id: event.id.to_string(),
+                    key,
+                    rule: rule.name.clone(),
+                    body,
+                    status,
+                });
             }
             if prepared.len() == jobs_before {
                 report.reason = Some(format!("`{}` matched no rule's conditions", envelope.name));
@@ -95,7 +121,10 @@ impl Ingest {
         let now = SystemTime::now();
         let outcomes: Vec<_> = futures::stream::iter(prepared)
             .map(|job| async move {
-                let status = self.enqueue(&job, now).await;
+                let status = match job.status {
+                    Some(status) => Ok(status),
+                    None => self.enqueue(&job, now, deadline).await,
+                };
                 (job, status)
             })
             .buffered(CONCURRENT_JOBS)
@@ -133,23 +162,44 @@ impl Ingest {
         }
     }
 
-    /// Claim, then send; if the send fails, delete the claim so the sender's retry can
-    /// claim it again, and answer 5xx.
-    async fn enqueue(&self, job: &Prepared, now: SystemTime) -> Result<Status, ApiError> {
+    /// Claim, then send, by `deadline`; if the send fails or does not finish in time,
+    /// delete the claim so the sender's retry can claim it again, and answer 5xx.
+    async fn enqueue(&self, job: &Prepared, now: SystemTime, deadline: Instant) -> Result<Status, ApiError> {
+        let work_deadline = deadline.checked_sub(RELEASE_RESERVE).unwrap_or(deadline);
         let token = uuid::Uuid::new_v4().to_string();
-        let claim = self.claims.claim(&NewJob { key: &job.key, rule: &job.rule, token: &token, now }).await;
+        let claim = timeout_at(
+            work_deadline,
+            self.claims.claim(&NewJob { key: &job.key, rule: &job.rule, token: &token, now }),
+        )
+        .await
+        .unwrap_or_else(|_| Err(StoreError::unavailable(too_slow("claiming the job"))));
         match claim.map_err(ApiError::Store)? {
             Claim::Duplicate(_) => Ok(Status::Duplicate),
-            Claim::Claimed => match self.queue.send(job.body.clone()).await {
-                Ok(()) => Ok(Status::Queued),
-                Err(send_error) => {
-                    if let Err(release_error) = self.claims.release_claim(&job.key, &token).await {
-                        // The claim expires with its lease, after which a retry claims it again.
-                        tracing::error!(key = %job.key, error = %crate::telemetry::chain(&release_error), "could not delete the claim after a failed send");
-                    }
-                    Err(ApiError::Queue(send_error))
+            Claim::InFlight => Err(ApiError::InFlight { event_id: job.event_id.clone() }),
+            Claim::Claimed => {
+                let sent = timeout_at(work_deadline, self.queue.send(job.body.clone()))
+                    .await
+                    .unwrap_or_else(|_| Err(QueueError::unavailable(too_slow("sending the job"))));
+                let Err(send_error) = sent else { return Ok(Status::Queued) };
+                // A send that timed out may still arrive: then the job is queued twice if the
+                // retry queues it again, which the worker absorbs. Deleting the claim is what
+                // lets the retry through.
+                let released = timeout_at(deadline, self.claims.release_claim(&job.key, &token))
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError::unavailable(too_slow("deleting the claim"))));
+                if let Err(release_error) = released {
+                    // The claim expires with its lease, after which a retry takes it over.
+                    tracing::error!(key = %job.key, error = %crate::telemetry::chain(&release_error), "could not delete the claim after a failed send");
                 }
-            },
+                Err(ApiError::Queue(send_error))
+            }
         }
     }
+}
+
+fn too_slow(what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("{what} did not finish within the request budget ({} ms)", REQUEST_BUDGET.as_millis()),
+    )
 }
