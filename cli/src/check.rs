@@ -30,10 +30,10 @@ pub fn run(args: Args) -> Result<ExitCode, RelayError> {
     for source in Source::ALL {
         let var = secret_var(source);
         let used_by = rules.iter().filter(|r| r.source == source).count();
+        let previous = config::optional(&vars, &format!("{var}_PREVIOUS")).is_some();
         let state = match (config::optional(&vars, var), used_by) {
-            (Some(v), _) => {
-                format!("set ({} secret{})", v.split(',').count(), if v.contains(',') { "s, rotating" } else { "" })
-            }
+            (Some(_), _) if previous => format!("set, rotating ({var}_PREVIOUS too)"),
+            (Some(_), _) => "set".to_owned(),
             (None, 0) => "not set (no rule uses it, so /webhooks/".to_owned() + source.as_str() + " is off)",
             (None, _) => "MISSING".to_owned(),
         };

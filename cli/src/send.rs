@@ -56,8 +56,7 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
         Source::CustomerIo => vars::CIO_WEBHOOK_SECRET,
     };
     let configured = args.secret.or_else(|| optional(&ProcessEnv, var));
-    // During a rotation the variable lists several secrets; senders sign with the first.
-    let secrets = SigningSecrets::parse(var, configured.as_deref())
+    let secrets = SigningSecrets::new(var, configured.as_deref(), "", None)
         .map_err(|_| RelayError::NoSecret { sender: args.source.as_str(), var })?;
 
     let url = webhook_url(args.url.as_deref().unwrap_or(DEFAULT_BASE), args.source)?;

@@ -18,7 +18,10 @@ pub mod vars {
     pub const TRIGGERS_PATH: &str = "TRIGGERS_PATH";
     pub const SECRETS_ARN: &str = "SECRETS_ARN";
     pub const SEGMENT_SHARED_SECRET: &str = "SEGMENT_SHARED_SECRET";
+    pub const SEGMENT_SHARED_SECRET_PREVIOUS: &str = "SEGMENT_SHARED_SECRET_PREVIOUS";
     pub const CIO_WEBHOOK_SECRET: &str = "CIO_WEBHOOK_SECRET";
+    pub const CIO_WEBHOOK_SECRET_PREVIOUS: &str = "CIO_WEBHOOK_SECRET_PREVIOUS";
+    pub const CIO_ALLOWED_SOURCE_IPS: &str = "CIO_ALLOWED_SOURCE_IPS";
     pub const MAVERA_API_KEY: &str = "MAVERA_API_KEY";
     pub const CIO_APP_KEY: &str = "CIO_APP_KEY";
     pub const SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE: &str = "SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE";
@@ -29,8 +32,14 @@ pub mod vars {
     pub const CIO_REGION: &str = "CIO_REGION";
     pub const CIO_APP_API_URL: &str = "CIO_APP_API_URL";
 
-    /// The keys the Secrets Manager secret may hold.
+    /// The keys of the secrets the code reads (the template's single secret until it is split).
     pub const SECRET_KEYS: [&str; 4] = [SEGMENT_SHARED_SECRET, CIO_WEBHOOK_SECRET, MAVERA_API_KEY, CIO_APP_KEY];
+
+    /// The signing secret's keys: read by ingest only.
+    pub const SIGNING_SECRET_KEYS: &[&str] =
+        &[SEGMENT_SHARED_SECRET, SEGMENT_SHARED_SECRET_PREVIOUS, CIO_WEBHOOK_SECRET, CIO_WEBHOOK_SECRET_PREVIOUS];
+    /// The API keys secret's keys: read by the worker and cio-sync, never by ingest.
+    pub const API_SECRET_KEYS: &[&str] = &[MAVERA_API_KEY, CIO_APP_KEY];
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,21 +150,38 @@ impl Verifiers {
     pub fn from_vars(vars: &dyn Vars, rules: &Rules) -> Result<Self, ConfigError> {
         use crate::domain::Source;
         let needed = rules.sources();
-        let secrets = |source: Source, name: &'static str| -> Result<Option<SigningSecrets>, ConfigError> {
-            let value = optional(vars, name);
-            if value.is_none() && !needed.contains(&source) {
+        // A deployed function reads its secret from Secrets Manager (SECRETS_ARN): there a
+        // guessable secret is refused; a local run only warns.
+        let deployed = optional(vars, vars::SECRETS_ARN).is_some();
+        let secrets = |source: Source, name: &'static str, previous: &'static str| {
+            let (value, previous_value) = (optional(vars, name), optional(vars, previous));
+            if value.is_none() && previous_value.is_none() && !needed.contains(&source) {
                 return Ok(None);
             }
-            Ok(Some(SigningSecrets::parse(name, value.as_deref())?))
+            let secrets = SigningSecrets::new(name, value.as_deref(), previous, previous_value.as_deref())?;
+            match secrets.check_strength() {
+                Err(weak) if deployed => return Err(ConfigError::Secret(weak)),
+                Err(weak) => tracing::warn!("{weak} (accepted for a local run; a deployed function refuses it)"),
+                Ok(()) => {}
+            }
+            for name in secrets.with_commas() {
+                tracing::warn!(
+                    "{name} contains a comma, and is used whole as one secret; for a rotation, put the other secret in its own *_PREVIOUS variable"
+                );
+            }
+            Ok::<_, ConfigError>(Some(secrets))
         };
-        let segment = secrets(Source::Segment, vars::SEGMENT_SHARED_SECRET)?.map(|s| {
-            flag(vars, vars::SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE, false).map(|allow| SegmentVerifier::new(&s, allow))
-        });
-        let customerio = secrets(Source::CustomerIo, vars::CIO_WEBHOOK_SECRET)?.map(|s| {
-            let default = customerio::DEFAULT_TOLERANCE.as_secs();
-            number(vars, vars::CIO_TIMESTAMP_TOLERANCE_SECS, default)
-                .map(|secs| CustomerIoVerifier::new(&s, Duration::from_secs(secs)))
-        });
+        let segment =
+            secrets(Source::Segment, vars::SEGMENT_SHARED_SECRET, vars::SEGMENT_SHARED_SECRET_PREVIOUS)?.map(|s| {
+                flag(vars, vars::SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE, false)
+                    .map(|allow| SegmentVerifier::new(&s, allow))
+            });
+        let customerio =
+            secrets(Source::CustomerIo, vars::CIO_WEBHOOK_SECRET, vars::CIO_WEBHOOK_SECRET_PREVIOUS)?.map(|s| {
+                let default = customerio::DEFAULT_TOLERANCE.as_secs();
+                number(vars, vars::CIO_TIMESTAMP_TOLERANCE_SECS, default)
+                    .map(|secs| CustomerIoVerifier::new(&s, Duration::from_secs(secs)))
+            });
         Ok(Verifiers { segment: segment.transpose()?, customerio: customerio.transpose()? })
     }
 }
@@ -252,6 +278,43 @@ mod tests {
         .unwrap();
         let v = Verifiers::from_vars(&[("SEGMENT_SHARED_SECRET", "x")], &rules).unwrap();
         assert!(v.customerio.is_none());
+    }
+
+    #[test]
+    fn a_deployed_function_refuses_a_guessable_secret_and_a_local_run_takes_it() {
+        let rules = Rules::embedded().unwrap();
+        let strong = "Kq83hZ2p0LwV9xYt";
+        let local = [("SEGMENT_SHARED_SECRET", "dev"), ("CIO_WEBHOOK_SECRET", "dev")];
+        assert!(Verifiers::from_vars(&local, &rules).is_ok());
+        let deployed = [
+            ("SECRETS_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:relay"),
+            ("SEGMENT_SHARED_SECRET", strong),
+            ("CIO_WEBHOOK_SECRET", strong),
+            ("CIO_WEBHOOK_SECRET_PREVIOUS", "7"),
+        ];
+        let err = Verifiers::from_vars(&deployed, &rules).unwrap_err();
+        assert!(err.to_string().starts_with("CIO_WEBHOOK_SECRET_PREVIOUS is 1 characters long"), "{err}");
+    }
+
+    #[test]
+    fn a_rotation_accepts_both_secrets_and_a_comma_splits_nothing() {
+        let rules = Rules::embedded().unwrap();
+        let vars = [
+            ("SEGMENT_SHARED_SECRET", "Kq83hZ2p0LwV9xYt,7"),
+            ("SEGMENT_SHARED_SECRET_PREVIOUS", "the-previous-secret"),
+            ("CIO_WEBHOOK_SECRET", "y"),
+        ];
+        let v = Verifiers::from_vars(&vars, &rules).unwrap().segment.unwrap();
+        let body = br#"{"a":1}"#;
+        let signed = |secret: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("x-signature", crate::verify::segment::sign(secret, body).parse().unwrap());
+            h
+        };
+        assert!(v.verify(&signed("Kq83hZ2p0LwV9xYt,7"), body).is_ok());
+        assert!(v.verify(&signed("the-previous-secret"), body).is_ok());
+        assert!(v.verify(&signed("7"), body).is_err(), "the part after a comma is no secret of its own");
+        assert!(v.verify(&signed("Kq83hZ2p0LwV9xYt"), body).is_err());
     }
 
     #[test]

@@ -13,10 +13,12 @@ pub struct ColdStart {
     pub rules: Rules,
 }
 
-pub async fn cold_start() -> Result<ColdStart, ConfigError> {
+/// `secret_keys`: the keys of this function's own secret (`vars::SIGNING_SECRET_KEYS` for
+/// ingest, `vars::API_SECRET_KEYS` for the worker and cio-sync).
+pub async fn cold_start(secret_keys: &'static [&'static str]) -> Result<ColdStart, ConfigError> {
     telemetry::init(LogFormat::from_env());
     let sdk = crate::aws::sdk_config().await;
-    let vars = crate::secrets::load(&sdk, &ProcessEnv).await?;
+    let vars = crate::secrets::load(&sdk, &ProcessEnv, secret_keys).await?;
     let rules = config::rules(&vars)?;
     Ok(ColdStart { sdk, vars, rules })
 }

@@ -44,11 +44,11 @@ impl TestResponse {
 pub fn verifiers(allow_first_event: bool) -> Verifiers {
     Verifiers {
         segment: Some(SegmentVerifier::new(
-            &SigningSecrets::parse("SEGMENT_SHARED_SECRET", Some(SEGMENT_SECRET)).unwrap(),
+            &SigningSecrets::single("SEGMENT_SHARED_SECRET", SEGMENT_SECRET).unwrap(),
             allow_first_event,
         )),
         customerio: Some(CustomerIoVerifier::new(
-            &SigningSecrets::parse("CIO_WEBHOOK_SECRET", Some(CIO_SECRET)).unwrap(),
+            &SigningSecrets::single("CIO_WEBHOOK_SECRET", CIO_SECRET).unwrap(),
             verify::customerio::DEFAULT_TOLERANCE,
         )),
     }

@@ -453,7 +453,7 @@ mod samples {
     }
 
     fn secrets(name: &'static str, local: &str) -> SigningSecrets {
-        SigningSecrets::parse(name, Some(local)).unwrap()
+        SigningSecrets::single(name, local).unwrap()
     }
 
     fn rules_fired(source: Source, body: &str) -> Vec<(shared::domain::Event, String)> {
