@@ -32,8 +32,8 @@ pub fn run(args: Args) -> Result<ExitCode, RelayError> {
         let used_by = rules.iter().filter(|r| r.source == source).count();
         let previous = config::optional(&vars, &format!("{var}_PREVIOUS")).is_some();
         let state = match (config::optional(&vars, var), used_by) {
-            (Some(_), _) if previous => format!("set, rotating ({var}_PREVIOUS too)"),
-            (Some(_), _) => "set".to_owned(),
+            (Some(_), _) if previous => "set (2 secrets, rotating)".to_owned(),
+            (Some(_), _) => "set (1 secret)".to_owned(),
             (None, 0) => "not set (no rule uses it, so /webhooks/".to_owned() + source.as_str() + " is off)",
             (None, _) => "MISSING".to_owned(),
         };

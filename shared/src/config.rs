@@ -178,9 +178,17 @@ impl Verifiers {
             });
         let customerio =
             secrets(Source::CustomerIo, vars::CIO_WEBHOOK_SECRET, vars::CIO_WEBHOOK_SECRET_PREVIOUS)?.map(|s| {
-                let default = customerio::DEFAULT_TOLERANCE.as_secs();
-                number(vars, vars::CIO_TIMESTAMP_TOLERANCE_SECS, default)
-                    .map(|secs| CustomerIoVerifier::new(&s, Duration::from_secs(secs)))
+                let longest = customerio::DEFAULT_MAX_AGE.as_secs();
+                match number(vars, vars::CIO_TIMESTAMP_TOLERANCE_SECS, longest)? {
+                    secs @ 1.. if secs <= longest => Ok(CustomerIoVerifier::new(&s, Duration::from_secs(secs))),
+                    secs => Err(ConfigError::Invalid {
+                        name: vars::CIO_TIMESTAMP_TOLERANCE_SECS,
+                        value: secs.to_string(),
+                        problem: format!(
+                            "how old a signed Customer.io request may be must be 1 to {longest} s (7 days, Customer.io's retries; the dedupe records that catch replays last 8)"
+                        ),
+                    }),
+                }
             });
         Ok(Verifiers { segment: segment.transpose()?, customerio: customerio.transpose()? })
     }
@@ -330,6 +338,10 @@ mod tests {
         let vars =
             [("SEGMENT_SHARED_SECRET", "x"), ("CIO_WEBHOOK_SECRET", "y"), ("CIO_TIMESTAMP_TOLERANCE_SECS", "5m")];
         assert!(Verifiers::from_vars(&vars, &rules).is_err());
+        let vars =
+            [("SEGMENT_SHARED_SECRET", "x"), ("CIO_WEBHOOK_SECRET", "y"), ("CIO_TIMESTAMP_TOLERANCE_SECS", "864000")];
+        let err = Verifiers::from_vars(&vars, &rules).unwrap_err();
+        assert!(err.to_string().contains("must be 1 to 604800 s"), "{err}");
     }
 
     #[test]

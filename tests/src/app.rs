@@ -49,7 +49,7 @@ pub fn verifiers(allow_first_event: bool) -> Verifiers {
         )),
         customerio: Some(CustomerIoVerifier::new(
             &SigningSecrets::single("CIO_WEBHOOK_SECRET", CIO_SECRET).unwrap(),
-            verify::customerio::DEFAULT_TOLERANCE,
+            verify::customerio::DEFAULT_MAX_AGE,
         )),
     }
 }

@@ -327,13 +327,30 @@ async fn customerio_events_are_verified_with_the_timestamp_and_queued() {
 }
 
 #[tokio::test]
+async fn a_customerio_retry_signed_days_ago_is_accepted() {
+    // Customer.io retries a failing event for up to 7 days, and may send the first signature.
+    let s = setup().await;
+    let now_secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let body = cio_email("ev-held-back", "bounced", "c1").to_string();
+    let r = s.app.post_customerio_at(&body, now_secs - 3 * 86_400).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("queued")), "{:?}", r.body);
+    let body = cio_email("ev-week", "bounced", "c1").to_string();
+    let r = s.app.post_customerio_at(&body, now_secs - 7 * 86_400 + 60).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("queued")), "{:?}", r.body);
+    assert_eq!(s.queue.sent(), 2);
+}
+
+#[tokio::test]
 async fn customerio_stale_timestamps_and_body_only_signatures_are_401() {
     let s = setup().await;
     let body = cio_email("ev-stale", "bounced", "c1").to_string();
-    let ten_minutes_ago = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 600;
-    let r = s.app.post_customerio_at(&body, ten_minutes_ago).await;
+    let now_secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let eight_days_ago = now_secs - 8 * 86_400;
+    let r = s.app.post_customerio_at(&body, eight_days_ago).await;
     assert_eq!((r.status, r.code()), (401, "stale_timestamp"));
     assert!(r.message().contains("CIO_TIMESTAMP_TOLERANCE_SECS"), "{:?}", r.body);
+    let r = s.app.post_customerio_at(&body, now_secs + 600).await;
+    assert_eq!((r.status, r.code()), (401, "future_timestamp"), "{:?}", r.body);
 
     // Mavera's sample signs the body alone; Customer.io does not.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();

@@ -46,6 +46,20 @@ pub struct Ingest {
     queue: Arc<dyn JobQueue>,
 }
 
+/// What [`Ingest::handle`] accepted: the answer, and what the log and metrics add to it.
+#[derive(Debug)]
+pub struct Accepted {
+    pub report: Report,
+    /// How long ago a Customer.io request was signed (its `X-CIO-Timestamp`), in seconds:
+    /// a retry Customer.io held back shows here as hours or days.
+    pub signed_age_secs: Option<i64>,
+}
+
+struct Verified {
+    coverage: SignatureCoverage,
+    signed_age_secs: Option<i64>,
+}
+
 /// One job ready to claim and send: everything that can fail on bad input has been
 /// checked before any job of the request is stored.
 struct Prepared {
@@ -69,9 +83,9 @@ impl Ingest {
 
     /// Handles one webhook request. `Err` means nothing was queued by this request, except
     /// for store or queue failures, after which the sender's retry is deduplicated.
-    pub async fn handle(&self, source: Source, headers: &HeaderMap, body: &[u8]) -> Result<Report, ApiError> {
+    pub async fn handle(&self, source: Source, headers: &HeaderMap, body: &[u8]) -> Result<Accepted, ApiError> {
         let deadline = Instant::now() + REQUEST_BUDGET;
-        let coverage = self.verify(source, headers, body)?;
+        let Verified { coverage, signed_age_secs } = self.verify(source, headers, body)?;
         let envelopes = envelopes(source, body).map_err(ApiError::Payload)?;
         let batch = envelopes.len() > 1 || envelopes.first().is_some_and(|e| e.index.is_some());
         if coverage == SignatureCoverage::FirstEventOnly {
@@ -145,19 +159,21 @@ impl Ingest {
         for report in &mut reports {
             report.settle();
         }
-        Ok(if batch { Report::batch(reports) } else { Report::Single(reports.remove(0)) })
+        let report = if batch { Report::batch(reports) } else { Report::Single(reports.remove(0)) };
+        Ok(Accepted { report, signed_age_secs })
     }
 
-    fn verify(&self, source: Source, headers: &HeaderMap, body: &[u8]) -> Result<SignatureCoverage, ApiError> {
+    fn verify(&self, source: Source, headers: &HeaderMap, body: &[u8]) -> Result<Verified, ApiError> {
         match source {
             Source::Segment => {
                 let verifier = self.verifiers.segment.as_ref().ok_or(ApiError::SourceNotConfigured(source))?;
-                verifier.verify(headers, body).map_err(ApiError::Signature)
+                let coverage = verifier.verify(headers, body).map_err(ApiError::Signature)?;
+                Ok(Verified { coverage, signed_age_secs: None })
             }
             Source::CustomerIo => {
                 let verifier = self.verifiers.customerio.as_ref().ok_or(ApiError::SourceNotConfigured(source))?;
-                verifier.verify(headers, body, SystemTime::now()).map_err(ApiError::Signature)?;
-                Ok(SignatureCoverage::WholeBody)
+                let age = verifier.verify(headers, body, SystemTime::now()).map_err(ApiError::Signature)?;
+                Ok(Verified { coverage: SignatureCoverage::WholeBody, signed_age_secs: Some(age) })
             }
         }
     }

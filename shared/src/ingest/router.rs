@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use super::{ApiError, Ingest, Report};
+use super::{Accepted, ApiError, Ingest};
 use crate::domain::Source;
 use crate::telemetry::{Metric, Metrics};
 
@@ -54,12 +54,15 @@ async fn webhook(
     let mut counts = state.metrics.counts();
     let result = accept(&state.ingest, &source, &headers, body).await;
     match result {
-        Ok(report) => {
+        Ok(Accepted { report, signed_age_secs }) => {
+            if let Some(age) = signed_age_secs {
+                counts.observe(Metric::SignedAge, age.max(0) as f64);
+            }
             for event in report.events() {
                 counts.add(Metric::Received, 1);
                 if event.jobs.is_empty() {
                     counts.add(Metric::Ignored, 1);
-                    tracing::info!(source = %source_name, event_id = %event.event_id, outcome = "ignored", reason = event.reason.as_deref().unwrap_or(""), "event ignored");
+                    tracing::info!(source = %source_name, event_id = %event.event_id, outcome = "ignored", reason = event.reason.as_deref().unwrap_or(""), signed_age_secs, "event ignored");
                 }
                 for job in &event.jobs {
                     let (metric, message) = match job.status {
@@ -67,7 +70,7 @@ async fn webhook(
                         _ => (Metric::Duplicate, "already received (a sender retry); not queued again"),
                     };
                     counts.add(metric, 1);
-                    tracing::info!(source = %source_name, event_id = %event.event_id, rule = %job.rule, outcome = job.status.as_str(), "{message}");
+                    tracing::info!(source = %source_name, event_id = %event.event_id, rule = %job.rule, outcome = job.status.as_str(), signed_age_secs, "{message}");
                 }
             }
             counts.flush();
@@ -89,7 +92,7 @@ async fn accept(
     source: &str,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Report, ApiError> {
+) -> Result<Accepted, ApiError> {
     let source = Source::parse(source).map_err(ApiError::UnknownSource)?;
     let body = body.map_err(|rejection| match rejection {
         BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {

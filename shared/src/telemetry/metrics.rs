@@ -20,6 +20,8 @@ pub enum Metric {
     Failed,
     Retried,
     Skipped,
+    /// How long ago an accepted Customer.io request was signed (seconds): a value, not a count.
+    SignedAge,
 }
 
 impl Metric {
@@ -34,6 +36,14 @@ impl Metric {
             Metric::Failed => "failed",
             Metric::Retried => "retried",
             Metric::Skipped => "skipped",
+            Metric::SignedAge => "signed_age",
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Metric::SignedAge => "Seconds",
+            _ => "Count",
         }
     }
 }
@@ -57,7 +67,7 @@ impl Metrics {
     }
 
     pub fn counts(&self) -> Counts {
-        Counts { function: self.function, plain: Vec::new(), rejected: Vec::new() }
+        Counts { function: self.function, plain: Vec::new(), values: Vec::new(), rejected: Vec::new() }
     }
 }
 
@@ -66,6 +76,7 @@ impl Metrics {
 pub struct Counts {
     function: Option<&'static str>,
     plain: Vec<(Metric, u64)>,
+    values: Vec<(Metric, f64)>,
     rejected: Vec<(String, u64)>,
 }
 
@@ -75,6 +86,12 @@ impl Counts {
             Some((_, c)) => *c += n,
             None => self.plain.push((metric, n)),
         }
+    }
+
+    /// A measured value (e.g. [`Metric::SignedAge`]); a later one replaces it.
+    pub fn observe(&mut self, metric: Metric, value: f64) {
+        self.values.retain(|(m, _)| *m != metric);
+        self.values.push((metric, value));
     }
 
     /// A rejected request, by reason (the error code): its own `Reason` dimension.
@@ -94,10 +111,15 @@ impl Counts {
         let Some(function) = self.function else { return Vec::new() };
         let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let mut docs = Vec::new();
-        if !self.plain.is_empty() {
+        if !self.plain.is_empty() || !self.values.is_empty() {
             let mut doc = Map::new();
-            let metrics: Vec<Value> =
-                self.plain.iter().map(|(m, _)| json!({"Name": m.name(), "Unit": "Count"})).collect();
+            let metrics: Vec<Value> = self
+                .plain
+                .iter()
+                .map(|(m, _)| *m)
+                .chain(self.values.iter().map(|(m, _)| *m))
+                .map(|m| json!({"Name": m.name(), "Unit": m.unit()}))
+                .collect();
             doc.insert(
                 "_aws".into(),
                 json!({"Timestamp": timestamp, "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["Function"]], "Metrics": metrics}]}),
@@ -105,6 +127,9 @@ impl Counts {
             doc.insert("Function".into(), json!(function));
             for (m, c) in &self.plain {
                 doc.insert(m.name().into(), json!(c));
+            }
+            for (m, v) in &self.values {
+                doc.insert(m.name().into(), json!(v));
             }
             docs.push(Value::Object(doc));
         }
@@ -163,6 +188,16 @@ mod tests {
             .collect();
         assert_eq!(names, vec![json!("received"), json!("queued")]);
         assert_eq!(docs[1]["Reason"], "bad_signature");
+
         assert_eq!(docs[1]["rejected"], 1);
+
+        let mut c = Metrics { function: Some("ingest") }.counts();
+        c.observe(Metric::SignedAge, 7200.0);
+        let docs = c.documents();
+        assert_eq!(docs[0]["signed_age"], 7200.0);
+        assert_eq!(
+            docs[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"][0],
+            json!({"Name": "signed_age", "Unit": "Seconds"})
+        );
     }
 }

@@ -27,9 +27,11 @@ pub enum VerifyError {
     #[error("the `X-CIO-Timestamp` header is not a unix timestamp in seconds")]
     MalformedTimestamp,
     #[error(
-        "the `X-CIO-Timestamp` is {age_secs} s from now, outside the {tolerance_secs} s tolerance (CIO_TIMESTAMP_TOLERANCE_SECS)"
+        "the request was signed {age_secs} s ago (`X-CIO-Timestamp`), longer ago than the {max_age_secs} s accepted (CIO_TIMESTAMP_TOLERANCE_SECS)"
     )]
-    StaleTimestamp { age_secs: i64, tolerance_secs: u64 },
+    StaleTimestamp { age_secs: i64, max_age_secs: u64 },
+    #[error("the `X-CIO-Timestamp` is {ahead_secs} s ahead of our clock; at most {skew_secs} s is accepted")]
+    FutureTimestamp { ahead_secs: u64, skew_secs: u64 },
 }
 
 impl VerifyError {
@@ -42,6 +44,7 @@ impl VerifyError {
             VerifyError::FirstEventOnly { .. } => "batch_signed_first_event_only",
             VerifyError::MalformedTimestamp => "malformed_timestamp",
             VerifyError::StaleTimestamp { .. } => "stale_timestamp",
+            VerifyError::FutureTimestamp { .. } => "future_timestamp",
         }
     }
 }
