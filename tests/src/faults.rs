@@ -45,6 +45,11 @@ impl<S: ClaimStore> ClaimStore for Watched<S> {
         self.call()?;
         self.inner.release_claim(key, token).await
     }
+
+    async fn seal_claim(&self, key: &JobKey, token: &str) -> Result<(), StoreError> {
+        self.call()?;
+        self.inner.seal_claim(key, token).await
+    }
 }
 
 /// Counts sends to the wrapped queue.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use relay_tests::app::{SEGMENT_SECRET, TestApp, verifiers};
 use relay_tests::faults::{Watched, WatchedQueue};
-use relay_tests::payloads::{cio_email, segment_track};
+use relay_tests::payloads::{cio_email, segment_track, segment_track_at};
 use serde_json::json;
 use shared::domain::JobKey;
 use shared::ingest::MAX_BODY_BYTES;
@@ -419,11 +419,128 @@ async fn a_batch_signed_on_its_first_event_is_refused_by_default_and_says_how_to
 }
 
 #[tokio::test]
-async fn a_batch_with_one_bad_event_is_400_and_stores_nothing() {
+async fn a_bad_event_in_a_batch_is_reported_and_its_neighbours_are_queued() {
+    // Segment does not retry a 4xx: refusing the whole batch would lose the good events.
     let s = setup().await;
-    let body = format!("[{},{}]", trial_started("ok-1"), r#"{"type":"track","event":"trial_started"}"#);
+    let body = format!(
+        "[{},{},{},{}]",
+        trial_started("ok-1"),
+        r#"{"type":"track","event":"trial_started"}"#,
+        r#"{"type":"track","event":"trial_started","messageId":"bad-props","properties":"oops"}"#,
+        trial_started("ok-2"),
+    );
+    let r = s.app.post_segment(&body).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("queued")), "{:?}", r.body);
+    let events = r.body["events"].as_array().unwrap();
+    assert_eq!(events[0]["status"], "queued");
+    assert_eq!(events[1]["status"], "rejected");
+    assert_eq!((events[1]["index"].as_u64(), events[1]["error"]["code"].as_str()), (Some(1), Some("missing_id")));
+    assert!(events[1]["error"]["message"].as_str().unwrap().starts_with("event 1 of the batch"), "{events:?}");
+    assert_eq!(
+        (events[2]["event_id"].as_str(), events[2]["error"]["code"].as_str()),
+        (Some("bad-props"), Some("invalid_fields"))
+    );
+    assert_eq!(events[3]["status"], "queued");
+    assert_eq!(s.queue.sent(), 2);
+    assert_eq!(s.store.jobs().len(), 2);
+}
+
+#[tokio::test]
+async fn a_batch_with_no_good_event_is_400_and_stores_nothing() {
+    let s = setup().await;
+    let body = format!("[{},{}]", r#"{"type":"track","event":"trial_started"}"#, r#"[1]"#);
     let r = s.app.post_segment(&body).await;
     assert_eq!((r.status, r.code()), (400, "missing_id"));
-    assert!(r.message().starts_with("event 1 of the batch"), "{:?}", r.body);
+    assert!(r.message().starts_with("event 0 of the batch"), "{:?}", r.body);
     assert_untouched(&s);
+}
+
+#[tokio::test]
+async fn a_signed_segment_event_older_than_the_dedupe_horizon_is_refused() {
+    // Segment signs no time: a captured request verifies forever, so its own date decides.
+    let s = setup().await;
+    let nine_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(9 * 86_400);
+    let old = segment_track_at("old-1", "trial_started", "u1", json!({}), nine_days_ago).to_string();
+    let r = s.app.post_segment(&old).await;
+    assert_eq!((r.status, r.code()), (401, "stale_event"), "{:?}", r.body);
+    assert_untouched(&s);
+
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+    let retried = segment_track_at("retried-1", "trial_started", "u2", json!({}), two_hours_ago).to_string();
+    let body = format!("[{old},{retried}]");
+    let r = s.app.post_segment(&body).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["events"][0]["error"]["code"], "stale_event");
+    assert_eq!(r.body["events"][1]["status"], "queued", "a Segment retry within its 4 hours goes through");
+    assert_eq!(s.queue.sent(), 1);
+}
+
+/// A batch signed on its first event only: the body, its first event, and the headers.
+async fn first_event_signed(ids: &[&str]) -> (String, String, Vec<(&'static str, String)>) {
+    let (body, first) = batch(ids);
+    let signature = verify::segment::sign(SEGMENT_SECRET, first.as_bytes());
+    (body, first, vec![("content-type", "application/json".to_owned()), ("x-signature", signature)])
+}
+
+#[tokio::test]
+async fn a_first_event_signature_is_accepted_once_and_cannot_carry_other_events() {
+    let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
+    let app =
+        TestApp::spawn_with(Rules::embedded().unwrap(), verifiers(true), Arc::new(store), Arc::new(queue.clone()))
+            .await;
+    let (body, first, headers) = first_event_signed(&["g-1", "g-2"]).await;
+    let r = app.post("/webhooks/segment", &headers, body.clone().into_bytes()).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("queued")), "{:?}", r.body);
+    assert_eq!(queue.sent(), 2);
+
+    // The captured request with unsigned events added: refused, nothing queued.
+    let forged = format!("[{first},{},{}]", trial_started("forged-1"), trial_started("forged-2"));
+    let r = app.post("/webhooks/segment", &headers, forged.into_bytes()).await;
+    assert_eq!((r.status, r.code()), (401, "batch_replayed"), "{:?}", r.body);
+    // And the captured request itself, replayed: refused too.
+    let r = app.post("/webhooks/segment", &headers, body.into_bytes()).await;
+    assert_eq!((r.status, r.code()), (401, "batch_replayed"), "{:?}", r.body);
+    assert_eq!(queue.sent(), 2);
+}
+
+#[tokio::test]
+async fn a_first_event_signed_batch_that_failed_can_be_retried() {
+    let store = Arc::new(Watched::new(MemoryStore::new()));
+    let queue = MemoryQueue::default();
+    let app =
+        TestApp::spawn_with(Rules::embedded().unwrap(), verifiers(true), store.clone(), Arc::new(queue.clone())).await;
+    let (body, _, headers) = first_event_signed(&["h-1", "h-2"]).await;
+    store.broken.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = app.post("/webhooks/segment", &headers, body.clone().into_bytes()).await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    store.broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    let r = app.post("/webhooks/segment", &headers, body.into_bytes()).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("queued")), "Segment's retry: {:?}", r.body);
+    assert_eq!(queue.sent(), 2);
+}
+
+#[tokio::test]
+async fn a_first_event_signed_batch_is_bounded_and_must_be_dated() {
+    let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
+    let app = TestApp::spawn_with(
+        Rules::embedded().unwrap(),
+        verifiers(true),
+        Arc::new(store.clone()),
+        Arc::new(queue.clone()),
+    )
+    .await;
+    let ids: Vec<String> = (0..=shared::ingest::MAX_FIRST_EVENT_SIGNED_EVENTS).map(|i| format!("big-{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (body, _, headers) = first_event_signed(&ids).await;
+    let r = app.post("/webhooks/segment", &headers, body.into_bytes()).await;
+    assert_eq!((r.status, r.code()), (413, "batch_too_large"), "{:?}", r.body);
+
+    let first = r#"{"type":"track","event":"trial_started","messageId":"undated-1","userId":"u"}"#;
+    let body = format!("[{first},{}]", trial_started("undated-2"));
+    let signature = verify::segment::sign(SEGMENT_SECRET, first.as_bytes());
+    let headers = [("content-type", "application/json".to_owned()), ("x-signature", signature)];
+    let r = app.post("/webhooks/segment", &headers, body.into_bytes()).await;
+    assert_eq!((r.status, r.code()), (401, "undated_first_event"), "{:?}", r.body);
+    assert_eq!(queue.sent(), 0);
+    assert!(store.jobs().is_empty());
 }

@@ -21,6 +21,10 @@ pub enum ApiError {
     SourceNotConfigured(Source),
     #[error("the body is larger than {limit} bytes; for Segment batches, lower the batch size in the mapping")]
     TooLarge { limit: usize },
+    #[error(
+        "this batch holds {events} events; a batch signed on its first event only may hold at most {limit} (its other events are unauthenticated): lower the batch size in the Segment mapping, or turn batching off"
+    )]
+    BatchTooLarge { events: usize, limit: usize },
     #[error("Content-Type must be application/json (got {0})")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -45,7 +49,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::UnknownSource(_) | ApiError::SourceNotConfigured(_) => StatusCode::NOT_FOUND,
-            ApiError::TooLarge { .. } | ApiError::TooLargeForQueue { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge { .. } | ApiError::TooLargeForQueue { .. } | ApiError::BatchTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Signature(_) => StatusCode::UNAUTHORIZED,
             ApiError::Payload(_) | ApiError::Body(_) => StatusCode::BAD_REQUEST,
@@ -61,6 +67,7 @@ impl ApiError {
             ApiError::UnknownSource(_) => "unknown_source",
             ApiError::SourceNotConfigured(_) => "source_not_configured",
             ApiError::TooLarge { .. } | ApiError::TooLargeForQueue { .. } => "payload_too_large",
+            ApiError::BatchTooLarge { .. } => "batch_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Signature(e) => e.code(),
             ApiError::Payload(e) => e.code(),

@@ -14,16 +14,16 @@ use http::HeaderMap;
 use tokio::time::{Instant, timeout_at};
 
 pub use error::ApiError;
-pub use report::{EventReport, JobReport, Report, Status};
+pub use report::{EventError, EventReport, JobReport, Report, Status};
 pub use router::{MAX_BODY_BYTES, router};
 
 use crate::config::Verifiers;
-use crate::domain::{Event, JobKey, Source};
-use crate::parse::envelopes;
+use crate::domain::{Event, JobKey, RuleName, Source};
+use crate::parse::{self, Envelope, ParseError};
 use crate::queue::{JobMessage, JobQueue, QueueError};
 use crate::rules::Rules;
 use crate::store::{Claim, ClaimStore, NewJob, StoreError};
-use crate::verify::SignatureCoverage;
+use crate::verify::{self, SignatureCoverage, VerifyError};
 
 /// How many jobs of one request are claimed and queued at once (a Segment batch can hold
 /// hundreds of events).
@@ -46,6 +46,39 @@ pub struct Ingest {
     queue: Arc<dyn JobQueue>,
 }
 
+/// The most events a batch signed on its first event only may hold: its other events are
+/// unauthenticated, so this bounds what one captured signature can carry.
+pub const MAX_FIRST_EVENT_SIGNED_EVENTS: usize = 100;
+
+static FIRST_EVENT_MARKER: std::sync::LazyLock<RuleName> =
+    std::sync::LazyLock::new(|| RuleName::parse("first-event-signed-batch").expect("a valid name"));
+
+/// The record that a first-event signature was used, held while its request is handled.
+struct FirstUse {
+    key: JobKey,
+    token: String,
+}
+
+impl FirstUse {
+    /// Keeps the marker for good once the batch was accepted; drops it if the request failed.
+    async fn settle(self, claims: &dyn ClaimStore, accepted: bool, deadline: Instant) {
+        let settled = if accepted {
+            timeout_at(deadline, claims.seal_claim(&self.key, &self.token)).await
+        } else {
+            timeout_at(deadline, claims.release_claim(&self.key, &self.token)).await
+        };
+        match settled {
+            Ok(Ok(())) => {}
+            // Kept too long: the marker's lease runs out, after which the signature could be
+            // used once more; dropped too late: the retry waits out the lease.
+            Ok(Err(e)) => {
+                tracing::error!(key = %self.key, accepted, error = %crate::telemetry::chain(&e), "could not settle the batch signature marker")
+            }
+            Err(_) => tracing::error!(key = %self.key, accepted, "could not settle the batch signature marker in time"),
+        }
+    }
+}
+
 /// What [`Ingest::handle`] accepted: the answer, and what the log and metrics add to it.
 #[derive(Debug)]
 pub struct Accepted {
@@ -66,7 +99,7 @@ struct Prepared {
     index: usize,
     event_id: String,
     key: JobKey,
-    rule: crate::domain::RuleName,
+    rule: RuleName,
     body: String,
     /// Already known without a claim: a second copy of a job in the same request.
     status: Option<Status>,
@@ -82,57 +115,65 @@ impl Ingest {
     }
 
     /// Handles one webhook request. `Err` means nothing was queued by this request, except
-    /// for store or queue failures, after which the sender's retry is deduplicated.
+    /// for store or queue failures, after which the sender's retry is deduplicated. In a
+    /// Segment batch a bad event is reported in the answer and the others go on (Segment
+    /// does not retry a 4xx, which would lose the good ones too).
     pub async fn handle(&self, source: Source, headers: &HeaderMap, body: &[u8]) -> Result<Accepted, ApiError> {
         let deadline = Instant::now() + REQUEST_BUDGET;
         let Verified { coverage, signed_age_secs } = self.verify(source, headers, body)?;
-        let envelopes = envelopes(source, body).map_err(ApiError::Payload)?;
-        let batch = envelopes.len() > 1 || envelopes.first().is_some_and(|e| e.index.is_some());
-        if coverage == SignatureCoverage::FirstEventOnly {
-            tracing::warn!(
-                %source,
-                events = envelopes.len(),
-                "accepted a batch signed on its first event only (SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE=true): events 2..n are unauthenticated"
-            );
-        }
+        let parsed = parse::batch(source, body).map_err(ApiError::Payload)?;
+        let batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+        let now = SystemTime::now();
 
-        // Phase 1, no side effects: match rules and encode every job.
-        let mut reports = Vec::with_capacity(envelopes.len());
+        let marker = match coverage {
+            SignatureCoverage::WholeBody => None,
+            SignatureCoverage::FirstEventOnly => Some(self.first_use_of_signature(&parsed, now, deadline).await?),
+        };
+        let result = self.accept(source, &parsed, batch, now, deadline).await;
+        if let Some(marker) = marker {
+            marker.settle(self.claims.as_ref(), result.is_ok(), deadline).await;
+        }
+        Ok(Accepted { report: result?, signed_age_secs })
+    }
+
+    /// Matches, claims and queues the events of a verified request.
+    async fn accept(
+        &self,
+        source: Source,
+        parsed: &[Result<Envelope<'_>, ParseError>],
+        batch: bool,
+        now: SystemTime,
+        deadline: Instant,
+    ) -> Result<Report, ApiError> {
+        // Phase 1, no side effects: match rules and encode every job. A bad event fails a
+        // single-event request; in a batch it is reported and skipped.
+        let mut reports = Vec::with_capacity(parsed.len());
         let mut prepared = Vec::new();
+        let mut first_refusal = None;
         // A batch may carry the same event twice: claimed once, the other copy is its duplicate
         // (two claims of one job in one request would meet each other's claim in flight).
         let mut keys = std::collections::HashSet::new();
-        for (index, envelope) in envelopes.iter().enumerate() {
-            let mut report = EventReport::new(envelope.id.as_str());
-            if !self.rules.listens_for(source, &envelope.name) {
-                report.reason = Some(format!("no rule listens for `{}` from {source}", envelope.name));
-                reports.push(report);
-                continue;
-            }
-            let event: Event = envelope.to_event().map_err(ApiError::Payload)?;
+        for (index, envelope) in parsed.iter().enumerate() {
             let jobs_before = prepared.len();
-            for rule in self.rules.matching(&event) {
-                let key = JobKey::for_event(source, &event.id, &rule.name);
-                let body = JobMessage::event_body(&key, &rule.name, &event)
-                    .map_err(|e| ApiError::TooLargeForQueue { event_id: event.id.to_string(), source: e })?;
-                let status = (!keys.insert(key.clone())).then_some(Status::Duplicate);
-                prepared.push(Prepared {
-                    index,
-                    event_id: event.id.to_string(),
-                    key,
-                    rule: rule.name.clone(),
-                    body,
-                    status,
-                });
+            let read = self.prepare(source, index, envelope, now, &mut keys, &mut prepared);
+            match read {
+                Ok(report) => reports.push(report),
+                Err((event_id, error)) if batch => {
+                    prepared.truncate(jobs_before);
+                    reports.push(EventReport::rejected(event_id, index, error.code(), error.to_string()));
+                    first_refusal.get_or_insert(error);
+                }
+                Err((_, error)) => return Err(error),
             }
-            if prepared.len() == jobs_before {
-                report.reason = Some(format!("`{}` matched no rule's conditions", envelope.name));
-            }
-            reports.push(report);
+        }
+        if let Some(error) = first_refusal
+            && reports.iter().all(|r| r.status == Status::Rejected)
+        {
+            // Nothing in the batch was usable: say why the first event was not.
+            return Err(error);
         }
 
         // Phase 2: claim and send, a bounded number at once; results keep their order.
-        let now = SystemTime::now();
         let outcomes: Vec<_> = futures::stream::iter(prepared)
             .map(|job| async move {
                 let status = match job.status {
@@ -159,8 +200,94 @@ impl Ingest {
         for report in &mut reports {
             report.settle();
         }
-        let report = if batch { Report::batch(reports) } else { Report::Single(reports.remove(0)) };
-        Ok(Accepted { report, signed_age_secs })
+        Ok(if batch { Report::batch(reports) } else { Report::Single(reports.remove(0)) })
+    }
+
+    /// One event's report and jobs, or why it cannot be accepted (with its id, if it has one).
+    fn prepare(
+        &self,
+        source: Source,
+        index: usize,
+        envelope: &Result<Envelope<'_>, ParseError>,
+        now: SystemTime,
+        keys: &mut std::collections::HashSet<JobKey>,
+        prepared: &mut Vec<Prepared>,
+    ) -> Result<EventReport, (Option<String>, ApiError)> {
+        let envelope = envelope.as_ref().map_err(|e| (None, ApiError::Payload(e.clone())))?;
+        let id = || Some(envelope.id.to_string());
+        verify::segment::check_event_age(envelope.sent_at, now).map_err(|e| (id(), ApiError::Signature(e)))?;
+        let mut report = EventReport::new(envelope.id.as_str());
+        if !self.rules.listens_for(source, &envelope.name) {
+            report.reason = Some(format!("no rule listens for `{}` from {source}", envelope.name));
+            return Ok(report);
+        }
+        let event: Event = envelope.to_event().map_err(|e| (id(), ApiError::Payload(e)))?;
+        let jobs_before = prepared.len();
+        for rule in self.rules.matching(&event) {
+            let key = JobKey::for_event(source, &event.id, &rule.name);
+            let body = JobMessage::event_body(&key, &rule.name, &event)
+                .map_err(|e| (id(), ApiError::TooLargeForQueue { event_id: event.id.to_string(), source: e }))?;
+            let status = (!keys.insert(key.clone())).then_some(Status::Duplicate);
+            prepared.push(Prepared {
+                index,
+                event_id: event.id.to_string(),
+                key,
+                rule: rule.name.clone(),
+                body,
+                status,
+            });
+        }
+        if prepared.len() == jobs_before {
+            report.reason = Some(format!("`{}` matched no rule's conditions", envelope.name));
+        }
+        Ok(report)
+    }
+
+    /// A batch signed on its first event only (`SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE=true`):
+    /// events 2..n are unauthenticated, and Segment signs no timestamp, so such a signature
+    /// is accepted once. Its first event must be dated within the dedupe horizon and never
+    /// accepted before, and the batch is bounded. The marker returned is settled once the
+    /// request is answered: kept if it was accepted, dropped if it failed (so Segment's retry
+    /// of a failed request gets through).
+    async fn first_use_of_signature(
+        &self,
+        parsed: &[Result<Envelope<'_>, ParseError>],
+        now: SystemTime,
+        deadline: Instant,
+    ) -> Result<FirstUse, ApiError> {
+        if parsed.len() > MAX_FIRST_EVENT_SIGNED_EVENTS {
+            return Err(ApiError::BatchTooLarge { events: parsed.len(), limit: MAX_FIRST_EVENT_SIGNED_EVENTS });
+        }
+        let first = match parsed.first() {
+            Some(Ok(first)) => first,
+            Some(Err(e)) => return Err(ApiError::Payload(e.clone())),
+            None => return Err(ApiError::Payload(ParseError::EmptyBatch)),
+        };
+        let Some(sent_at) = first.sent_at else {
+            return Err(ApiError::Signature(VerifyError::UndatedFirstEvent));
+        };
+        verify::segment::check_event_age(Some(sent_at), now).map_err(ApiError::Signature)?;
+        let key = JobKey::from_stored(format!("batch#segment#{}", first.id));
+        let token = uuid::Uuid::new_v4().to_string();
+        let claim = timeout_at(
+            deadline.checked_sub(RELEASE_RESERVE).unwrap_or(deadline),
+            self.claims.claim(&NewJob { key: &key, rule: &FIRST_EVENT_MARKER, token: &token, now }),
+        )
+        .await
+        .unwrap_or_else(|_| Err(StoreError::unavailable(too_slow("recording the batch's signature"))));
+        match claim.map_err(ApiError::Store)? {
+            Claim::Claimed => {}
+            Claim::InFlight => return Err(ApiError::InFlight { event_id: first.id.to_string() }),
+            Claim::Duplicate(_) => {
+                return Err(ApiError::Signature(VerifyError::BatchReplayed { first_event: first.id.to_string() }));
+            }
+        }
+        tracing::warn!(
+            events = parsed.len(),
+            first_event = %first.id,
+            "accepting a batch signed on its first event only (SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE=true): events 2..n are unauthenticated"
+        );
+        Ok(FirstUse { key, token })
     }
 
     fn verify(&self, source: Source, headers: &HeaderMap, body: &[u8]) -> Result<Verified, ApiError> {

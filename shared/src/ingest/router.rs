@@ -60,6 +60,11 @@ async fn webhook(
             }
             for event in report.events() {
                 counts.add(Metric::Received, 1);
+                if let Some(error) = &event.error {
+                    counts.add_rejected(error.code);
+                    tracing::warn!(source = %source_name, event_id = %event.event_id, index = event.index, outcome = "rejected", code = error.code, reason = %error.message, "event of a batch rejected; the others go on");
+                    continue;
+                }
                 if event.jobs.is_empty() {
                     counts.add(Metric::Ignored, 1);
                     tracing::info!(source = %source_name, event_id = %event.event_id, outcome = "ignored", reason = event.reason.as_deref().unwrap_or(""), signed_age_secs, "event ignored");

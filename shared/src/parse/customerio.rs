@@ -38,7 +38,8 @@ pub(super) fn envelope(body: &[u8]) -> Result<Envelope<'_>, ParseError> {
         (_, Some(t)) if !t.is_empty() => t,
         _ => return Err(ParseError::MissingName { fields: "`metric` nor `event_type`", index: None }),
     };
-    Ok(Envelope { source: Source::CustomerIo, id, name, index: None, raw: RawFields::CustomerIo(raw) })
+    // The signed `X-CIO-Timestamp` dates a Customer.io request; the body's time is not needed.
+    Ok(Envelope { source: Source::CustomerIo, id, name, index: None, sent_at: None, raw: RawFields::CustomerIo(raw) })
 }
 
 pub(super) fn to_event(env: &Envelope<'_>, raw: &Raw<'_>) -> Result<Event, ParseError> {

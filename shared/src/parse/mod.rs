@@ -19,6 +19,9 @@ pub struct Envelope<'a> {
     pub name: Cow<'a, str>,
     /// Position in a Segment batch, for error messages.
     pub index: Option<usize>,
+    /// When the sender dated the event (Segment: `receivedAt`, else `sentAt`, else
+    /// `timestamp`), if it did: how old a signed event is, for refusing replays.
+    pub sent_at: Option<std::time::SystemTime>,
     raw: RawFields<'a>,
 }
 
@@ -39,11 +42,18 @@ impl Envelope<'_> {
 }
 
 /// Parses a body from `source`: Segment sends one event object or a JSON array of them,
-/// Customer.io one event object.
+/// Customer.io one event object. Any bad event fails the whole body.
 pub fn envelopes(source: Source, body: &[u8]) -> Result<Vec<Envelope<'_>>, ParseError> {
+    batch(source, body)?.into_iter().collect()
+}
+
+/// Like [`envelopes`], but a bad element of a Segment array fails only itself: the events of
+/// a body, each parsed or not. `Err` is a body with no events in it at all (not JSON, not an
+/// object or an array, an empty array).
+pub fn batch(source: Source, body: &[u8]) -> Result<Vec<Result<Envelope<'_>, ParseError>>, ParseError> {
     match source {
-        Source::Segment => segment::envelopes(body),
-        Source::CustomerIo => customerio::envelope(body).map(|e| vec![e]),
+        Source::Segment => segment::batch(body),
+        Source::CustomerIo => customerio::envelope(body).map(|e| vec![Ok(e)]),
     }
 }
 
@@ -64,6 +74,26 @@ pub enum ParseError {
     MissingName { fields: &'static str, index: Option<usize> },
     #[error("{}the event's fields could not be read: {source}", at(*index))]
     Fields { index: Option<usize>, source: serde_json::Error },
+}
+
+/// A copy, for an error kept while the body it came from is still borrowed; serde's errors
+/// are copied as their text.
+impl Clone for ParseError {
+    fn clone(&self) -> Self {
+        use serde::de::Error as _;
+        let copy = |e: &serde_json::Error| serde_json::Error::custom(e.to_string());
+        match self {
+            ParseError::Json(e) => ParseError::Json(copy(e)),
+            ParseError::NotAnObject { index } => ParseError::NotAnObject { index: *index },
+            ParseError::EmptyBatch => ParseError::EmptyBatch,
+            ParseError::MissingId { field, index, hint } => ParseError::MissingId { field, index: *index, hint },
+            ParseError::InvalidId { field, index, source } => {
+                ParseError::InvalidId { field, index: *index, source: source.clone() }
+            }
+            ParseError::MissingName { fields, index } => ParseError::MissingName { fields, index: *index },
+            ParseError::Fields { index, source } => ParseError::Fields { index: *index, source: copy(source) },
+        }
+    }
 }
 
 fn at(index: Option<usize>) -> String {

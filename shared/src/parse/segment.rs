@@ -27,6 +27,12 @@ pub(super) struct Raw<'a> {
     traits: Option<&'a RawValue>,
     #[serde(borrow, default)]
     context: Option<&'a RawValue>,
+    #[serde(rename = "receivedAt", borrow, default)]
+    received_at: Option<&'a RawValue>,
+    #[serde(rename = "sentAt", borrow, default)]
+    sent_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    timestamp: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -37,7 +43,9 @@ struct Context<'a> {
 
 const ID_HINT: &str = " (map `messageId` in the Segment destination's mapping)";
 
-pub(super) fn envelopes(body: &[u8]) -> Result<Vec<Envelope<'_>>, ParseError> {
+/// The events of a body: one object, or an array whose elements are read one by one, so a
+/// bad element spoils only itself. `Err` is a body that holds no events at all.
+pub(super) fn batch(body: &[u8]) -> Result<Vec<Result<Envelope<'_>, ParseError>>, ParseError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     match first {
         Some(b'[') => {
@@ -45,7 +53,7 @@ pub(super) fn envelopes(body: &[u8]) -> Result<Vec<Envelope<'_>>, ParseError> {
             if items.is_empty() {
                 return Err(ParseError::EmptyBatch);
             }
-            items
+            Ok(items
                 .into_iter()
                 .enumerate()
                 .map(|(i, item)| {
@@ -56,11 +64,11 @@ pub(super) fn envelopes(body: &[u8]) -> Result<Vec<Envelope<'_>>, ParseError> {
                         .map_err(|source| ParseError::Fields { index: Some(i), source })?;
                     envelope(raw, Some(i))
                 })
-                .collect()
+                .collect())
         }
         Some(b'{') => {
             let raw: Raw<'_> = serde_json::from_slice(body).map_err(ParseError::Json)?;
-            Ok(vec![envelope(raw, None)?])
+            Ok(vec![envelope(raw, None)])
         }
         _ => {
             // Let serde say what is wrong with it if it is not JSON at all.
@@ -78,7 +86,17 @@ fn envelope(mut raw: Raw<'_>, index: Option<usize>) -> Result<Envelope<'_>, Pars
         (_, Some(k)) if !k.is_empty() => k.clone(),
         _ => return Err(ParseError::MissingName { fields: "`event` nor `type`", index }),
     };
-    Ok(Envelope { source: Source::Segment, id, name, index, raw: RawFields::Segment(raw) })
+    // When Segment got it (its own clock) is the best bound on when it was first delivered;
+    // the sender's `sentAt` and the event's `timestamp` stand in when a mapping drops it.
+    let sent_at = [raw.received_at, raw.sent_at, raw.timestamp].into_iter().find_map(rfc3339);
+    Ok(Envelope { source: Source::Segment, id, name, index, sent_at, raw: RawFields::Segment(raw) })
+}
+
+/// An RFC 3339 time in a JSON string; anything else counts as absent.
+fn rfc3339(raw: Option<&RawValue>) -> Option<std::time::SystemTime> {
+    let text: Cow<'_, str> = serde_json::from_str(raw?.get()).ok()?;
+    let at = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(at.into())
 }
 
 pub(super) fn to_event(env: &Envelope<'_>, raw: &Raw<'_>) -> Result<Event, ParseError> {

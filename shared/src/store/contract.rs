@@ -78,6 +78,17 @@ async fn only_the_holder_releases_a_claim(store: impl Store) {
     store.release_claim(&k, "a").await.unwrap();
     assert!(store.get(&k).await.unwrap().is_none(), "a released claim leaves no record");
     assert_eq!(store.claim(&NewJob { key: &k, rule: &r, token: "b", now }).await.unwrap(), Claim::Claimed);
+
+    store.seal_claim(&k, "someone-else").await.unwrap();
+    assert_eq!(store.get(&k).await.unwrap().unwrap().status, JobStatus::Claimed, "only the holder seals");
+    store.seal_claim(&k, "b").await.unwrap();
+    store.seal_claim(&k, "b").await.expect("sealing twice is sealing once");
+    let later = now + CLAIM_LEASE + Duration::from_secs(1);
+    assert_eq!(
+        store.claim(&NewJob { key: &k, rule: &r, token: "c", now: later }).await.unwrap(),
+        Claim::Duplicate(JobStatus::Done),
+        "a sealed claim is never taken over"
+    );
 }
 
 async fn an_expired_record_counts_as_absent(store: impl Store) {

@@ -223,6 +223,25 @@ impl ClaimStore for DynamoStore {
         }
     }
 
+    async fn seal_claim(&self, key: &JobKey, token: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, s(key.as_str()))
+            .update_expression("SET #status = :done, lease_until = :zero")
+            .condition_expression("#status = :claimed AND holder = :token")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":done", s(JobStatus::Done.as_str()))
+            .expression_attribute_values(":claimed", s(JobStatus::Claimed.as_str()))
+            .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        // Not applied: sealed already (a retried write), or no longer ours.
+        applied(result).map(|_| ())
+    }
+
     async fn release_claim(&self, key: &JobKey, token: &str) -> Result<(), StoreError> {
         let result = self
             .client

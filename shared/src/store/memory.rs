@@ -169,6 +169,17 @@ impl ClaimStore for MemoryStore {
         })
     }
 
+    async fn seal_claim(&self, key: &JobKey, token: &str) -> Result<(), StoreError> {
+        self.update(|items| match items.get_mut(key.as_str()) {
+            Some(Item::Job(j)) if j.status == JobStatus::Claimed && j.holder == token => {
+                j.status = JobStatus::Done;
+                j.lease_until_ms = 0;
+                ((), vec![key.to_string()])
+            }
+            _ => ((), vec![]),
+        })
+    }
+
     async fn release_claim(&self, key: &JobKey, token: &str) -> Result<(), StoreError> {
         self.update(|items| match items.get(key.as_str()) {
             Some(Item::Job(j)) if j.status == JobStatus::Claimed && j.holder == token => {

@@ -187,6 +187,9 @@ pub trait ClaimStore: Send + Sync {
     /// Deletes this claim (only if it is still `CLAIMED` under `token`), so the sender's
     /// retry can claim the job again.
     async fn release_claim(&self, key: &JobKey, token: &str) -> Result<(), StoreError>;
+    /// Ends this claim as `DONE` (only if it is still `CLAIMED` under `token`): for a record
+    /// that is only a mark (a batch signature used once), so later claims are duplicates.
+    async fn seal_claim(&self, key: &JobKey, token: &str) -> Result<(), StoreError>;
 }
 
 #[async_trait]

@@ -32,6 +32,18 @@ pub enum VerifyError {
     StaleTimestamp { age_secs: i64, max_age_secs: u64 },
     #[error("the `X-CIO-Timestamp` is {ahead_secs} s ahead of our clock; at most {skew_secs} s is accepted")]
     FutureTimestamp { ahead_secs: u64, skew_secs: u64 },
+    #[error(
+        "the event is dated {age_secs} s ago (`receivedAt`, else `sentAt`, else `timestamp`), older than the {max_age_secs} s within which a replay is still recognised; Segment retries for 4 hours, so this is a replay or a very late delivery"
+    )]
+    StaleEvent { age_secs: u64, max_age_secs: u64 },
+    #[error(
+        "a batch signed on its first event only must date that event (`receivedAt`, `sentAt` or `timestamp`), as the signature itself carries no time"
+    )]
+    UndatedFirstEvent,
+    #[error(
+        "this batch's signed first event ({first_event}) was accepted before: a batch signed on its first event only is accepted once, since its other events are unauthenticated"
+    )]
+    BatchReplayed { first_event: String },
 }
 
 impl VerifyError {
@@ -45,6 +57,9 @@ impl VerifyError {
             VerifyError::MalformedTimestamp => "malformed_timestamp",
             VerifyError::StaleTimestamp { .. } => "stale_timestamp",
             VerifyError::FutureTimestamp { .. } => "future_timestamp",
+            VerifyError::StaleEvent { .. } => "stale_event",
+            VerifyError::UndatedFirstEvent => "undated_first_event",
+            VerifyError::BatchReplayed { .. } => "batch_replayed",
         }
     }
 }

@@ -3,6 +3,8 @@
 //! configured (`SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE=true`), because events 2..n are then
 //! unauthenticated.
 
+use std::time::{Duration, SystemTime};
+
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::value::RawValue;
 use sha1::Sha1;
@@ -74,6 +76,22 @@ impl SegmentVerifier {
             mac.verify_slice(signature).is_ok() | found
         })
     }
+}
+
+/// How old a signed Segment event may be. Segment signs no timestamp, so a captured request
+/// verifies forever; what stops its replay is the event's dedupe record, which lives 8 days
+/// (`store::RECORD_TTL`) from its first delivery. An event dated further back than this may
+/// have outlived its record, so it is refused. Segment itself retries for 4 hours.
+pub const MAX_EVENT_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Refuses an event dated longer ago than [`MAX_EVENT_AGE`]. An undated event passes: there
+/// is nothing to judge it by (the batch path asks for a date where it matters).
+pub fn check_event_age(sent_at: Option<SystemTime>, now: SystemTime) -> Result<(), VerifyError> {
+    let Some(age) = sent_at.and_then(|t| now.duration_since(t).ok()) else { return Ok(()) };
+    if age > MAX_EVENT_AGE {
+        return Err(VerifyError::StaleEvent { age_secs: age.as_secs(), max_age_secs: MAX_EVENT_AGE.as_secs() });
+    }
+    Ok(())
 }
 
 /// The `X-Signature` Segment would send for `body`: for tests, samples and `relay send`.
@@ -177,6 +195,22 @@ mod tests {
         let body = br#"[{"type":"track","messageId":"a"},{"type":"track","messageId":"b"}]"#;
         let sig = sign("abc123", body);
         assert_eq!(verifier("abc123", false).verify(&headers(&sig), body), Ok(SignatureCoverage::WholeBody));
+    }
+
+    #[test]
+    fn events_older_than_the_dedupe_horizon_are_refused() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(check_event_age(None, now), Ok(()));
+        assert_eq!(check_event_age(Some(now - MAX_EVENT_AGE), now), Ok(()));
+        assert_eq!(check_event_age(Some(now + Duration::from_secs(60)), now), Ok(()));
+        assert_eq!(
+            check_event_age(Some(now - MAX_EVENT_AGE - Duration::from_secs(1)), now),
+            Err(VerifyError::StaleEvent { age_secs: 7 * 86_400 + 1, max_age_secs: 7 * 86_400 })
+        );
+        assert!(
+            MAX_EVENT_AGE < crate::store::RECORD_TTL,
+            "a replay must find its record while its event is still accepted"
+        );
     }
 
     #[test]
