@@ -6,6 +6,7 @@
 mod check;
 mod enrich;
 mod error;
+mod listen;
 mod output;
 mod poll_sqs;
 mod send;

@@ -3,7 +3,6 @@
 //! queue embedded (in memory, or in a redb file with `--data-dir`), and the worker taking
 //! jobs off that queue with the same `Worker::process` the Lambda runs.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::customerio::CioClient;
-use shared::ingest::{Ingest, router};
+use shared::ingest::{Ingest, router_with_body_timeout};
 use shared::mavera::{MaveraApi, MaveraClient};
 use shared::queue::{FileQueue, MemoryQueue};
 use shared::store::{FileStore, JobStatus, MemoryStore, open_database};
@@ -22,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::enrich::AttributesUnavailable;
 use crate::error::RelayError;
+use crate::listen;
 use crate::output::{self, LogFormat};
 use crate::settings::{self, Enrichment, Mavera, Settings};
 
@@ -52,6 +52,10 @@ pub struct Args {
     /// Time one job may take, as a Lambda timeout would (seconds)
     #[arg(long, default_value_t = 300, value_name = "SECS")]
     job_timeout: u64,
+    /// How long a client may take to send a request's headers, and then its body (seconds);
+    /// a half-sent request is cut off after it
+    #[arg(long, default_value_t = 10, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout: u64,
     /// On Ctrl-C, how long to wait for jobs in flight before stopping them (seconds)
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     shutdown_timeout: u64,
@@ -60,7 +64,8 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     output::init(args.log_format);
     let vars = settings::environment(args.triggers.as_deref());
-    let Settings { rules, verifiers, mavera, enrichment } = Settings::resolve(&vars, args.dry_run)?;
+    let Settings { rules, verifiers, cio_sources, mavera, enrichment } = Settings::resolve(&vars, args.dry_run)?;
+    shared::telemetry::redact(shared::config::secret_values(&vars));
     let rules = Arc::new(rules);
 
     let job_time = Duration::from_secs(args.job_timeout);
@@ -101,7 +106,8 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
         }
     };
     let worker = Arc::new(Worker::new(rules.clone(), store.clone(), store.clone(), client, enricher)?);
-    let ingest = Arc::new(Ingest::new(rules.clone(), verifiers, store.clone(), queue.clone()));
+    let ingest =
+        Arc::new(Ingest::new(rules.clone(), verifiers, store.clone(), queue.clone()).with_cio_sources(cio_sources));
 
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -131,8 +137,9 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let consumer = queue.clone();
     let until_stopped = wait(stopped.clone());
     let worker_task = tokio::spawn(async move { runner.run(worker, consumer, until_stopped).await });
-    let app = router(ingest, Metrics::from_env("relay"));
-    let mut http = tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(wait(stopped.clone())).into_future());
+    let timeout = Duration::from_secs(args.request_timeout);
+    let app = router_with_body_timeout(ingest, Metrics::from_env("relay"), timeout);
+    let mut http = tokio::spawn(listen::serve(listener, app, timeout, wait(stopped.clone())));
 
     // Serve until Ctrl-C; then let requests and jobs in flight finish, within one grace period.
     tokio::select! {

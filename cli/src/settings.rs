@@ -7,6 +7,7 @@ use std::path::Path;
 
 use shared::config::{self, Layered, ProcessEnv, Vars, Verifiers, vars};
 use shared::customerio::CioConfig;
+use shared::ingest::IpAllowList;
 use shared::mavera::MaveraConfig;
 use shared::rules::Rules;
 
@@ -46,6 +47,8 @@ pub enum Enrichment {
 pub struct Settings {
     pub rules: Rules,
     pub verifiers: Verifiers,
+    /// `CIO_ALLOWED_SOURCE_IPS`, checked against the peer address.
+    pub cio_sources: Option<IpAllowList>,
     pub mavera: Mavera,
     pub enrichment: Enrichment,
 }
@@ -55,6 +58,7 @@ impl Settings {
     pub fn resolve(vars: &dyn Vars, force_dry_run: bool) -> Result<Self, RelayError> {
         let rules = config::rules(vars)?;
         let verifiers = Verifiers::from_vars(vars, &rules)?;
+        let cio_sources = config::cio_allowed_source_ips(vars)?;
         let mavera = if force_dry_run {
             Mavera::DryRun { reason: "--dry-run" }
         } else if config::flag(vars, vars::DRY_RUN, false)? {
@@ -72,6 +76,6 @@ impl Settings {
             (None, Some(_)) if matches!(mavera, Mavera::DryRun { .. }) => Enrichment::Unavailable { rules: enriching },
             (None, Some(rule)) => return Err(RelayError::EnrichmentNeedsKey { rule: rule.clone() }),
         };
-        Ok(Settings { rules, verifiers, mavera, enrichment })
+        Ok(Settings { rules, verifiers, cio_sources, mavera, enrichment })
     }
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use relay_tests::cio_standin::{CioStandIn, Person};
-use relay_tests::mavera_standin::MaveraStandIn;
+use relay_tests::mavera_standin::{MaveraStandIn, Reply};
 use relay_tests::payloads::{cio_email, segment_track};
 use serde_json::{Value, json};
 
@@ -225,4 +225,67 @@ async fn start_up_problems_are_named_and_exit_non_zero() {
         stderr.contains("rule `cio-high-value-alert` sets `enrich = true`") && stderr.contains("CIO_APP_KEY"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn a_half_sent_request_is_cut_off_after_the_request_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let serve = Serve::start(&["--request-timeout", "1"], &secrets()).await;
+    let addr = serve.base.trim_start_matches("http://").to_owned();
+    let read_all = |mut stream: tokio::net::TcpStream| async move {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        (read.is_ok(), String::from_utf8_lossy(&answer).into_owned())
+    };
+
+    // Headers that never end: the connection is closed, not held.
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream.write_all(b"POST /webhooks/segment HTTP/1.1\r\nHost: relay\r\nX-Signature: ").await.unwrap();
+    let started = std::time::Instant::now();
+    let (closed, _) = read_all(stream).await;
+    assert!(closed, "the server closed the connection");
+    assert!(started.elapsed() < Duration::from_secs(4), "within the timeout: {:?}", started.elapsed());
+
+    // A body that never ends: 408.
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /webhooks/segment HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\nX-Signature: {}\r\nContent-Length: 100\r\n\r\n{{\"type\"",
+        "0".repeat(40)
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (closed, answer) = read_all(stream).await;
+    assert!(closed, "the server answered and closed");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_forged_line_break_in_the_path_cannot_forge_a_log_line() {
+    let mut serve = Serve::start(&[], &secrets()).await;
+    let (status, _) = serve.post("/webhooks/hubspot%0a12:00:00%20%20segment%20forged", &[], b"{}".to_vec()).await;
+    assert_eq!(status, 404);
+    let line = serve.wait_for_line(|l| l.contains("hubspot"), WAIT).await;
+    assert!(line.contains("\\n12:00:00"), "the line break is shown escaped: {line}");
+    assert!(!serve.output().lines().any(|l| l.starts_with("12:00:00  segment")), "{}", serve.output());
+}
+
+#[tokio::test]
+async fn an_upstream_error_that_echoes_the_api_key_is_logged_without_it() {
+    let (mut serve, mavera, _cio) = live(&[]).await;
+    let key = mavera.api_key().to_owned();
+    mavera.script(
+        "/personas",
+        [Reply::Error {
+            status: 400,
+            kind: "invalid_request_error".into(),
+            code: "invalid_field".into(),
+            message: format!("the request with Authorization: Bearer {key} has a bad field"),
+            param: None,
+        }],
+    );
+    assert_eq!(serve.post_segment(&trial("m-echo", "usr_e")).await.1["status"], "queued");
+    serve.wait_for_line(|l| l.contains("m-echo") && l.contains(" failed "), WAIT).await;
+    let output = serve.output();
+    assert!(!output.contains(&key), "the key reached the log:\n{output}");
+    assert!(output.contains("[REDACTED]"), "{output}");
 }

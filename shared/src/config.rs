@@ -103,6 +103,11 @@ impl Vars for Layered<'_> {
     }
 }
 
+/// The values of every secret that is set, for the log's redaction.
+pub fn secret_values(vars: &dyn Vars) -> Vec<String> {
+    vars::SIGNING_SECRET_KEYS.iter().chain(vars::API_SECRET_KEYS).filter_map(|name| optional(vars, name)).collect()
+}
+
 /// A non-empty value, or `None`.
 pub fn optional(vars: &dyn Vars, name: &str) -> Option<String> {
     vars.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
@@ -192,6 +197,17 @@ impl Verifiers {
             });
         Ok(Verifiers { segment: segment.transpose()?, customerio: customerio.transpose()? })
     }
+}
+
+/// `CIO_ALLOWED_SOURCE_IPS`: the addresses Customer.io webhooks may come from (comma-separated
+/// IPs and CIDR blocks); unset or empty, any.
+pub fn cio_allowed_source_ips(vars: &dyn Vars) -> Result<Option<crate::ingest::IpAllowList>, ConfigError> {
+    let Some(text) = optional(vars, vars::CIO_ALLOWED_SOURCE_IPS) else { return Ok(None) };
+    crate::ingest::IpAllowList::parse(&text).map_err(|problem| ConfigError::Invalid {
+        name: vars::CIO_ALLOWED_SOURCE_IPS,
+        value: text.clone(),
+        problem: format!("{problem}; list IPs and CIDR blocks separated by commas"),
+    })
 }
 
 /// Mavera settings for the worker: `None` in dry run (`DRY_RUN=true`), when requests are

@@ -19,6 +19,7 @@ pub async fn cold_start(secret_keys: &'static [&'static str]) -> Result<ColdStar
     telemetry::init(LogFormat::from_env());
     let sdk = crate::aws::sdk_config().await;
     let vars = crate::secrets::load(&sdk, &ProcessEnv, secret_keys).await?;
+    telemetry::redact(config::secret_values(&vars));
     let rules = config::rules(&vars)?;
     Ok(ColdStart { sdk, vars, rules })
 }

@@ -66,12 +66,16 @@ impl TestApp {
         claims: Arc<dyn ClaimStore>,
         queue: Arc<dyn JobQueue>,
     ) -> Self {
-        let ingest = Arc::new(Ingest::new(Arc::new(rules), verifiers, claims, queue));
+        Self::serve(Ingest::new(Arc::new(rules), verifiers, claims, queue)).await
+    }
+
+    /// Serves `ingest` as `relay serve` does, with each request's peer address.
+    pub async fn serve(ingest: Ingest) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = router(ingest, Metrics::disabled());
+        let app = router(Arc::new(ingest), Metrics::disabled());
         let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
         });
         TestApp { addr, http: reqwest::Client::new(), server }
     }

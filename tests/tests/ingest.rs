@@ -544,3 +544,46 @@ async fn a_first_event_signed_batch_is_bounded_and_must_be_dated() {
     assert_eq!(queue.sent(), 0);
     assert!(store.jobs().is_empty());
 }
+
+#[tokio::test]
+async fn customerio_webhooks_from_outside_the_allow_list_are_refused_before_anything_else() {
+    let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
+    let ingest = |allowed: &str| {
+        shared::ingest::Ingest::new(
+            Arc::new(Rules::embedded().unwrap()),
+            verifiers(false),
+            Arc::new(store.clone()),
+            Arc::new(queue.clone()),
+        )
+        .with_cio_sources(shared::ingest::IpAllowList::parse(allowed).unwrap())
+    };
+    let elsewhere = TestApp::serve(ingest("34.71.200.0/24, 35.188.196.183")).await;
+    let body = cio_email("ip-1", "bounced", "c1").to_string();
+    let r = elsewhere.post_customerio(&body).await;
+    assert_eq!((r.status, r.code()), (403, "source_ip_not_allowed"), "{:?}", r.body);
+    assert!(r.message().contains("CIO_ALLOWED_SOURCE_IPS") && r.message().contains("127.0.0.1"), "{:?}", r.body);
+    // Refused before the body is read: not even a malformed one gets further.
+    let r = elsewhere.post("/webhooks/customerio", &[("content-type", "application/json".into())], b"{".to_vec()).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(queue.sent(), 0);
+    // Segment is not Customer.io: the list does not apply to it.
+    assert_eq!(elsewhere.post_segment(&trial_started("ip-seg")).await.body["status"], "queued");
+
+    let here = TestApp::serve(ingest("127.0.0.0/8")).await;
+    let r = here.post_customerio(&body).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("queued")), "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn an_unsigned_request_is_refused_before_its_body_is_parsed_or_even_measured() {
+    let s = setup().await;
+    let json = ("content-type", "application/json".to_owned());
+    let r = s.app.post("/webhooks/segment", std::slice::from_ref(&json), b"{not json".to_vec()).await;
+    assert_eq!((r.status, r.code()), (401, "missing_signature"), "{:?}", r.body);
+    let r = s.app.post("/webhooks/segment", std::slice::from_ref(&json), vec![b' '; MAX_BODY_BYTES + 1]).await;
+    assert_eq!((r.status, r.code()), (401, "missing_signature"), "{:?}", r.body);
+    let only_signature = [json.clone(), ("x-cio-signature", "0".repeat(64))];
+    let r = s.app.post("/webhooks/customerio", &only_signature, b"{".to_vec()).await;
+    assert_eq!((r.status, r.code()), (401, "missing_signature"), "{:?}", r.body);
+    assert_untouched(&s);
+}

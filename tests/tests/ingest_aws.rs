@@ -104,7 +104,12 @@ async fn bad_requests_store_and_queue_nothing() {
         ),
         (
             415,
-            app.post("/webhooks/segment", &[("content-type", "text/csv".to_owned())], body.clone().into_bytes()).await,
+            app.post(
+                "/webhooks/segment",
+                &[("content-type", "text/csv".to_owned()), ("x-signature", "0".repeat(40))],
+                body.clone().into_bytes(),
+            )
+            .await,
         ),
         (404, app.post("/webhooks/hubspot", std::slice::from_ref(&json), body.into_bytes()).await),
         (401, app.post_customerio_at(r#"{"event_id":"e","metric":"bounced","data":{}}"#, 1_000_000_000).await),

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use shared::config::{AwsResources, Verifiers};
+use shared::config::{self, AwsResources, Verifiers};
 use shared::ingest::{Ingest, router};
 use shared::queue::SqsQueue;
 use shared::startup::{ColdStart, cold_start};
@@ -28,6 +28,8 @@ async fn main() -> Result<(), Fatal> {
     }
     tracing::info!(rules = rules.len(), sources = ?rules.sources(), "ingest ready");
 
-    let ingest = Arc::new(Ingest::new(rules, verifiers, Arc::new(store), Arc::new(queue)));
+    let cio_sources = config::cio_allowed_source_ips(&vars)?;
+    let ingest =
+        Arc::new(Ingest::new(rules, verifiers, Arc::new(store), Arc::new(queue)).with_cio_sources(cio_sources));
     lambda_http::run(router(ingest, Metrics::from_env("ingest"))).await.map_err(Fatal::boxed)
 }

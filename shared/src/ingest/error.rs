@@ -25,6 +25,13 @@ pub enum ApiError {
         "this batch holds {events} events; a batch signed on its first event only may hold at most {limit} (its other events are unauthenticated): lower the batch size in the Segment mapping, or turn batching off"
     )]
     BatchTooLarge { events: usize, limit: usize },
+    #[error(
+        "{sender} webhooks are accepted only from the addresses in {var}; this one came from {}",
+        ip.map(|ip| ip.to_string()).unwrap_or_else(|| "an unknown address".into())
+    )]
+    SourceIpNotAllowed { sender: Source, var: &'static str, ip: Option<std::net::IpAddr> },
+    #[error("the request body did not arrive within {secs} s")]
+    BodyTimeout { secs: u64 },
     #[error("Content-Type must be application/json (got {0})")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -53,6 +60,8 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::SourceIpNotAllowed { .. } => StatusCode::FORBIDDEN,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Signature(_) => StatusCode::UNAUTHORIZED,
             ApiError::Payload(_) | ApiError::Body(_) => StatusCode::BAD_REQUEST,
             // 503, not 500: Customer.io waits an hour after a 500 but backs off normally
@@ -69,6 +78,8 @@ impl ApiError {
             ApiError::TooLarge { .. } | ApiError::TooLargeForQueue { .. } => "payload_too_large",
             ApiError::BatchTooLarge { .. } => "batch_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::SourceIpNotAllowed { .. } => "source_ip_not_allowed",
+            ApiError::BodyTimeout { .. } => "request_timeout",
             ApiError::Signature(e) => e.code(),
             ApiError::Payload(e) => e.code(),
             ApiError::Store(_) => "store_unavailable",

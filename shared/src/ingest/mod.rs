@@ -5,6 +5,7 @@
 mod error;
 mod report;
 mod router;
+mod source_ip;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -15,7 +16,8 @@ use tokio::time::{Instant, timeout_at};
 
 pub use error::ApiError;
 pub use report::{EventError, EventReport, JobReport, Report, Status};
-pub use router::{MAX_BODY_BYTES, router};
+pub use router::{BODY_TIMEOUT, MAX_BODY_BYTES, router, router_with_body_timeout};
+pub use source_ip::{IpAllowList, source_ip};
 
 use crate::config::Verifiers;
 use crate::domain::{Event, JobKey, RuleName, Source};
@@ -44,6 +46,8 @@ pub struct Ingest {
     verifiers: Verifiers,
     claims: Arc<dyn ClaimStore>,
     queue: Arc<dyn JobQueue>,
+    /// `CIO_ALLOWED_SOURCE_IPS`: where Customer.io webhooks may come from (`None`: anywhere).
+    cio_sources: Option<IpAllowList>,
 }
 
 /// The most events a batch signed on its first event only may hold: its other events are
@@ -107,7 +111,37 @@ struct Prepared {
 
 impl Ingest {
     pub fn new(rules: Arc<Rules>, verifiers: Verifiers, claims: Arc<dyn ClaimStore>, queue: Arc<dyn JobQueue>) -> Self {
-        Ingest { rules, verifiers, claims, queue }
+        Ingest { rules, verifiers, claims, queue, cio_sources: None }
+    }
+
+    /// Accepts Customer.io webhooks only from these addresses.
+    pub fn with_cio_sources(mut self, allowed: Option<IpAllowList>) -> Self {
+        self.cio_sources = allowed;
+        self
+    }
+
+    /// The checks that need only the request line and headers, made before the body is read
+    /// (cheapest first): the source is on, the sender's address is allowed, the request is
+    /// signed.
+    pub fn admit(&self, source: Source, headers: &HeaderMap, from: Option<std::net::IpAddr>) -> Result<(), ApiError> {
+        let configured = match source {
+            Source::Segment => self.verifiers.segment.is_some(),
+            Source::CustomerIo => self.verifiers.customerio.is_some(),
+        };
+        if !configured {
+            return Err(ApiError::SourceNotConfigured(source));
+        }
+        if source == Source::CustomerIo
+            && let Some(allowed) = &self.cio_sources
+            && !from.is_some_and(|ip| allowed.allows(ip))
+        {
+            return Err(ApiError::SourceIpNotAllowed {
+                sender: source,
+                var: crate::config::vars::CIO_ALLOWED_SOURCE_IPS,
+                ip: from,
+            });
+        }
+        verify::require_signature_headers(source, headers).map_err(ApiError::Signature)
     }
 
     pub fn rules(&self) -> &Rules {

@@ -64,6 +64,19 @@ impl VerifyError {
     }
 }
 
+/// Refuses a request to `source` without the headers its signature needs, before its
+/// body is read or parsed: unsigned traffic costs as little as possible.
+pub fn require_signature_headers(source: crate::domain::Source, headers: &http::HeaderMap) -> Result<(), VerifyError> {
+    use crate::domain::Source;
+    match source {
+        Source::Segment => header(headers, segment::SIGNATURE_HEADER).map(|_| ()),
+        Source::CustomerIo => {
+            header(headers, customerio::SIGNATURE_HEADER)?;
+            header(headers, customerio::TIMESTAMP_HEADER).map(|_| ())
+        }
+    }
+}
+
 /// Reads one header as text, treating a missing or non-UTF-8 value the same way.
 fn header<'a>(headers: &'a http::HeaderMap, name: &'static str) -> Result<&'a str, VerifyError> {
     headers
