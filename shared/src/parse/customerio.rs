@@ -46,28 +46,34 @@ pub(super) fn to_event(env: &Envelope<'_>, raw: &Raw<'_>) -> Result<Event, Parse
     let fields_err = |source| ParseError::Fields { index: None, source };
     let data = object_of(raw.data).map_err(fields_err)?.unwrap_or_default();
 
+    // `data` first: the top-level `metric`, `object_type` and `timestamp` (what the rule
+    // matched on) win over keys of the same name inside `data`.
     let mut fields = Map::new();
-    fields.insert("metric".into(), Value::String(env.name.clone().into_owned()));
     // `cio_subscription_preferences_changed` spells it `object_type_type` in the spec.
-    let object_type = raw.object_type.as_deref().or_else(|| data.get("object_type_type").and_then(Value::as_str));
+    let object_type = raw
+        .object_type
+        .as_deref()
+        .map(str::to_owned)
+        .or_else(|| data.get("object_type_type").and_then(Value::as_str).map(str::to_owned));
+    fields.extend(data);
+    fields.insert("metric".into(), Value::String(env.name.clone().into_owned()));
     if let Some(object_type) = object_type {
-        fields.insert("object_type".into(), Value::String(object_type.to_owned()));
+        fields.insert("object_type".into(), Value::String(object_type));
     }
     if let Some(ts) = raw.timestamp {
         fields.insert("timestamp".into(), serde_json::from_str(ts.get()).map_err(fields_err)?);
     }
-    fields.extend(data);
 
     // `identifiers.id` is current; `customer_id` is deprecated and blank for deleted people.
     let identifiers = fields.get("identifiers").and_then(Value::as_object);
     let user_id = identifiers
         .and_then(|ids| ids.get("id"))
         .and_then(|v| match v {
-            Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
+            Value::String(s) => super::canonical_id(s),
+            Value::Number(n) => Some(super::canonical_number_id(&n.to_string())),
             _ => None,
         })
-        .or_else(|| fields.get("customer_id").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned));
+        .or_else(|| fields.get("customer_id").and_then(Value::as_str).and_then(super::canonical_id));
     if let Some(user) = &user_id {
         fields.insert("user_id".into(), Value::String(user.clone()));
     }
@@ -109,6 +115,16 @@ mod tests {
         assert_eq!(e.user_id.as_deref(), Some("0200000001"));
         let e = event(r#"{"metric":"subscribed","event_id":"e1","object_type":"customer","data":{"customer_id":""}}"#);
         assert_eq!(e.user_id, None);
+    }
+
+    #[test]
+    fn the_top_level_metric_wins_over_data_and_ids_are_canonical() {
+        let e = event(
+            r#"{"metric":"bounced","event_id":"e1","object_type":"email","data":{"metric":"sent","object_type":"sms","identifiers":{"id":42.0}}}"#,
+        );
+        assert_eq!(e.fields["metric"], json!("bounced"));
+        assert_eq!(e.fields["object_type"], json!("email"));
+        assert_eq!(e.user_id.as_deref(), Some("42"));
     }
 
     #[test]

@@ -132,12 +132,67 @@ fn id_from(
 }
 
 /// The text of a JSON string or number, where a sender documents a string id but custom
-/// mappings may send a number. Empty strings, `null` and other JSON count as absent.
+/// mappings may send a number. Empty strings, `null` and other JSON count as absent. The
+/// text is canonical (see [`canonical_id`]), as `once_per_user` compares it.
 fn scalar_text(raw: Option<&RawValue>) -> Option<String> {
     let raw = raw?.get();
     match raw.as_bytes().first()? {
-        b'"' => serde_json::from_str::<String>(raw).ok().filter(|s| !s.trim().is_empty()),
-        b'-' | b'0'..=b'9' => Some(raw.to_owned()),
+        b'"' => serde_json::from_str::<String>(raw).ok().and_then(|s| canonical_id(&s)),
+        b'-' | b'0'..=b'9' => Some(canonical_number_id(raw)),
         _ => None,
+    }
+}
+
+/// One spelling per user id: a string id trimmed (blank is no id) and otherwise kept as it
+/// is (ids are case-sensitive, and `"007"` is not `"7"`); a JSON number written the shortest
+/// way, so `42`, `42.0` and `4.2e1` are all the string id `"42"` and `once_per_user` cannot
+/// be walked around by re-spelling a number.
+pub fn canonical_id(text: &str) -> Option<String> {
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// The canonical text of a JSON number used as an id (see [`canonical_id`]): integers as
+/// integers (exactly, however long), other finite values in the shortest form that reads
+/// back the same; unreadable text as it is.
+pub fn canonical_number_id(text: &str) -> String {
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    if !unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit()) {
+        // Exact integers: drop leading zeros only.
+        let digits = unsigned.trim_start_matches('0');
+        let digits = if digits.is_empty() { "0" } else { digits };
+        let negative = text.starts_with('-') && digits != "0";
+        return format!("{}{digits}", if negative { "-" } else { "" });
+    }
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value.fract() == 0.0 && value.abs() < 9.007_199_254_740_992e15 => {
+            format!("{}", value as i64)
+        }
+        Ok(value) if value.is_finite() => format!("{value}"),
+        _ => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod canonical_tests {
+    use super::{canonical_id, canonical_number_id};
+
+    #[test]
+    fn one_spelling_per_numeric_user_id() {
+        for spelling in ["42", "42.0", "4.2e1", "420e-1", "42.000", "4.20E+1"] {
+            assert_eq!(canonical_number_id(spelling), "42", "{spelling}");
+        }
+        assert_eq!(canonical_number_id("-0"), "0");
+        assert_eq!(canonical_number_id("4.25"), "4.25");
+        assert_eq!(canonical_number_id("12345678901234567890123"), "12345678901234567890123");
+        assert_eq!(canonical_number_id("1e400"), "1e400", "out of range stays as sent");
+    }
+
+    #[test]
+    fn string_ids_are_only_trimmed() {
+        assert_eq!(canonical_id(" 42 ").as_deref(), Some("42"));
+        assert_eq!(canonical_id("0200000001").as_deref(), Some("0200000001"));
+        assert_eq!(canonical_id("usr_K8m2n").as_deref(), Some("usr_K8m2n"));
+        assert_eq!(canonical_id("   "), None);
     }
 }

@@ -219,6 +219,18 @@ mod tests {
     }
 
     #[test]
+    fn one_user_id_has_one_spelling() {
+        // Observed: `42`, `42.0` and `4.2e1` passed once_per_user as three users.
+        for user in ["42", "42.0", "4.2e1", "\"42\"", "\" 42\""] {
+            let e = one(&format!(
+                r#"{{"type":"track","event":"x","messageId":"m","userId":{user},"properties":{{"user_id":"other"}}}}"#
+            ));
+            assert_eq!(e.user_id.as_deref(), Some("42"), "{user}");
+            assert_eq!(e.fields["user_id"], json!("42"), "the relay's user_id wins over a property: {user}");
+        }
+    }
+
+    #[test]
     fn escaped_strings_are_decoded() {
         let e = one(r#"{"type":"track","event":"caf\u00e9","messageId":"m\"1"}"#);
         assert_eq!(e.name, "café");
