@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::{Map, Value, value::RawValue};
 
-use super::{Envelope, ParseError, RawFields, id_from, object_of};
+use super::{Envelope, ParseError, RawFields, check_object, id_from, object_of};
 use crate::domain::{Event, Source};
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +38,7 @@ pub(super) fn envelope(body: &[u8]) -> Result<Envelope<'_>, ParseError> {
         (_, Some(t)) if !t.is_empty() => t,
         _ => return Err(ParseError::MissingName { fields: "`metric` nor `event_type`", index: None }),
     };
+    check_object(raw.data, "data", None)?;
     // The signed `X-CIO-Timestamp` dates a Customer.io request; the body's time is not needed.
     Ok(Envelope { source: Source::CustomerIo, id, name, index: None, sent_at: None, raw: RawFields::CustomerIo(raw) })
 }
@@ -152,7 +153,9 @@ mod tests {
             ParseError::NotAnObject { .. }
         ));
         assert!(matches!(parse(Source::CustomerIo, b"{").unwrap_err(), ParseError::Json(_)));
-        let env = parse(Source::CustomerIo, br#"{"metric":"sent","event_id":"e","data":[1]}"#).unwrap();
-        assert!(matches!(env[0].to_event(), Err(ParseError::Fields { .. })));
+        let err = parse(Source::CustomerIo, br#"{"metric":"sent","event_id":"e","data":[1]}"#).unwrap_err();
+        assert!(matches!(err, ParseError::WrongType { field: "data", .. }), "{err}");
+        let env = parse(Source::CustomerIo, br#"{"metric":"sent","event_id":"e","data":{"a":1,"a":2}}"#).unwrap();
+        assert!(matches!(env[0].to_event(), Err(ParseError::Fields { .. })), "duplicate keys");
     }
 }

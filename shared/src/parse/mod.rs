@@ -4,6 +4,7 @@
 
 mod customerio;
 mod segment;
+mod strict;
 
 use std::borrow::Cow;
 
@@ -74,6 +75,8 @@ pub enum ParseError {
     MissingName { fields: &'static str, index: Option<usize> },
     #[error("{}the event's fields could not be read: {source}", at(*index))]
     Fields { index: Option<usize>, source: serde_json::Error },
+    #[error("{}`{field}` must be {expected}", at(*index))]
+    WrongType { field: &'static str, expected: &'static str, index: Option<usize> },
 }
 
 /// A copy, for an error kept while the body it came from is still borrowed; serde's errors
@@ -92,6 +95,9 @@ impl Clone for ParseError {
             }
             ParseError::MissingName { fields, index } => ParseError::MissingName { fields, index: *index },
             ParseError::Fields { index, source } => ParseError::Fields { index: *index, source: copy(source) },
+            ParseError::WrongType { field, expected, index } => {
+                ParseError::WrongType { field, expected, index: *index }
+            }
         }
     }
 }
@@ -107,17 +113,27 @@ impl ParseError {
             ParseError::NotAnObject { .. } | ParseError::EmptyBatch => "unexpected_shape",
             ParseError::MissingId { .. } | ParseError::InvalidId { .. } => "missing_id",
             ParseError::MissingName { .. } => "missing_event_name",
-            ParseError::Fields { .. } => "invalid_fields",
+            ParseError::Fields { .. } | ParseError::WrongType { .. } => "invalid_fields",
         }
     }
 }
 
 /// Reads an optional raw JSON object into a map; `null` and absent mean empty.
+/// A duplicate key anywhere in it is an error (see `strict`).
 fn object_of(raw: Option<&RawValue>) -> Result<Option<serde_json::Map<String, serde_json::Value>>, serde_json::Error> {
     match raw {
         None => Ok(None),
         Some(raw) if raw.get() == "null" => Ok(None),
-        Some(raw) => serde_json::from_str(raw.get()).map(Some),
+        Some(raw) => strict::object(raw.get()).map(Some),
+    }
+}
+
+/// Refuses a field that must be an object (or null) but is not, without reading it: a cheap
+/// check made for every event, including those no rule reads further.
+fn check_object(raw: Option<&RawValue>, field: &'static str, index: Option<usize>) -> Result<(), ParseError> {
+    match raw.map(|r| r.get().as_bytes()[0]) {
+        None | Some(b'{') | Some(b'n') => Ok(()),
+        Some(_) => Err(ParseError::WrongType { field, expected: "an object", index }),
     }
 }
 
@@ -140,6 +156,14 @@ fn scalar_text(raw: Option<&RawValue>) -> Option<String> {
         b'"' => serde_json::from_str::<String>(raw).ok().and_then(|s| canonical_id(&s)),
         b'-' | b'0'..=b'9' => Some(canonical_number_id(raw)),
         _ => None,
+    }
+}
+
+/// Refuses an id field that is neither a string, a number nor null.
+fn check_scalar(raw: Option<&RawValue>, field: &'static str, index: Option<usize>) -> Result<(), ParseError> {
+    match raw.map(|r| r.get().as_bytes()[0]) {
+        None | Some(b'"' | b'-' | b'0'..=b'9' | b'n') => Ok(()),
+        Some(_) => Err(ParseError::WrongType { field, expected: "a string or a number", index }),
     }
 }
 

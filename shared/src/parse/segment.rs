@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::{Map, Value, value::RawValue};
 
-use super::{Envelope, ParseError, RawFields, id_from, object_of, scalar_text};
+use super::{Envelope, ParseError, RawFields, check_object, check_scalar, id_from, object_of, scalar_text};
 use crate::domain::{Event, Source};
 
 #[derive(Debug, Deserialize)]
@@ -86,17 +86,34 @@ fn envelope(mut raw: Raw<'_>, index: Option<usize>) -> Result<Envelope<'_>, Pars
         (_, Some(k)) if !k.is_empty() => k.clone(),
         _ => return Err(ParseError::MissingName { fields: "`event` nor `type`", index }),
     };
+    for (value, field) in [(raw.properties, "properties"), (raw.traits, "traits"), (raw.context, "context")] {
+        check_object(value, field, index)?;
+    }
+    for (value, field) in [(raw.user_id, "userId"), (raw.anonymous_id, "anonymousId")] {
+        check_scalar(value, field, index)?;
+    }
     // When Segment got it (its own clock) is the best bound on when it was first delivered;
     // the sender's `sentAt` and the event's `timestamp` stand in when a mapping drops it.
-    let sent_at = [raw.received_at, raw.sent_at, raw.timestamp].into_iter().find_map(rfc3339);
+    let mut dates = Vec::with_capacity(3);
+    for (value, field) in [(raw.received_at, "receivedAt"), (raw.sent_at, "sentAt"), (raw.timestamp, "timestamp")] {
+        dates.push(rfc3339(value, field, index)?);
+    }
+    let sent_at = dates.into_iter().flatten().next();
     Ok(Envelope { source: Source::Segment, id, name, index, sent_at, raw: RawFields::Segment(raw) })
 }
 
-/// An RFC 3339 time in a JSON string; anything else counts as absent.
-fn rfc3339(raw: Option<&RawValue>) -> Option<std::time::SystemTime> {
-    let text: Cow<'_, str> = serde_json::from_str(raw?.get()).ok()?;
-    let at = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).ok()?;
-    Some(at.into())
+/// An RFC 3339 time in a JSON string, as Segment writes its dates; absent or null is none,
+/// anything else an error naming the field.
+fn rfc3339(
+    raw: Option<&RawValue>,
+    field: &'static str,
+    index: Option<usize>,
+) -> Result<Option<std::time::SystemTime>, ParseError> {
+    let Some(raw) = raw.filter(|r| r.get() != "null") else { return Ok(None) };
+    let wrong = || ParseError::WrongType { field, expected: "an RFC 3339 time, like 2026-11-23T19:11:01.266Z", index };
+    let text: Cow<'_, str> = serde_json::from_str(raw.get()).map_err(|_| wrong())?;
+    let at = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).map_err(|_| wrong())?;
+    Ok(Some(at.into()))
 }
 
 pub(super) fn to_event(env: &Envelope<'_>, raw: &Raw<'_>) -> Result<Event, ParseError> {
@@ -207,9 +224,23 @@ mod tests {
 
     #[test]
     fn fields_that_are_not_objects_are_reported() {
-        let envs =
-            parse(Source::Segment, br#"{"type":"track","event":"a","messageId":"1","properties":"oops"}"#).unwrap();
-        assert!(matches!(envs[0].to_event(), Err(ParseError::Fields { .. })));
+        let err =
+            parse(Source::Segment, br#"{"type":"track","event":"a","messageId":"1","properties":"oops"}"#).unwrap_err();
+        assert!(matches!(err, ParseError::WrongType { field: "properties", .. }), "{err}");
+        for (body, field) in [
+            (r#"{"type":"track","event":"a","messageId":"1","userId":{"id":1}}"#, "userId"),
+            (r#"{"type":"track","event":"a","messageId":"1","receivedAt":1700000000}"#, "receivedAt"),
+            (r#"{"type":"track","event":"a","messageId":"1","sentAt":"yesterday"}"#, "sentAt"),
+        ] {
+            let err = parse(Source::Segment, body.as_bytes()).unwrap_err();
+            assert!(matches!(err, ParseError::WrongType { field: f, .. } if f == field), "{field}: {err}");
+        }
+        let envs = parse(
+            Source::Segment,
+            br#"{"type":"track","event":"a","messageId":"1","properties":{"plan":"free","plan":"pro"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(envs[0].to_event(), Err(ParseError::Fields { .. })), "duplicate keys");
     }
 
     #[test]
