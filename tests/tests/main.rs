@@ -1,6 +1,7 @@
 //! Black-box integration tests. One binary (modules below) keeps link time down.
 //! AWS tests need moto: run them with `./scripts/test`.
 
+mod adversarial;
 mod cio_client;
 mod cio_sync;
 mod ingest;
