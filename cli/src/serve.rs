@@ -109,6 +109,8 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let ingest =
         Arc::new(Ingest::new(rules.clone(), verifiers, store.clone(), queue.clone()).with_cio_sources(cio_sources));
 
+    // Before anything says it is listening: a Ctrl-C from then on stops gracefully.
+    let signals = Signals::install();
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|source| RelayError::Bind { addr: args.addr, source })?;
@@ -128,7 +130,7 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     tracing::info!("try: relay send segment examples/segment/trial_started.json   (Ctrl-C stops)");
 
     let (stop, stopped) = watch::channel(false);
-    tokio::spawn(watch_signals(stop));
+    tokio::spawn(watch_signals(signals, stop));
     let wait = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
@@ -191,36 +193,59 @@ fn report_leftovers(store: &MemoryStore, queue: &MemoryQueue, kept: bool, finish
 }
 
 /// Ctrl-C or SIGTERM asks for a graceful stop; a second one exits at once.
-async fn watch_signals(stop: watch::Sender<bool>) {
-    shutdown_signal().await;
+async fn watch_signals(mut signals: Signals, stop: watch::Sender<bool>) {
+    signals.next().await;
     tracing::info!("shutting down (press Ctrl-C again to stop at once)");
     stop.send_replace(true);
-    shutdown_signal().await;
+    signals.next().await;
     tracing::warn!("stopped at once; jobs in flight were abandoned");
     std::process::exit(130);
 }
 
-async fn shutdown_signal() {
+/// The stop signals, listened for from the moment they are installed (so none arriving
+/// before the watcher task first runs kills the process the default way).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    () = ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => ctrl_c().await,
-        }
-    }
-    #[cfg(not(unix))]
-    ctrl_c().await
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
 }
 
-/// Ctrl-C; if its handler cannot be installed, never (rather than stopping at once).
-async fn ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
+impl Signals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals { interrupt: signal(SignalKind::interrupt()).ok(), terminate: signal(SignalKind::terminate()).ok() }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// The next Ctrl-C or SIGTERM; never, if neither handler could be installed.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            let interrupt = async {
+                match &mut self.interrupt {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let terminate = async {
+                match &mut self.terminate {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = interrupt => {}
+                _ = terminate => {}
+            }
+        }
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }

@@ -18,10 +18,7 @@ pub mod vars {
     pub const TRIGGERS_PATH: &str = "TRIGGERS_PATH";
     pub const SECRETS_ARN: &str = "SECRETS_ARN";
     pub const SEGMENT_SHARED_SECRET: &str = "SEGMENT_SHARED_SECRET";
-    pub const SEGMENT_SHARED_SECRET_PREVIOUS: &str = "SEGMENT_SHARED_SECRET_PREVIOUS";
     pub const CIO_WEBHOOK_SECRET: &str = "CIO_WEBHOOK_SECRET";
-    pub const CIO_WEBHOOK_SECRET_PREVIOUS: &str = "CIO_WEBHOOK_SECRET_PREVIOUS";
-    pub const CIO_ALLOWED_SOURCE_IPS: &str = "CIO_ALLOWED_SOURCE_IPS";
     pub const MAVERA_API_KEY: &str = "MAVERA_API_KEY";
     pub const CIO_APP_KEY: &str = "CIO_APP_KEY";
     pub const SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE: &str = "SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE";
@@ -31,15 +28,31 @@ pub mod vars {
     pub const MAVE_CONCURRENCY: &str = "MAVE_CONCURRENCY";
     pub const CIO_REGION: &str = "CIO_REGION";
     pub const CIO_APP_API_URL: &str = "CIO_APP_API_URL";
+    /// The deployment's name (`prod`, `staging`): the `Stage` dimension of every metric.
+    pub const STAGE: &str = "STAGE";
 
-    /// The keys of the secrets the code reads (the template's single secret until it is split).
-    pub const SECRET_KEYS: [&str; 4] = [SEGMENT_SHARED_SECRET, CIO_WEBHOOK_SECRET, MAVERA_API_KEY, CIO_APP_KEY];
+    /// The previous (or next) signing secret during a rotation: one secret per variable.
+    pub const SEGMENT_SHARED_SECRET_PREVIOUS: &str = "SEGMENT_SHARED_SECRET_PREVIOUS";
+    pub const CIO_WEBHOOK_SECRET_PREVIOUS: &str = "CIO_WEBHOOK_SECRET_PREVIOUS";
+    /// Customer.io source IPs/CIDRs ingest accepts (comma-separated; empty: any).
+    pub const CIO_ALLOWED_SOURCE_IPS: &str = "CIO_ALLOWED_SOURCE_IPS";
+    /// The function's configured timeout, for when the runtime gives no usable deadline.
+    pub const FUNCTION_TIMEOUT_SECS: &str = "FUNCTION_TIMEOUT_SECS";
 
-    /// The signing secret's keys: read by ingest only.
+    /// The signing secret's keys: what ingest verifies webhooks with. Only ingest reads it.
     pub const SIGNING_SECRET_KEYS: &[&str] =
         &[SEGMENT_SHARED_SECRET, SEGMENT_SHARED_SECRET_PREVIOUS, CIO_WEBHOOK_SECRET, CIO_WEBHOOK_SECRET_PREVIOUS];
-    /// The API keys secret's keys: read by the worker and cio-sync, never by ingest.
-    pub const API_SECRET_KEYS: &[&str] = &[MAVERA_API_KEY, CIO_APP_KEY];
+    /// The API keys secret's keys: what the worker and cio-sync call out with. Ingest never reads it.
+    pub const API_KEYS_SECRET_KEYS: &[&str] = &[MAVERA_API_KEY, CIO_APP_KEY];
+    /// Every key a Secrets Manager secret may hold.
+    pub const SECRET_KEYS: [&str; 6] = [
+        SEGMENT_SHARED_SECRET,
+        SEGMENT_SHARED_SECRET_PREVIOUS,
+        CIO_WEBHOOK_SECRET,
+        CIO_WEBHOOK_SECRET_PREVIOUS,
+        MAVERA_API_KEY,
+        CIO_APP_KEY,
+    ];
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +118,7 @@ impl Vars for Layered<'_> {
 
 /// The values of every secret that is set, for the log's redaction.
 pub fn secret_values(vars: &dyn Vars) -> Vec<String> {
-    vars::SIGNING_SECRET_KEYS.iter().chain(vars::API_SECRET_KEYS).filter_map(|name| optional(vars, name)).collect()
+    vars::SIGNING_SECRET_KEYS.iter().chain(vars::API_KEYS_SECRET_KEYS).filter_map(|name| optional(vars, name)).collect()
 }
 
 /// A non-empty value, or `None`.

@@ -4,7 +4,7 @@
 //!
 //! Each function has its own secret and may read only its keys: ingest the signing secret
 //! ([`vars::SIGNING_SECRET_KEYS`]), the worker and cio-sync the API keys secret
-//! ([`vars::API_SECRET_KEYS`]). A key of another secret is refused, so that a secret
+//! ([`vars::API_KEYS_SECRET_KEYS`]). A key of another secret is refused, so that a secret
 //! wired to the wrong function is found at start-up rather than quietly readable.
 
 use std::collections::HashMap;
@@ -48,7 +48,7 @@ fn parse(text: &str, keys: &[&str]) -> Result<HashMap<String, String>, String> {
         if !keys.contains(&key.as_str()) {
             let whose = if vars::SIGNING_SECRET_KEYS.contains(&key.as_str()) {
                 " (a signing secret: it belongs in the signing secret, which only ingest reads)"
-            } else if vars::API_SECRET_KEYS.contains(&key.as_str()) {
+            } else if vars::API_KEYS_SECRET_KEYS.contains(&key.as_str()) {
                 " (an API key: it belongs in the API keys secret, which ingest never reads)"
             } else {
                 ""
@@ -90,13 +90,13 @@ mod tests {
         let err = parse(r#"{"SEGMENT_SHARED_SECRET":"s","MAVERA_API_KEY":"mvra_live_x"}"#, vars::SIGNING_SECRET_KEYS)
             .unwrap_err();
         assert!(err.contains("`MAVERA_API_KEY` (an API key") && !err.contains("mvra_live_x"), "{err}");
-        let err = parse(r#"{"MAVERA_API_KEY":"k","CIO_WEBHOOK_SECRET":"w"}"#, vars::API_SECRET_KEYS).unwrap_err();
+        let err = parse(r#"{"MAVERA_API_KEY":"k","CIO_WEBHOOK_SECRET":"w"}"#, vars::API_KEYS_SECRET_KEYS).unwrap_err();
         assert!(err.contains("`CIO_WEBHOOK_SECRET` (a signing secret"), "{err}");
     }
 
     #[test]
     fn errors_never_quote_the_secret() {
-        let keys = vars::API_SECRET_KEYS;
+        let keys = vars::API_KEYS_SECRET_KEYS;
         let err = parse(r#"{"MAVERA_API_KEY": "mvra_live_super_secret_value", "TYPO": "x"}"#, keys).unwrap_err();
         assert!(err.contains("TYPO") && !err.contains("super_secret_value"), "{err}");
         let err = parse(r#"{"MAVERA_API_KEY": "mvra_live_super_secret_value""#, keys).unwrap_err();

@@ -14,7 +14,7 @@ pub struct ColdStart {
 }
 
 /// `secret_keys`: the keys of this function's own secret (`vars::SIGNING_SECRET_KEYS` for
-/// ingest, `vars::API_SECRET_KEYS` for the worker and cio-sync).
+/// ingest, `vars::API_KEYS_SECRET_KEYS` for the worker and cio-sync).
 pub async fn cold_start(secret_keys: &'static [&'static str]) -> Result<ColdStart, ConfigError> {
     telemetry::init(LogFormat::from_env());
     let sdk = crate::aws::sdk_config().await;

@@ -4,6 +4,7 @@
 mod adversarial;
 mod cio_client;
 mod cio_sync;
+mod iam;
 mod ingest;
 mod ingest_aws;
 mod ingest_faults;

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use relay_tests::aws::sdk_config;
-use shared::config::{ConfigError, Vars, Verifiers, vars::API_SECRET_KEYS, vars::SIGNING_SECRET_KEYS};
+use shared::config::{ConfigError, Vars, Verifiers, vars::API_KEYS_SECRET_KEYS, vars::SIGNING_SECRET_KEYS};
 use shared::rules::Rules;
 
 async fn secret(value: &str) -> String {
@@ -46,15 +46,16 @@ async fn a_secret_without_a_needed_key_stops_the_start_naming_it() {
 #[tokio::test]
 async fn an_unreadable_or_malformed_secret_stops_the_start_with_its_arn() {
     let missing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:does-not-exist-AbCdEf";
-    let err = shared::secrets::load(&sdk_config().await, &env(&[("SECRETS_ARN", missing)]), API_SECRET_KEYS)
+    let err = shared::secrets::load(&sdk_config().await, &env(&[("SECRETS_ARN", missing)]), API_KEYS_SECRET_KEYS)
         .await
         .unwrap_err();
     assert!(matches!(err, ConfigError::SecretsManager { .. }), "{err}");
     assert!(err.to_string().contains(missing), "{err}");
 
     let arn = secret(r#"{"MAVERA_API_KEY":"mvra_live_test_placeholder","SEGMENT_SECRET":"typo"}"#).await;
-    let err =
-        shared::secrets::load(&sdk_config().await, &env(&[("SECRETS_ARN", &arn)]), API_SECRET_KEYS).await.unwrap_err();
+    let err = shared::secrets::load(&sdk_config().await, &env(&[("SECRETS_ARN", &arn)]), API_KEYS_SECRET_KEYS)
+        .await
+        .unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("SEGMENT_SECRET") && !text.contains("typo") && !text.contains("mvra_live_test_placeholder"),
@@ -76,7 +77,7 @@ async fn each_function_reads_only_its_own_secrets_keys() {
     // The worker's secret holds the API keys and nothing else.
     let arn = secret(r#"{"MAVERA_API_KEY":"mvra_live_test_placeholder","CIO_APP_KEY":"cio-app"}"#).await;
     let base = env(&[("SECRETS_ARN", &arn)]);
-    let vars = shared::secrets::load(&sdk_config().await, &base, API_SECRET_KEYS).await.unwrap();
+    let vars = shared::secrets::load(&sdk_config().await, &base, API_KEYS_SECRET_KEYS).await.unwrap();
     assert_eq!(vars.get("CIO_APP_KEY").as_deref(), Some("cio-app"));
 }
 

@@ -1,8 +1,10 @@
 //! `template.yaml` against the code, so the two cannot drift apart: the environment each
-//! function gets, the table's key and TTL attribute, the secret's keys, the worker's queue
-//! wiring and timeouts, and IAM scoped to named resources. The template is read as plain
-//! YAML (CloudFormation's `!Ref`, `!GetAtt`, `!Sub`, `!If` stay tagged nodes), so this
-//! needs neither AWS nor the SAM CLI; `scripts/check-template` lints the same file.
+//! function gets, the table's key and TTL attribute, each secret's keys, the worker's queue
+//! wiring and timeouts, IAM scoped to named resources, the alarms and the dashboard against
+//! the metrics the code emits, the release and state settings, and samconfig.toml and the
+//! docs against the template. The template is read as plain YAML (CloudFormation's `!Ref`,
+//! `!GetAtt`, `!Sub`, `!If` stay tagged nodes), so this needs neither AWS nor the SAM CLI;
+//! `scripts/check-template` lints the same file and creates it in moto's CloudFormation.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
@@ -13,7 +15,7 @@ use shared::domain::Source;
 
 const TEMPLATE_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
 
-static TEMPLATE: LazyLock<Yaml> = LazyLock::new(|| {
+pub(crate) static TEMPLATE: LazyLock<Yaml> = LazyLock::new(|| {
     let text = std::fs::read_to_string(TEMPLATE_PATH).unwrap_or_else(|e| panic!("reading {TEMPLATE_PATH}: {e}"));
     let mut docs = Yaml::load_from_str(&text).unwrap_or_else(|e| panic!("{TEMPLATE_PATH} is not valid YAML: {e}"));
     assert_eq!(docs.len(), 1, "template.yaml holds one YAML document");
@@ -21,7 +23,7 @@ static TEMPLATE: LazyLock<Yaml> = LazyLock::new(|| {
 });
 
 /// Every name in `shared::config::vars`. A constant renamed there stops this compiling.
-const KNOWN_VARS: [&str; 15] = [
+const KNOWN_VARS: [&str; 18] = [
     vars::EVENTS_TABLE,
     vars::JOBS_QUEUE_URL,
     vars::TRIGGERS_PATH,
@@ -37,42 +39,45 @@ const KNOWN_VARS: [&str; 15] = [
     vars::MAVE_CONCURRENCY,
     vars::CIO_REGION,
     vars::CIO_APP_API_URL,
+    vars::STAGE,
+    vars::FUNCTION_TIMEOUT_SECS,
+    vars::CIO_ALLOWED_SOURCE_IPS,
 ];
 
 // ----------------------------------------------------------------- reading the template
 
-fn get<'a>(node: &'a Yaml, key: &str) -> Option<&'a Yaml> {
+pub(crate) fn get<'a>(node: &'a Yaml, key: &str) -> Option<&'a Yaml> {
     node.as_mapping_get(key)
 }
 
 /// The node at `path`, or a panic naming the path.
-fn at<'a>(node: &'a Yaml, path: &[&str]) -> &'a Yaml {
+pub(crate) fn at<'a>(node: &'a Yaml, path: &[&str]) -> &'a Yaml {
     path.iter().enumerate().fold(node, |node, (i, key)| {
         get(node, key).unwrap_or_else(|| panic!("template.yaml has no {}", path[..=i].join(".")))
     })
 }
 
-fn text<'a>(node: &'a Yaml, path: &[&str]) -> &'a str {
+pub(crate) fn text<'a>(node: &'a Yaml, path: &[&str]) -> &'a str {
     let node = at(node, path);
     node.as_str().unwrap_or_else(|| panic!("{} is not a string: {node:?}", path.join(".")))
 }
 
-fn integer(node: &Yaml, path: &[&str]) -> i64 {
+pub(crate) fn integer(node: &Yaml, path: &[&str]) -> i64 {
     let node = at(node, path);
     node.as_integer().unwrap_or_else(|| panic!("{} is not a number: {node:?}", path.join(".")))
 }
 
-fn resource(name: &str) -> &'static Yaml {
+pub(crate) fn resource(name: &str) -> &'static Yaml {
     at(&TEMPLATE, &["Resources", name])
 }
 
-fn properties(name: &str) -> &'static Yaml {
+pub(crate) fn properties(name: &str) -> &'static Yaml {
     at(resource(name), &["Properties"])
 }
 
 /// The intrinsic function of a node, short form (`!GetAtt X.Arn`) or long form
 /// (`{"Fn::GetAtt": [X, Arn]}`), as (`"GetAtt"`, argument).
-fn intrinsic(node: &Yaml) -> Option<(&str, &Yaml)> {
+pub(crate) fn intrinsic(node: &Yaml) -> Option<(&str, &Yaml)> {
     match node {
         Yaml::Tagged(tag, inner) if tag.handle == "!" => Some((tag.suffix.as_str(), inner)),
         Yaml::Mapping(map) if map.len() == 1 => {
@@ -86,7 +91,7 @@ fn intrinsic(node: &Yaml) -> Option<(&str, &Yaml)> {
 }
 
 /// `!Ref X` → `X`.
-fn reference(node: &Yaml) -> Option<&str> {
+pub(crate) fn reference(node: &Yaml) -> Option<&str> {
     match intrinsic(node)? {
         ("Ref", name) => name.as_str(),
         _ => None,
@@ -94,7 +99,7 @@ fn reference(node: &Yaml) -> Option<&str> {
 }
 
 /// `!GetAtt X.Arn` → `X.Arn`.
-fn get_att(node: &Yaml) -> Option<String> {
+pub(crate) fn get_att(node: &Yaml) -> Option<String> {
     match intrinsic(node)? {
         ("GetAtt", Yaml::Sequence(parts)) => Some(parts.iter().filter_map(Yaml::as_str).collect::<Vec<_>>().join(".")),
         ("GetAtt", name) => name.as_str().map(str::to_owned),
@@ -103,7 +108,7 @@ fn get_att(node: &Yaml) -> Option<String> {
 }
 
 /// Every plain string in a node, through intrinsics (`!If [c, a, b]` gives a and b).
-fn strings(node: &Yaml, out: &mut Vec<String>) {
+pub(crate) fn strings(node: &Yaml, out: &mut Vec<String>) {
     match node {
         Yaml::Tagged(_, inner) => strings(inner, out),
         Yaml::Sequence(items) => items.iter().for_each(|n| strings(n, out)),
@@ -223,16 +228,30 @@ fn each_function_gets_the_variables_it_needs() {
         if let Some(queue) = env.get(vars::JOBS_QUEUE_URL) {
             assert_eq!(reference(queue), Some("JobsQueue"), "{binary}'s JOBS_QUEUE_URL (Ref of a queue is its URL)");
         }
+        // Each function reads the one secret it may: the stack's, or the one given.
         let mut secret = Vec::new();
         intrinsic(env[vars::SECRETS_ARN]).expect("SECRETS_ARN is an !If").1.as_vec().expect("!If takes a list")[1..]
             .iter()
             .for_each(|branch| secret.extend(reference(branch).map(str::to_owned)));
-        assert_eq!(
-            secret,
-            ["RelaySecret", "ExistingSecretArn"],
-            "{binary}'s SECRETS_ARN: the stack's secret or the given one"
-        );
+        let expected = match binary {
+            "ingest" => ["SigningSecret", "ExistingSigningSecretArn"],
+            _ => ["ApiKeysSecret", "ExistingApiKeysSecretArn"],
+        };
+        assert_eq!(secret, expected, "{binary}'s SECRETS_ARN: its own secret, the stack's or the given one");
+
+        // The timeout reaches the code, for when the runtime's deadline is unusable.
+        let timeout = integer(function(binary), &["Properties", "Timeout"]);
+        assert_eq!(env_number(binary, vars::FUNCTION_TIMEOUT_SECS), timeout, "{binary}'s FUNCTION_TIMEOUT_SECS");
+        // And the stage, for the metrics' Stage dimension.
+        assert_eq!(env.get(vars::STAGE).and_then(|v| reference(v)), Some("Stage"), "{binary}'s STAGE");
     }
+    let ingest = environment("ingest");
+    assert_eq!(ingest.get(vars::CIO_ALLOWED_SOURCE_IPS).and_then(|v| reference(v)), Some("CioAllowedSourceIps"));
+    assert_eq!(
+        text(&TEMPLATE, &["Parameters", "CioAllowedSourceIps", "Default"]),
+        "",
+        "the allow-list is off by default"
+    );
 }
 
 #[test]
@@ -324,25 +343,45 @@ fn ingest_outlasts_its_sdk_calls_and_serves_the_webhook_routes() {
         BTreeSet::from([("POST".into(), "/webhooks/{source}".into()), ("GET".into(), "/healthz".into())])
     );
 
-    // The URLs to paste into each sender name a source the router accepts.
+    // The URLs to paste into each sender name a source the router accepts, with or
+    // without the custom domain.
     for (output, source) in [("SegmentWebhookUrl", Source::Segment), ("CustomerIoWebhookUrl", Source::CustomerIo)] {
         let url = at(&TEMPLATE, &["Outputs", output, "Value"]);
-        let (_, url) = intrinsic(url).expect("the URL is a !Sub");
-        let path = url.as_str().expect("a !Sub string").rsplit_once("/webhooks/").map(|(_, s)| s);
-        assert_eq!(path.map(Source::parse).and_then(Result::ok), Some(source), "{output}");
+        let (name, branches) = intrinsic(url).expect("the URL is an !If");
+        assert_eq!(name, "If", "{output}");
+        let branches = branches.as_vec().expect("!If takes a list");
+        assert_eq!(branches[0].as_str(), Some("HasCustomDomain"), "{output}");
+        for branch in &branches[1..] {
+            let (_, url) = intrinsic(branch).expect("each URL is a !Sub");
+            let path = url.as_str().expect("a !Sub string").rsplit_once("/webhooks/").map(|(_, s)| s);
+            assert_eq!(path.map(Source::parse).and_then(Result::ok), Some(source), "{output}");
+        }
     }
 }
 
 #[test]
-fn the_secret_holds_exactly_the_keys_the_code_reads_and_no_values() {
-    let secret = properties("RelaySecret");
-    let value: serde_json::Value = serde_json::from_str(text(secret, &["SecretString"])).expect("SecretString is JSON");
-    let object = value.as_object().expect("SecretString is a JSON object");
-    let keys: BTreeSet<&str> = object.keys().map(String::as_str).collect();
-    assert_eq!(keys, BTreeSet::from(vars::SECRET_KEYS));
-    for (key, value) in object {
-        assert_eq!(value, "", "{key} must start empty: the user fills it in, and a template value is public");
+fn each_secret_holds_exactly_its_keys_and_no_values() {
+    let mut all = BTreeSet::new();
+    for (name, keys) in
+        [("SigningSecret", &vars::SIGNING_SECRET_KEYS[..]), ("ApiKeysSecret", &vars::API_KEYS_SECRET_KEYS[..])]
+    {
+        let secret = properties(name);
+        let value: serde_json::Value =
+            serde_json::from_str(text(secret, &["SecretString"])).expect("SecretString is JSON");
+        let object = value.as_object().expect("SecretString is a JSON object");
+        let found: BTreeSet<String> = object.keys().cloned().collect();
+        assert_eq!(found, keys.iter().map(|k| k.to_string()).collect(), "{name}'s keys");
+        for (key, value) in object {
+            assert_eq!(
+                value, "",
+                "{name}.{key} must start empty: the user fills it in, and a template value is public"
+            );
+        }
+        all.extend(found);
+        // Kept on a stack delete: the values were typed in by hand.
+        assert_eq!(text(resource(name), &["DeletionPolicy"]), "Retain", "{name}");
     }
+    assert_eq!(all, vars::SECRET_KEYS.iter().map(|k| k.to_string()).collect(), "the two secrets hold every key");
     // Nothing that looks like a real Mavera key anywhere in the template.
     let raw = std::fs::read_to_string(TEMPLATE_PATH).unwrap();
     assert!(!raw.contains("mvra_live_"), "template.yaml must not contain a Mavera key");
@@ -508,5 +547,449 @@ mod samples {
         JobMessage::from_body(body).expect("the worker can decode the body");
         let actual: Value = serde_json::from_str(body).unwrap();
         assert_eq!(actual, expected, "scripts/sample-events must build the body exactly as ingest does");
+    }
+}
+
+// ----------------------------------------------------------------- alarms and dashboard
+
+fn resources_of(kind: &str) -> Vec<(&'static str, &'static Yaml)> {
+    let resources = at(&TEMPLATE, &["Resources"]).as_mapping().expect("Resources is a mapping");
+    resources
+        .iter()
+        .filter(|(_, r)| get(r, "Type").and_then(Yaml::as_str) == Some(kind))
+        .map(|(name, r)| (name.as_str().expect("resource names are strings"), r))
+        .collect()
+}
+
+fn alarms() -> Vec<(&'static str, &'static Yaml)> {
+    let alarms = resources_of("AWS::CloudWatch::Alarm");
+    assert!(alarms.len() >= 12, "only {} alarms: is the search still finding them?", alarms.len());
+    alarms
+}
+
+/// `[!If [UseExistingAlarmTopic, !Ref AlarmTopicArn, !Ref AlarmTopic]]`: the one topic.
+fn is_the_alarm_topic(actions: &Yaml) -> bool {
+    let Some([only]) = actions.as_vec().map(Vec::as_slice) else { return false };
+    let Some(("If", args)) = intrinsic(only) else { return false };
+    let Some([condition, given, created]) = args.as_vec().map(Vec::as_slice) else { return false };
+    condition.as_str() == Some("UseExistingAlarmTopic")
+        && reference(given) == Some("AlarmTopicArn")
+        && reference(created) == Some("AlarmTopic")
+}
+
+/// One metric an alarm reads.
+struct AlarmMetric {
+    namespace: String,
+    name: String,
+    dimensions: BTreeMap<String, &'static Yaml>,
+}
+
+fn dimensions_of(node: Option<&'static Yaml>) -> BTreeMap<String, &'static Yaml> {
+    let Some(list) = node.and_then(Yaml::as_vec) else { return BTreeMap::new() };
+    list.iter().map(|d| (text(d, &["Name"]).to_owned(), at(d, &["Value"]))).collect()
+}
+
+/// The metrics an alarm reads: its own, or each `MetricStat` of its metric math.
+fn alarm_metrics(alarm: &'static Yaml) -> Vec<AlarmMetric> {
+    let props = at(alarm, &["Properties"]);
+    match get(props, "Metrics").and_then(Yaml::as_vec) {
+        None => vec![AlarmMetric {
+            namespace: text(props, &["Namespace"]).to_owned(),
+            name: text(props, &["MetricName"]).to_owned(),
+            dimensions: dimensions_of(get(props, "Dimensions")),
+        }],
+        Some(queries) => queries
+            .iter()
+            .filter_map(|q| get(q, "MetricStat"))
+            .map(|stat| {
+                let metric = at(stat, &["Metric"]);
+                AlarmMetric {
+                    namespace: text(metric, &["Namespace"]).to_owned(),
+                    name: text(metric, &["MetricName"]).to_owned(),
+                    dimensions: dimensions_of(get(metric, "Dimensions")),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// The `rejected` reasons ingest reports, from the code itself.
+fn ingest_reasons() -> BTreeSet<&'static str> {
+    use shared::ingest::ApiError;
+    use shared::queue::QueueError;
+    use shared::store::StoreError;
+    use shared::verify::VerifyError;
+    [
+        ApiError::Signature(VerifyError::BadSignature),
+        ApiError::Signature(VerifyError::StaleTimestamp { age_secs: 0, max_age_secs: 0 }),
+        ApiError::Signature(VerifyError::FirstEventOnly { events: 2 }),
+        ApiError::Signature(VerifyError::MissingHeader("x-signature")),
+        ApiError::Store(StoreError::LeaseLost(shared::domain::JobKey::from_stored("k"))),
+        ApiError::Queue(QueueError::Version(0)),
+    ]
+    .iter()
+    .map(ApiError::code)
+    .collect()
+}
+
+#[test]
+fn every_alarm_notifies_the_one_topic_and_says_what_to_check_first() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/deploy.md")).unwrap();
+    for (name, alarm) in alarms() {
+        let props = at(alarm, &["Properties"]);
+        for key in ["AlarmActions", "OKActions"] {
+            assert!(is_the_alarm_topic(at(props, &[key])), "{name}.{key} must be the one alarm topic");
+        }
+        assert_eq!(text(props, &["TreatMissingData"]), "notBreaching", "{name}: no data is no failure");
+        let (_, description) = intrinsic(at(props, &["AlarmDescription"])).expect("the description is a !Sub");
+        let description = description.as_str().expect("a !Sub string");
+        assert!(description.contains("${Stage}"), "{name}: the description names the stage");
+        assert!(description.contains("Check first:"), "{name}: the description says what to check first");
+        assert!(description.len() <= 1024, "{name}: CloudWatch takes 1024 characters of description");
+        assert!(docs.contains(&format!("| `{name}` |")), "docs/deploy.md's alarm table has no row for {name}");
+    }
+    // The topic: the given one, or the stack's; an email subscribes to whichever it is.
+    assert_eq!(text(resource("AlarmTopic"), &["Condition"]), "CreateAlarmTopic");
+    assert!(is_the_alarm_topic(&Yaml::Sequence(vec![at(properties("AlarmEmailSubscription"), &["TopicArn"]).clone()])));
+}
+
+#[test]
+fn alarms_on_the_relays_metrics_name_what_the_code_emits() {
+    use shared::store::FailureClass;
+    use shared::telemetry::{Metric, NAMESPACE, dimension};
+    let binaries: BTreeSet<String> = functions().into_keys().collect();
+    let reasons = ingest_reasons();
+    let classes: BTreeSet<&str> = FailureClass::ALL.iter().map(|c| c.as_str()).collect();
+    let mut ours = 0;
+    for (name, alarm) in alarms() {
+        for m in alarm_metrics(alarm).into_iter().filter(|m| m.namespace == NAMESPACE) {
+            ours += 1;
+            let metric = Metric::ALL
+                .into_iter()
+                .find(|x| x.name() == m.name)
+                .unwrap_or_else(|| panic!("{name} reads {}, which the code does not emit", m.name));
+            assert_eq!(reference(m.dimensions[dimension::STAGE]), Some("Stage"), "{name}: Stage dimension");
+            let function = m.dimensions[dimension::FUNCTION].as_str().expect("Function is a literal");
+            assert!(binaries.contains(function), "{name}: Function={function} is no function's binary");
+            let extra: Vec<&String> = m
+                .dimensions
+                .keys()
+                .filter(|k| ![dimension::STAGE, dimension::FUNCTION].contains(&k.as_str()))
+                .collect();
+            match extra.as_slice() {
+                [] => {}
+                [by] => {
+                    assert_eq!(Some(by.as_str()), metric.breakdown(), "{name}: {} is not broken down by {by}", m.name);
+                    let value = m.dimensions[by.as_str()].as_str().expect("a literal");
+                    let known = if by.as_str() == dimension::REASON { &reasons } else { &classes };
+                    assert!(known.contains(value), "{name}: {by}={value} is not one the code reports ({known:?})");
+                }
+                more => panic!("{name}: dimensions {more:?} beyond Stage and Function"),
+            }
+        }
+        // Metric math: every id an expression uses is defined, and one query is the answer.
+        if let Some(queries) = get(at(alarm, &["Properties"]), "Metrics").and_then(Yaml::as_vec) {
+            let ids: BTreeSet<&str> = queries.iter().map(|q| text(q, &["Id"])).collect();
+            let answers: Vec<&Yaml> =
+                queries.iter().filter(|q| get(q, "ReturnData").and_then(Yaml::as_bool) == Some(true)).collect();
+            assert_eq!(answers.len(), 1, "{name}: one query returns data");
+            let expression = text(answers[0], &["Expression"]);
+            for word in expression.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()) {
+                if word.starts_with(|c: char| c.is_ascii_lowercase()) {
+                    assert!(ids.contains(word), "{name}: {expression} uses {word}, which no query defines");
+                }
+            }
+        }
+    }
+    assert!(ours >= 15, "only {ours} alarm metrics on {NAMESPACE}: is the search still finding them?");
+}
+
+#[test]
+fn every_silent_failure_has_an_alarm() {
+    let all: Vec<(&str, AlarmMetric)> =
+        alarms().into_iter().flat_map(|(name, a)| alarm_metrics(a).into_iter().map(move |m| (name, m))).collect();
+    let watched = |namespace: &str, metric: &str, dimension: &str, value: &dyn Fn(&Yaml) -> bool| {
+        all.iter().any(|(_, m)| {
+            m.namespace == namespace && m.name == metric && m.dimensions.get(dimension).is_some_and(|v| value(v))
+        })
+    };
+    let literal = |expected: &'static str| move |v: &Yaml| v.as_str() == Some(expected);
+    let refers = |expected: &'static str| move |v: &Yaml| reference(v) == Some(expected);
+    let attribute = |expected: &'static str| move |v: &Yaml| get_att(v).as_deref() == Some(expected);
+
+    // Mavera refusing every call: permanent failures, never in the DLQ.
+    for class in ["unauthorized", "forbidden", "credits_exhausted", "budget_exceeded"] {
+        assert!(watched("MaveraRelay", "failed", "Class", &literal(class)), "no alarm on failed jobs of class {class}");
+    }
+    // ...and every other class, through the total.
+    assert!(
+        all.iter().any(|(_, m)| m.name == "failed" && !m.dimensions.contains_key("Class")),
+        "no alarm on the total of failed jobs"
+    );
+    // A sender with the wrong signing key.
+    for reason in ["bad_signature", "stale_timestamp", "batch_signed_first_event_only"] {
+        assert!(watched("MaveraRelay", "rejected", "Reason", &literal(reason)), "no alarm on rejected {reason}");
+    }
+    assert!(
+        all.iter().any(|(_, m)| m.name == "rejected" && !m.dimensions.contains_key("Reason")),
+        "no alarm on the other rejections"
+    );
+    // Ingest answering 5xx (handled ones included).
+    assert!(watched("AWS/ApiGateway", "5xx", "ApiId", &refers("HttpApi")), "no alarm on the API's 5xx");
+    // Throttles and errors of every function.
+    for (_, (name, _)) in functions() {
+        assert!(watched("AWS/Lambda", "Throttles", "FunctionName", &refers(name)), "no alarm on {name}'s throttles");
+        assert!(watched("AWS/Lambda", "Errors", "FunctionName", &refers(name)), "no alarm on {name}'s errors");
+    }
+    // The queue backing up, and jobs in the DLQ.
+    assert!(
+        watched("AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", &attribute("JobsQueue.QueueName")),
+        "no alarm on the age of the oldest job"
+    );
+    assert!(
+        watched("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", &attribute("JobsDlq.QueueName")),
+        "no alarm on the DLQ"
+    );
+}
+
+/// The variables of a `!Sub` string: `${Name}` and `${Resource.Attribute}`.
+fn sub_variables(text: &str) -> Vec<&str> {
+    text.split("${").skip(1).filter_map(|rest| rest.split_once('}').map(|(var, _)| var)).collect()
+}
+
+#[test]
+fn the_dashboard_shows_every_count_and_its_url_is_an_output() {
+    use shared::telemetry::Metric;
+    let (_, body) = intrinsic(at(properties("Dashboard"), &["DashboardBody"])).expect("the body is a !Sub");
+    let body = body.as_str().expect("a !Sub string");
+    // Every variable resolves, and the body is JSON once they are substituted.
+    let mut json = body.to_owned();
+    for var in sub_variables(body) {
+        let base = var.split('.').next().unwrap();
+        assert!(
+            base.starts_with("AWS::")
+                || get(at(&TEMPLATE, &["Parameters"]), base).is_some()
+                || get(at(&TEMPLATE, &["Resources"]), base).is_some(),
+            "the dashboard names ${{{var}}}, which the template does not define"
+        );
+        json = json.replace(&format!("${{{var}}}"), &format!("<{var}>"));
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(&json).expect("the dashboard body is JSON");
+    let widgets = dashboard["widgets"].as_array().expect("widgets");
+
+    let mut rows = Vec::new();
+    let mut searches = Vec::new();
+    let mut listed_alarms = BTreeSet::new();
+    for widget in widgets {
+        for row in widget["properties"]["metrics"].as_array().into_iter().flatten() {
+            let row = row.as_array().expect("a metric row is a list");
+            match row[0].as_str() {
+                Some(_) => rows.push(row.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>()),
+                None => searches.push(row[0]["expression"].as_str().expect("an expression").to_owned()),
+            }
+        }
+        for alarm in widget["properties"]["alarms"].as_array().into_iter().flatten() {
+            listed_alarms.insert(alarm.as_str().unwrap().trim_start_matches('<').trim_end_matches(".Arn>").to_owned());
+        }
+    }
+    let shows = |namespace: &str, metric: &str, dimension_value: &str| {
+        rows.iter().any(|r| r[0] == namespace && r[1] == metric && r[2..].contains(&dimension_value))
+    };
+    for metric in ["received", "rejected", "duplicate", "queued", "ignored"] {
+        assert!(shows("MaveraRelay", metric, "ingest"), "the dashboard does not show ingest's {metric}");
+    }
+    for metric in ["done", "failed", "retried", "skipped"] {
+        assert!(shows("MaveraRelay", metric, "worker"), "the dashboard does not show the worker's {metric}");
+    }
+    for row in rows.iter().filter(|r| r[0] == "MaveraRelay") {
+        assert!(Metric::ALL.iter().any(|m| m.name() == row[1]), "the dashboard shows {}, which nothing emits", row[1]);
+        assert!(row.windows(2).any(|w| w == ["Stage", "<Stage>"]), "{row:?} is not this stage's");
+    }
+    for (metric, by) in [("rejected", "Reason"), ("failed", "Class"), ("credits", "Rule")] {
+        assert!(
+            searches.iter().any(|s| s.contains(&format!("Function,{by}}}"))
+                && s.contains(&format!("MetricName=\"{metric}\""))
+                && s.contains("Stage=\"<Stage>\"")),
+            "the dashboard does not break {metric} down by {by} for this stage: {searches:?}"
+        );
+    }
+    assert!(shows("AWS/SQS", "ApproximateNumberOfMessagesVisible", "<JobsDlq.QueueName>"), "DLQ depth");
+    for (_, (name, _)) in functions() {
+        let placeholder = format!("<{name}>");
+        assert!(shows("AWS/Lambda", "Errors", &placeholder), "{name}'s errors");
+        assert!(shows("AWS/Lambda", "Duration", &placeholder), "{name}'s durations");
+    }
+    let every_alarm: BTreeSet<String> = alarms().into_iter().map(|(n, _)| n.to_owned()).collect();
+    assert_eq!(listed_alarms, every_alarm, "the dashboard's alarm widget lists every alarm");
+
+    let (_, url) = intrinsic(at(&TEMPLATE, &["Outputs", "DashboardUrl", "Value"])).expect("a !Sub");
+    assert!(sub_variables(url.as_str().unwrap()).contains(&"Dashboard"), "DashboardUrl names the dashboard");
+}
+
+// ----------------------------------------------------------------- releases and state
+
+#[test]
+fn releases_go_through_an_alias_and_roll_back_on_the_error_alarms() {
+    let globals = at(&TEMPLATE, &["Globals", "Function"]);
+    assert_eq!(text(globals, &["AutoPublishAlias"]), "live");
+    assert_eq!(reference(at(globals, &["DeploymentPreference", "Type"])), Some("DeploymentType"));
+    assert_eq!(get_att(at(globals, &["DeploymentPreference", "Role"])).as_deref(), Some("DeployRole.Arn"));
+    let default = text(&TEMPLATE, &["Parameters", "DeploymentType", "Default"]);
+    assert!(default.starts_with("Canary") || default.starts_with("Linear"), "prod shifts traffic gradually: {default}");
+
+    let mut rollback_alarms = BTreeSet::new();
+    for (binary, (name, f)) in functions() {
+        let listed = at(f, &["Properties", "DeploymentPreference", "Alarms"]).as_vec().expect("a list of alarms");
+        assert!(!listed.is_empty(), "{binary}: no alarm rolls a release back");
+        for alarm in listed {
+            let alarm = reference(alarm).expect("alarms by !Ref");
+            // The alarm watches this function (or, for ingest, its API).
+            let watches = alarm_metrics(resource(alarm)).iter().any(|m| {
+                m.dimensions.get("FunctionName").and_then(|v| reference(v)) == Some(name)
+                    || (binary == "ingest" && m.dimensions.get("ApiId").and_then(|v| reference(v)) == Some("HttpApi"))
+            });
+            assert!(watches, "{binary}'s release rolls back on {alarm}, which does not watch it");
+            rollback_alarms.insert(format!("{alarm}.Arn"));
+        }
+    }
+    // CodeDeploy's role may read exactly those alarms.
+    let statements = at(properties("DeployRole"), &["Policies"]).as_vec().unwrap()[0].clone();
+    let statements = at(&statements, &["PolicyDocument", "Statement"]).as_vec().unwrap().clone();
+    let describe =
+        statements.iter().find(|s| text(s, &["Action"]) == "cloudwatch:DescribeAlarms").expect("DescribeAlarms");
+    let readable: BTreeSet<String> = at(describe, &["Resource"]).as_vec().unwrap().iter().filter_map(get_att).collect();
+    assert_eq!(readable, rollback_alarms);
+}
+
+#[test]
+fn prod_keeps_the_table_recoverable_and_log_groups_outlive_the_stack() {
+    let table = properties("EventsTable");
+    let if_condition = |node: &Yaml| {
+        let (name, args) = intrinsic(node).expect("an !If");
+        assert_eq!(name, "If");
+        args.as_vec().unwrap()[0].as_str().unwrap().to_owned()
+    };
+    for (path, condition, parameter) in [
+        (
+            &["PointInTimeRecoverySpecification", "PointInTimeRecoveryEnabled"][..],
+            "PointInTimeRecoveryOn",
+            "EventsTablePointInTimeRecovery",
+        ),
+        (&["DeletionProtectionEnabled"][..], "DeletionProtectionOn", "EventsTableDeletionProtection"),
+    ] {
+        assert_eq!(if_condition(at(table, path)), condition);
+        assert_eq!(text(&TEMPLATE, &["Parameters", parameter, "Default"]), "auto");
+        // auto means: on for prod.
+        let mut words = Vec::new();
+        strings(at(&TEMPLATE, &["Conditions", condition]), &mut words);
+        assert!(words.contains(&"IsProd".to_owned()) && words.contains(&"auto".to_owned()), "{condition}: {words:?}");
+    }
+    let (_, is_prod) = intrinsic(at(&TEMPLATE, &["Conditions", "IsProd"])).unwrap();
+    let is_prod = is_prod.as_vec().unwrap();
+    assert_eq!((reference(&is_prod[0]), is_prod[1].as_str()), (Some("Stage"), Some("prod")));
+
+    for (name, group) in resources_of("AWS::Logs::LogGroup") {
+        assert_eq!(text(group, &["DeletionPolicy"]), "Retain", "{name}");
+        assert_eq!(text(group, &["UpdateReplacePolicy"]), "Retain", "{name}");
+        assert_eq!(reference(at(group, &["Properties", "RetentionInDays"])), Some("LogRetentionDays"), "{name}");
+    }
+    // The API's access log: under /aws/vendedlogs/, so it stays out of the account's shared
+    // log resource policy; unique per stack, since it outlives the stack.
+    let (_, name) = intrinsic(at(properties("HttpApiAccessLogs"), &["LogGroupName"])).expect("a !Sub");
+    let name = name.as_vec().map(|v| v[0].clone()).unwrap_or_else(|| name.clone());
+    let name = name.as_str().unwrap();
+    assert!(name.starts_with("/aws/vendedlogs/"), "{name}");
+    assert!(name.contains("${AWS::StackName}") && name.contains("${Id}"), "{name}");
+    assert_eq!(
+        get_att(at(properties("HttpApi"), &["AccessLogSettings", "DestinationArn"])).as_deref(),
+        Some("HttpApiAccessLogs.Arn")
+    );
+}
+
+#[test]
+fn reserved_concurrency_and_the_custom_domain_are_optional() {
+    let (name, args) = intrinsic(at(function("ingest"), &["Properties", "ReservedConcurrentExecutions"])).unwrap();
+    let args = args.as_vec().unwrap();
+    assert_eq!((name, args[0].as_str()), ("If", Some("ReserveIngestConcurrency")));
+    assert_eq!(reference(&args[1]), Some("IngestReservedConcurrency"));
+    assert_eq!(reference(&args[2]), Some("AWS::NoValue"));
+    assert_eq!(integer(&TEMPLATE, &["Parameters", "IngestReservedConcurrency", "Default"]), 0);
+    for (resource_name, condition) in [
+        ("CustomDomain", "HasCustomDomain"),
+        ("CustomDomainMapping", "HasCustomDomain"),
+        ("CustomDomainRecord", "HasCustomDomainZone"),
+    ] {
+        assert_eq!(text(resource(resource_name), &["Condition"]), condition);
+    }
+    for parameter in ["CustomDomainName", "CustomDomainCertificateArn", "CustomDomainHostedZoneId"] {
+        assert_eq!(text(&TEMPLATE, &["Parameters", parameter, "Default"]), "", "{parameter} is off by default");
+    }
+}
+
+/// Lines of the docs' shell blocks that run `sam deploy` or `sam sync`.
+fn deploy_commands(markdown: &str) -> Vec<String> {
+    let mut inside = false;
+    let mut lines = Vec::new();
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            inside = !inside;
+            continue;
+        }
+        let command = line.split('#').next().unwrap_or("");
+        if inside && (command.contains("sam deploy") || command.contains("sam sync")) {
+            lines.push(line.to_owned());
+        }
+    }
+    lines
+}
+
+#[test]
+fn a_deploy_cannot_mix_up_stage_dry_run_or_architecture() {
+    // No default: a deploy that lost samconfig.toml's overrides fails on a new stack.
+    for parameter in ["Stage", "DryRun"] {
+        assert!(
+            get(at(&TEMPLATE, &["Parameters", parameter]), "Default").is_none(),
+            "{parameter} must have no default"
+        );
+    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../samconfig.toml");
+    let config: toml::Table = std::fs::read_to_string(path).unwrap().parse().expect("samconfig.toml is TOML");
+    let mut stacks = BTreeSet::new();
+    let mut stages = BTreeMap::new();
+    for (env, section) in &config {
+        let Some(section) = section.as_table() else { continue };
+        let stack = section["global"]["parameters"]["stack_name"].as_str().expect("each section names its stack");
+        assert!(stacks.insert(stack.to_owned()), "two sections deploy the stack {stack}");
+        for command in ["deploy", "sync"] {
+            let Some(overrides) = section.get(command).and_then(|c| c["parameters"].get("parameter_overrides")) else {
+                continue;
+            };
+            let overrides: BTreeMap<&str, &str> = overrides
+                .as_str()
+                .expect("parameter_overrides is a string")
+                .split_whitespace()
+                .map(|kv| kv.split_once('=').expect("Key=Value"))
+                .collect();
+            assert!(!overrides.contains_key("Arch"), "[{env}.{command}]: the architecture comes from the build");
+            let stage = overrides.get("Stage").unwrap_or_else(|| panic!("[{env}.{command}] sets no Stage"));
+            let dry = overrides.get("DryRun").unwrap_or_else(|| panic!("[{env}.{command}] sets no DryRun"));
+            assert_eq!(*dry == "false", *stage == "prod", "[{env}.{command}]: only prod spends credits");
+            stages.insert(env.as_str(), *stage);
+        }
+    }
+    assert_eq!(stages.get("default"), Some(&"prod"));
+    assert_eq!(stages.get("staging"), Some(&"staging"));
+
+    // No documented command replaces those overrides.
+    for doc in ["docs/deploy.md", "README.md", "examples/github-actions/deploy.yml"] {
+        let text = std::fs::read_to_string(format!("{}/../{doc}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let commands = if doc.ends_with(".md") {
+            deploy_commands(&text)
+        } else {
+            text.lines().filter(|l| l.contains("sam deploy") || l.contains("sam sync")).map(str::to_owned).collect()
+        };
+        for line in commands {
+            assert!(!line.contains("--parameter-overrides"), "{doc}: `{line}` replaces samconfig.toml's overrides");
+        }
     }
 }

@@ -16,7 +16,7 @@ use shared::domain::{EventId, JobKey, RuleName, Source};
 use shared::mavera::{MaveraApi, MaveraClient, MaveraConfig};
 use shared::queue::JobMessage;
 use shared::rules::Rules;
-use shared::store::{DynamoStore, JobRecord, JobStatus, JobStore, Lease, Start};
+use shared::store::{DynamoStore, FailureClass, JobRecord, JobStatus, JobStore, Lease, Start};
 use shared::telemetry::Metrics;
 use shared::worker::{CioEnricher, Disposition, Enrich, Worker, sqs};
 use tokio::time::Instant;
@@ -460,4 +460,39 @@ async fn nothing_is_lost_every_job_ends_finished_or_in_the_dlq() {
     assert_eq!(r.aws.depth(&r.aws.queue_url).await, 0);
     let dead = r.aws.drain(&r.aws.dlq_url).await;
     assert_eq!(dead, ["{not a job"], "what keeps failing lands in the DLQ");
+}
+
+#[tokio::test]
+async fn a_job_tells_the_metrics_why_it_failed_and_what_it_cost() {
+    let r = rig().await;
+    let (_, persona) = message("tally-1", "trial_started", "u1", "segment-trial-started", json!({}));
+    let (disposition, tally) = r.worker.process_tallied(&persona, Instant::now() + JOB_TIME).await;
+    assert_eq!(disposition, Disposition::Finished(JobStatus::Done));
+    assert_eq!(tally.rule.as_ref().map(RuleName::as_str), Some("segment-trial-started"));
+    assert_eq!((tally.failure, tally.credits), (None, Some(300.0)), "the stand-in charges 300 per persona");
+
+    r.mavera.script("/personas", [Reply::CreditsExhausted]);
+    let (_, broke) = message("tally-2", "trial_started", "u2", "segment-trial-started", json!({}));
+    let (disposition, tally) = r.worker.process_tallied(&broke, Instant::now() + JOB_TIME).await;
+    assert_eq!(disposition, Disposition::Finished(JobStatus::Failed));
+    assert_eq!((tally.failure, tally.credits), (Some(FailureClass::CreditsExhausted), None));
+
+    // A revoked key: the stand-in answers 401 invalid_api_key to any other key.
+    let config = MaveraConfig { base_url: r.mavera.base_url(), ..MaveraConfig::new("mvra_test_revoked".into()) };
+    let rules = Arc::new(Rules::embedded().unwrap());
+    let cio = CioConfig::new(r.cio.app_key().to_owned().into(), CioRegion::Us).with_base_url(r.cio.base_url());
+    let enricher =
+        CioEnricher::new(Arc::new(CioClient::new(cio).unwrap()), Arc::new(r.store.clone()), rules.enrichment().clone());
+    let revoked = Worker::new(
+        rules,
+        Arc::new(r.store.clone()),
+        Arc::new(r.store.clone()),
+        Some(Arc::new(MaveraClient::new(config).unwrap()) as Arc<dyn MaveraApi>),
+        Some(Arc::new(enricher) as Arc<dyn Enrich>),
+    )
+    .unwrap();
+    let (_, research) = message("tally-3", "plan_upgraded", "u3", "segment-plan-upgraded", json!({}));
+    let (disposition, tally) = revoked.process_tallied(&research, Instant::now() + JOB_TIME).await;
+    assert_eq!(disposition, Disposition::Finished(JobStatus::Failed));
+    assert_eq!(tally.failure, Some(FailureClass::Unauthorized));
 }

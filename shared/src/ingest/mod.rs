@@ -301,7 +301,9 @@ impl Ingest {
             return Err(ApiError::Signature(VerifyError::UndatedFirstEvent));
         };
         verify::segment::check_event_age(Some(sent_at), now).map_err(ApiError::Signature)?;
-        let key = JobKey::from_stored(format!("batch#segment#{}", first.id));
+        // Under the source's own key prefix (ingest may touch no other), with a suffix no
+        // rule name can have, so it is never a job's key.
+        let key = JobKey::from_stored(format!("segment#{}#~first-event-signature", first.id));
         let token = uuid::Uuid::new_v4().to_string();
         let claim = timeout_at(
             deadline.checked_sub(RELEASE_RESERVE).unwrap_or(deadline),

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::endpoint::Endpoint;
 use super::types::ApiErrorBody;
+use crate::store::FailureClass;
 
 /// How the caller should treat a failed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +102,31 @@ impl MaveraError {
             | MaveraError::NoTimeLeft { .. }
             | MaveraError::NoMaveSlot { .. } => ErrorClass::Transient,
             MaveraError::InvalidRequest { .. } | MaveraError::Decode { .. } => ErrorClass::Permanent,
+        }
+    }
+
+    /// What a permanent failure means for the operator (the `failed` metric's `Class`): from
+    /// the status and Mavera's error code, never the message text.
+    pub fn failure_class(&self) -> FailureClass {
+        match self {
+            MaveraError::Api { status, .. } => match status {
+                401 => FailureClass::Unauthorized,
+                402 if self.code() == Some("budget_exceeded") => FailureClass::BudgetExceeded,
+                402 => FailureClass::CreditsExhausted,
+                403 => FailureClass::Forbidden,
+                404 => FailureClass::NotFound,
+                400..=499 => FailureClass::Rejected,
+                _ => FailureClass::UnexpectedResponse,
+            },
+            MaveraError::Decode { .. } => FailureClass::UnexpectedResponse,
+            MaveraError::InvalidRequest { .. } => FailureClass::Internal,
+            // Transient: these end a job only if a caller gives up on them, which the worker
+            // does not; Mavera's side is what was unavailable.
+            MaveraError::Timeout { .. }
+            | MaveraError::Connect { .. }
+            | MaveraError::Transport { .. }
+            | MaveraError::NoTimeLeft { .. }
+            | MaveraError::NoMaveSlot { .. } => FailureClass::UnexpectedResponse,
         }
     }
 
@@ -287,6 +313,47 @@ mod tests {
         };
         let err = MaveraError::Api { endpoint: Endpoint::Generate, status: 400, error, retry_after: None };
         assert_eq!(err.class(), ErrorClass::Permanent);
+    }
+
+    #[test]
+    fn permanent_failures_are_classed_by_status_and_code_alone() {
+        let with_code = |status, code: &str| MaveraError::Api {
+            endpoint: Endpoint::CreatePersona,
+            status,
+            // A message that names another cause: the class must not read it.
+            error: ApiErrorBody {
+                message: Some("Invalid API key; credits exhausted; not found".into()),
+                kind: None,
+                code: Some(code.into()),
+                param: None,
+            },
+            retry_after: None,
+        };
+        let table = [
+            (with_code(401, "revoked_api_key"), FailureClass::Unauthorized),
+            (with_code(401, "expired_api_key"), FailureClass::Unauthorized),
+            (with_code(402, "credits_exhausted"), FailureClass::CreditsExhausted),
+            (with_code(402, "budget_exceeded"), FailureClass::BudgetExceeded),
+            (api(Endpoint::Generate, 402), FailureClass::CreditsExhausted),
+            (with_code(403, "forbidden"), FailureClass::Forbidden),
+            (with_code(404, "resource_not_found"), FailureClass::NotFound),
+            (with_code(400, "invalid_persona"), FailureClass::Rejected),
+            (api(Endpoint::MaveChat, 422), FailureClass::Rejected),
+            (api(Endpoint::MaveChat, 409), FailureClass::Rejected),
+            (api(Endpoint::Generate, 301), FailureClass::UnexpectedResponse),
+            (api(Endpoint::Generate, 501), FailureClass::UnexpectedResponse),
+        ];
+        for (err, class) in table {
+            assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
+            assert_eq!(err.failure_class(), class, "{err}");
+        }
+        let decode = MaveraError::Decode {
+            endpoint: Endpoint::Generate,
+            status: 200,
+            expected: "generation",
+            source: serde_json::from_str::<u8>("x").unwrap_err(),
+        };
+        assert_eq!(decode.failure_class(), FailureClass::UnexpectedResponse);
     }
 
     #[test]

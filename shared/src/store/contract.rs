@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 
-use super::{CLAIM_LEASE, Claim, JobStatus, Lease, NewJob, Outcome, RECORD_TTL, Start, Store, StoreError};
+use super::{
+    CLAIM_LEASE, Claim, FailureClass, JobStatus, Lease, NewJob, Outcome, RECORD_TTL, Start, Store, StoreError,
+};
 use crate::domain::{JobKey, RuleName};
 
 fn key(tag: &str) -> JobKey {
@@ -137,7 +139,7 @@ async fn a_worker_runs_a_claimed_job_under_a_lease(store: impl Store) {
 async fn finished_jobs_are_never_started_again(store: impl Store) {
     for (tag, outcome) in [
         ("done", Outcome::Done { result: json!({"persona_id": "p1"}) }),
-        ("failed", Outcome::Failed { reason: "402 credits_exhausted".into() }),
+        ("failed", Outcome::Failed { reason: "402 credits_exhausted".into(), class: FailureClass::CreditsExhausted }),
         ("skipped", Outcome::Skipped { reason: "daily cap".into() }),
     ] {
         let (k, r, now) = (key(tag), rule(), SystemTime::now());
@@ -150,7 +152,9 @@ async fn finished_jobs_are_never_started_again(store: impl Store) {
         assert_eq!(rec.notes, vec!["note one".to_owned()]);
         match &outcome {
             Outcome::Done { result } => assert_eq!(rec.result.as_ref(), Some(result)),
-            Outcome::Failed { reason } | Outcome::Skipped { reason } => assert_eq!(rec.error.as_ref(), Some(reason)),
+            Outcome::Failed { reason, .. } | Outcome::Skipped { reason } => {
+                assert_eq!(rec.error.as_ref(), Some(reason))
+            }
         }
         let later = now + Duration::from_secs(3600);
         assert_eq!(

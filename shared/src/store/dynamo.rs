@@ -224,18 +224,23 @@ impl ClaimStore for DynamoStore {
     }
 
     async fn seal_claim(&self, key: &JobKey, token: &str) -> Result<(), StoreError> {
+        // A whole-item put, not an update: ingest's role allows puts, deletes and reads only.
+        let now = std::time::SystemTime::now();
         let result = self
             .client
-            .update_item()
+            .put_item()
             .table_name(&self.table)
-            .key(KEY_ATTRIBUTE, s(key.as_str()))
-            .update_expression("SET #status = :done, lease_until = :zero")
+            .item(KEY_ATTRIBUTE, s(key.as_str()))
+            .item("status", s(JobStatus::Done.as_str()))
+            .item("holder", s(token))
+            .item("lease_until", n(0))
+            .item("attempts", n(0))
+            .item("updated_at", s(rfc3339(now)))
+            .item(TTL_ATTRIBUTE, expires(now))
             .condition_expression("#status = :claimed AND holder = :token")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":done", s(JobStatus::Done.as_str()))
             .expression_attribute_values(":claimed", s(JobStatus::Claimed.as_str()))
             .expression_attribute_values(":token", s(token))
-            .expression_attribute_values(":zero", n(0))
             .send()
             .await;
         // Not applied: sealed already (a retried write), or no longer ours.
@@ -333,7 +338,7 @@ impl JobStore for DynamoStore {
     ) -> Result<(), StoreError> {
         let (field, text) = match outcome {
             Outcome::Done { result } => ("result", result.to_string()),
-            Outcome::Failed { reason } | Outcome::Skipped { reason } => ("error", reason.clone()),
+            Outcome::Failed { reason, .. } | Outcome::Skipped { reason } => ("error", reason.clone()),
         };
         let notes = AttributeValue::L(notes.iter().map(|n| s(n.as_str())).collect());
         let result = self

@@ -240,7 +240,7 @@ impl JobStore for MemoryStore {
                 j.expires_at = expires(now);
                 match outcome {
                     Outcome::Done { result } => j.result = Some(result.clone()),
-                    Outcome::Failed { reason } | Outcome::Skipped { reason } => j.error = Some(reason.clone()),
+                    Outcome::Failed { reason, .. } | Outcome::Skipped { reason } => j.error = Some(reason.clone()),
                 }
                 (Ok(()), vec![key.to_string()])
             }

@@ -9,6 +9,7 @@
 //! and a [`GuardStore`], enrichment a [`CacheStore`].
 
 mod dynamo;
+mod failure;
 mod file;
 mod memory;
 mod time;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use dynamo::{DynamoStore, KEY_ATTRIBUTE, TTL_ATTRIBUTE, create_table};
+pub use failure::FailureClass;
 pub use file::{DATA_FILE, DataDirError, FileStore, open_database};
 pub use memory::MemoryStore;
 pub use time::{epoch_millis, epoch_secs, rfc3339, utc_day};
@@ -132,9 +134,17 @@ pub enum Start {
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Done { result: Value },
-    Failed { reason: String },
-    Skipped { reason: String },
+    Done {
+        result: Value,
+    },
+    /// `class` sorts the failure for metrics and alarms; `reason` says what happened.
+    Failed {
+        reason: String,
+        class: FailureClass,
+    },
+    Skipped {
+        reason: String,
+    },
 }
 
 impl Outcome {

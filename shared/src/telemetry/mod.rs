@@ -5,7 +5,7 @@
 mod metrics;
 mod safe_writer;
 
-pub use metrics::{Counts, Metric, Metrics};
+pub use metrics::{Counts, Metric, Metrics, NAMESPACE, UNSET_STAGE, dimension};
 pub use safe_writer::{MIN_REDACTED_CHARS, SafeStdout, clean, redact};
 
 use std::fmt;

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::{FINISH_MARGIN, MAX_TEXT_CHARS, Transient, Worker};
 use crate::domain::JobKey;
 use crate::mavera::{ErrorClass, Generation, MaveMessage, MaveraRequest, MaveraResponse};
-use crate::store::{Outcome, RECORD_TTL};
+use crate::store::{FailureClass, Outcome, RECORD_TTL};
 use crate::sync::CampaignAnalysis;
 use crate::telemetry::chain;
 
@@ -91,12 +91,13 @@ impl Worker {
                 Ok(_) => {
                     return Ok(Outcome::Failed {
                         reason: "Mavera answered POST /mave/chat with something other than a Mave message".into(),
+                        class: FailureClass::UnexpectedResponse,
                     });
                 }
                 Err(e) => {
                     return match e.class() {
                         ErrorClass::Transient => Err(Transient(format!("Mave: {e}"))),
-                        _ => Ok(Outcome::Failed { reason: format!("Mave: {e}") }),
+                        _ => Ok(Outcome::Failed { reason: format!("Mave: {e}"), class: e.failure_class() }),
                     };
                 }
             },
@@ -107,6 +108,7 @@ impl Worker {
             Ok(MaveraResponse::Generation(g)) => Ok(Outcome::Done { result: analysis_result(job, &mave, &g) }),
             Ok(_) => Ok(Outcome::Failed {
                 reason: "Mavera answered POST /generations with something other than a generation".into(),
+                class: FailureClass::UnexpectedResponse,
             }),
             Err(e) => match e.class() {
                 ErrorClass::Transient => Err(Transient(format!(
@@ -115,6 +117,7 @@ impl Worker {
                 ))),
                 _ => Ok(Outcome::Failed {
                     reason: format!("Generate: {e}; Mave's analysis is in thread {}", mave.thread_id),
+                    class: e.failure_class(),
                 }),
             },
         }

@@ -38,7 +38,7 @@ impl Worker {
                     notes.push(format!("Mavera: {e}"));
                     Ok(Outcome::Done { result: with_cluster(already_done_result(&request), job) })
                 }
-                ErrorClass::Permanent => Ok(Outcome::Failed { reason: e.to_string() }),
+                ErrorClass::Permanent => Ok(Outcome::Failed { reason: e.to_string(), class: e.failure_class() }),
             },
         }
     }

@@ -28,11 +28,13 @@ use tracing::Instrument;
 pub use enrich::{CioEnricher, Enrich, Enriched, classify};
 pub use result::{MAX_TEXT_CHARS, summarize};
 
-use crate::domain::{Event, JobKey};
+use crate::domain::{Event, JobKey, RuleName};
 use crate::mavera::{ErrorClass, MaveraApi, MaveraRequest};
 use crate::queue::{Job, JobMessage};
 use crate::rules::{Rule, Rules};
-use crate::store::{CacheStore, GuardStore, JobStatus, JobStore, Lease, Outcome, Start, StoreError, utc_day};
+use crate::store::{
+    CacheStore, FailureClass, GuardStore, JobStatus, JobStore, Lease, Outcome, Start, StoreError, utc_day,
+};
 use crate::sync::{CampaignAnalysis, ClusterPersona};
 use crate::telemetry::chain;
 
@@ -59,6 +61,27 @@ impl Disposition {
     /// Whether the message can be deleted from the queue.
     pub fn ack(&self) -> bool {
         !matches!(self, Disposition::Retry { .. })
+    }
+}
+
+/// What a job that ended now adds to the metrics beside its disposition: why it failed and
+/// what it cost, under its rule.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobTally {
+    pub rule: Option<RuleName>,
+    pub failure: Option<FailureClass>,
+    /// Credits Mavera reported for the job (none in dry run).
+    pub credits: Option<f64>,
+}
+
+impl JobTally {
+    fn of(rule: &RuleName, outcome: &Outcome) -> Self {
+        let (failure, credits) = match outcome {
+            Outcome::Done { result } => (None, result.get("credits").and_then(serde_json::Value::as_f64)),
+            Outcome::Failed { class, .. } => (Some(*class), None),
+            Outcome::Skipped { .. } => (None, None),
+        };
+        JobTally { rule: Some(rule.clone()), failure, credits }
     }
 }
 
@@ -116,11 +139,17 @@ impl Worker {
 
     /// Processes one queue message, by `deadline` (the invocation's end).
     pub async fn process(&self, body: &str, deadline: Instant) -> Disposition {
+        self.process_tallied(body, deadline).await.0
+    }
+
+    /// [`Worker::process`], with what the job adds to the metrics.
+    pub async fn process_tallied(&self, body: &str, deadline: Instant) -> (Disposition, JobTally) {
+        let mut tally = JobTally::default();
         let message = match JobMessage::from_body(body) {
             Ok(message) => message,
             Err(e) => {
                 tracing::error!(error = %chain(&e), outcome = "undecodable", "queue message is not a job; it goes to the DLQ after maxReceiveCount receives");
-                return Disposition::Retry { reason: e.to_string() };
+                return (Disposition::Retry { reason: e.to_string() }, tally);
             }
         };
         let span = match &message.job {
@@ -131,10 +160,11 @@ impl Worker {
                 tracing::info_span!("job", key = %message.key, rule = %message.rule)
             }
         };
-        self.run(message, deadline).instrument(span).await
+        let disposition = self.run(message, deadline, &mut tally).instrument(span).await;
+        (disposition, tally)
     }
 
-    async fn run(&self, message: JobMessage, deadline: Instant) -> Disposition {
+    async fn run(&self, message: JobMessage, deadline: Instant, tally: &mut JobTally) -> Disposition {
         let started = Instant::now();
         let JobMessage { key, rule: rule_name, job, .. } = message;
         let mut work = match job {
@@ -187,6 +217,7 @@ impl Worker {
             Ok(outcome) => {
                 let status = outcome.status();
                 log_outcome(&outcome, attempt, started);
+                *tally = JobTally::of(&rule_name, &outcome);
                 self.record(&key, &owner, &outcome, &notes).await;
                 Disposition::Finished(status)
             }
@@ -270,7 +301,7 @@ impl Worker {
                     {
                         tracing::warn!(error = %chain(&forget), "could not drop the once_per_user mark after a permanent failure");
                     }
-                    Ok(Outcome::Failed { reason: e.to_string() })
+                    Ok(Outcome::Failed { reason: e.to_string(), class: e.failure_class() })
                 }
             },
         }
@@ -342,8 +373,8 @@ fn log_outcome(outcome: &Outcome, attempt: u32, started: Instant) {
                 "job done"
             );
         }
-        Outcome::Failed { reason } => {
-            tracing::warn!(outcome = "failed", attempt, elapsed_ms, %reason, "job failed permanently; not retried")
+        Outcome::Failed { reason, class } => {
+            tracing::warn!(outcome = "failed", class = class.as_str(), attempt, elapsed_ms, %reason, "job failed permanently; not retried")
         }
         Outcome::Skipped { reason } => tracing::info!(outcome = "skipped", attempt, elapsed_ms, %reason, "job skipped"),
     }

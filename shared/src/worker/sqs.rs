@@ -8,8 +8,8 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use super::{Disposition, Worker};
-use crate::store::JobStatus;
+use super::{Disposition, JobTally, Worker};
+use crate::store::{FailureClass, JobStatus};
 use crate::telemetry::{Metric, Metrics};
 
 /// Records of one batch processed at once. The Mave cap in the client bounds Mavera calls
@@ -22,13 +22,13 @@ pub fn deadline_from(wall: SystemTime) -> Instant {
 }
 
 pub async fn handle_batch(worker: &Worker, event: SqsEvent, deadline: Instant, metrics: &Metrics) -> SqsBatchResponse {
-    let outcomes: Vec<(Option<String>, Disposition)> = futures::stream::iter(event.records)
+    let outcomes: Vec<(Option<String>, Disposition, JobTally)> = futures::stream::iter(event.records)
         .map(|record| async move {
-            let disposition = match record.body.as_deref() {
-                Some(body) => worker.process(body, deadline).await,
-                None => Disposition::Retry { reason: "the SQS record has no body".into() },
+            let (disposition, tally) = match record.body.as_deref() {
+                Some(body) => worker.process_tallied(body, deadline).await,
+                None => (Disposition::Retry { reason: "the SQS record has no body".into() }, JobTally::default()),
             };
-            (record.message_id, disposition)
+            (record.message_id, disposition, tally)
         })
         .buffer_unordered(RECORD_CONCURRENCY)
         .collect()
@@ -36,13 +36,19 @@ pub async fn handle_batch(worker: &Worker, event: SqsEvent, deadline: Instant, m
 
     let mut counts = metrics.counts();
     let mut response = SqsBatchResponse::default();
-    for (message_id, disposition) in outcomes {
+    for (message_id, disposition, tally) in outcomes {
         match &disposition {
             Disposition::Finished(JobStatus::Done) => counts.add(Metric::Done, 1),
-            Disposition::Finished(JobStatus::Failed) => counts.add(Metric::Failed, 1),
+            // The class says who has to act: a revoked key and exhausted credits have alarms.
+            Disposition::Finished(JobStatus::Failed) => {
+                counts.add_failed(tally.failure.unwrap_or(FailureClass::UnexpectedResponse))
+            }
             Disposition::Finished(_) => counts.add(Metric::Skipped, 1),
             Disposition::AlreadyFinished(_) | Disposition::HeldElsewhere => counts.add(Metric::Duplicate, 1),
             Disposition::Retry { .. } => counts.add(Metric::Retried, 1),
+        }
+        if let (Some(rule), Some(credits)) = (&tally.rule, tally.credits) {
+            counts.add_credits(rule.as_str(), credits);
         }
         if !disposition.ack() {
             match message_id {
