@@ -40,10 +40,10 @@ pub mod vars {
     pub const FUNCTION_TIMEOUT_SECS: &str = "FUNCTION_TIMEOUT_SECS";
 
     /// The signing secret's keys: what ingest verifies webhooks with. Only ingest reads it.
-    pub const SIGNING_SECRET_KEYS: &[&str] =
-        &[SEGMENT_SHARED_SECRET, SEGMENT_SHARED_SECRET_PREVIOUS, CIO_WEBHOOK_SECRET, CIO_WEBHOOK_SECRET_PREVIOUS];
+    pub const SIGNING_SECRET_KEYS: [&str; 4] =
+        [SEGMENT_SHARED_SECRET, SEGMENT_SHARED_SECRET_PREVIOUS, CIO_WEBHOOK_SECRET, CIO_WEBHOOK_SECRET_PREVIOUS];
     /// The API keys secret's keys: what the worker and cio-sync call out with. Ingest never reads it.
-    pub const API_KEYS_SECRET_KEYS: &[&str] = &[MAVERA_API_KEY, CIO_APP_KEY];
+    pub const API_KEYS_SECRET_KEYS: [&str; 2] = [MAVERA_API_KEY, CIO_APP_KEY];
     /// Every key a Secrets Manager secret may hold.
     pub const SECRET_KEYS: [&str; 6] = [
         SEGMENT_SHARED_SECRET,
@@ -118,7 +118,11 @@ impl Vars for Layered<'_> {
 
 /// The values of every secret that is set, for the log's redaction.
 pub fn secret_values(vars: &dyn Vars) -> Vec<String> {
-    vars::SIGNING_SECRET_KEYS.iter().chain(vars::API_KEYS_SECRET_KEYS).filter_map(|name| optional(vars, name)).collect()
+    vars::SIGNING_SECRET_KEYS
+        .iter()
+        .chain(&vars::API_KEYS_SECRET_KEYS)
+        .filter_map(|name| optional(vars, name))
+        .collect()
 }
 
 /// A non-empty value, or `None`.

@@ -77,7 +77,7 @@ mod tests {
     fn reads_the_functions_own_keys() {
         let s = parse(
             r#"{"SEGMENT_SHARED_SECRET":"a,b","SEGMENT_SHARED_SECRET_PREVIOUS":"c","CIO_WEBHOOK_SECRET":null}"#,
-            vars::SIGNING_SECRET_KEYS,
+            &vars::SIGNING_SECRET_KEYS,
         )
         .unwrap();
         assert_eq!(s.get("SEGMENT_SHARED_SECRET").map(String::as_str), Some("a,b"));
@@ -87,16 +87,16 @@ mod tests {
 
     #[test]
     fn another_functions_keys_are_refused() {
-        let err = parse(r#"{"SEGMENT_SHARED_SECRET":"s","MAVERA_API_KEY":"mvra_live_x"}"#, vars::SIGNING_SECRET_KEYS)
+        let err = parse(r#"{"SEGMENT_SHARED_SECRET":"s","MAVERA_API_KEY":"mvra_live_x"}"#, &vars::SIGNING_SECRET_KEYS)
             .unwrap_err();
         assert!(err.contains("`MAVERA_API_KEY` (an API key") && !err.contains("mvra_live_x"), "{err}");
-        let err = parse(r#"{"MAVERA_API_KEY":"k","CIO_WEBHOOK_SECRET":"w"}"#, vars::API_KEYS_SECRET_KEYS).unwrap_err();
+        let err = parse(r#"{"MAVERA_API_KEY":"k","CIO_WEBHOOK_SECRET":"w"}"#, &vars::API_KEYS_SECRET_KEYS).unwrap_err();
         assert!(err.contains("`CIO_WEBHOOK_SECRET` (a signing secret"), "{err}");
     }
 
     #[test]
     fn errors_never_quote_the_secret() {
-        let keys = vars::API_KEYS_SECRET_KEYS;
+        let keys = &vars::API_KEYS_SECRET_KEYS;
         let err = parse(r#"{"MAVERA_API_KEY": "mvra_live_super_secret_value", "TYPO": "x"}"#, keys).unwrap_err();
         assert!(err.contains("TYPO") && !err.contains("super_secret_value"), "{err}");
         let err = parse(r#"{"MAVERA_API_KEY": "mvra_live_super_secret_value""#, keys).unwrap_err();

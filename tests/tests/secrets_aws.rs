@@ -26,7 +26,7 @@ async fn the_secret_is_read_once_and_wins_over_the_environment() {
         secret(r#"{"SEGMENT_SHARED_SECRET":"from-the-signing-secret","CIO_WEBHOOK_SECRET":"cio-signing-key-0123"}"#)
             .await;
     let base = env(&[("SECRETS_ARN", &arn), ("SEGMENT_SHARED_SECRET", "from-the-env"), ("EVENTS_TABLE", "t")]);
-    let vars = shared::secrets::load(&sdk_config().await, &base, SIGNING_SECRET_KEYS).await.unwrap();
+    let vars = shared::secrets::load(&sdk_config().await, &base, &SIGNING_SECRET_KEYS).await.unwrap();
     assert_eq!(vars.get("SEGMENT_SHARED_SECRET").as_deref(), Some("from-the-signing-secret"));
     assert_eq!(vars.get("EVENTS_TABLE").as_deref(), Some("t"), "other settings still come from the environment");
     let verifiers = Verifiers::from_vars(&vars, &Rules::embedded().unwrap()).unwrap();
@@ -37,7 +37,7 @@ async fn the_secret_is_read_once_and_wins_over_the_environment() {
 async fn a_secret_without_a_needed_key_stops_the_start_naming_it() {
     let arn = secret(r#"{"SEGMENT_SHARED_SECRET":"a-long-enough-secret","CIO_WEBHOOK_SECRET":""}"#).await;
     let base = env(&[("SECRETS_ARN", &arn)]);
-    let vars = shared::secrets::load(&sdk_config().await, &base, SIGNING_SECRET_KEYS).await.unwrap();
+    let vars = shared::secrets::load(&sdk_config().await, &base, &SIGNING_SECRET_KEYS).await.unwrap();
     let err = Verifiers::from_vars(&vars, &Rules::embedded().unwrap()).unwrap_err();
     assert!(err.to_string().starts_with("CIO_WEBHOOK_SECRET is not set"), "{err}");
     assert!(err.to_string().contains("SECRETS_ARN"), "it says where to put it: {err}");
@@ -46,14 +46,14 @@ async fn a_secret_without_a_needed_key_stops_the_start_naming_it() {
 #[tokio::test]
 async fn an_unreadable_or_malformed_secret_stops_the_start_with_its_arn() {
     let missing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:does-not-exist-AbCdEf";
-    let err = shared::secrets::load(&sdk_config().await, &env(&[("SECRETS_ARN", missing)]), API_KEYS_SECRET_KEYS)
+    let err = shared::secrets::load(&sdk_config().await, &env(&[("SECRETS_ARN", missing)]), &API_KEYS_SECRET_KEYS)
         .await
         .unwrap_err();
     assert!(matches!(err, ConfigError::SecretsManager { .. }), "{err}");
     assert!(err.to_string().contains(missing), "{err}");
 
     let arn = secret(r#"{"MAVERA_API_KEY":"mvra_live_test_placeholder","SEGMENT_SECRET":"typo"}"#).await;
-    let err = shared::secrets::load(&sdk_config().await, &env(&[("SECRETS_ARN", &arn)]), API_KEYS_SECRET_KEYS)
+    let err = shared::secrets::load(&sdk_config().await, &env(&[("SECRETS_ARN", &arn)]), &API_KEYS_SECRET_KEYS)
         .await
         .unwrap_err();
     let text = err.to_string();
@@ -69,7 +69,7 @@ async fn each_function_reads_only_its_own_secrets_keys() {
     let arn =
         secret(r#"{"SEGMENT_SHARED_SECRET":"a-long-enough-secret","MAVERA_API_KEY":"mvra_live_test_placeholder"}"#)
             .await;
-    let err = shared::secrets::load(&sdk_config().await, &env(&[("SECRETS_ARN", &arn)]), SIGNING_SECRET_KEYS)
+    let err = shared::secrets::load(&sdk_config().await, &env(&[("SECRETS_ARN", &arn)]), &SIGNING_SECRET_KEYS)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("MAVERA_API_KEY"), "{err}");
@@ -77,7 +77,7 @@ async fn each_function_reads_only_its_own_secrets_keys() {
     // The worker's secret holds the API keys and nothing else.
     let arn = secret(r#"{"MAVERA_API_KEY":"mvra_live_test_placeholder","CIO_APP_KEY":"cio-app"}"#).await;
     let base = env(&[("SECRETS_ARN", &arn)]);
-    let vars = shared::secrets::load(&sdk_config().await, &base, API_KEYS_SECRET_KEYS).await.unwrap();
+    let vars = shared::secrets::load(&sdk_config().await, &base, &API_KEYS_SECRET_KEYS).await.unwrap();
     assert_eq!(vars.get("CIO_APP_KEY").as_deref(), Some("cio-app"));
 }
 
@@ -85,7 +85,7 @@ async fn each_function_reads_only_its_own_secrets_keys() {
 async fn a_deployed_ingest_refuses_a_guessable_signing_secret_at_start_up() {
     let arn = secret(r#"{"SEGMENT_SHARED_SECRET":"dev","CIO_WEBHOOK_SECRET":"a-long-enough-secret"}"#).await;
     let base = env(&[("SECRETS_ARN", &arn)]);
-    let vars = shared::secrets::load(&sdk_config().await, &base, SIGNING_SECRET_KEYS).await.unwrap();
+    let vars = shared::secrets::load(&sdk_config().await, &base, &SIGNING_SECRET_KEYS).await.unwrap();
     let err = Verifiers::from_vars(&vars, &Rules::embedded().unwrap()).unwrap_err();
     assert!(err.to_string().starts_with("SEGMENT_SHARED_SECRET is 3 characters long"), "{err}");
 }

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    let ColdStart { sdk, vars, rules } = cold_start(shared::config::vars::API_KEYS_SECRET_KEYS).await?;
+    let ColdStart { sdk, vars, rules } = cold_start(&shared::config::vars::API_KEYS_SECRET_KEYS).await?;
     let settings = Settings::from_vars(&vars, &rules)?;
 
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), settings.resources.table));

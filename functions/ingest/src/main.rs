@@ -12,7 +12,7 @@ use shared::telemetry::{Fatal, Metrics};
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    let ColdStart { sdk, vars, rules } = cold_start(shared::config::vars::SIGNING_SECRET_KEYS).await?;
+    let ColdStart { sdk, vars, rules } = cold_start(&shared::config::vars::SIGNING_SECRET_KEYS).await?;
     let rules = Arc::new(rules);
     let verifiers = Verifiers::from_vars(&vars, &rules)?;
     let resources = AwsResources::from_vars(&vars)?;

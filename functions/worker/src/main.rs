@@ -15,7 +15,7 @@ use shared::worker::{CioEnricher, Enrich, Worker, sqs};
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    let ColdStart { sdk, vars, rules } = cold_start(shared::config::vars::API_KEYS_SECRET_KEYS).await?;
+    let ColdStart { sdk, vars, rules } = cold_start(&shared::config::vars::API_KEYS_SECRET_KEYS).await?;
     let rules = Arc::new(rules);
     let table = config::required(&vars, vars::EVENTS_TABLE, "set it to the events table's name (template.yaml does)")?;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
