@@ -202,14 +202,20 @@ impl Verifiers {
             secrets(Source::CustomerIo, vars::CIO_WEBHOOK_SECRET, vars::CIO_WEBHOOK_SECRET_PREVIOUS)?.map(|s| {
                 let longest = customerio::DEFAULT_MAX_AGE.as_secs();
                 match number(vars, vars::CIO_TIMESTAMP_TOLERANCE_SECS, longest)? {
-                    secs @ 1.. if secs <= longest => Ok(CustomerIoVerifier::new(&s, Duration::from_secs(secs))),
-                    secs => Err(ConfigError::Invalid {
+                    0 => Err(ConfigError::Invalid {
                         name: vars::CIO_TIMESTAMP_TOLERANCE_SECS,
-                        value: secs.to_string(),
-                        problem: format!(
-                            "how old a signed Customer.io request may be must be 1 to {longest} s (7 days, Customer.io's retries; the dedupe records that catch replays last 8)"
-                        ),
+                        value: "0".into(),
+                        problem: format!("how old a signed Customer.io request may be: 1 to {longest} s"),
                     }),
+                    secs => {
+                        if secs > longest {
+                            // Longer would let a replay outlive its dedupe record (8 days).
+                            tracing::warn!(
+                                "CIO_TIMESTAMP_TOLERANCE_SECS={secs} is over 7 days; {longest} s (Customer.io's retry window) is used"
+                            );
+                        }
+                        Ok(CustomerIoVerifier::new(&s, Duration::from_secs(secs.min(longest))))
+                    }
                 }
             });
         Ok(Verifiers { segment: segment.transpose()?, customerio: customerio.transpose()? })
@@ -371,10 +377,12 @@ mod tests {
         let vars =
             [("SEGMENT_SHARED_SECRET", "x"), ("CIO_WEBHOOK_SECRET", "y"), ("CIO_TIMESTAMP_TOLERANCE_SECS", "5m")];
         assert!(Verifiers::from_vars(&vars, &rules).is_err());
+        let vars = [("SEGMENT_SHARED_SECRET", "x"), ("CIO_WEBHOOK_SECRET", "y"), ("CIO_TIMESTAMP_TOLERANCE_SECS", "0")];
+        let err = Verifiers::from_vars(&vars, &rules).unwrap_err();
+        assert!(err.to_string().contains("1 to 604800 s"), "{err}");
         let vars =
             [("SEGMENT_SHARED_SECRET", "x"), ("CIO_WEBHOOK_SECRET", "y"), ("CIO_TIMESTAMP_TOLERANCE_SECS", "864000")];
-        let err = Verifiers::from_vars(&vars, &rules).unwrap_err();
-        assert!(err.to_string().contains("must be 1 to 604800 s"), "{err}");
+        assert!(Verifiers::from_vars(&vars, &rules).is_ok(), "over 7 days is cut to 7 days, with a warning");
     }
 
     #[test]
