@@ -7,6 +7,7 @@ pub mod aws;
 pub mod cio_standin;
 pub mod fault_proxy;
 pub mod faults;
+pub mod lambda_watch;
 pub mod mavera_standin;
 pub mod payloads;
 pub mod sqs_driver;
