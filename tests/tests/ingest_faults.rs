@@ -168,3 +168,77 @@ async fn store_errors_and_slow_answers_are_retried_or_refused_never_lost() {
     keys.sort();
     assert_eq!(keys, ["segment#flaky#segment-trial-started", "segment#outage#segment-trial-started"]);
 }
+
+/// One fault plan: which AWS call breaks, how, how many times.
+fn fault_plan() -> impl proptest::strategy::Strategy<Value = Vec<(&'static str, Fault, usize)>> {
+    use proptest::prelude::*;
+    let operation = prop::sample::select(vec!["PutItem", "SendMessage", "DeleteItem", "GetItem"]);
+    let fault = prop_oneof![
+        6 => prop::sample::select(vec![500u16, 503, 400]).prop_map(Fault::Fail),
+        3 => (50..1500u64).prop_map(|ms| Fault::Delay(Duration::from_millis(ms))),
+        3 => Just(Fault::LoseResponse),
+        1 => Just(Fault::ApplyThenStall),
+        1 => Just(Fault::Stall),
+    ];
+    prop::collection::vec((operation, fault, 1..4usize), 1..6)
+}
+
+#[tokio::test]
+async fn under_random_faults_no_acknowledged_event_is_lost() {
+    use proptest::strategy::{Strategy, ValueTree};
+    let rig = rig().await;
+    let app = Arc::new(TestApp::spawn(Arc::new(rig.store.clone()), Arc::new(rig.queue.clone())).await);
+    let mut runner = proptest::test_runner::TestRunner::default();
+    let rounds = std::env::var("ADVERSARIAL_SCALE").ok().and_then(|s| s.parse::<usize>().ok()).unwrap_or(1) * 3;
+    let (mut sent, mut acknowledged, mut requests) = (0, Vec::new(), 0);
+    for round in 0..rounds {
+        for (operation, fault, times) in fault_plan().new_tree(&mut runner).unwrap().current() {
+            rig.proxy.inject(operation, fault, times);
+        }
+        // Eight events at once, each delivered as a sender does: again after any non-2xx,
+        // a second apart, until acknowledged (Customer.io retries for days; 30 s here).
+        let deliveries = (0..8).map(|i| {
+            let app = app.clone();
+            let body = if i % 2 == 0 {
+                trial_started(&format!("chaos-{round}-{i}"))
+            } else {
+                cio_email(&format!("chaos-{round}-{i}"), "unsubscribed", "42").to_string()
+            };
+            async move {
+                let mut attempts = 0;
+                let until = Instant::now() + Duration::from_secs(30);
+                while Instant::now() < until {
+                    attempts += 1;
+                    let r = if i % 2 == 0 { app.post_segment(&body).await } else { app.post_customerio(&body).await };
+                    if r.status == 200 {
+                        return (i, attempts, Some(r.body["status"].as_str().unwrap_or("").to_owned()));
+                    }
+                    assert!(r.status >= 500, "a fault is never blamed on the sender: {:?}", r.body);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                (i, attempts, None)
+            }
+        });
+        for (i, attempts, answer) in futures::future::join_all(deliveries).await {
+            sent += 1;
+            requests += attempts;
+            let answer = answer.expect("every event is acknowledged once the faults pass");
+            assert!(answer == "queued" || answer == "duplicate", "{answer}");
+            let rule = if i % 2 == 0 { "segment-trial-started" } else { "cio-high-value-alert" };
+            let source = if i % 2 == 0 { "segment" } else { "customerio" };
+            acknowledged.push(format!("{source}#chaos-{round}-{i}#{rule}"));
+        }
+        rig.proxy.heal();
+    }
+    // Late answers of stalled sends arrive within the SDK's timeouts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let queued = keys_of(&rig.aws.drain(&rig.aws.queue_url).await);
+    let lost: Vec<_> = acknowledged.iter().filter(|k| !queued.contains(k)).collect();
+    let duplicates = queued.len() - queued.iter().collect::<std::collections::HashSet<_>>().len();
+    eprintln!(
+        "ingest under faults: {sent} events, {requests} requests, {} acknowledged, {} lost, {duplicates} queued twice",
+        acknowledged.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "acknowledged but never queued: {lost:?}");
+}
