@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use shared::config::{self, Vars, vars};
 use shared::domain::Source;
 use shared::rules::{Rule, Rules};
+use shared::triggers::Triggers;
 
 use crate::error::RelayError;
 use crate::settings::{self, Enrichment, Mavera, Settings};
@@ -22,9 +23,10 @@ pub struct Args {
 pub fn run(args: Args) -> Result<ExitCode, RelayError> {
     let vars = settings::environment(args.triggers.as_deref());
     // A bad file stops here, with the error naming the rule and the field.
-    let rules = config::rules(&vars)?;
-    println!("{}: {} rule{}\n", rules.origin(), rules.len(), if rules.len() == 1 { "" } else { "s" });
-    print!("{}", table(&rules));
+    let triggers = Triggers::from_vars(&vars)?;
+    let rules = &triggers.rules;
+    println!("{}: {} rule{}\n", triggers.origin(), rules.len(), if rules.len() == 1 { "" } else { "s" });
+    print!("{}", table(rules));
 
     println!("\nsigning secrets (each source with rules needs its own):");
     for source in Source::ALL {
@@ -40,7 +42,7 @@ pub fn run(args: Args) -> Result<ExitCode, RelayError> {
         println!("  {var:<24} {state:<24} {used_by} rule{}", if used_by == 1 { "" } else { "s" });
     }
     println!("\nMavera and Customer.io:");
-    for line in services(&vars, &rules) {
+    for line in services(&vars, rules) {
         println!("  {line}");
     }
 
@@ -152,7 +154,7 @@ mod tests {
 
     #[test]
     fn the_table_has_a_row_per_rule_with_its_guards() {
-        let text = table(&Rules::embedded().unwrap());
+        let text = table(&Triggers::embedded().unwrap().rules);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 6, "{text}");
         assert!(lines[0].starts_with("NAME"), "{text}");

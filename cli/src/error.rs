@@ -7,12 +7,15 @@ use shared::customerio::CioError;
 use shared::mavera::MaveraConfigError;
 use shared::queue::QueueError;
 use shared::store::{DataDirError, StoreError};
+use shared::triggers::TriggersError;
 use shared::worker::WorkerSetupError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Triggers(#[from] TriggersError),
     #[error(
         "rule `{rule}` sets `enrich = true`: it checks the person's Customer.io attributes before calling Mavera, which needs CIO_APP_KEY. \
          Set CIO_APP_KEY (and CIO_REGION=eu for an EU account); or leave MAVERA_API_KEY unset (or pass --dry-run) to print the requests instead of sending them; \

@@ -12,6 +12,7 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName};
 use serde_json::Value;
+use shared::domain::truncate_chars;
 
 use crate::error::RelayError;
 
@@ -180,7 +181,7 @@ async fn invoke(http: &reqwest::Client, url: &str, event: &SqsEvent) -> Result<V
     let status = response.status();
     let text = response.text().await.map_err(|e| format!("reading the answer: {e}"))?;
     if !status.is_success() {
-        return Err(format!("HTTP {status}: {}", text.chars().take(500).collect::<String>()));
+        return Err(format!("HTTP {status}: {}", truncate_chars(&text, 500)));
     }
     failed_ids(&text)
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use shared::customerio::CioClient;
 use shared::ingest::{Ingest, router_with_body_timeout};
-use shared::mavera::{MaveraApi, MaveraClient};
+use shared::mavera::{DryRun, MaveraApi, MaveraClient};
 use shared::queue::{FileQueue, MemoryQueue};
 use shared::store::{FileStore, JobStatus, MemoryStore, open_database};
 use shared::telemetry::Metrics;
@@ -64,9 +64,9 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     output::init(args.log_format);
     let vars = settings::environment(args.triggers.as_deref());
-    let Settings { rules, verifiers, cio_sources, mavera, enrichment } = Settings::resolve(&vars, args.dry_run)?;
+    let Settings { triggers, verifiers, cio_sources, mavera, enrichment } = Settings::resolve(&vars, args.dry_run)?;
+    let rules = Arc::new(triggers.rules.clone());
     shared::telemetry::redact(shared::config::secret_values(&vars));
-    let rules = Arc::new(rules);
 
     let job_time = Duration::from_secs(args.job_timeout);
     // A message stays hidden longer than the job's lease, so it comes back only once the
@@ -82,20 +82,20 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let store = Arc::new(store);
     let queue = Arc::new(queue);
 
-    let (client, mode) = match mavera {
+    let (client, mode): (Arc<dyn MaveraApi>, _) = match mavera {
         Mavera::DryRun { reason } => {
-            (None, format!("dry run ({reason}): each Mavera request is printed, none is sent"))
+            (Arc::new(DryRun), format!("dry run ({reason}): each Mavera request is printed, none is sent"))
         }
         Mavera::Live(config) => {
             let mode = format!("calling Mavera at {}", config.base_url);
-            (Some(Arc::new(MaveraClient::new(config)?) as Arc<dyn MaveraApi>), mode)
+            (Arc::new(MaveraClient::new(config)?), mode)
         }
     };
     let enricher: Option<Arc<dyn Enrich>> = match enrichment {
         Enrichment::NotNeeded => None,
         Enrichment::Lookup(config) => {
             let cio = Arc::new(CioClient::new(config)?);
-            Some(Arc::new(CioEnricher::new(cio, store.clone(), rules.enrichment().clone())))
+            Some(Arc::new(CioEnricher::new(cio, store.clone(), triggers.enrichment.clone())))
         }
         Enrichment::Unavailable { rules } => {
             tracing::warn!(
@@ -105,7 +105,8 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
             Some(Arc::new(AttributesUnavailable))
         }
     };
-    let worker = Arc::new(Worker::new(rules.clone(), store.clone(), store.clone(), client, enricher)?);
+    let scheduled = triggers.cio_sync.for_worker();
+    let worker = Arc::new(Worker::new(rules.clone(), scheduled, store.clone(), store.clone(), client, enricher)?);
     let ingest =
         Arc::new(Ingest::new(rules.clone(), verifiers, store.clone(), queue.clone()).with_cio_sources(cio_sources));
 
@@ -116,7 +117,7 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
         .map_err(|source| RelayError::Bind { addr: args.addr, source })?;
     let addr = listener.local_addr().map_err(|source| RelayError::Bind { addr: args.addr, source })?;
     let sources: Vec<&str> = rules.sources().iter().map(|s| s.as_str()).collect();
-    tracing::info!("rules: {} from {} (sources: {})", rules.len(), rules.origin(), sources.join(", "));
+    tracing::info!("rules: {} from {} (sources: {})", rules.len(), triggers.origin(), sources.join(", "));
     tracing::info!("{mode}");
     match &args.data_dir {
         None => tracing::info!("event store and queue in memory (use --data-dir DIR to keep them over a restart)"),

@@ -9,7 +9,7 @@ use shared::config::{self, Layered, ProcessEnv, Vars, Verifiers, vars};
 use shared::customerio::CioConfig;
 use shared::ingest::IpAllowList;
 use shared::mavera::MaveraConfig;
-use shared::rules::Rules;
+use shared::triggers::Triggers;
 
 use crate::error::RelayError;
 
@@ -45,7 +45,7 @@ pub enum Enrichment {
 
 #[derive(Debug)]
 pub struct Settings {
-    pub rules: Rules,
+    pub triggers: Triggers,
     pub verifiers: Verifiers,
     /// `CIO_ALLOWED_SOURCE_IPS`, checked against the peer address.
     pub cio_sources: Option<IpAllowList>,
@@ -56,8 +56,9 @@ pub struct Settings {
 impl Settings {
     /// Everything `relay serve` needs, or the first thing that stops it from starting.
     pub fn resolve(vars: &dyn Vars, force_dry_run: bool) -> Result<Self, RelayError> {
-        let rules = config::rules(vars)?;
-        let verifiers = Verifiers::from_vars(vars, &rules)?;
+        let triggers = Triggers::from_vars(vars)?;
+        let rules = &triggers.rules;
+        let verifiers = Verifiers::from_vars(vars, rules)?;
         let cio_sources = config::cio_allowed_source_ips(vars)?;
         let mavera = if force_dry_run {
             Mavera::DryRun { reason: "--dry-run" }
@@ -76,6 +77,6 @@ impl Settings {
             (None, Some(_)) if matches!(mavera, Mavera::DryRun { .. }) => Enrichment::Unavailable { rules: enriching },
             (None, Some(rule)) => return Err(RelayError::EnrichmentNeedsKey { rule: rule.clone() }),
         };
-        Ok(Settings { rules, verifiers, cio_sources, mavera, enrichment })
+        Ok(Settings { triggers, verifiers, cio_sources, mavera, enrichment })
     }
 }

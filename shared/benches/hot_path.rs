@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderValue};
 use shared::domain::{JobKey, Source};
 use shared::parse::envelopes;
 use shared::queue::JobMessage;
-use shared::rules::Rules;
+use shared::triggers::Triggers;
 use shared::verify::{SegmentVerifier, SigningSecrets, segment};
 
 const SECRET: &str = "bench-shared-secret";
@@ -27,7 +27,7 @@ fn event(name: &str) -> String {
 }
 
 fn bench(c: &mut Criterion) {
-    let rules = Rules::embedded().expect("shipped rules");
+    let rules = Triggers::embedded().expect("shipped rules").rules;
     let verifier = SegmentVerifier::new(&SigningSecrets::single("S", SECRET).unwrap(), false);
     let headers_for = |body: &str| {
         let mut h = HeaderMap::new();

@@ -4,56 +4,14 @@
 //! secret.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::rules::{Rules, RulesError};
+use crate::rules::Rules;
 use crate::verify::{CustomerIoVerifier, SecretsError, SegmentVerifier, SigningSecrets, customerio};
 
-/// Every variable mavera-relay reads. `template.yaml` sets the same names (a test checks).
-pub mod vars {
-    pub const EVENTS_TABLE: &str = "EVENTS_TABLE";
-    pub const JOBS_QUEUE_URL: &str = "JOBS_QUEUE_URL";
-    pub const TRIGGERS_PATH: &str = "TRIGGERS_PATH";
-    pub const SECRETS_ARN: &str = "SECRETS_ARN";
-    pub const SEGMENT_SHARED_SECRET: &str = "SEGMENT_SHARED_SECRET";
-    pub const CIO_WEBHOOK_SECRET: &str = "CIO_WEBHOOK_SECRET";
-    pub const MAVERA_API_KEY: &str = "MAVERA_API_KEY";
-    pub const CIO_APP_KEY: &str = "CIO_APP_KEY";
-    pub const SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE: &str = "SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE";
-    pub const CIO_TIMESTAMP_TOLERANCE_SECS: &str = "CIO_TIMESTAMP_TOLERANCE_SECS";
-    pub const MAVERA_BASE_URL: &str = "MAVERA_BASE_URL";
-    pub const DRY_RUN: &str = "DRY_RUN";
-    pub const MAVE_CONCURRENCY: &str = "MAVE_CONCURRENCY";
-    pub const CIO_REGION: &str = "CIO_REGION";
-    pub const CIO_APP_API_URL: &str = "CIO_APP_API_URL";
-    /// The deployment's name (`prod`, `staging`): the `Stage` dimension of every metric.
-    pub const STAGE: &str = "STAGE";
-
-    /// The previous (or next) signing secret during a rotation: one secret per variable.
-    pub const SEGMENT_SHARED_SECRET_PREVIOUS: &str = "SEGMENT_SHARED_SECRET_PREVIOUS";
-    pub const CIO_WEBHOOK_SECRET_PREVIOUS: &str = "CIO_WEBHOOK_SECRET_PREVIOUS";
-    /// Customer.io source IPs/CIDRs ingest accepts (comma-separated; empty: any).
-    pub const CIO_ALLOWED_SOURCE_IPS: &str = "CIO_ALLOWED_SOURCE_IPS";
-    /// The function's configured timeout, for when the runtime gives no usable deadline.
-    pub const FUNCTION_TIMEOUT_SECS: &str = "FUNCTION_TIMEOUT_SECS";
-
-    /// The signing secret's keys: what ingest verifies webhooks with. Only ingest reads it.
-    pub const SIGNING_SECRET_KEYS: [&str; 4] =
-        [SEGMENT_SHARED_SECRET, SEGMENT_SHARED_SECRET_PREVIOUS, CIO_WEBHOOK_SECRET, CIO_WEBHOOK_SECRET_PREVIOUS];
-    /// The API keys secret's keys: what the worker and cio-sync call out with. Ingest never reads it.
-    pub const API_KEYS_SECRET_KEYS: [&str; 2] = [MAVERA_API_KEY, CIO_APP_KEY];
-    /// Every key a Secrets Manager secret may hold.
-    pub const SECRET_KEYS: [&str; 6] = [
-        SEGMENT_SHARED_SECRET,
-        SEGMENT_SHARED_SECRET_PREVIOUS,
-        CIO_WEBHOOK_SECRET,
-        CIO_WEBHOOK_SECRET_PREVIOUS,
-        MAVERA_API_KEY,
-        CIO_APP_KEY,
-    ];
-}
+/// The variables' names.
+pub use crate::vars;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -63,8 +21,6 @@ pub enum ConfigError {
     Invalid { name: &'static str, value: String, problem: String },
     #[error(transparent)]
     Secret(#[from] SecretsError),
-    #[error(transparent)]
-    Rules(#[from] RulesError),
     #[error("reading the secret {arn}: {problem}")]
     SecretsManager { arn: String, problem: String },
 }
@@ -150,14 +106,6 @@ pub fn number<T: FromStr>(vars: &dyn Vars, name: &'static str, default: T) -> Re
             v.parse().map_err(|_| ConfigError::Invalid { name, value: v, problem: "expected a whole number".into() })
         }
     }
-}
-
-/// The trigger rules: the file at `TRIGGERS_PATH`, else the ones compiled in.
-pub fn rules(vars: &dyn Vars) -> Result<Rules, ConfigError> {
-    Ok(match optional(vars, vars::TRIGGERS_PATH) {
-        Some(path) => Rules::load(&PathBuf::from(path))?,
-        None => Rules::embedded()?,
-    })
 }
 
 /// The webhook verifiers. A source that has rules must have its secret: verification is
@@ -304,10 +252,16 @@ impl AwsResources {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::triggers::Triggers;
+
+    /// The shipped rules.
+    fn shipped() -> Rules {
+        Triggers::embedded().unwrap().rules
+    }
 
     #[test]
     fn sources_with_rules_need_their_secret() {
-        let rules = Rules::embedded().unwrap();
+        let rules = shipped();
         let err = Verifiers::from_vars(&[("CIO_WEBHOOK_SECRET", "x")], &rules).unwrap_err();
         assert!(err.to_string().starts_with("SEGMENT_SHARED_SECRET is not set"), "{err}");
         let err = Verifiers::from_vars(&[("SEGMENT_SHARED_SECRET", "x")], &rules).unwrap_err();
@@ -318,18 +272,19 @@ mod tests {
 
     #[test]
     fn a_source_without_rules_is_off_unless_it_has_a_secret() {
-        let rules = Rules::parse(
+        let rules = Triggers::parse(
             "[[rule]]\nname = \"r\"\nsource = \"segment\"\nevent = \"e\"\naction = \"research\"\nresearch = { prompt = \"p\" }",
             "t",
         )
-        .unwrap();
+        .unwrap()
+        .rules;
         let v = Verifiers::from_vars(&[("SEGMENT_SHARED_SECRET", "x")], &rules).unwrap();
         assert!(v.customerio.is_none());
     }
 
     #[test]
     fn a_deployed_function_refuses_a_guessable_secret_and_a_local_run_takes_it() {
-        let rules = Rules::embedded().unwrap();
+        let rules = crate::triggers::Triggers::embedded().unwrap().rules;
         let strong = "Kq83hZ2p0LwV9xYt";
         let local = [("SEGMENT_SHARED_SECRET", "dev"), ("CIO_WEBHOOK_SECRET", "dev")];
         assert!(Verifiers::from_vars(&local, &rules).is_ok());
@@ -345,7 +300,7 @@ mod tests {
 
     #[test]
     fn a_rotation_accepts_both_secrets_and_a_comma_splits_nothing() {
-        let rules = Rules::embedded().unwrap();
+        let rules = crate::triggers::Triggers::embedded().unwrap().rules;
         let vars = [
             ("SEGMENT_SHARED_SECRET", "Kq83hZ2p0LwV9xYt,7"),
             ("SEGMENT_SHARED_SECRET_PREVIOUS", "the-previous-secret"),
@@ -366,7 +321,7 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let rules = Rules::embedded().unwrap();
+        let rules = shipped();
         let vars = [
             ("SEGMENT_SHARED_SECRET", "x"),
             ("CIO_WEBHOOK_SECRET", "y"),

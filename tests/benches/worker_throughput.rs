@@ -10,8 +10,8 @@ use serde_json::json;
 use shared::domain::{Event, EventId, JobKey, RuleName, Source};
 use shared::mavera::{MaveraApi, MaveraClient, MaveraConfig};
 use shared::queue::{Consumer, JobMessage, JobQueue, MemoryQueue};
-use shared::rules::Rules;
 use shared::store::{JobStatus, MemoryStore};
+use shared::triggers::Triggers;
 use shared::worker::Worker;
 use shared::worker::local::LocalRunner;
 use tokio::time::Instant;
@@ -24,7 +24,7 @@ const CAP: usize = 10;
 async fn main() {
     let mavera = MaveraStandIn::start().await;
     mavera.set_path_latency("/mave/chat", LATENCY);
-    let rules = Rules::parse(
+    let triggers = Triggers::parse(
         "[[rule]]\nname = \"research\"\nsource = \"segment\"\nevent = \"plan_upgraded\"\naction = \"research\"\nresearch = { prompt = \"Why did {user_id} upgrade to {new_plan}?\" }",
         "bench.toml",
     )
@@ -38,7 +38,15 @@ async fn main() {
     };
     let client: Arc<dyn MaveraApi> = Arc::new(MaveraClient::new(config).unwrap());
     let worker = Arc::new(
-        Worker::new(Arc::new(rules), Arc::new(store.clone()), Arc::new(store.clone()), Some(client), None).unwrap(),
+        Worker::new(
+            Arc::new(triggers.rules),
+            triggers.cio_sync.for_worker(),
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+            client,
+            None,
+        )
+        .unwrap(),
     );
 
     let rule = RuleName::parse("research").unwrap();

@@ -12,6 +12,7 @@ use shared::queue::JobQueue;
 use shared::rules::Rules;
 use shared::store::ClaimStore;
 use shared::telemetry::Metrics;
+use shared::triggers::Triggers;
 use shared::verify::{self, CustomerIoVerifier, SegmentVerifier, SigningSecrets};
 
 pub const SEGMENT_SECRET: &str = "test-segment-secret";
@@ -57,7 +58,7 @@ pub fn verifiers(allow_first_event: bool) -> Verifiers {
 impl TestApp {
     /// The shipped rules and the test secrets over the given store and queue.
     pub async fn spawn(claims: Arc<dyn ClaimStore>, queue: Arc<dyn JobQueue>) -> Self {
-        Self::spawn_with(Rules::embedded().unwrap(), verifiers(false), claims, queue).await
+        Self::spawn_with(Triggers::embedded().unwrap().rules, verifiers(false), claims, queue).await
     }
 
     pub async fn spawn_with(

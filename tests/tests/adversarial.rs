@@ -27,7 +27,6 @@ use relay_tests::payloads::{cio_email, segment_track_at};
 use serde_json::{Value, json};
 use shared::ingest::{Ingest, router};
 use shared::queue::MemoryQueue;
-use shared::rules::Rules;
 use shared::store::MemoryStore;
 use shared::telemetry::Metrics;
 use shared::verify;
@@ -57,7 +56,7 @@ impl Target {
     fn new(allow_first_event: bool) -> Self {
         let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
         let ingest = Ingest::new(
-            Arc::new(Rules::embedded().unwrap()),
+            Arc::new(shared::triggers::Triggers::embedded().unwrap().rules),
             verifiers(allow_first_event),
             Arc::new(store.clone()),
             Arc::new(queue.clone()),

@@ -7,9 +7,8 @@ use futures::future::join_all;
 use relay_tests::cio_standin::{CampaignSeed, CioStandIn, Person, RATE_LIMIT_MESSAGE, Reply};
 use secrecy::SecretString;
 use shared::customerio::{
-    CioClient, CioConfig, CioError, CioRegion, CustomerIoApi, Identifiers, MetricsWindow, Resolution, ScanStop,
+    CioClient, CioConfig, CioError, CioRegion, CustomerIoApi, IdType, Identifiers, MetricsWindow, Resolution, ScanStop,
 };
-use shared::rules::IdType;
 use tokio::time::Instant;
 
 fn client_for(cio: &CioStandIn) -> CioClient {

@@ -10,13 +10,13 @@ use relay_tests::cio_standin::{CampaignSeed, CioStandIn, Person, Reply as CioRep
 use relay_tests::mavera_standin::{MaveraStandIn, Reply};
 use relay_tests::sqs_driver::drive;
 use serde_json::{Value, json};
+use shared::cio_sync::{CioSync, RunRequest, RunStatus, Summary, SyncJob};
 use shared::customerio::{CioClient, CioConfig, CioRegion};
 use shared::domain::{EventId, JobKey, Source};
 use shared::mavera::{MaveraApi, MaveraClient, MaveraConfig};
 use shared::queue::{Job, JobMessage};
-use shared::rules::Rules;
 use shared::store::{DynamoStore, JobRecord, JobStatus, JobStore};
-use shared::sync::{CioSync, RunRequest, RunStatus, Summary, SyncJob};
+use shared::triggers::Triggers;
 use shared::worker::{CioEnricher, Disposition, Enrich, Worker};
 use tokio::time::Instant;
 
@@ -66,13 +66,14 @@ async fn rig(triggers: &str) -> Rig {
     let aws = Aws::fresh_with(3, 1).await;
     let cio = CioStandIn::start().await;
     let mavera = MaveraStandIn::start().await;
-    let rules = Rules::parse(triggers, "t.toml").unwrap();
+    let triggers = Triggers::parse(triggers, "t.toml").unwrap();
     let store = aws.store();
     // One client shared by the job and the enrichment, as one process would hold.
     let config = CioConfig::new(cio.app_key().to_owned().into(), CioRegion::Eu).with_base_url(cio.base_url());
     let client = Arc::new(CioClient::new(config).unwrap());
     let sync = CioSync::new(
-        &rules,
+        triggers.cio_sync.clone(),
+        triggers.enrichment.cache_ttl,
         Some(client.clone()),
         Arc::new(store.clone()),
         Arc::new(store.clone()),
@@ -83,11 +84,16 @@ async fn rig(triggers: &str) -> Rig {
         MaveraConfig { base_url: mavera.base_url(), ..MaveraConfig::new(mavera.api_key().to_owned().into()) };
     let mavera_client = Arc::new(MaveraClient::new(mavera_config).unwrap()) as Arc<dyn MaveraApi>;
     let enricher: Arc<dyn Enrich> =
-        Arc::new(CioEnricher::new(client, Arc::new(store.clone()), rules.enrichment().clone()));
-    let rules = Arc::new(rules);
-    let worker =
-        Worker::new(rules, Arc::new(store.clone()), Arc::new(store.clone()), Some(mavera_client), Some(enricher))
-            .unwrap();
+        Arc::new(CioEnricher::new(client, Arc::new(store.clone()), triggers.enrichment.clone()));
+    let worker = Worker::new(
+        Arc::new(triggers.rules),
+        triggers.cio_sync.for_worker(),
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        mavera_client,
+        Some(enricher),
+    )
+    .unwrap();
     Rig { aws, cio, mavera, store, sync, worker }
 }
 
@@ -401,10 +407,10 @@ async fn the_persona_job_reuses_what_enrichment_cached() {
     let r = rig(PERSONAS).await;
     seed_segment(&r.cio);
     // A webhook alert enriched cust-01 a moment ago.
-    let rules = Rules::parse(PERSONAS, "t.toml").unwrap();
+    let triggers = Triggers::parse(PERSONAS, "t.toml").unwrap();
     let store = Arc::new(r.store.clone());
     let config = CioConfig::new(r.cio.app_key().to_owned().into(), CioRegion::Us).with_base_url(r.cio.base_url());
-    let enricher = CioEnricher::new(Arc::new(CioClient::new(config).unwrap()), store, rules.enrichment().clone());
+    let enricher = CioEnricher::new(Arc::new(CioClient::new(config).unwrap()), store, triggers.enrichment.clone());
     let mut event = shared::domain::Event {
         source: Source::CustomerIo,
         id: EventId::parse("e-1").unwrap(),
@@ -439,7 +445,7 @@ async fn disabled_jobs_read_nothing_and_queue_nothing() {
         v: shared::queue::MESSAGE_VERSION,
         key: JobKey::from_stored("cio-sync#attribute-personas#seg42#c0000000000000000"),
         rule: SyncJob::AttributePersonas.rule(),
-        job: Job::ClusterPersona(shared::sync::ClusterPersona {
+        job: Job::ClusterPersona(shared::queue::ClusterPersona {
             segment_id: 42,
             cluster_id: "c0000000000000000".into(),
             values: vec![],

@@ -20,13 +20,13 @@ use relay_tests::mavera_standin::{MaveraStandIn, Reply};
 use relay_tests::payloads::{cio_email, segment_track};
 use saphyr::YamlOwned as Yaml;
 use serde_json::{Value, json};
+use shared::cio_sync::{CioSync, RunRequest, SyncJob};
 use shared::customerio::{CioClient, CioConfig, CioRegion};
 use shared::domain::{JobKey, RuleName, Source};
 use shared::mavera::{MaveraApi, MaveraClient, MaveraConfig};
 use shared::queue::{JobMessage, SqsQueue};
-use shared::rules::Rules;
 use shared::store::DynamoStore;
-use shared::sync::{CioSync, RunRequest, SyncJob};
+use shared::triggers::Triggers;
 use shared::worker::{CioEnricher, Enrich, Worker};
 use tokio::time::Instant;
 
@@ -225,7 +225,7 @@ async fn ingest_calls_only_what_its_role_allows() {
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     // A batch signed on its first event only: its signature is marked used, then sealed.
     let first_event_app = TestApp::spawn_with(
-        shared::rules::Rules::embedded().unwrap(),
+        shared::triggers::Triggers::embedded().unwrap().rules,
         relay_tests::app::verifiers(true),
         Arc::new(store.clone()),
         Arc::new(SqsQueue::new(sqs.clone(), &aws.queue_url)),
@@ -321,12 +321,18 @@ impl Services {
     }
 }
 
-fn worker(rules: Rules, store: &DynamoStore, services: &Services) -> Worker {
-    let rules = Arc::new(rules);
+fn worker(triggers: Triggers, store: &DynamoStore, services: &Services) -> Worker {
     let enricher: Arc<dyn Enrich> =
-        Arc::new(CioEnricher::new(services.cio(), Arc::new(store.clone()), rules.enrichment().clone()));
-    Worker::new(rules, Arc::new(store.clone()), Arc::new(store.clone()), Some(services.mavera()), Some(enricher))
-        .unwrap()
+        Arc::new(CioEnricher::new(services.cio(), Arc::new(store.clone()), triggers.enrichment.clone()));
+    Worker::new(
+        Arc::new(triggers.rules),
+        triggers.cio_sync.for_worker(),
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        services.mavera(),
+        Some(enricher),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -337,9 +343,10 @@ async fn the_worker_and_cio_sync_call_only_what_their_roles_allow() {
     // cio-sync: claims, checkpoints and the attribute cache, then the jobs it queued.
     let sync_recorder = Recorder::default();
     let (sync_store, sync_queue, _) = watched(&aws, &sync_recorder);
-    let rules = Rules::parse(SYNC_JOBS, "t.toml").unwrap();
+    let triggers = Triggers::parse(SYNC_JOBS, "t.toml").unwrap();
     let sync = CioSync::new(
-        &rules,
+        triggers.cio_sync.clone(),
+        triggers.enrichment.cache_ttl,
         Some(services.cio()),
         Arc::new(sync_store.clone()),
         Arc::new(sync_store),
@@ -359,12 +366,12 @@ async fn the_worker_and_cio_sync_call_only_what_their_roles_allow() {
     let (store, _, _) = watched(&aws, &recorder);
     store.warm().await.unwrap();
     let deadline = || Instant::now() + JOB_TIME;
-    let sync_worker = worker(rules, &store, &services);
+    let sync_worker = worker(triggers, &store, &services);
     for body in &queued {
         // The campaign analysis keeps Mave's answer between its two calls (cache#...).
         sync_worker.process(body, deadline()).await;
     }
-    let shipped = worker(Rules::embedded().unwrap(), &store, &services);
+    let shipped = worker(Triggers::embedded().unwrap(), &store, &services);
     let trial = message(Source::Segment, &track("iam-w1", "trial_started", "u1"), "segment-trial-started");
     shipped.process(&trial, deadline()).await; // start, once per user, daily cap, finish
     shipped.process(&trial, deadline()).await; // already finished

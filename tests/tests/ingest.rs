@@ -10,8 +10,8 @@ use serde_json::json;
 use shared::domain::JobKey;
 use shared::ingest::MAX_BODY_BYTES;
 use shared::queue::{Job, JobMessage, MemoryQueue};
-use shared::rules::Rules;
 use shared::store::{JobStatus, JobStore, MemoryStore};
+use shared::triggers::Triggers;
 use shared::verify;
 
 struct Setup {
@@ -108,7 +108,7 @@ async fn an_event_no_rule_listens_for_is_ignored_without_touching_store_or_queue
 
 #[tokio::test]
 async fn conditions_that_fail_ignore_the_event() {
-    let rules = Rules::parse(
+    let rules = Triggers::parse(
         r#"[[rule]]
 name = "big-orders"
 source = "segment"
@@ -118,7 +118,8 @@ action = "research"
 research = { prompt = "Why {total}?" }"#,
         "t.toml",
     )
-    .unwrap();
+    .unwrap()
+    .rules;
     let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
     let app = TestApp::spawn_with(rules, verifiers(false), Arc::new(store.clone()), Arc::new(queue.clone())).await;
     let small = segment_track("o-1", "Order Completed", "u", json!({"total": 20})).to_string();
@@ -131,7 +132,7 @@ research = { prompt = "Why {total}?" }"#,
 
 #[tokio::test]
 async fn an_event_matching_two_rules_makes_two_jobs() {
-    let rules = Rules::parse(
+    let rules = Triggers::parse(
         r#"[[rule]]
 name = "persona"
 source = "segment"
@@ -147,7 +148,8 @@ action = "research"
 research = { prompt = "p" }"#,
         "t.toml",
     )
-    .unwrap();
+    .unwrap()
+    .rules;
     let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
     let app = TestApp::spawn_with(rules, verifiers(false), Arc::new(store.clone()), Arc::new(queue.clone())).await;
     let r = app.post_segment(&trial_started("msg-two")).await;
@@ -410,9 +412,13 @@ async fn a_batch_signed_on_its_first_event_is_refused_by_default_and_says_how_to
     assert_untouched(&s);
 
     let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
-    let allowing =
-        TestApp::spawn_with(Rules::embedded().unwrap(), verifiers(true), Arc::new(store), Arc::new(queue.clone()))
-            .await;
+    let allowing = TestApp::spawn_with(
+        Triggers::embedded().unwrap().rules,
+        verifiers(true),
+        Arc::new(store),
+        Arc::new(queue.clone()),
+    )
+    .await;
     let r = allowing.post("/webhooks/segment", &headers, body.into_bytes()).await;
     assert_eq!((r.status, r.body["status"].as_str()), (200, Some("queued")));
     assert_eq!(queue.sent(), 2);
@@ -483,9 +489,13 @@ async fn first_event_signed(ids: &[&str]) -> (String, String, Vec<(&'static str,
 #[tokio::test]
 async fn a_first_event_signature_is_accepted_once_and_cannot_carry_other_events() {
     let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
-    let app =
-        TestApp::spawn_with(Rules::embedded().unwrap(), verifiers(true), Arc::new(store), Arc::new(queue.clone()))
-            .await;
+    let app = TestApp::spawn_with(
+        shared::triggers::Triggers::embedded().unwrap().rules,
+        verifiers(true),
+        Arc::new(store),
+        Arc::new(queue.clone()),
+    )
+    .await;
     let (body, first, headers) = first_event_signed(&["g-1", "g-2"]).await;
     let r = app.post("/webhooks/segment", &headers, body.clone().into_bytes()).await;
     assert_eq!((r.status, r.body["status"].as_str()), (200, Some("queued")), "{:?}", r.body);
@@ -505,8 +515,13 @@ async fn a_first_event_signature_is_accepted_once_and_cannot_carry_other_events(
 async fn a_first_event_signed_batch_that_failed_can_be_retried() {
     let store = Arc::new(Watched::new(MemoryStore::new()));
     let queue = MemoryQueue::default();
-    let app =
-        TestApp::spawn_with(Rules::embedded().unwrap(), verifiers(true), store.clone(), Arc::new(queue.clone())).await;
+    let app = TestApp::spawn_with(
+        shared::triggers::Triggers::embedded().unwrap().rules,
+        verifiers(true),
+        store.clone(),
+        Arc::new(queue.clone()),
+    )
+    .await;
     let (body, _, headers) = first_event_signed(&["h-1", "h-2"]).await;
     store.broken.store(true, std::sync::atomic::Ordering::SeqCst);
     let r = app.post("/webhooks/segment", &headers, body.clone().into_bytes()).await;
@@ -521,7 +536,7 @@ async fn a_first_event_signed_batch_that_failed_can_be_retried() {
 async fn a_first_event_signed_batch_is_bounded_and_must_be_dated() {
     let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
     let app = TestApp::spawn_with(
-        Rules::embedded().unwrap(),
+        shared::triggers::Triggers::embedded().unwrap().rules,
         verifiers(true),
         Arc::new(store.clone()),
         Arc::new(queue.clone()),
@@ -548,7 +563,7 @@ async fn customerio_webhooks_from_outside_the_allow_list_are_refused_before_anyt
     let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
     let ingest = |allowed: &str| {
         shared::ingest::Ingest::new(
-            Arc::new(Rules::embedded().unwrap()),
+            Arc::new(shared::triggers::Triggers::embedded().unwrap().rules),
             verifiers(false),
             Arc::new(store.clone()),
             Arc::new(queue.clone()),

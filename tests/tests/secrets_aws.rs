@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use relay_tests::aws::sdk_config;
 use shared::config::{ConfigError, Vars, Verifiers, vars::API_KEYS_SECRET_KEYS, vars::SIGNING_SECRET_KEYS};
-use shared::rules::Rules;
+use shared::triggers::Triggers;
 
 async fn secret(value: &str) -> String {
     let sdk = sdk_config().await;
@@ -29,7 +29,7 @@ async fn the_secret_is_read_once_and_wins_over_the_environment() {
     let vars = shared::secrets::load(&sdk_config().await, &base, &SIGNING_SECRET_KEYS).await.unwrap();
     assert_eq!(vars.get("SEGMENT_SHARED_SECRET").as_deref(), Some("from-the-signing-secret"));
     assert_eq!(vars.get("EVENTS_TABLE").as_deref(), Some("t"), "other settings still come from the environment");
-    let verifiers = Verifiers::from_vars(&vars, &Rules::embedded().unwrap()).unwrap();
+    let verifiers = Verifiers::from_vars(&vars, &Triggers::embedded().unwrap().rules).unwrap();
     assert!(verifiers.segment.is_some() && verifiers.customerio.is_some());
 }
 
@@ -38,7 +38,7 @@ async fn a_secret_without_a_needed_key_stops_the_start_naming_it() {
     let arn = secret(r#"{"SEGMENT_SHARED_SECRET":"a-long-enough-secret","CIO_WEBHOOK_SECRET":""}"#).await;
     let base = env(&[("SECRETS_ARN", &arn)]);
     let vars = shared::secrets::load(&sdk_config().await, &base, &SIGNING_SECRET_KEYS).await.unwrap();
-    let err = Verifiers::from_vars(&vars, &Rules::embedded().unwrap()).unwrap_err();
+    let err = Verifiers::from_vars(&vars, &Triggers::embedded().unwrap().rules).unwrap_err();
     assert!(err.to_string().starts_with("CIO_WEBHOOK_SECRET is not set"), "{err}");
     assert!(err.to_string().contains("SECRETS_ARN"), "it says where to put it: {err}");
 }
@@ -86,6 +86,6 @@ async fn a_deployed_ingest_refuses_a_guessable_signing_secret_at_start_up() {
     let arn = secret(r#"{"SEGMENT_SHARED_SECRET":"dev","CIO_WEBHOOK_SECRET":"a-long-enough-secret"}"#).await;
     let base = env(&[("SECRETS_ARN", &arn)]);
     let vars = shared::secrets::load(&sdk_config().await, &base, &SIGNING_SECRET_KEYS).await.unwrap();
-    let err = Verifiers::from_vars(&vars, &Rules::embedded().unwrap()).unwrap_err();
+    let err = Verifiers::from_vars(&vars, &Triggers::embedded().unwrap().rules).unwrap_err();
     assert!(err.to_string().starts_with("SEGMENT_SHARED_SECRET is 3 characters long"), "{err}");
 }

@@ -468,7 +468,7 @@ mod samples {
     use serde_json::Value;
     use shared::domain::{JobKey, Source};
     use shared::queue::JobMessage;
-    use shared::rules::Rules;
+    use shared::triggers::Triggers;
     use shared::verify::{CustomerIoVerifier, SegmentVerifier, SignatureCoverage, SigningSecrets, customerio};
 
     fn sample(name: &str) -> Value {
@@ -496,7 +496,7 @@ mod samples {
     }
 
     fn rules_fired(source: Source, body: &str) -> Vec<(shared::domain::Event, String)> {
-        let rules = Rules::embedded().unwrap();
+        let rules = Triggers::embedded().unwrap().rules;
         let mut fired = Vec::new();
         for envelope in shared::parse::envelopes(source, body.as_bytes()).expect("the sample parses") {
             let event = envelope.to_event().unwrap();

@@ -13,11 +13,11 @@ use relay_tests::sqs_driver::{drive, sqs_event};
 use serde_json::{Value, json};
 use shared::customerio::{CioClient, CioConfig, CioRegion};
 use shared::domain::{EventId, JobKey, RuleName, Source};
-use shared::mavera::{MaveraApi, MaveraClient, MaveraConfig};
+use shared::mavera::{DryRun, MaveraApi, MaveraClient, MaveraConfig};
 use shared::queue::JobMessage;
-use shared::rules::Rules;
 use shared::store::{DynamoStore, FailureClass, JobRecord, JobStatus, JobStore, Lease, Start};
 use shared::telemetry::Metrics;
+use shared::triggers::Triggers;
 use shared::worker::{CioEnricher, Disposition, Enrich, Worker, sqs};
 use tokio::time::Instant;
 
@@ -33,13 +33,13 @@ struct Rig {
 }
 
 struct Options {
-    rules: Rules,
+    triggers: Triggers,
     dry_run: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { rules: Rules::embedded().unwrap(), dry_run: false }
+        Options { triggers: Triggers::embedded().unwrap(), dry_run: false }
     }
 }
 
@@ -53,21 +53,31 @@ async fn rig_with(options: Options) -> Rig {
     let mavera = MaveraStandIn::start().await;
     let cio = CioStandIn::start().await;
     let store = aws.store();
-    let rules = Arc::new(options.rules.clone());
-    let client: Option<Arc<dyn MaveraApi>> = (!options.dry_run).then(|| {
+    let rules = Arc::new(options.triggers.rules.clone());
+    let client: Arc<dyn MaveraApi> = if options.dry_run {
+        Arc::new(DryRun)
+    } else {
         let config =
             MaveraConfig { base_url: mavera.base_url(), ..MaveraConfig::new(mavera.api_key().to_owned().into()) };
-        Arc::new(MaveraClient::new(config).unwrap()) as Arc<dyn MaveraApi>
-    });
+        Arc::new(MaveraClient::new(config).unwrap())
+    };
     let cio_client =
         CioClient::new(CioConfig::new(cio.app_key().to_owned().into(), CioRegion::Us).with_base_url(cio.base_url()))
             .unwrap();
     let enricher: Arc<dyn Enrich> =
-        Arc::new(CioEnricher::new(Arc::new(cio_client), Arc::new(store.clone()), rules.enrichment().clone()));
-    let worker =
-        Worker::new(rules.clone(), Arc::new(store.clone()), Arc::new(store.clone()), client, Some(enricher)).unwrap();
+        Arc::new(CioEnricher::new(Arc::new(cio_client), Arc::new(store.clone()), options.triggers.enrichment.clone()));
+    let worker = Worker::new(
+        rules.clone(),
+        options.triggers.cio_sync.for_worker(),
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        client,
+        Some(enricher),
+    )
+    .unwrap();
     let app =
-        TestApp::spawn_with(options.rules, verifiers(false), Arc::new(store.clone()), Arc::new(aws.queue())).await;
+        TestApp::spawn_with(options.triggers.rules, verifiers(false), Arc::new(store.clone()), Arc::new(aws.queue()))
+            .await;
     Rig { aws, mavera, cio, store, worker, app }
 }
 
@@ -152,7 +162,7 @@ async fn each_shipped_segment_rule_sends_its_request_and_keeps_the_result() {
 
 #[tokio::test]
 async fn a_generate_rule_posts_app_and_input_and_keeps_the_output() {
-    let rules = Rules::parse(
+    let triggers = Triggers::parse(
         r#"[[rule]]
 name = "winback-copy"
 source = "segment"
@@ -165,7 +175,7 @@ input = { topic = "Win back a {plan} customer", tone = "warm" }"#,
         "t.toml",
     )
     .unwrap();
-    let r = rig_with(Options { rules, ..Options::default() }).await;
+    let r = rig_with(Options { triggers, ..Options::default() }).await;
     r.app.post_segment(&track("g-1", "churn_signal", "u7", json!({"plan": "pro"}))).await;
     r.run().await;
     let sent = r.mavera.requests_to("/generations");
@@ -324,7 +334,7 @@ async fn a_persona_call_that_timed_out_but_ran_reads_as_done_on_retry() {
 
 #[tokio::test]
 async fn once_per_user_and_daily_caps_skip_the_call() {
-    let rules = Rules::parse(
+    let triggers = Triggers::parse(
         r#"[[rule]]
 name = "capped"
 source = "segment"
@@ -343,7 +353,7 @@ persona = { name = "Trial {user_id}", description = "d" }"#,
         "t.toml",
     )
     .unwrap();
-    let r = rig_with(Options { rules, ..Options::default() }).await;
+    let r = rig_with(Options { triggers, ..Options::default() }).await;
     for i in 0..3 {
         let (_, body) =
             message(&format!("cap-{i}"), "plan_upgraded", &format!("u{i}"), "capped", json!({"new_plan": "pro"}));
@@ -479,15 +489,19 @@ async fn a_job_tells_the_metrics_why_it_failed_and_what_it_cost() {
 
     // A revoked key: the stand-in answers 401 invalid_api_key to any other key.
     let config = MaveraConfig { base_url: r.mavera.base_url(), ..MaveraConfig::new("mvra_test_revoked".into()) };
-    let rules = Arc::new(Rules::embedded().unwrap());
+    let triggers = Triggers::embedded().unwrap();
     let cio = CioConfig::new(r.cio.app_key().to_owned().into(), CioRegion::Us).with_base_url(r.cio.base_url());
-    let enricher =
-        CioEnricher::new(Arc::new(CioClient::new(cio).unwrap()), Arc::new(r.store.clone()), rules.enrichment().clone());
+    let enricher = CioEnricher::new(
+        Arc::new(CioClient::new(cio).unwrap()),
+        Arc::new(r.store.clone()),
+        triggers.enrichment.clone(),
+    );
     let revoked = Worker::new(
-        rules,
+        Arc::new(triggers.rules),
+        triggers.cio_sync.for_worker(),
         Arc::new(r.store.clone()),
         Arc::new(r.store.clone()),
-        Some(Arc::new(MaveraClient::new(config).unwrap()) as Arc<dyn MaveraApi>),
+        Arc::new(MaveraClient::new(config).unwrap()),
         Some(Arc::new(enricher) as Arc<dyn Enrich>),
     )
     .unwrap();

@@ -1,6 +1,6 @@
 //! The cio-sync Lambda: on each EventBridge schedule, runs the Customer.io job its input names
 //! (`{"job": "campaign-strategy"}` or `{"job": "attribute-personas"}`) and returns the run's
-//! summary. All logic is in `shared::sync`; this file wires.
+//! summary. All logic is in `shared::cio_sync`; this file wires.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -8,19 +8,19 @@ use std::time::SystemTime;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
+use shared::cio_sync::{CioSync, RunFailed, RunRequest, STOP_MARGIN, Settings};
 use shared::customerio::{CioClient, CustomerIoApi};
 use shared::queue::SqsQueue;
 use shared::startup::{ColdStart, cold_start};
 use shared::store::DynamoStore;
-use shared::sync::{CioSync, RunFailed, RunRequest, STOP_MARGIN, Settings};
 use shared::telemetry::Fatal;
 use shared::worker::sqs::deadline_from;
 use tokio::time::Instant;
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    let ColdStart { sdk, vars, rules } = cold_start(&shared::config::vars::API_KEYS_SECRET_KEYS).await?;
-    let settings = Settings::from_vars(&vars, &rules)?;
+    let ColdStart { sdk, vars, triggers } = cold_start(&shared::config::vars::API_KEYS_SECRET_KEYS).await?;
+    let settings = Settings::from_vars(&vars, &triggers.cio_sync)?;
 
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), settings.resources.table));
     let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), settings.resources.queue_url));
@@ -29,10 +29,10 @@ async fn main() -> Result<(), Fatal> {
         Some(cio) => Some(Arc::new(CioClient::new(cio)?) as Arc<dyn CustomerIoApi>),
         None => None,
     };
-    let sync = CioSync::new(&rules, api, store.clone(), store, queue)?;
-    for line in rules.cio_sync().describe() {
+    for line in triggers.cio_sync.describe() {
         tracing::info!("{line}");
     }
+    let sync = CioSync::new(triggers.cio_sync, triggers.enrichment.cache_ttl, api, store.clone(), store, queue)?;
 
     let sync = &sync;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

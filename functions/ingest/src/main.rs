@@ -12,8 +12,8 @@ use shared::telemetry::{Fatal, Metrics};
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    let ColdStart { sdk, vars, rules } = cold_start(&shared::config::vars::SIGNING_SECRET_KEYS).await?;
-    let rules = Arc::new(rules);
+    let ColdStart { sdk, vars, triggers } = cold_start(&shared::config::vars::SIGNING_SECRET_KEYS).await?;
+    let rules = Arc::new(triggers.rules);
     let verifiers = Verifiers::from_vars(&vars, &rules)?;
     let resources = AwsResources::from_vars(&vars)?;
 

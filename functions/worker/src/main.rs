@@ -7,7 +7,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::config::{self, vars};
 use shared::customerio::CioClient;
-use shared::mavera::{MaveraApi, MaveraClient};
+use shared::mavera::{DryRun, MaveraApi, MaveraClient};
 use shared::startup::{ColdStart, cold_start};
 use shared::store::DynamoStore;
 use shared::telemetry::{self, Fatal, Metrics};
@@ -15,15 +15,15 @@ use shared::worker::{CioEnricher, Enrich, Worker, sqs};
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    let ColdStart { sdk, vars, rules } = cold_start(&shared::config::vars::API_KEYS_SECRET_KEYS).await?;
-    let rules = Arc::new(rules);
+    let ColdStart { sdk, vars, triggers } = cold_start(&shared::config::vars::API_KEYS_SECRET_KEYS).await?;
+    let rules = Arc::new(triggers.rules);
     let table = config::required(&vars, vars::EVENTS_TABLE, "set it to the events table's name (template.yaml does)")?;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
 
     let mavera = config::mavera(&vars)?.map(MaveraClient::new).transpose()?;
     let enricher = match config::customerio(&vars, rules.needs_enrichment())? {
         Some(cio) => {
-            Some(Arc::new(CioEnricher::new(Arc::new(CioClient::new(cio)?), store.clone(), rules.enrichment().clone()))
+            Some(Arc::new(CioEnricher::new(Arc::new(CioClient::new(cio)?), store.clone(), triggers.enrichment))
                 as Arc<dyn Enrich>)
         }
         None => None,
@@ -39,13 +39,16 @@ async fn main() -> Result<(), Fatal> {
     if let Err(e) = warm_store {
         tracing::warn!(error = %telemetry::chain(&e), "event store warm-up failed; the first job will connect");
     }
-    if mavera.is_none() {
-        tracing::warn!("DRY_RUN=true: requests are recorded in the events table, never sent to Mavera");
-    }
-
-    let mavera = mavera.map(|m| Arc::new(m) as Arc<dyn MaveraApi>);
-    let worker = Worker::new(rules.clone(), store.clone(), store, mavera, enricher)?;
-    tracing::info!(rules = rules.len(), dry_run = worker.dry_run(), "worker ready");
+    let dry_run = mavera.is_none();
+    let mavera: Arc<dyn MaveraApi> = match mavera {
+        Some(client) => Arc::new(client),
+        None => {
+            tracing::warn!("DRY_RUN=true: requests are recorded in the events table, never sent to Mavera");
+            Arc::new(DryRun)
+        }
+    };
+    let worker = Worker::new(rules.clone(), triggers.cio_sync.for_worker(), store.clone(), store, mavera, enricher)?;
+    tracing::info!(rules = rules.len(), dry_run, "worker ready");
     let (worker, metrics) = (&worker, &Metrics::from_env("worker"));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = sqs::deadline_from(event.context.deadline());

@@ -12,6 +12,7 @@ use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
+use super::IdType;
 use super::config::CioConfig;
 use super::error::CioError;
 use super::limiter::RateGate;
@@ -21,7 +22,6 @@ use super::types::{
     Attributes, AttributesEnvelope, Campaign, CampaignList, CampaignMetrics, EmailLookup, Identifiers, MembershipBody,
     MembershipPage, MetricsEnvelope, MetricsWindow,
 };
-use crate::rules::IdType;
 
 /// Largest `limit` the membership endpoint accepts.
 pub const MAX_PAGE_SIZE: u32 = 30_000;
@@ -314,7 +314,7 @@ fn error_detail(body: &[u8]) -> String {
     if text.is_empty() {
         return "no reason given".to_owned();
     }
-    let mut cut: String = text.chars().take(MAX_DETAIL_CHARS).collect();
+    let mut cut = crate::domain::truncate_chars(&text, MAX_DETAIL_CHARS).to_owned();
     if cut.len() < text.len() {
         cut.push('…');
     }

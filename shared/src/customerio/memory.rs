@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+use super::IdType;
 use super::{
     Attributes, Campaign, CampaignMetrics, CioError, CustomerIoApi, Identifiers, MembershipPage, MetricsWindow,
 };
-use crate::rules::IdType;
 
 /// One call to the twin.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,7 +24,9 @@
 mod client;
 mod config;
 mod error;
+mod id_type;
 mod limiter;
+mod lookup;
 /// The in-memory twin, for tests.
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
@@ -38,14 +40,14 @@ use tokio::time::Instant;
 pub use client::{CioClient, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use config::{CioConfig, CioRegion, DEFAULT_REQUESTS_PER_SECOND, RegionError};
 pub use error::CioError;
+pub use id_type::IdType;
+pub use lookup::{Found, Lookup, attribute_cache_key};
 pub use path::encode_segment;
 pub use retry::parse_retry_after;
 pub use types::{
     Attributes, Campaign, CampaignAction, CampaignMetrics, Identifiers, MembershipPage, MetricsWindow, Resolution,
     ScanStop, SegmentScan, WindowError, ratio,
 };
-
-use crate::rules::IdType;
 
 /// The App API calls mavera-relay makes. Every call takes the instant by which it must be
 /// done: rate-limit waits, retries and backoff all fit inside it.

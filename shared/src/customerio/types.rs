@@ -13,6 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
+use crate::domain::RankBy;
+
 /// One campaign from `GET /v1/campaigns`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Campaign {
@@ -235,6 +237,14 @@ impl CampaignMetrics {
     /// Clicks per delivered message; `None` when nothing was delivered.
     pub fn click_rate(&self) -> Option<f64> {
         ratio(self.clicked(), self.delivered())
+    }
+
+    /// The rate campaigns are ranked by; `None` when nothing was delivered.
+    pub fn rate(&self, rank_by: RankBy) -> Option<f64> {
+        match rank_by {
+            RankBy::ConversionRate => self.conversion_rate(),
+            RankBy::ClickRate => self.click_rate(),
+        }
     }
 }
 

@@ -37,15 +37,7 @@ impl Event {
                 _ => {}
             }
         }
-        let mut value = self.fields.get(first)?;
-        for seg in segments {
-            value = match value {
-                Value::Object(map) => map.get(seg)?,
-                Value::Array(items) => items.get(seg.parse::<usize>().ok()?)?,
-                _ => return None,
-            };
-        }
-        if value.is_null() { None } else { Some(LookedUp::Json(value)) }
+        walk(self.fields.get(first)?, segments)
     }
 
     /// The top-level scalar fields (strings, numbers, booleans), as Mavera's sample puts
@@ -56,6 +48,25 @@ impl Event {
             .filter(|(_, v)| matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_)))
             .map(|(k, v)| (k.as_str(), v))
     }
+}
+
+/// Looks a dotted path up in a map of fields: objects by key, arrays by index. Null counts as
+/// absent.
+pub fn lookup_in<'a>(fields: &'a Map<String, Value>, path: &FieldPath) -> Option<LookedUp<'a>> {
+    let mut segments = path.segments();
+    walk(fields.get(segments.next()?)?, segments)
+}
+
+/// From a top-level value down the rest of a path.
+fn walk<'a, 's>(mut value: &'a Value, rest: impl Iterator<Item = &'s str>) -> Option<LookedUp<'a>> {
+    for seg in rest {
+        value = match value {
+            Value::Object(map) => map.get(seg)?,
+            Value::Array(items) => items.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    if value.is_null() { None } else { Some(LookedUp::Json(value)) }
 }
 
 /// A value found by [`Event::lookup`].

@@ -23,7 +23,7 @@ impl Source {
         match s {
             "segment" => Ok(Source::Segment),
             "customerio" => Ok(Source::CustomerIo),
-            other => Err(UnknownSource(other.chars().take(64).collect())),
+            other => Err(UnknownSource(super::truncate_chars(other, 64).to_owned())),
         }
     }
 

@@ -36,6 +36,8 @@ pub enum MaveraResponse {
     Persona(Persona),
     Research(MaveMessage),
     Generation(Generation),
+    /// The dry-run adapter's answer: nothing was sent.
+    DryRun(super::dry_run::WouldSend),
 }
 
 impl MaveraResponse {

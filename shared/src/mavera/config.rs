@@ -5,6 +5,8 @@ use std::net::IpAddr;
 use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::domain::truncate_chars;
+
 pub const DEFAULT_BASE_URL: &str = "https://app.mavera.io/api/v1";
 /// Mavera documents "Max 10 concurrent requests" for `/mave/chat`.
 pub const DEFAULT_MAVE_CONCURRENCY: usize = 10;
@@ -107,7 +109,7 @@ pub(crate) fn bearer_header(api_key: &SecretString) -> Result<HeaderValue, Maver
 /// At most the first 8 characters (`mvra_liv…`), for logs; nothing of a short key.
 pub(crate) fn key_hint(api_key: &SecretString) -> String {
     let key = api_key.expose_secret().trim();
-    if key.chars().count() >= 24 { format!("{}…", key.chars().take(8).collect::<String>()) } else { "…".to_owned() }
+    if key.chars().count() >= 24 { format!("{}…", truncate_chars(key, 8)) } else { "…".to_owned() }
 }
 
 #[cfg(test)]

@@ -2,13 +2,9 @@
 
 use serde_json::{Map, Value};
 
-use super::json_template::{JsonTemplate, render_entries};
-use super::template::Template;
-use crate::domain::{Event, FieldPath};
+use crate::domain::{Event, FieldPath, PersonaName, truncate_chars};
 use crate::mavera::{CreatePersonaRequest, GenerationRequest, MaveChatRequest, MaveraRequest};
-
-/// Mavera rejects persona names over 100 characters.
-pub const PERSONA_NAME_MAX_CHARS: usize = 100;
+use crate::template::{JsonTemplate, Template, render_entries};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -56,10 +52,7 @@ impl Action {
     pub fn render(&self, event: &Event) -> MaveraRequest {
         match self {
             Action::CreatePersona(p) => {
-                let mut name = p.name.render(event);
-                if let Some((cut, _)) = name.char_indices().nth(PERSONA_NAME_MAX_CHARS) {
-                    name.truncate(cut);
-                }
+                let name = PersonaName::new(p.name.render(event));
                 let mut extra = Map::new();
                 if let Some(field) = &p.context_field {
                     let mut context = Map::new();
@@ -73,7 +66,7 @@ impl Action {
                 }
                 extra.extend(render_entries(&p.extra, event));
                 MaveraRequest::CreatePersona(CreatePersonaRequest {
-                    name,
+                    name: name.into_string(),
                     description: p.description.render(event),
                     extra,
                 })
@@ -115,8 +108,8 @@ impl Action {
         match self {
             Action::CreatePersona(p) => format!("create_persona \"{}\"", p.name.as_str()),
             Action::Research(r) => {
-                let prompt: String = r.prompt.as_str().chars().take(48).collect();
-                let more = if r.prompt.as_str().chars().count() > 48 { "…" } else { "" };
+                let prompt = truncate_chars(r.prompt.as_str(), 48);
+                let more = if prompt.len() < r.prompt.as_str().len() { "…" } else { "" };
                 format!("research \"{prompt}{more}\"")
             }
             Action::Generate(g) => format!("generate app {}", g.app_id),

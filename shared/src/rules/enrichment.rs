@@ -6,29 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::template::Template;
+use crate::customerio::IdType;
 use crate::domain::FieldPath;
-
-/// The App API's `id_type` for `GET /v1/customers/{id}/attributes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IdType {
-    Id,
-    Email,
-    Phone,
-    CioId,
-}
-
-impl IdType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IdType::Id => "id",
-            IdType::Email => "email",
-            IdType::Phone => "phone",
-            IdType::CioId => "cio_id",
-        }
-    }
-}
+use crate::template::Template;
 
 /// `customer.<name>` = the lower-cased value of `attribute`, or `default` when missing.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,7 +39,7 @@ impl Default for EnrichmentConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawEnrichment {
+pub(crate) struct RawEnrichment {
     id_field: Option<String>,
     id_type: Option<IdType>,
     cache_ttl_hours: Option<f64>,
@@ -69,14 +49,14 @@ pub(super) struct RawEnrichment {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawClassifier {
+pub(crate) struct RawClassifier {
     attribute: String,
     default: Option<String>,
 }
 
 impl RawEnrichment {
     /// Validates; errors name the key within `[enrichment]`.
-    pub(super) fn validate(self) -> Result<EnrichmentConfig, (String, String)> {
+    pub(crate) fn validate(self) -> Result<EnrichmentConfig, (String, String)> {
         let id_field = FieldPath::parse(self.id_field.as_deref().unwrap_or("user_id"))
             .map_err(|e| ("id_field".to_owned(), e.to_string()))?;
         let hours = self.cache_ttl_hours.unwrap_or(24.0);

@@ -1,33 +1,22 @@
-//! Trigger rules: which events make Mavera do what. Loaded from `triggers.toml` once at
-//! start-up and validated whole; a bad file is an error naming the rule and the field.
+//! Trigger rules: which webhook events make Mavera do what, and matching events against
+//! them. The `[[rule]]` tables of `triggers.toml` (read by `triggers::Triggers`, with the
+//! rest of the file) and `[enrichment]`, how enriching rules look people up.
 
 mod action;
 mod condition;
 mod enrichment;
-mod file;
-mod json_template;
-mod sync_config;
-mod template;
+mod raw;
 
 use std::collections::HashMap;
 
-pub use action::{Action, GenerateAction, PERSONA_NAME_MAX_CHARS, PersonaAction, ResearchAction};
+pub use action::{Action, GenerateAction, PersonaAction, ResearchAction};
 pub use condition::{Condition, Test};
-pub use enrichment::{Classifier, EnrichmentConfig, IdType};
-pub use file::RulesError;
-pub use json_template::JsonTemplate;
-pub use sync_config::{
-    ATTRIBUTE_PERSONAS, AttributePersonasConfig, CAMPAIGN_STRATEGY, CLUSTER_FIELDS, CampaignStrategyConfig,
-    ClusterAttribute, ClusterPersonaTemplate, GenerateStep, MAVE_FIELDS, MAX_EVERY_DAYS, PROMPT_FIELDS, RankBy,
-    SyncConfig, bucket_label,
-};
-pub use template::{MISSING, Template, TemplateError};
+pub(crate) use enrichment::RawEnrichment;
+pub use enrichment::{Classifier, EnrichmentConfig};
+pub use raw::MAX_DAILY_CAP;
+pub(crate) use raw::parse;
 
 use crate::domain::{Event, RuleName, Source};
-
-/// The rules shipped in the repository's `triggers.toml`, compiled into every binary so a
-/// deployed function needs no file beside it. `TRIGGERS_PATH` overrides them.
-pub const EMBEDDED_TRIGGERS: &str = include_str!("../../../triggers.toml");
 
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -60,14 +49,12 @@ impl Rule {
     }
 }
 
+/// The rules, indexed for matching.
 #[derive(Debug, Clone)]
 pub struct Rules {
     rules: Vec<Rule>,
     /// Per source (in `Source::ALL` order): event name → indexes into `rules`.
     by_event: [HashMap<String, Vec<usize>>; 2],
-    enrichment: EnrichmentConfig,
-    cio_sync: SyncConfig,
-    origin: String,
 }
 
 fn slot(source: Source) -> usize {
@@ -78,34 +65,15 @@ fn slot(source: Source) -> usize {
 }
 
 impl Rules {
-    /// Parses and validates rules; `origin` names the file in errors.
-    pub fn parse(text: &str, origin: &str) -> Result<Self, RulesError> {
-        let parsed = file::parse(text, origin)?;
+    /// Indexes validated rules (in file order) by source and event name.
+    pub fn new(rules: Vec<Rule>) -> Self {
         let mut by_event: [HashMap<String, Vec<usize>>; 2] = Default::default();
-        for (i, rule) in parsed.rules.iter().enumerate() {
+        for (i, rule) in rules.iter().enumerate() {
             for event in &rule.events {
                 by_event[slot(rule.source)].entry(event.clone()).or_default().push(i);
             }
         }
-        Ok(Rules {
-            rules: parsed.rules,
-            by_event,
-            enrichment: parsed.enrichment,
-            cio_sync: parsed.cio_sync,
-            origin: origin.to_owned(),
-        })
-    }
-
-    /// The shipped rules.
-    pub fn embedded() -> Result<Self, RulesError> {
-        Rules::parse(EMBEDDED_TRIGGERS, "triggers.toml (embedded)")
-    }
-
-    /// Reads rules from `path`.
-    pub fn load(path: &std::path::Path) -> Result<Self, RulesError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| RulesError::Read { path: path.display().to_string(), source })?;
-        Rules::parse(&text, &path.display().to_string())
+        Rules { rules, by_event }
     }
 
     /// Whether any rule listens for this event name: the cheap first test, before the
@@ -145,23 +113,9 @@ impl Rules {
         Source::ALL.into_iter().filter(|s| !self.by_event[slot(*s)].is_empty()).collect()
     }
 
-    /// How enriching rules look people up (defaults when the file has no `[enrichment]`).
-    pub fn enrichment(&self) -> &EnrichmentConfig {
-        &self.enrichment
-    }
-
-    /// The scheduled Customer.io jobs (`[cio_sync.*]`; both off when the file has none).
-    pub fn cio_sync(&self) -> &SyncConfig {
-        &self.cio_sync
-    }
-
     /// Whether any rule looks Customer.io attributes up (and so needs `CIO_APP_KEY`).
     pub fn needs_enrichment(&self) -> bool {
         self.rules.iter().any(|r| r.enrich)
-    }
-
-    pub fn origin(&self) -> &str {
-        &self.origin
     }
 }
 
@@ -172,6 +126,12 @@ mod tests {
     use super::*;
     use crate::domain::EventId;
     use crate::mavera::MaveraRequest;
+    use crate::triggers::Triggers;
+
+    /// The shipped rules.
+    fn shipped() -> Rules {
+        Triggers::embedded().unwrap().rules
+    }
 
     fn event(source: Source, name: &str, fields: serde_json::Value) -> Event {
         Event {
@@ -185,7 +145,7 @@ mod tests {
 
     #[test]
     fn the_shipped_file_is_valid_and_reproduces_the_seeds() {
-        let rules = Rules::embedded().unwrap();
+        let rules = shipped();
         for name in ["trial_started", "plan_upgraded", "feature_milestone", "churn_signal"] {
             assert!(rules.listens_for(Source::Segment, name), "segment {name}");
         }
@@ -198,7 +158,7 @@ mod tests {
 
     #[test]
     fn trial_started_renders_the_seed_persona() {
-        let rules = Rules::embedded().unwrap();
+        let rules = shipped();
         let e = event(
             Source::Segment,
             "trial_started",
@@ -220,7 +180,7 @@ mod tests {
 
     #[test]
     fn an_event_property_cannot_pass_for_the_relays_own_fields() {
-        let rules = Rules::embedded().unwrap();
+        let rules = crate::triggers::Triggers::embedded().unwrap().rules;
         let e = event(Source::Segment, "trial_started", json!({"user_id": "u1", "trigger_event": "plan_upgraded"}));
         let rule = rules.matching(&e).next().unwrap();
         let MaveraRequest::CreatePersona(p) = rule.action.render(&e) else { panic!("persona expected") };
@@ -229,7 +189,7 @@ mod tests {
 
     #[test]
     fn plan_upgraded_renders_the_seed_prompt() {
-        let rules = Rules::embedded().unwrap();
+        let rules = shipped();
         let e = event(Source::Segment, "plan_upgraded", json!({"previous_plan": "basic", "new_plan": "pro"}));
         let rule = rules.matching(&e).next().unwrap();
         let MaveraRequest::Research(r) = rule.action.render(&e) else { panic!("research expected") };
@@ -238,7 +198,7 @@ mod tests {
 
     #[test]
     fn churn_signal_with_missing_fields_reads_unknown() {
-        let rules = Rules::embedded().unwrap();
+        let rules = shipped();
         let e = event(Source::Segment, "churn_signal", json!({"ltv": 420}));
         let rule = rules.matching(&e).next().unwrap();
         let MaveraRequest::Research(r) = rule.action.render(&e) else { panic!("research expected") };
@@ -247,7 +207,7 @@ mod tests {
 
     #[test]
     fn customerio_alerts_wait_for_enrichment_to_check_the_plan() {
-        let rules = Rules::embedded().unwrap();
+        let rules = shipped();
         let e = event(Source::CustomerIo, "unsubscribed", json!({"object_type": "email"}));
         let rule = rules.matching(&e).next().expect("the metric alone queues the job");
         assert!(rule.enrich);
@@ -260,7 +220,7 @@ mod tests {
 
     #[test]
     fn unmatched_events_fire_nothing() {
-        let rules = Rules::embedded().unwrap();
+        let rules = shipped();
         let e = event(Source::Segment, "Page Viewed", json!({}));
         assert!(!rules.listens_for(Source::Segment, "Page Viewed"));
         assert_eq!(rules.matching(&e).count(), 0);
@@ -268,7 +228,7 @@ mod tests {
 
     #[test]
     fn every_matching_rule_fires_and_conditions_filter() {
-        let rules = Rules::parse(
+        let rules = Triggers::parse(
             r#"
             [[rule]]
             name = "big"
@@ -287,7 +247,8 @@ mod tests {
             "#,
             "test.toml",
         )
-        .unwrap();
+        .unwrap()
+        .rules;
         let small = event(Source::Segment, "order", json!({"total": 5}));
         let big = event(Source::Segment, "order", json!({"total": 500}));
         let names = |e: &Event| rules.matching(e).map(|r| r.name.to_string()).collect::<Vec<_>>();

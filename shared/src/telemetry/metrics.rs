@@ -13,8 +13,8 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
 
-use crate::config::vars;
 use crate::store::FailureClass;
+use crate::vars;
 
 pub const NAMESPACE: &str = "MaveraRelay";
 

@@ -5,19 +5,60 @@
 //! queue, and the retry must not pay for Mave again. So Mave's answer is kept in the event
 //! store (a cache record under the job's key) before Generate is called, and a retry that
 //! finds it asks Generate only.
+//!
+//! The requests are rendered here from the message's facts (winners and their metrics) with
+//! the `[cio_sync.campaign_strategy]` templates of the worker's own `triggers.toml`.
 
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
-use super::{FINISH_MARGIN, MAX_TEXT_CHARS, Transient, Worker};
-use crate::domain::JobKey;
-use crate::mavera::{ErrorClass, Generation, MaveMessage, MaveraRequest, MaveraResponse};
+use super::result::bounded;
+use super::{Called, MAX_TEXT_CHARS, Transient, Worker};
+use crate::domain::{JobKey, RankBy, percent};
+use crate::mavera::{Generation, GenerationRequest, MaveChatRequest, MaveMessage, MaveraRequest, MaveraResponse};
+use crate::queue::{CampaignAnalysis, WINNER_METRICS, Winner};
 use crate::store::{FailureClass, Outcome, RECORD_TTL};
-use crate::sync::CampaignAnalysis;
 use crate::telemetry::chain;
+use crate::template::{JsonTemplate, Template, render_entries};
+
+/// Fields a campaign-strategy prompt can name: what [`fields`] provides.
+pub const PROMPT_FIELDS: [&str; 8] = [
+    "winners",
+    "winner_count",
+    "rank_by",
+    "min_delivered",
+    "campaigns_considered",
+    "window.start",
+    "window.end",
+    "window.days",
+];
+/// Fields the Generate step can name besides [`PROMPT_FIELDS`].
+pub const MAVE_FIELDS: [&str; 2] = ["mave.content", "mave.thread_id"];
+
+/// How a campaign analysis becomes Mavera requests: `prompt`, `workspace_id` and `generate`
+/// of `[cio_sync.campaign_strategy]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalysisTemplates {
+    pub prompt: Template,
+    /// Mave's `workspace_id`.
+    pub workspace_id: Option<String>,
+    pub generate: GenerateStep,
+}
+
+/// The `POST /generations` after Mave. Mavera does not document which app suits message
+/// variations, so `app_id` has no default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateStep {
+    pub app_id: String,
+    pub title: Option<Template>,
+    pub input: Vec<(String, JsonTemplate)>,
+    pub brand_voice_id: Option<String>,
+    pub persona_id: Option<String>,
+    pub workspace_id: Option<String>,
+}
 
 /// Each of the two texts on the record is cut here, so both fit DynamoDB's 400 KB item.
 const RECORD_TEXT_CHARS: usize = MAX_TEXT_CHARS / 2;
@@ -43,6 +84,17 @@ impl MaveStep {
             credits: m.usage.as_ref().and_then(|u| u.credits_used),
         }
     }
+
+    /// What Generate's request shows in a dry run, where Mave was not asked.
+    fn stand_in() -> Self {
+        MaveStep {
+            thread_id: "(Mave's thread)".into(),
+            message_id: None,
+            content: "(Mave's analysis goes here)".into(),
+            truncated: false,
+            credits: None,
+        }
+    }
 }
 
 impl Worker {
@@ -53,27 +105,18 @@ impl Worker {
         notes: &mut Vec<String>,
         deadline: Instant,
     ) -> Result<Outcome, Transient> {
-        let config = &self.rules.cio_sync().campaign_strategy;
-        if !config.enabled {
+        let Some(config) = &self.scheduled.campaign_strategy else {
             return Ok(Outcome::Skipped {
                 reason: "[cio_sync.campaign_strategy] is not enabled in this worker's triggers.toml, so queued analyses are not run".into(),
             });
-        }
-        let Some(mavera) = &self.mavera else {
-            let mave = job.mave_request(config);
-            let generate = job.generate_request(config, "(Mave's analysis goes here)", "(Mave's thread)");
-            tracing::info!(body = %mave.body(), "dry run: would send POST /mave/chat, then POST /generations");
-            return Ok(Outcome::Done {
-                result: json!({"dry_run": true, "requests": [request_json(&mave), request_json(&generate)]}),
-            });
         };
-        let call_deadline = deadline.checked_sub(FINISH_MARGIN).unwrap_or_else(Instant::now);
-
         let step_key = format!("{key}#mave");
         let kept = match self.guards.cached(&step_key, SystemTime::now()).await? {
             Some(value) => serde_json::from_value::<MaveStep>(value).ok(),
             None => None,
         };
+        // In a dry run, the requests as they would have been sent.
+        let mut would_send = Vec::new();
         let mave = match kept {
             Some(step) => {
                 notes.push(format!(
@@ -82,44 +125,56 @@ impl Worker {
                 ));
                 step
             }
-            None => match mavera.send(&job.mave_request(config), call_deadline).await {
-                Ok(MaveraResponse::Research(m)) => {
+            None => match self
+                .call(&mave_request(job, config), deadline)
+                .await
+                .map_err(|Transient(e)| Transient(format!("Mave: {e}")))?
+            {
+                Called::Answered(MaveraResponse::Research(m)) => {
                     let step = MaveStep::from_message(&m);
                     self.keep(&step_key, &step, notes).await;
                     step
                 }
-                Ok(_) => {
+                Called::Answered(MaveraResponse::DryRun(would)) => {
+                    // Nothing was asked: Generate's request is shown with stand-ins for the answer.
+                    would_send.push(would.to_json());
+                    MaveStep::stand_in()
+                }
+                Called::Answered(_) => {
                     return Ok(Outcome::Failed {
                         reason: "Mavera answered POST /mave/chat with something other than a Mave message".into(),
                         class: FailureClass::UnexpectedResponse,
                     });
                 }
-                Err(e) => {
-                    return match e.class() {
-                        ErrorClass::Transient => Err(Transient(format!("Mave: {e}"))),
-                        _ => Ok(Outcome::Failed { reason: format!("Mave: {e}"), class: e.failure_class() }),
-                    };
+                Called::AlreadyDone(e) | Called::Failed(e) => {
+                    return Ok(Outcome::Failed { reason: format!("Mave: {e}"), class: e.failure_class() });
                 }
             },
         };
 
-        let generate = job.generate_request(config, &mave.content, &mave.thread_id);
-        match mavera.send(&generate, call_deadline).await {
-            Ok(MaveraResponse::Generation(g)) => Ok(Outcome::Done { result: analysis_result(job, &mave, &g) }),
-            Ok(_) => Ok(Outcome::Failed {
+        let generate = generate_request(job, config, &mave.content, &mave.thread_id);
+        let called = self.call(&generate, deadline).await.map_err(|Transient(e)| {
+            Transient(format!(
+                "Generate: {e}; Mave's analysis (thread {}) is kept, so the retry asks Generate only",
+                mave.thread_id
+            ))
+        })?;
+        match called {
+            Called::Answered(MaveraResponse::Generation(g)) => {
+                Ok(Outcome::Done { result: analysis_result(job, &mave, &g) })
+            }
+            Called::Answered(MaveraResponse::DryRun(would)) => {
+                would_send.push(would.to_json());
+                Ok(Outcome::Done { result: json!({"dry_run": true, "requests": would_send}) })
+            }
+            Called::Answered(_) => Ok(Outcome::Failed {
                 reason: "Mavera answered POST /generations with something other than a generation".into(),
                 class: FailureClass::UnexpectedResponse,
             }),
-            Err(e) => match e.class() {
-                ErrorClass::Transient => Err(Transient(format!(
-                    "Generate: {e}; Mave's analysis (thread {}) is kept, so the retry asks Generate only",
-                    mave.thread_id
-                ))),
-                _ => Ok(Outcome::Failed {
-                    reason: format!("Generate: {e}; Mave's analysis is in thread {}", mave.thread_id),
-                    class: e.failure_class(),
-                }),
-            },
+            Called::AlreadyDone(e) | Called::Failed(e) => Ok(Outcome::Failed {
+                reason: format!("Generate: {e}; Mave's analysis is in thread {}", mave.thread_id),
+                class: e.failure_class(),
+            }),
         }
     }
 
@@ -175,16 +230,76 @@ fn analysis_result(job: &CampaignAnalysis, mave: &MaveStep, g: &Generation) -> V
     })
 }
 
-fn request_json(request: &MaveraRequest) -> Value {
-    json!({"method": "POST", "path": request.path(), "body": request.body()})
+/// The fields the templates can name ([`PROMPT_FIELDS`]).
+fn fields(job: &CampaignAnalysis) -> Map<String, Value> {
+    let winners: Vec<String> =
+        job.winners.iter().enumerate().map(|(i, w)| winner_line(i + 1, w, job.rank_by)).collect();
+    let mut fields = Map::new();
+    fields.insert("winners".into(), Value::String(winners.join("\n")));
+    fields.insert("winner_count".into(), json!(job.winners.len()));
+    fields.insert("rank_by".into(), json!(job.rank_by.label()));
+    fields.insert("min_delivered".into(), json!(job.min_delivered));
+    fields.insert("campaigns_considered".into(), json!(job.campaigns_considered));
+    fields
+        .insert("window".into(), json!({"start": job.metrics.start, "end": job.metrics.end, "days": job.metrics.days}));
+    fields
+}
+
+/// `POST /mave/chat`: what do the winners share?
+fn mave_request(job: &CampaignAnalysis, config: &AnalysisTemplates) -> MaveraRequest {
+    MaveraRequest::Research(MaveChatRequest {
+        message: config.prompt.render(&fields(job)),
+        thread_id: None,
+        workspace_id: config.workspace_id.clone(),
+    })
+}
+
+/// `POST /generations`: new variations, from Mave's answer.
+fn generate_request(
+    job: &CampaignAnalysis,
+    config: &AnalysisTemplates,
+    mave_content: &str,
+    mave_thread_id: &str,
+) -> MaveraRequest {
+    let mut fields = fields(job);
+    fields.insert("mave".into(), json!({"content": mave_content, "thread_id": mave_thread_id}));
+    let g = &config.generate;
+    MaveraRequest::Generate(GenerationRequest {
+        app_id: g.app_id.clone(),
+        input_data: render_entries(&g.input, &fields),
+        title: g.title.as_ref().map(|t| t.render(&fields)),
+        brand_voice_id: g.brand_voice_id.clone(),
+        persona_id: g.persona_id.clone(),
+        workspace_id: g.workspace_id.clone(),
+    })
+}
+
+/// `1. "Welcome" (campaign 5; tags: new, welcome): conversion rate 4.2%; 1000 delivered, …`
+fn winner_line(rank: usize, w: &Winner, rank_by: RankBy) -> String {
+    let tags = if w.tags.is_empty() { "no tags".to_owned() } else { format!("tags: {}", w.tags.join(", ")) };
+    let delivered = w.totals.get("delivered").copied().unwrap_or(0);
+    let counts: Vec<String> = WINNER_METRICS
+        .iter()
+        .filter_map(|m| w.totals.get(*m).map(|n| (*m, *n)))
+        .map(|(m, n)| match m {
+            "sent" | "delivered" => format!("{n} {m}"),
+            _ => format!("{n} {m} ({})", percent(n, delivered)),
+        })
+        .collect();
+    format!(
+        "{rank}. \"{}\" (campaign {}; {tags}): {} {:.1}%; {}",
+        w.name,
+        w.id,
+        rank_by.label(),
+        w.rate * 100.0,
+        counts.join(", ")
+    )
 }
 
 /// The first `max` characters, and whether anything was cut.
 fn cut(text: &str, max: usize) -> (String, bool) {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => (text[..at].to_owned(), true),
-        None => (text.to_owned(), false),
-    }
+    let (kept, cut) = bounded(text, max);
+    (kept.to_owned(), cut)
 }
 
 #[cfg(test)]
@@ -193,22 +308,28 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::queue::{Job, JobMessage, MESSAGE_VERSION};
-    use crate::rules::{RankBy, Rules};
+    use crate::domain::{FieldPath, RuleName};
+    use crate::mavera::DryRun;
+    use crate::queue::{Job, JobMessage, MESSAGE_VERSION, MetricsDates};
     use crate::store::{JobStatus, JobStore, MemoryStore};
-    use crate::sync::{MetricsDates, SyncJob, Winner};
+    use crate::template::FieldSource;
+    use crate::triggers::Triggers;
     use crate::worker::Disposition;
 
     #[tokio::test]
     async fn a_dry_run_records_both_requests_and_sends_nothing() {
-        let rules = Rules::parse(
+        let triggers = Triggers::parse(
             "[cio_sync.campaign_strategy]\nenabled = true\ngenerate = { app_id = \"email-variations\" }",
             "t.toml",
         )
         .unwrap();
         let store = Arc::new(MemoryStore::new());
-        let worker = Worker::new(Arc::new(rules), store.clone(), store.clone(), None, None).unwrap();
-        let key = JobKey::for_sync(&SyncJob::CampaignStrategy.rule(), &["2026-03-02_7d"]);
+        let scheduled = triggers.cio_sync.for_worker();
+        let worker =
+            Worker::new(Arc::new(triggers.rules), scheduled, store.clone(), store.clone(), Arc::new(DryRun), None)
+                .unwrap();
+        let rule = RuleName::parse("campaign-strategy").unwrap();
+        let key = JobKey::for_sync(&rule, &["2026-03-02_7d"]);
         let analysis = CampaignAnalysis {
             run_window: "2026-03-02_7d".into(),
             metrics: MetricsDates { start: "2026-01-31".into(), end: "2026-03-01".into(), days: 30 },
@@ -217,12 +338,7 @@ mod tests {
             campaigns_considered: 4,
             winners: vec![Winner { id: 5, name: "Welcome".into(), tags: vec![], rate: 0.2, totals: BTreeMap::new() }],
         };
-        let message = JobMessage {
-            v: MESSAGE_VERSION,
-            key: key.clone(),
-            rule: SyncJob::CampaignStrategy.rule(),
-            job: Job::CampaignAnalysis(analysis),
-        };
+        let message = JobMessage { v: MESSAGE_VERSION, key: key.clone(), rule, job: Job::CampaignAnalysis(analysis) };
         let later = Instant::now() + Duration::from_secs(30);
         assert_eq!(worker.process(&message.to_body().unwrap(), later).await, Disposition::Finished(JobStatus::Done));
         let result = store.get(&key).await.unwrap().unwrap().result.unwrap();
@@ -236,6 +352,74 @@ mod tests {
         );
         assert_eq!(result["requests"][1]["path"], "/generations");
         assert_eq!(result["requests"][1]["body"]["app_id"], "email-variations");
+    }
+
+    fn analysis() -> CampaignAnalysis {
+        let totals = |d: u64, c: u64, k: u64| {
+            BTreeMap::from([("delivered".into(), d), ("clicked".into(), k), ("converted".into(), c)])
+        };
+        CampaignAnalysis {
+            run_window: "2026-03-02_7d".into(),
+            metrics: MetricsDates { start: "2026-01-31".into(), end: "2026-03-01".into(), days: 30 },
+            rank_by: RankBy::ConversionRate,
+            min_delivered: 100,
+            campaigns_considered: 7,
+            winners: vec![
+                Winner {
+                    id: 5,
+                    name: "Welcome".into(),
+                    tags: vec!["new".into(), "welcome".into()],
+                    rate: 0.05,
+                    totals: totals(1000, 50, 200),
+                },
+                Winner { id: 9, name: "Winback".into(), tags: vec![], rate: 0.031, totals: totals(400, 12, 40) },
+            ],
+        }
+    }
+
+    fn config(generate: &str) -> Triggers {
+        Triggers::parse(
+            &format!("[cio_sync.campaign_strategy]\nenabled = true\n[cio_sync.campaign_strategy.generate]\n{generate}"),
+            "t.toml",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_prompt_lists_the_winners_with_their_metrics() {
+        let triggers = config("app_id = \"email-variations\"");
+        let MaveraRequest::Research(r) = mave_request(&analysis(), &triggers.cio_sync.campaign_strategy.analysis)
+        else {
+            panic!()
+        };
+        assert!(r.message.starts_with("These are our 2 best Customer.io campaigns by conversion rate (at least 100 messages delivered) from 2026-01-31 to 2026-03-01, out of 7 running campaigns:"), "{}", r.message);
+        assert!(r.message.contains("1. \"Welcome\" (campaign 5; tags: new, welcome): conversion rate 5.0%; 1000 delivered, 200 clicked (20%), 50 converted (5%)"), "{}", r.message);
+        assert!(r.message.contains("2. \"Winback\" (campaign 9; no tags): conversion rate 3.1%"), "{}", r.message);
+        assert!(!r.message.contains("unknown"), "{}", r.message);
+    }
+
+    #[test]
+    fn every_prompt_field_is_provided() {
+        let fields = fields(&analysis());
+        for f in PROMPT_FIELDS {
+            assert!(fields.field(&FieldPath::parse(f).unwrap()).is_some(), "{f}");
+        }
+    }
+
+    #[test]
+    fn generate_gets_the_app_and_maves_answer() {
+        let triggers = config(
+            "app_id = \"email-variations\"\nbrand_voice_id = \"bv1\"\ninput = { brief = \"{mave.content}\", n = 3 }",
+        );
+        let MaveraRequest::Generate(g) =
+            generate_request(&analysis(), &triggers.cio_sync.campaign_strategy.analysis, "Lead with the value.", "t1")
+        else {
+            panic!()
+        };
+        assert_eq!(g.app_id, "email-variations");
+        assert_eq!(Value::Object(g.input_data), json!({"brief": "Lead with the value.", "n": 3}));
+        assert_eq!(g.brand_voice_id.as_deref(), Some("bv1"));
+        assert_eq!(g.title.as_deref(), Some("Customer.io message variations, 2026-01-31 to 2026-03-01"));
     }
 
     #[test]

@@ -11,11 +11,10 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
-use crate::customerio::CustomerIoApi;
+use crate::customerio::{CustomerIoApi, Found, Lookup, attribute_cache_key};
 use crate::domain::{Event, LookedUp};
 use crate::rules::EnrichmentConfig;
 use crate::store::CacheStore;
-use crate::sync::lookup::{Found, Lookup, attribute_cache_key};
 use crate::telemetry::chain;
 
 /// What enrichment learned, for the record and for the conditions.
@@ -64,7 +63,7 @@ impl CioEnricher {
         result
     }
 
-    /// The shared cached lookup (`sync::lookup`, also used by the scheduled persona job), with
+    /// The shared cached lookup (`customerio::Lookup`, also used by the scheduled persona job), with
     /// its answer turned into the `customer.lookup` label.
     async fn cached_or_fetched(
         &self,
@@ -148,7 +147,55 @@ pub fn classify(config: &EnrichmentConfig, attributes: Map<String, Value>, looku
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::customerio::IdType;
+    use crate::customerio::memory::{Call, MemoryCustomerIo};
+    use crate::customerio::{Identifiers, Lookup};
+    use crate::domain::{EventId, Source};
+    use crate::store::MemoryStore;
+
+    /// Knows one person, `id` 7.
+    fn one_person() -> MemoryCustomerIo {
+        let api = MemoryCustomerIo::new();
+        api.add_person(Identifiers { id: Some("7".into()), ..Identifiers::default() }, json!({"plan_type": "Pro"}));
+        api
+    }
+
+    fn lookups(api: &MemoryCustomerIo) -> usize {
+        api.calls().iter().filter(|c| matches!(c, Call::Attributes { .. })).count()
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    /// The scheduled persona job looks attributes up through the same cache.
+    #[tokio::test]
+    async fn what_enrichment_cached_is_not_fetched_again() {
+        let api = Arc::new(one_person());
+        let store = Arc::new(MemoryStore::new());
+        let enricher = CioEnricher::new(api.clone(), store.clone(), EnrichmentConfig::default());
+        let mut event = Event {
+            source: Source::CustomerIo,
+            id: EventId::parse("e1").unwrap(),
+            name: "unsubscribed".into(),
+            user_id: Some("7".into()),
+            fields: json!({"user_id": "7"}).as_object().unwrap().clone(),
+        };
+        enricher.enrich(&mut event, later()).await;
+        assert_eq!(lookups(&api), 1);
+
+        let lookup =
+            Lookup { api: api.as_ref(), cache: store.as_ref(), ttl: Duration::from_secs(3600), id_type: IdType::Id };
+        let found = lookup.attributes(IdType::Id, "7", later()).await.unwrap();
+        assert_eq!(
+            found,
+            Found::Attributes { attributes: json!({"plan_type": "Pro"}).as_object().unwrap().clone(), cached: true }
+        );
+        assert_eq!(lookups(&api), 1, "the enrichment's cache entry was used");
+    }
 
     #[test]
     fn classifies_like_mavera_job_3_with_defaults() {

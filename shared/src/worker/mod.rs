@@ -3,14 +3,17 @@
 //!
 //! Per message: decode → `start` (a lease in the event store; skip if `DONE`/`FAILED`/
 //! `SKIPPED` or held by a live lease) → enrich (Customer.io attributes, if the rule asks)
-//! → conditions on `customer.*` → once per user → daily cap → render → call Mavera (or
-//! record the request, in dry run) → `finish`. A transient failure releases the job and
-//! hands the message back to the queue; a permanent one records `FAILED` and is never
+//! → conditions on `customer.*` → once per user → daily cap → render → `call` Mavera →
+//! `finish`. A dry run is only another Mavera adapter (`mavera::DryRun`), which records the
+//! request instead of sending it: same path, same record. A transient failure releases the
+//! job and hands the message back to the queue; a permanent one records `FAILED` and is never
 //! retried. [`sqs`] adapts this to a Lambda SQS batch, [`local`] to the in-process queue.
 //!
 //! Jobs from the scheduled `cio-sync` function take their own path after the lease:
 //! `analysis` (Mave, then Generate, for the best campaigns) and `cluster_persona` (one
-//! persona per attribute cluster); their templates come from `[cio_sync.*]`.
+//! persona per attribute cluster). The worker renders their requests from the message's facts
+//! with the templates of `[cio_sync.*]` ([`ScheduledJobs`]); it meets `cio-sync` only at the
+//! queue message.
 
 mod analysis;
 mod cluster_persona;
@@ -25,17 +28,18 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+pub use analysis::{AnalysisTemplates, GenerateStep, MAVE_FIELDS, PROMPT_FIELDS};
+pub use cluster_persona::{CLUSTER_FIELDS, ClusterPersonaTemplate, persona_request};
 pub use enrich::{CioEnricher, Enrich, Enriched, classify};
 pub use result::{MAX_TEXT_CHARS, summarize};
 
 use crate::domain::{Event, JobKey, RuleName};
-use crate::mavera::{ErrorClass, MaveraApi, MaveraRequest};
-use crate::queue::{Job, JobMessage};
+use crate::mavera::{ErrorClass, MaveraApi, MaveraError, MaveraRequest, MaveraResponse};
+use crate::queue::{CampaignAnalysis, ClusterPersona, Job, JobMessage};
 use crate::rules::{Rule, Rules};
 use crate::store::{
     CacheStore, FailureClass, GuardStore, JobStatus, JobStore, Lease, Outcome, Start, StoreError, utc_day,
 };
-use crate::sync::{CampaignAnalysis, ClusterPersona};
 use crate::telemetry::chain;
 
 /// Time kept back from the deadline to record the result after the Mavera call.
@@ -91,12 +95,21 @@ impl JobTally {
 pub trait WorkerState: GuardStore + CacheStore {}
 impl<T: GuardStore + CacheStore> WorkerState for T {}
 
+/// How the worker runs the scheduled jobs' messages: the `[cio_sync.*]` templates of its own
+/// `triggers.toml`. `None` for a job that is off there; its queued messages are skipped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScheduledJobs {
+    pub campaign_strategy: Option<AnalysisTemplates>,
+    pub attribute_personas: Option<ClusterPersonaTemplate>,
+}
+
 pub struct Worker {
     rules: Arc<Rules>,
+    scheduled: ScheduledJobs,
     jobs: Arc<dyn JobStore>,
     guards: Arc<dyn WorkerState>,
-    /// `None` in dry run: requests are recorded, never sent.
-    mavera: Option<Arc<dyn MaveraApi>>,
+    /// The client, or in a dry run `mavera::DryRun`.
+    mavera: Arc<dyn MaveraApi>,
     enricher: Option<Arc<dyn Enrich>>,
 }
 
@@ -111,6 +124,16 @@ pub enum WorkerSetupError {
 /// Why a job could not finish this time (it goes back to the queue).
 struct Transient(String);
 
+/// How one Mavera call ended, sorted by error class (`Worker::call`).
+enum Called {
+    /// Mavera's answer; in a dry run, the record of the request.
+    Answered(MaveraResponse),
+    /// Mavera says it was done before: a persona with this name exists.
+    AlreadyDone(MaveraError),
+    /// Refused for good; a retry would not help.
+    Failed(MaveraError),
+}
+
 impl From<StoreError> for Transient {
     fn from(e: StoreError) -> Self {
         Transient(format!("event store: {}", chain(&e)))
@@ -120,9 +143,10 @@ impl From<StoreError> for Transient {
 impl Worker {
     pub fn new(
         rules: Arc<Rules>,
+        scheduled: ScheduledJobs,
         jobs: Arc<dyn JobStore>,
         guards: Arc<dyn WorkerState>,
-        mavera: Option<Arc<dyn MaveraApi>>,
+        mavera: Arc<dyn MaveraApi>,
         enricher: Option<Arc<dyn Enrich>>,
     ) -> Result<Self, WorkerSetupError> {
         if enricher.is_none()
@@ -130,11 +154,7 @@ impl Worker {
         {
             return Err(WorkerSetupError::EnrichmentUnavailable(rule.name.to_string()));
         }
-        Ok(Worker { rules, jobs, guards, mavera, enricher })
-    }
-
-    pub fn dry_run(&self) -> bool {
-        self.mavera.is_none()
+        Ok(Worker { rules, scheduled, jobs, guards, mavera, enricher })
     }
 
     /// Processes one queue message, by `deadline` (the invocation's end).
@@ -282,27 +302,34 @@ impl Worker {
         }
 
         let request = rule.action.render(event);
-        let Some(mavera) = &self.mavera else {
-            tracing::info!(path = request.path(), body = %request.body(), "dry run: would send POST {}", request.path());
-            return Ok(Outcome::Done { result: dry_run_result(&request) });
-        };
+        match self.call(&request, deadline).await? {
+            Called::Answered(response) => Ok(Outcome::Done { result: summarize(&response) }),
+            Called::AlreadyDone(e) => {
+                notes.push(format!("Mavera: {e}"));
+                Ok(Outcome::Done { result: already_done_result(&request) })
+            }
+            Called::Failed(e) => {
+                if let Some(user) = reserved_user
+                    && let Err(forget) = self.guards.forget_once_per_user(&rule.name, &user, key).await
+                {
+                    tracing::warn!(error = %chain(&forget), "could not drop the once_per_user mark after a permanent failure");
+                }
+                Ok(Outcome::Failed { reason: e.to_string(), class: e.failure_class() })
+            }
+        }
+    }
+
+    /// Sends one request to Mavera, keeping [`FINISH_MARGIN`] before `deadline` to record the
+    /// outcome. The one place that sorts Mavera's errors: a transient one is `Err` (the job goes
+    /// back to the queue), the others are outcomes for the caller to record.
+    async fn call(&self, request: &MaveraRequest, deadline: Instant) -> Result<Called, Transient> {
         let call_deadline = deadline.checked_sub(FINISH_MARGIN).unwrap_or_else(Instant::now);
-        match mavera.send(&request, call_deadline).await {
-            Ok(response) => Ok(Outcome::Done { result: summarize(&response) }),
+        match self.mavera.send(request, call_deadline).await {
+            Ok(response) => Ok(Called::Answered(response)),
             Err(e) => match e.class() {
                 ErrorClass::Transient => Err(Transient(e.to_string())),
-                ErrorClass::AlreadyDone => {
-                    notes.push(format!("Mavera: {e}"));
-                    Ok(Outcome::Done { result: already_done_result(&request) })
-                }
-                ErrorClass::Permanent => {
-                    if let Some(user) = reserved_user
-                        && let Err(forget) = self.guards.forget_once_per_user(&rule.name, &user, key).await
-                    {
-                        tracing::warn!(error = %chain(&forget), "could not drop the once_per_user mark after a permanent failure");
-                    }
-                    Ok(Outcome::Failed { reason: e.to_string(), class: e.failure_class() })
-                }
+                ErrorClass::AlreadyDone => Ok(Called::AlreadyDone(e)),
+                ErrorClass::Permanent => Ok(Called::Failed(e)),
             },
         }
     }
@@ -339,10 +366,6 @@ enum Work<'a> {
     Event { rule: &'a Rule, event: Event },
     Analysis(CampaignAnalysis),
     Persona(ClusterPersona),
-}
-
-fn dry_run_result(request: &MaveraRequest) -> serde_json::Value {
-    serde_json::json!({"dry_run": true, "request": {"method": "POST", "path": request.path(), "body": request.body()}})
 }
 
 fn already_done_result(request: &MaveraRequest) -> serde_json::Value {

@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use crate::domain::truncate_chars;
 use crate::mavera::MaveraResponse;
 
 /// Longer research or generated texts are cut here; the full text stays in Mavera (thread
@@ -19,7 +20,7 @@ pub fn summarize(response: &MaveraResponse) -> Value {
             "credits": p.credits_charged,
         }),
         MaveraResponse::Research(m) => {
-            let (content, truncated) = bounded(&m.content);
+            let (content, truncated) = bounded(&m.content, MAX_TEXT_CHARS);
             json!({
                 "action": "research",
                 "thread_id": m.thread_id,
@@ -29,8 +30,9 @@ pub fn summarize(response: &MaveraResponse) -> Value {
                 "credits": m.usage.as_ref().and_then(|u| u.credits_used),
             })
         }
+        MaveraResponse::DryRun(would) => json!({"dry_run": true, "request": would.to_json()}),
         MaveraResponse::Generation(g) => {
-            let (output, truncated) = bounded(g.text().unwrap_or_default());
+            let (output, truncated) = bounded(g.text().unwrap_or_default(), MAX_TEXT_CHARS);
             json!({
                 "action": "generate",
                 "generation_id": g.id,
@@ -42,11 +44,10 @@ pub fn summarize(response: &MaveraResponse) -> Value {
     }
 }
 
-fn bounded(text: &str) -> (&str, bool) {
-    match text.char_indices().nth(MAX_TEXT_CHARS) {
-        Some((cut, _)) => (&text[..cut], true),
-        None => (text, false),
-    }
+/// The first `max` characters of `text`, and whether anything was cut.
+pub(super) fn bounded(text: &str, max: usize) -> (&str, bool) {
+    let kept = truncate_chars(text, max);
+    (kept, kept.len() < text.len())
 }
 
 #[cfg(test)]

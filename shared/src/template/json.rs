@@ -1,10 +1,10 @@
-//! A JSON value whose strings are templates: the rule's `persona.extra` and
-//! `generate.input` tables, rendered against an event into JSON.
+//! A JSON value whose strings are templates: the `persona.extra` and `generate.input`
+//! tables, rendered into JSON.
 
 use serde_json::{Map, Value};
 
-use super::template::{Template, TemplateError};
-use crate::domain::{Event, FieldPath};
+use super::{FieldSource, Template, TemplateError};
+use crate::domain::FieldPath;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum JsonTemplate {
@@ -43,11 +43,11 @@ impl JsonTemplate {
         })
     }
 
-    pub fn render(&self, event: &Event) -> Value {
+    pub fn render<F: FieldSource + ?Sized>(&self, source: &F) -> Value {
         match self {
-            JsonTemplate::Text(t) => Value::String(t.render(event)),
-            JsonTemplate::Array(items) => Value::Array(items.iter().map(|t| t.render(event)).collect()),
-            JsonTemplate::Object(entries) => Value::Object(render_entries(entries, event)),
+            JsonTemplate::Text(t) => Value::String(t.render(source)),
+            JsonTemplate::Array(items) => Value::Array(items.iter().map(|t| t.render(source)).collect()),
+            JsonTemplate::Object(entries) => Value::Object(render_entries(entries, source)),
             JsonTemplate::Literal(v) => v.clone(),
         }
     }
@@ -62,6 +62,6 @@ impl JsonTemplate {
     }
 }
 
-pub fn render_entries(entries: &[(String, JsonTemplate)], event: &Event) -> Map<String, Value> {
-    entries.iter().map(|(k, t)| (k.clone(), t.render(event))).collect()
+pub fn render_entries<F: FieldSource + ?Sized>(entries: &[(String, JsonTemplate)], source: &F) -> Map<String, Value> {
+    entries.iter().map(|(k, t)| (k.clone(), t.render(source))).collect()
 }

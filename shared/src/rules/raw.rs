@@ -1,61 +1,37 @@
-//! The `triggers.toml` format and its validation. Each rule is read on its own, so an
-//! error can name the rule (by `name`, or by position when the name is the problem) and
-//! the field.
+//! The `[[rule]]` tables of `triggers.toml`, read as every table is (`toml_table`): serde
+//! into [`RawRule`], which refuses unknown keys, then `validate`. Each rule is read on its
+//! own, so an error can name the rule (by `name`, or by position when the name is the
+//! problem) and the field: serde's problems by the key they are about (`promt` in
+//! `research = { promt = … }`), a condition's by its position (`conditions[1].*`).
 
 use serde::Deserialize;
 
 use super::Rule;
 use super::action::{Action, GenerateAction, PersonaAction, ResearchAction};
 use super::condition::{Condition, RawCondition};
-use super::enrichment::{EnrichmentConfig, RawEnrichment};
-use super::json_template::JsonTemplate;
-use super::sync_config::{self, SyncConfig};
-use super::template::Template;
 use crate::domain::{FieldPath, RuleName, Source};
+use crate::template::{JsonTemplate, Template};
+use crate::toml_table::{self, TableError};
 
 /// A daily cap is counted in one store item that lists the jobs it admitted; this bound
 /// keeps that item far below DynamoDB's 400 KB.
 pub const MAX_DAILY_CAP: u32 = 1000;
 
-#[derive(Debug, thiserror::Error)]
-pub enum RulesError {
-    #[error("cannot read the rules file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("{origin}: {source}")]
-    Syntax { origin: String, source: toml::de::Error },
-    #[error("{origin}: rule `{rule}`, field `{field}`: {problem}")]
-    Rule { origin: String, rule: String, field: String, problem: String },
-    #[error("{origin}: [enrichment], field `{field}`: {problem}")]
-    Enrichment { origin: String, field: String, problem: String },
-    #[error("{origin}: [{section}], field `{field}`: {problem}")]
-    CioSync { origin: String, section: &'static str, field: String, problem: String },
-}
-
-pub(super) struct Parsed {
-    pub rules: Vec<Rule>,
-    pub enrichment: EnrichmentConfig,
-    pub cio_sync: SyncConfig,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    #[serde(default)]
-    rule: Vec<toml::Table>,
-    #[serde(default)]
-    enrichment: Option<RawEnrichment>,
-    /// Read key by key in `sync_config`, so errors name the field.
-    #[serde(default)]
-    cio_sync: Option<toml::Table>,
+/// A problem in one rule: which rule, which field, what is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RuleError {
+    pub rule: String,
+    pub field: String,
+    pub problem: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
-    name: String,
-    source: String,
-    event: OneOrMany,
-    action: String,
+    name: Option<String>,
+    source: Option<String>,
+    event: Option<OneOrMany>,
+    action: Option<String>,
     #[serde(default)]
     conditions: Vec<toml::Table>,
     daily_cap: Option<i64>,
@@ -78,8 +54,8 @@ enum OneOrMany {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPersona {
-    name: String,
-    description: String,
+    name: Option<String>,
+    description: Option<String>,
     context_field: Option<String>,
     #[serde(default)]
     extra: toml::Table,
@@ -88,14 +64,14 @@ struct RawPersona {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawResearch {
-    prompt: String,
+    prompt: Option<String>,
     workspace_id: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGenerate {
-    app_id: String,
+    app_id: Option<String>,
     #[serde(default)]
     input: toml::Table,
     title: Option<String>,
@@ -104,36 +80,16 @@ struct RawGenerate {
     workspace_id: Option<String>,
 }
 
-pub(super) fn parse(text: &str, origin: &str) -> Result<Parsed, RulesError> {
-    let raw: RawFile =
-        toml::from_str(text).map_err(|source| RulesError::Syntax { origin: origin.to_owned(), source })?;
-    let enrichment = raw
-        .enrichment
-        .map(|e| e.validate())
-        .transpose()
-        .map_err(|(field, problem)| RulesError::Enrichment { origin: origin.to_owned(), field, problem })?;
-    let cio_sync = match raw.cio_sync {
-        None => SyncConfig::default(),
-        Some(table) => sync_config::parse(table).map_err(|(section, (field, problem))| RulesError::CioSync {
-            origin: origin.to_owned(),
-            section,
-            field,
-            problem,
-        })?,
-    };
-
-    let mut rules: Vec<Rule> = Vec::with_capacity(raw.rule.len());
-    for (i, table) in raw.rule.into_iter().enumerate() {
+/// Reads the `[[rule]]` tables in file order; rule names must be unique.
+pub(crate) fn parse(tables: Vec<toml::Table>) -> Result<Vec<Rule>, RuleError> {
+    let mut rules: Vec<Rule> = Vec::with_capacity(tables.len());
+    for (i, table) in tables.into_iter().enumerate() {
         // Name the rule by its `name` when it has a readable one, else by position.
         let label =
             table.get("name").and_then(toml::Value::as_str).map(str::to_owned).unwrap_or_else(|| format!("#{}", i + 1));
-        let err = |field: &str, problem: String| RulesError::Rule {
-            origin: origin.to_owned(),
-            rule: label.clone(),
-            field: field.to_owned(),
-            problem,
-        };
-        let rule = validate(table, &err)?;
+        let err = |field: &str, problem: String| RuleError { rule: label.clone(), field: field.to_owned(), problem };
+        let raw: RawRule = toml_table::read(table).map_err(|e| serde_err(e, &err))?;
+        let rule = raw.validate(&err)?;
         if rules.iter().any(|r| r.name == rule.name) {
             return Err(err(
                 "name",
@@ -142,101 +98,103 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Parsed, RulesError> {
         }
         rules.push(rule);
     }
-    Ok(Parsed { rules, enrichment: enrichment.unwrap_or_default(), cio_sync })
+    Ok(rules)
 }
 
-fn validate(table: toml::Table, err: &dyn Fn(&str, String) -> RulesError) -> Result<Rule, RulesError> {
-    let raw: RawRule = toml::Table::try_into(table).map_err(|e| serde_err(e, err))?;
+/// Serde's problem, named by the key it is about (`*` when it is about no key).
+fn serde_err(e: TableError, err: &dyn Fn(&str, String) -> RuleError) -> RuleError {
+    err(e.key().unwrap_or("*"), e.message.clone())
+}
 
-    let name = RuleName::parse(raw.name).map_err(|e| err("name", e.to_string()))?;
-    let source = Source::parse(&raw.source).map_err(|e| err("source", e.to_string()))?;
-    let events = match raw.event {
-        OneOrMany::One(e) => vec![e],
-        OneOrMany::Many(es) => es,
-    };
-    if events.is_empty() || events.iter().any(|e| e.trim().is_empty()) {
-        return Err(err("event", "name at least one event, and no empty names".into()));
-    }
-    if source == Source::CustomerIo
-        && let Some(bad) = events.iter().find(|e| e.as_str() == "complained")
-    {
-        return Err(err(
-            "event",
-            format!(
-                "`{bad}` is not a Customer.io metric (Mavera's sample says so by mistake): spam complaints arrive as `spammed`"
-            ),
-        ));
-    }
+/// Why a required key is needed, for "is missing" errors.
+fn missing(what: &str) -> String {
+    format!("is missing: {what}")
+}
 
-    let enrich = raw.enrich;
-    let mut conditions = Vec::new();
-    let mut after_enrichment = Vec::new();
-    for (i, table) in raw.conditions.into_iter().enumerate() {
-        let at = |key: &str| format!("conditions[{i}].{key}");
-        let raw: RawCondition = toml::Table::try_into(table).map_err(|e| err(&at("*"), e.message().to_owned()))?;
-        let condition: Condition = raw.validate().map_err(|(key, problem)| err(&at(&key), problem))?;
-        if is_customer_field(&condition.field) {
-            if !enrich {
-                return Err(err(
-                    &at("field"),
-                    format!(
-                        "`{}` comes from the Customer.io lookup: set `enrich = true` on this rule",
-                        condition.field
-                    ),
-                ));
+impl RawRule {
+    fn validate(self, err: &dyn Fn(&str, String) -> RuleError) -> Result<Rule, RuleError> {
+        let required = "every rule names its `name`, `source`, `event` and `action`";
+        let name = self.name.ok_or_else(|| err("name", missing(required)))?;
+        let name = RuleName::parse(name).map_err(|e| err("name", e.to_string()))?;
+        let source = self.source.ok_or_else(|| err("source", missing(required)))?;
+        let source = Source::parse(&source).map_err(|e| err("source", e.to_string()))?;
+        let events = match self.event.ok_or_else(|| err("event", missing(required)))? {
+            OneOrMany::One(e) => vec![e],
+            OneOrMany::Many(es) => es,
+        };
+        if events.is_empty() || events.iter().any(|e| e.trim().is_empty()) {
+            return Err(err("event", "name at least one event, and no empty names".into()));
+        }
+        if source == Source::CustomerIo
+            && let Some(bad) = events.iter().find(|e| e.as_str() == "complained")
+        {
+            return Err(err(
+                "event",
+                format!(
+                    "`{bad}` is not a Customer.io metric (Mavera's sample says so by mistake): spam complaints arrive as `spammed`"
+                ),
+            ));
+        }
+
+        let enrich = self.enrich;
+        let mut conditions = Vec::new();
+        let mut after_enrichment = Vec::new();
+        for (i, table) in self.conditions.into_iter().enumerate() {
+            let at = |key: &str| format!("conditions[{i}].{key}");
+            let raw: RawCondition = toml_table::read(table).map_err(|e| err(&at("*"), e.message))?;
+            let condition: Condition = raw.validate().map_err(|(key, problem)| err(&at(&key), problem))?;
+            if is_customer_field(&condition.field) {
+                if !enrich {
+                    return Err(err(
+                        &at("field"),
+                        format!(
+                            "`{}` comes from the Customer.io lookup: set `enrich = true` on this rule",
+                            condition.field
+                        ),
+                    ));
+                }
+                after_enrichment.push(condition);
+            } else {
+                conditions.push(condition);
             }
-            after_enrichment.push(condition);
-        } else {
-            conditions.push(condition);
         }
-    }
 
-    let action = action(raw.action.as_str(), raw.persona, raw.research, raw.generate, err)?;
-    if !raw.enrich
-        && let Some(field) = action.fields().into_iter().find(|f| is_customer_field(f))
-    {
-        return Err(err(
-            raw.action.as_str(),
-            format!(
-                "the template reads `{field}`, which comes from the Customer.io lookup: set `enrich = true` on this rule"
-            ),
-        ));
-    }
-
-    let daily_cap = match raw.daily_cap {
-        None => None,
-        Some(n) if (1..=MAX_DAILY_CAP as i64).contains(&n) => Some(n as u32),
-        Some(n) => {
-            return Err(err("daily_cap", format!("{n} is outside 1 to {MAX_DAILY_CAP}; leave it out for no cap")));
+        let kind = self.action.ok_or_else(|| err("action", missing(required)))?;
+        let action = action(kind.as_str(), self.persona, self.research, self.generate, err)?;
+        if !self.enrich
+            && let Some(field) = action.fields().into_iter().find(|f| is_customer_field(f))
+        {
+            return Err(err(
+                kind.as_str(),
+                format!(
+                    "the template reads `{field}`, which comes from the Customer.io lookup: set `enrich = true` on this rule"
+                ),
+            ));
         }
-    };
-    Ok(Rule {
-        name,
-        source,
-        events,
-        conditions,
-        after_enrichment,
-        action,
-        daily_cap,
-        once_per_user: raw.once_per_user,
-        enrich: raw.enrich,
-    })
+
+        let daily_cap = match self.daily_cap {
+            None => None,
+            Some(n) if (1..=MAX_DAILY_CAP as i64).contains(&n) => Some(n as u32),
+            Some(n) => {
+                return Err(err("daily_cap", format!("{n} is outside 1 to {MAX_DAILY_CAP}; leave it out for no cap")));
+            }
+        };
+        Ok(Rule {
+            name,
+            source,
+            events,
+            conditions,
+            after_enrichment,
+            action,
+            daily_cap,
+            once_per_user: self.once_per_user,
+            enrich: self.enrich,
+        })
+    }
 }
 
 fn is_customer_field(path: &FieldPath) -> bool {
     path.first() == "customer"
-}
-
-/// Turns serde's message into (field, problem); serde names unknown and missing keys.
-fn serde_err(e: toml::de::Error, err: &dyn Fn(&str, String) -> RulesError) -> RulesError {
-    let message = e.message().to_owned();
-    let field = message
-        .split('`')
-        .nth(1)
-        .filter(|_| message.starts_with("unknown field") || message.starts_with("missing field"))
-        .unwrap_or("*")
-        .to_owned();
-    err(&field, message)
 }
 
 fn action(
@@ -244,8 +202,8 @@ fn action(
     persona: Option<RawPersona>,
     research: Option<RawResearch>,
     generate: Option<RawGenerate>,
-    err: &dyn Fn(&str, String) -> RulesError,
-) -> Result<Action, RulesError> {
+    err: &dyn Fn(&str, String) -> RuleError,
+) -> Result<Action, RuleError> {
     let table = match kind {
         "create_persona" => "persona",
         "research" => "research",
@@ -268,7 +226,7 @@ fn action(
         }
     }
     let template = |field: &str, text: &str| Template::parse(text).map_err(|e| err(field, e.to_string()));
-    let json = |field: &str, table: toml::Table| -> Result<Vec<(String, JsonTemplate)>, RulesError> {
+    let json = |field: &str, table: toml::Table| -> Result<Vec<(String, JsonTemplate)>, RuleError> {
         let value = serde_json::to_value(table).map_err(|e| err(field, e.to_string()))?;
         match JsonTemplate::parse(value) {
             Ok(JsonTemplate::Object(entries)) => Ok(entries),
@@ -290,9 +248,12 @@ fn action(
                 Some(f) if f.is_empty() => None,
                 Some(f) => Some(f),
             };
+            let needs = "`create_persona` needs a `[rule.persona]` table with `name` and `description`";
+            let name = p.name.ok_or_else(|| err("persona.name", missing(needs)))?;
+            let description = p.description.ok_or_else(|| err("persona.description", missing(needs)))?;
             Ok(Action::CreatePersona(PersonaAction {
-                name: template("persona.name", &p.name)?,
-                description: template("persona.description", &p.description)?,
+                name: template("persona.name", &name)?,
+                description: template("persona.description", &description)?,
                 context_field,
                 extra,
             }))
@@ -300,11 +261,12 @@ fn action(
         "research" => {
             let r = research
                 .ok_or_else(|| err("research", "`research` needs a `[rule.research]` table with `prompt`".into()))?;
-            if r.prompt.trim().is_empty() {
+            let prompt = r.prompt.ok_or_else(|| err("research.prompt", missing("`research` needs a prompt")))?;
+            if prompt.trim().is_empty() {
                 return Err(err("research.prompt", "is empty".into()));
             }
             Ok(Action::Research(ResearchAction {
-                prompt: template("research.prompt", &r.prompt)?,
+                prompt: template("research.prompt", &prompt)?,
                 workspace_id: r.workspace_id,
             }))
         }
@@ -312,11 +274,12 @@ fn action(
             let g = generate.ok_or_else(|| {
                 err("generate", "`generate` needs a `[rule.generate]` table with `app_id` and `input`".into())
             })?;
-            if g.app_id.trim().is_empty() {
+            let app_id = g.app_id.ok_or_else(|| err("generate.app_id", missing("`generate` needs an `app_id`")))?;
+            if app_id.trim().is_empty() {
                 return Err(err("generate.app_id", "is empty".into()));
             }
             Ok(Action::Generate(GenerateAction {
-                app_id: g.app_id,
+                app_id,
                 input: json("generate.input", g.input)?,
                 title: g.title.as_deref().map(|t| template("generate.title", t)).transpose()?,
                 brand_voice_id: g.brand_voice_id,
@@ -330,12 +293,17 @@ fn action(
 
 #[cfg(test)]
 mod tests {
-    use super::super::Rules;
-    use super::RulesError;
+    use crate::rules::Rules;
+    use crate::triggers::{Triggers, TriggersError};
+
+    /// The rules of a `triggers.toml`.
+    fn parse(text: &str) -> Result<Rules, TriggersError> {
+        Triggers::parse(text, "t.toml").map(|t| t.rules)
+    }
 
     fn error(text: &str) -> (String, String, String) {
-        match Rules::parse(text, "t.toml").unwrap_err() {
-            RulesError::Rule { rule, field, problem, .. } => (rule, field, problem),
+        match parse(text).unwrap_err() {
+            TriggersError::Rule { rule, field, problem, .. } => (rule, field, problem),
             other => panic!("expected a rule error, got {other}"),
         }
     }
@@ -351,13 +319,13 @@ research = { prompt = "p {x}" }
 
     #[test]
     fn a_minimal_rule_parses() {
-        let rules = Rules::parse(OK, "t.toml").unwrap();
+        let rules = parse(OK).unwrap();
         assert_eq!(rules.len(), 1);
     }
 
     #[test]
     fn an_empty_file_has_no_rules() {
-        assert!(Rules::parse("", "t.toml").unwrap().is_empty());
+        assert!(parse("").unwrap().is_empty());
     }
 
     #[test]
@@ -412,7 +380,7 @@ research = { prompt = "p {x}" }
         let (_, field, _) = error(&OK.replace("p {x}", "p {customer.plan}"));
         assert_eq!(field, "research");
         let ok = OK.replace("p {x}", "p {customer.plan}").replace("action =", "enrich = true\naction =");
-        assert!(Rules::parse(&ok, "t.toml").is_ok());
+        assert!(parse(&ok).is_ok());
     }
 
     #[test]
@@ -436,27 +404,8 @@ research = { prompt = "p {x}" }
     }
 
     #[test]
-    fn cio_sync_errors_name_the_table_and_the_field() {
-        let err = Rules::parse(&format!("{OK}\n[cio_sync.attribute_personas]\nclusters = 0"), "t.toml").unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("t.toml: [cio_sync.attribute_personas], field `clusters`: 0 is outside 1 to 20"),
-            "{err}"
-        );
-        let rules = Rules::parse(OK, "t.toml").unwrap();
-        assert!(!rules.cio_sync().any_enabled(), "without the tables both jobs are off");
-    }
-
-    #[test]
-    fn syntax_errors_carry_the_file_name() {
-        let err = Rules::parse("[[rule]\nname=", "t.toml").unwrap_err();
-        assert!(matches!(err, RulesError::Syntax { .. }));
-        assert!(err.to_string().starts_with("t.toml:"), "{err}");
-    }
-
-    #[test]
     fn persona_extra_and_generate_input_are_templates() {
-        let rules = Rules::parse(
+        let rules = parse(
             r#"
 [[rule]]
 name = "p"
@@ -479,7 +428,6 @@ app_id = "email-variations"
 title = "For {plan}"
 input = { topic = "Upgrade to {plan}", tone = "friendly" }
 "#,
-            "t.toml",
         )
         .unwrap();
         let event = crate::domain::Event {

@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::checkpoint::fingerprint;
-use super::jobs::{ClusterPersona, ClusterValue, Spread};
-use crate::rules::AttributePersonasConfig;
+use super::config::AttributePersonasConfig;
+use crate::domain::truncate_chars;
+use crate::queue::{ClusterPersona, ClusterValue, Spread};
 
 /// Values longer than this are cut: they name clusters and personas, and checkpoints must
 /// stay small.
@@ -43,8 +44,8 @@ impl Tally {
         count.describe.resize_with(config.describe.len(), BTreeMap::new);
         for (spread, attribute) in count.describe.iter_mut().zip(&config.describe) {
             let value = match attributes.get(attribute) {
-                None | Some(Value::Null) => crate::rules::MISSING.to_owned(),
-                Some(Value::String(s)) if s.trim().is_empty() => crate::rules::MISSING.to_owned(),
+                None | Some(Value::Null) => crate::template::MISSING.to_owned(),
+                Some(Value::String(s)) if s.trim().is_empty() => crate::template::MISSING.to_owned(),
                 Some(Value::String(s)) => s.trim().to_lowercase(),
                 Some(other) => other.to_string(),
             };
@@ -131,23 +132,22 @@ pub fn cluster_id(segment_id: u64, values: &[ClusterValue]) -> String {
 }
 
 fn cut(mut value: String) -> String {
-    if let Some((at, _)) = value.char_indices().nth(MAX_VALUE_CHARS) {
-        value.truncate(at);
-    }
+    let kept = truncate_chars(&value, MAX_VALUE_CHARS).len();
+    value.truncate(kept);
     value
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::Rules;
+    use crate::triggers::Triggers;
 
     fn config(clusters: usize) -> AttributePersonasConfig {
         let text = format!(
             "[cio_sync.attribute_personas]\nclusters = {clusters}\nmin_cluster_size = 2\ndescribe = [\"country\"]\n\
              cluster_by = [{{ attribute = \"plan_type\", name = \"plan\" }}, {{ attribute = \"ltv\", buckets = [100] }}]"
         );
-        Rules::parse(&text, "t.toml").unwrap().cio_sync().attribute_personas.clone()
+        Triggers::parse(&text, "t.toml").unwrap().cio_sync.attribute_personas
     }
 
     fn person(plan: &str, ltv: Value, country: &str) -> Map<String, Value> {

@@ -1,11 +1,40 @@
-//! `{field}` templates, compiled once when rules load. `{path}` inserts a field (dotted
-//! paths reach nested values); `{path:.N}` keeps its first N characters, as Python's format
-//! does; `{{` and `}}` are literal braces. A missing field renders as `unknown`, as
+//! `{field}` templates, compiled once when `triggers.toml` loads. `{path}` inserts a field
+//! (dotted paths reach nested values); `{path:.N}` keeps its first N characters, as Python's
+//! format does; `{{` and `}}` are literal braces. A missing field renders as `unknown`, as
 //! Mavera's sample does.
+//!
+//! A template reads its fields from a [`FieldSource`]: a webhook [`Event`] for rules, the
+//! facts of a queued job for the scheduled jobs. [`JsonTemplate`] is a JSON value whose
+//! strings are templates.
+
+mod json;
 
 use std::fmt;
 
-use crate::domain::{Event, FieldPath};
+use serde_json::{Map, Value};
+
+pub use json::{JsonTemplate, render_entries};
+
+use crate::domain::{Event, FieldPath, LookedUp, lookup_in, truncate_chars};
+
+/// Where a template's fields come from.
+pub trait FieldSource {
+    /// The value at `path`; `None` when it is absent or null.
+    fn field(&self, path: &FieldPath) -> Option<LookedUp<'_>>;
+}
+
+impl FieldSource for Event {
+    fn field(&self, path: &FieldPath) -> Option<LookedUp<'_>> {
+        self.lookup(path)
+    }
+}
+
+/// A plain map of fields, as the worker builds from a scheduled job's message.
+impl FieldSource for Map<String, Value> {
+    fn field(&self, path: &FieldPath) -> Option<LookedUp<'_>> {
+        lookup_in(self, path)
+    }
+}
 
 pub const MISSING: &str = "unknown";
 
@@ -72,22 +101,21 @@ impl Template {
         Ok(Template { raw: raw.to_owned(), parts })
     }
 
-    /// Renders against an event; missing fields become `unknown`.
-    pub fn render(&self, event: &Event) -> String {
+    /// Renders with the fields of `source`; missing fields become `unknown`.
+    pub fn render<F: FieldSource + ?Sized>(&self, source: &F) -> String {
         let mut out = String::with_capacity(self.raw.len() + 32);
         for part in &self.parts {
             match part {
                 Part::Literal(s) => out.push_str(s),
                 Part::Field { path, max_chars } => {
                     let start = out.len();
-                    match event.lookup(path) {
+                    match source.field(path) {
                         Some(value) => value.write_to(&mut out),
                         None => out.push_str(MISSING),
                     }
-                    if let Some(max) = *max_chars
-                        && let Some((cut, _)) = out[start..].char_indices().nth(max)
-                    {
-                        out.truncate(start + cut);
+                    if let Some(max) = *max_chars {
+                        let kept = truncate_chars(&out[start..], max).len();
+                        out.truncate(start + kept);
                     }
                 }
             }

@@ -20,14 +20,15 @@ use tokio::time::Instant;
 
 use super::checkpoint::{self, fingerprint};
 use super::clusters::Tally;
-use super::lookup::{Found, Lookup};
+use super::config::AttributePersonasConfig;
 use super::summary::{RunStatus, Summary};
 use super::window::RunWindow;
 use super::{CioSync, Enqueued, SyncError, SyncJob};
-use crate::customerio::{CioError, CustomerIoApi, Identifiers, ScanStop};
-use crate::domain::JobKey;
+use crate::customerio::{CioError, CustomerIoApi, Found, Identifiers, Lookup, ScanStop};
+use crate::domain::{JobKey, percent};
+use crate::mavera::MaveraRequest;
 use crate::queue::{Job, JobMessage, MESSAGE_VERSION};
-use crate::rules::AttributePersonasConfig;
+use crate::worker::persona_request;
 
 /// Lookups in flight at once; the client's gate keeps them to 10 starts a second.
 const LOOKUPS_IN_FLIGHT: usize = 10;
@@ -282,11 +283,11 @@ impl Run<'_> {
         self.summary.planned = jobs
             .iter()
             .map(|j| {
-                let name = match j.persona_request(self.config) {
-                    crate::mavera::MaveraRequest::CreatePersona(p) => p.name,
+                let name = match persona_request(j, &self.config.persona) {
+                    MaveraRequest::CreatePersona(p) => p.name,
                     _ => String::new(),
                 };
-                json!({"cluster": j.cluster_id, "label": j.label(), "size": j.size, "share": super::percent(j.size, j.members), "persona": name})
+                json!({"cluster": j.cluster_id, "label": j.label(), "size": j.size, "share": percent(j.size, j.members), "persona": name})
             })
             .collect();
         if self.dry_run {
@@ -370,11 +371,12 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
+    use crate::cio_sync::RunRequest;
     use crate::customerio::memory::{Call, MemoryCustomerIo};
+    use crate::queue::ClusterPersona;
     use crate::queue::MemoryQueue;
-    use crate::rules::Rules;
     use crate::store::{JobStore, Lease, MemoryStore, Outcome};
-    use crate::sync::{ClusterPersona, RunRequest};
+    use crate::triggers::Triggers;
 
     /// Segment 7: 12 pro/saas, 8 free/retail, 3 team/saas, 2 without attributes of
     /// interest; each person's id is their position.
@@ -407,7 +409,7 @@ mod tests {
     }
 
     fn sync(api: Arc<MemoryCustomerIo>) -> (CioSync, MemoryQueue, MemoryStore) {
-        let rules = Rules::parse(
+        let triggers = Triggers::parse(
             "[cio_sync.attribute_personas]\nenabled = true\nsegment_id = 7\npage_size = 5\nclusters = 2\nmin_cluster_size = 3\n\
              cluster_by = [{ attribute = \"plan_type\", name = \"plan\" }, { attribute = \"industry\" }]",
             "t.toml",
@@ -415,9 +417,15 @@ mod tests {
         .unwrap();
         let store = MemoryStore::new();
         let queue = MemoryQueue::default();
-        let sync =
-            CioSync::new(&rules, Some(api), Arc::new(store.clone()), Arc::new(store.clone()), Arc::new(queue.clone()))
-                .unwrap();
+        let sync = CioSync::new(
+            triggers.cio_sync,
+            triggers.enrichment.cache_ttl,
+            Some(api),
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+            Arc::new(queue.clone()),
+        )
+        .unwrap();
         (sync, queue, store)
     }
 

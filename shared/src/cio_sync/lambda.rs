@@ -3,10 +3,9 @@
 
 use serde_json::Value;
 
-use super::SyncJob;
+use super::{SyncConfig, SyncJob};
 use crate::config::{self, AwsResources, ConfigError, Vars};
 use crate::customerio::CioConfig;
-use crate::rules::Rules;
 
 /// One invocation's request, from the schedule's constant input `{"job": "campaign-strategy"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,10 +63,10 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_vars(vars: &dyn Vars, rules: &Rules) -> Result<Self, ConfigError> {
+    pub fn from_vars(vars: &dyn Vars, jobs: &SyncConfig) -> Result<Self, ConfigError> {
         Ok(Settings {
             resources: AwsResources::from_vars(vars)?,
-            customerio: config::customerio(vars, rules.cio_sync().any_enabled())?,
+            customerio: config::customerio(vars, jobs.any_enabled())?,
         })
     }
 }
@@ -77,6 +76,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::triggers::Triggers;
 
     #[test]
     fn the_schedules_input_names_the_job() {
@@ -109,10 +109,12 @@ mod tests {
 
     #[test]
     fn the_app_key_is_required_once_a_job_is_on() {
-        let off = Rules::parse("", "t.toml").unwrap();
+        let off = Triggers::parse("", "t.toml").unwrap().cio_sync;
         let base = [("EVENTS_TABLE", "events"), ("JOBS_QUEUE_URL", "http://q"), ("CIO_REGION", "eu")];
         assert!(Settings::from_vars(&base, &off).unwrap().customerio.is_none());
-        let on = Rules::parse("[cio_sync.attribute_personas]\nenabled = true\nsegment_id = 4", "t.toml").unwrap();
+        let on = Triggers::parse("[cio_sync.attribute_personas]\nenabled = true\nsegment_id = 4", "t.toml")
+            .unwrap()
+            .cio_sync;
         let err = Settings::from_vars(&base, &on).unwrap_err();
         assert!(err.to_string().starts_with("CIO_APP_KEY is not set"), "{err}");
         let vars =

@@ -1,18 +1,18 @@
-//! Attribute lookups for segment members, through the same cache as the worker's enrichment
+//! Cached attribute lookups, shared by the worker's enrichment and the scheduled persona job
 //! (same keys, same value, same freshness): a person looked up for a webhook alert is not
-//! fetched again here, and a run resumed after a deadline does not refetch anyone.
+//! fetched again for a segment's clustering, and a run resumed after a deadline does not
+//! refetch anyone.
 
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use crate::customerio::{CioError, CustomerIoApi, Identifiers};
-use crate::rules::IdType;
+use super::{CioError, CustomerIoApi, IdType, Identifiers};
 use crate::store::CacheStore;
 use crate::telemetry::chain;
 
-/// The cache key the worker's enrichment (`worker::enrich`) uses for a person's attributes.
+/// The cache key of a person's attributes.
 pub fn attribute_cache_key(id_type: IdType, id: &str) -> String {
     format!("cio-attributes#{}#{id}", id_type.as_str())
 }
@@ -75,16 +75,11 @@ impl Lookup<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use serde_json::json;
 
     use super::*;
     use crate::customerio::memory::{Call, MemoryCustomerIo};
-    use crate::domain::{Event, EventId, Source};
-    use crate::rules::EnrichmentConfig;
     use crate::store::MemoryStore;
-    use crate::worker::{CioEnricher, Enrich};
 
     /// Knows one person, `id` 7.
     fn one_person() -> MemoryCustomerIo {
@@ -99,31 +94,6 @@ mod tests {
 
     fn later() -> Instant {
         Instant::now() + Duration::from_secs(5)
-    }
-
-    #[tokio::test]
-    async fn what_enrichment_cached_is_not_fetched_again() {
-        let api = Arc::new(one_person());
-        let store = Arc::new(MemoryStore::new());
-        let enricher = CioEnricher::new(api.clone(), store.clone(), EnrichmentConfig::default());
-        let mut event = Event {
-            source: Source::CustomerIo,
-            id: EventId::parse("e1").unwrap(),
-            name: "unsubscribed".into(),
-            user_id: Some("7".into()),
-            fields: json!({"user_id": "7"}).as_object().unwrap().clone(),
-        };
-        enricher.enrich(&mut event, later()).await;
-        assert_eq!(lookups(&api), 1);
-
-        let lookup =
-            Lookup { api: api.as_ref(), cache: store.as_ref(), ttl: Duration::from_secs(3600), id_type: IdType::Id };
-        let found = lookup.attributes(IdType::Id, "7", later()).await.unwrap();
-        assert_eq!(
-            found,
-            Found::Attributes { attributes: json!({"plan_type": "Pro"}).as_object().unwrap().clone(), cached: true }
-        );
-        assert_eq!(lookups(&api), 1, "the enrichment's cache entry was used");
     }
 
     #[tokio::test]

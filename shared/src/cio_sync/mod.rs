@@ -18,9 +18,8 @@
 mod campaigns;
 mod checkpoint;
 mod clusters;
-mod jobs;
+mod config;
 mod lambda;
-pub(crate) mod lookup;
 mod personas;
 mod summary;
 mod window;
@@ -33,16 +32,18 @@ use tokio::time::Instant;
 
 pub use checkpoint::{CheckpointError, MAX_CHECKPOINT_BYTES};
 pub use clusters::cluster_id;
-pub use jobs::{CampaignAnalysis, ClusterPersona, ClusterValue, MetricsDates, Spread, WINNER_METRICS, Winner, percent};
+pub(crate) use config::parse as parse_config;
+pub use config::{
+    ATTRIBUTE_PERSONAS, AttributePersonasConfig, CAMPAIGN_STRATEGY, CampaignStrategyConfig, ClusterAttribute,
+    MAX_EVERY_DAYS, SyncConfig, bucket_label,
+};
 pub use lambda::{InputError, RunRequest, Settings};
-pub use lookup::attribute_cache_key;
 pub use summary::{RunFailed, RunStatus, Summary};
 pub use window::RunWindow;
 
 use crate::customerio::{CioError, CustomerIoApi, WindowError};
 use crate::domain::RuleName;
 use crate::queue::{JobMessage, JobQueue, QueueError};
-use crate::rules::{Rules, SyncConfig};
 use crate::store::{CacheStore, Claim, ClaimStore, JobStatus, NewJob, StoreError};
 use crate::telemetry::chain;
 
@@ -83,8 +84,8 @@ impl SyncJob {
 
     fn section(self) -> &'static str {
         match self {
-            SyncJob::CampaignStrategy => crate::rules::CAMPAIGN_STRATEGY,
-            SyncJob::AttributePersonas => crate::rules::ATTRIBUTE_PERSONAS,
+            SyncJob::CampaignStrategy => CAMPAIGN_STRATEGY,
+            SyncJob::AttributePersonas => ATTRIBUTE_PERSONAS,
         }
     }
 }
@@ -130,24 +131,20 @@ enum Enqueued {
 }
 
 impl CioSync {
+    /// `attribute_ttl` is the enrichment's `cache_ttl` (`Triggers::enrichment`): both read
+    /// and write the same cached attributes.
     pub fn new(
-        rules: &Rules,
+        config: SyncConfig,
+        attribute_ttl: Duration,
         api: Option<Arc<dyn CustomerIoApi>>,
         claims: Arc<dyn ClaimStore>,
         cache: Arc<dyn CacheStore>,
         queue: Arc<dyn JobQueue>,
     ) -> Result<Self, SyncSetupError> {
-        if api.is_none() && rules.cio_sync().any_enabled() {
+        if api.is_none() && config.any_enabled() {
             return Err(SyncSetupError::NoCustomerIo);
         }
-        Ok(CioSync {
-            config: rules.cio_sync().clone(),
-            attribute_ttl: rules.enrichment().cache_ttl,
-            api,
-            claims,
-            cache,
-            queue,
-        })
+        Ok(CioSync { config, attribute_ttl, api, claims, cache, queue })
     }
 
     /// Runs one job until it is done or `deadline` comes, and logs its summary line.

@@ -13,14 +13,13 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::checkpoint::{self, fingerprint};
-use super::jobs::{CampaignAnalysis, MetricsDates, WINNER_METRICS, Winner};
+use super::config::CampaignStrategyConfig;
 use super::summary::{RunStatus, Summary};
 use super::window::{RunWindow, metrics_dates};
 use super::{CioSync, Enqueued, SyncError, SyncJob};
 use crate::customerio::{Campaign, CampaignMetrics, CioError, CustomerIoApi, MetricsWindow};
 use crate::domain::JobKey;
-use crate::queue::{Job, JobMessage, MESSAGE_VERSION};
-use crate::rules::CampaignStrategyConfig;
+use crate::queue::{CampaignAnalysis, Job, JobMessage, MESSAGE_VERSION, MetricsDates, WINNER_METRICS, Winner};
 use crate::telemetry::chain;
 
 /// The checkpoint is also written every this many campaigns, in case the process dies.
@@ -157,7 +156,7 @@ impl Run<'_> {
     fn consider(&mut self, campaign: Campaign, metrics: &CampaignMetrics) {
         self.progress.considered += 1;
         let delivered = metrics.delivered();
-        let rate = self.config.rank_by.rate(metrics);
+        let rate = metrics.rate(self.config.rank_by);
         let Some(rate) = rate.filter(|_| delivered >= self.config.min_delivered.max(1)) else {
             self.progress.too_small += 1;
             return;
@@ -304,11 +303,11 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
+    use crate::cio_sync::RunRequest;
     use crate::customerio::memory::{Call, MemoryCustomerIo};
     use crate::queue::MemoryQueue;
-    use crate::rules::Rules;
     use crate::store::MemoryStore;
-    use crate::sync::RunRequest;
+    use crate::triggers::Triggers;
 
     fn campaign(id: u64, name: &str, active: bool) -> Campaign {
         let json = json!({"id": id, "name": name, "active": active, "state": if active { "running" } else { "stopped" }, "tags": ["t"]});
@@ -347,7 +346,7 @@ mod tests {
     }
 
     fn sync(api: Arc<MemoryCustomerIo>, extra: &str) -> (CioSync, MemoryStore, MemoryQueue) {
-        let rules = Rules::parse(
+        let triggers = Triggers::parse(
             &format!(
                 "[cio_sync.campaign_strategy]\nenabled = true\ntop_n = 2\ngenerate = {{ app_id = \"a\" }}\n{extra}"
             ),
@@ -356,9 +355,15 @@ mod tests {
         .unwrap();
         let store = MemoryStore::new();
         let queue = MemoryQueue::default();
-        let sync =
-            CioSync::new(&rules, Some(api), Arc::new(store.clone()), Arc::new(store.clone()), Arc::new(queue.clone()))
-                .unwrap();
+        let sync = CioSync::new(
+            triggers.cio_sync,
+            triggers.enrichment.cache_ttl,
+            Some(api),
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+            Arc::new(queue.clone()),
+        )
+        .unwrap();
         (sync, store, queue)
     }
 

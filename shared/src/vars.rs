@@ -1,0 +1,44 @@
+//! Every environment variable mavera-relay reads, by name. `template.yaml` sets the same names
+//! (a test checks). A foundation module, so that any module may name a variable; reading and
+//! checking them is `config`'s job (`config::vars` is this module).
+
+pub const EVENTS_TABLE: &str = "EVENTS_TABLE";
+pub const JOBS_QUEUE_URL: &str = "JOBS_QUEUE_URL";
+pub const TRIGGERS_PATH: &str = "TRIGGERS_PATH";
+pub const SECRETS_ARN: &str = "SECRETS_ARN";
+pub const SEGMENT_SHARED_SECRET: &str = "SEGMENT_SHARED_SECRET";
+pub const CIO_WEBHOOK_SECRET: &str = "CIO_WEBHOOK_SECRET";
+pub const MAVERA_API_KEY: &str = "MAVERA_API_KEY";
+pub const CIO_APP_KEY: &str = "CIO_APP_KEY";
+pub const SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE: &str = "SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE";
+pub const CIO_TIMESTAMP_TOLERANCE_SECS: &str = "CIO_TIMESTAMP_TOLERANCE_SECS";
+pub const MAVERA_BASE_URL: &str = "MAVERA_BASE_URL";
+pub const DRY_RUN: &str = "DRY_RUN";
+pub const MAVE_CONCURRENCY: &str = "MAVE_CONCURRENCY";
+pub const CIO_REGION: &str = "CIO_REGION";
+pub const CIO_APP_API_URL: &str = "CIO_APP_API_URL";
+/// The deployment's name (`prod`, `staging`): the `Stage` dimension of every metric.
+pub const STAGE: &str = "STAGE";
+
+/// The previous (or next) signing secret during a rotation: one secret per variable.
+pub const SEGMENT_SHARED_SECRET_PREVIOUS: &str = "SEGMENT_SHARED_SECRET_PREVIOUS";
+pub const CIO_WEBHOOK_SECRET_PREVIOUS: &str = "CIO_WEBHOOK_SECRET_PREVIOUS";
+/// Customer.io source IPs/CIDRs ingest accepts (comma-separated; empty: any).
+pub const CIO_ALLOWED_SOURCE_IPS: &str = "CIO_ALLOWED_SOURCE_IPS";
+/// The function's configured timeout, for when the runtime gives no usable deadline.
+pub const FUNCTION_TIMEOUT_SECS: &str = "FUNCTION_TIMEOUT_SECS";
+
+/// The signing secret's keys: what ingest verifies webhooks with. Only ingest reads it.
+pub const SIGNING_SECRET_KEYS: [&str; 4] =
+    [SEGMENT_SHARED_SECRET, SEGMENT_SHARED_SECRET_PREVIOUS, CIO_WEBHOOK_SECRET, CIO_WEBHOOK_SECRET_PREVIOUS];
+/// The API keys secret's keys: what the worker and cio-sync call out with.
+pub const API_KEYS_SECRET_KEYS: [&str; 2] = [MAVERA_API_KEY, CIO_APP_KEY];
+/// Every key a Secrets Manager secret may hold.
+pub const SECRET_KEYS: [&str; 6] = [
+    SEGMENT_SHARED_SECRET,
+    SEGMENT_SHARED_SECRET_PREVIOUS,
+    CIO_WEBHOOK_SECRET,
+    CIO_WEBHOOK_SECRET_PREVIOUS,
+    MAVERA_API_KEY,
+    CIO_APP_KEY,
+];
