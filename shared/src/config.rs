@@ -172,9 +172,9 @@ impl Verifiers {
 
 /// `CIO_ALLOWED_SOURCE_IPS`: the addresses Customer.io webhooks may come from (comma-separated
 /// IPs and CIDR blocks); unset or empty, any.
-pub fn cio_allowed_source_ips(vars: &dyn Vars) -> Result<Option<crate::ingest::IpAllowList>, ConfigError> {
+pub fn cio_allowed_source_ips(vars: &dyn Vars) -> Result<Option<crate::verify::IpAllowList>, ConfigError> {
     let Some(text) = optional(vars, vars::CIO_ALLOWED_SOURCE_IPS) else { return Ok(None) };
-    crate::ingest::IpAllowList::parse(&text).map_err(|problem| ConfigError::Invalid {
+    crate::verify::IpAllowList::parse(&text).map_err(|problem| ConfigError::Invalid {
         name: vars::CIO_ALLOWED_SOURCE_IPS,
         value: text.clone(),
         problem: format!("{problem}; list IPs and CIDR blocks separated by commas"),

@@ -17,7 +17,9 @@ use tokio::time::{Instant, timeout_at};
 pub use error::ApiError;
 pub use report::{EventError, EventReport, JobReport, Report, Status};
 pub use router::{BODY_TIMEOUT, MAX_BODY_BYTES, router, router_with_body_timeout};
-pub use source_ip::{IpAllowList, source_ip};
+pub use source_ip::source_ip;
+
+pub use crate::verify::IpAllowList;
 
 use crate::config::Verifiers;
 use crate::domain::{Event, JobKey, RuleName, Source};

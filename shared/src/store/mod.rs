@@ -32,7 +32,7 @@ use crate::domain::{JobKey, RuleName};
 pub const RECORD_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
 
 /// How long an ingest claim holds before another delivery may take it over. Ingest answers
-/// every request within [`crate::ingest::REQUEST_BUDGET`]: by then it has sent the job or
+/// every request within its request budget (3.5 s): by then it has sent the job or
 /// deleted the claim, unless the process died in between. A claim that outlives its lease is
 /// therefore sent or abandoned, and a later delivery takes it over and sends the job (again:
 /// the worker runs a job once however often it is queued).

@@ -1,10 +1,12 @@
 //! Webhook signature verification, one module per sender. Each works on the raw request
 //! bytes, before any parsing, and compares decoded MACs in constant time.
 
+mod allow_list;
 pub mod customerio;
 mod secrets;
 pub mod segment;
 
+pub use allow_list::{IpAllowList, canonical_ip};
 pub use customerio::CustomerIoVerifier;
 pub use secrets::{SecretsError, SigningSecrets};
 pub use segment::{SegmentVerifier, SignatureCoverage};
