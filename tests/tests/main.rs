@@ -8,6 +8,7 @@ mod iam;
 mod ingest;
 mod ingest_aws;
 mod ingest_faults;
+mod lambda_watch;
 mod layering;
 mod mavera_client;
 mod secrets_aws;

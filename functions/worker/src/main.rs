@@ -49,9 +49,11 @@ async fn main() -> Result<(), Fatal> {
     };
     let worker = Worker::new(rules.clone(), triggers.cio_sync.for_worker(), store.clone(), store, mavera, enricher)?;
     tracing::info!(rules = rules.len(), dry_run, "worker ready");
+    let timeout = config::number(&vars, vars::FUNCTION_TIMEOUT_SECS, sqs::DEFAULT_FUNCTION_TIMEOUT.as_secs())?;
+    let timeout = std::time::Duration::from_secs(timeout);
     let (worker, metrics) = (&worker, &Metrics::from_env("worker"));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let deadline = sqs::deadline_from(event.context.deadline());
+        let deadline = sqs::deadline_from(event.context.deadline(), timeout);
         Ok::<SqsBatchResponse, Error>(sqs::handle_batch(worker, event.payload, deadline, metrics).await)
     }))
     .await
