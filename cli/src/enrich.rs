@@ -1,12 +1,11 @@
-//! Enrichment in a dry run without `CIO_APP_KEY`: the lookup is reported as unavailable, as
-//! the worker treats a failed lookup. The rule runs with `customer.*` unknown (templates
-//! read `unknown`) and its `customer.*` conditions unchecked, and the record says so.
-//! `relay serve` uses this only when nothing is sent to Mavera; with a Mavera key it
-//! refuses to start instead, since the unchecked conditions would let every event through.
+//! Enrichment without `CIO_APP_KEY` (a dry run of `relay serve`): the attributes are
+//! unknown, for good. A rule with conditions on `customer.*` is then recorded `SKIPPED` with
+//! the reason (its conditions never count as met); one without runs with `customer.*` at its
+//! defaults, and the record says so.
 
 use async_trait::async_trait;
 use shared::domain::Event;
-use shared::worker::{Enrich, Enriched};
+use shared::worker::{Enrich, Enriched, Unknown};
 use tokio::time::Instant;
 
 pub struct AttributesUnavailable;
@@ -14,11 +13,7 @@ pub struct AttributesUnavailable;
 #[async_trait]
 impl Enrich for AttributesUnavailable {
     async fn enrich(&self, _event: &mut Event, _deadline: Instant) -> Enriched {
-        Enriched {
-            notes: vec![
-                "CIO_APP_KEY is not set, so Customer.io attributes were not looked up: customer.* reads `unknown` and conditions on it were not checked".into(),
-            ],
-            known: false,
-        }
+        let reason = "CIO_APP_KEY is not set, so Customer.io attributes cannot be looked up".to_owned();
+        Enriched { notes: vec![reason.clone()], known: false, unknown: Some(Unknown { reason, transient: false }) }
     }
 }

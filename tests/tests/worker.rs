@@ -418,19 +418,51 @@ async fn customerio_alerts_look_attributes_up_once_and_research_only_high_value_
 }
 
 #[tokio::test]
-async fn a_failed_attribute_lookup_still_runs_the_research_and_says_so() {
+async fn a_lookup_that_keeps_failing_is_retried_then_skipped_never_run_as_if_the_plan_held() {
+    // The shipped rule exists to keep free users from costing credits: unknown attributes
+    // must not count as a high-value plan.
     let r = rig().await;
-    // The App API is down: every attempt (the first and three retries) answers 503.
-    for _ in 0..4 {
+    for _ in 0..40 {
         r.cio.push_reply("/v1/customers", relay_tests::cio_standin::Reply::status(503));
     }
     let answer = r.app.post_customerio(&cio_email("e-down", "unsubscribed", "cust-9").to_string()).await;
     assert_eq!(answer.body["status"], "queued");
     r.run().await;
     let record = r.record("customerio#e-down#cio-high-value-alert").await;
-    assert_eq!(record.status, JobStatus::Done);
-    assert!(record.notes.iter().any(|n| n.contains("attribute lookup") && n.contains("failed")), "{:?}", record.notes);
+    assert_eq!(record.status, JobStatus::Skipped, "{record:?}");
+    assert_eq!(record.attempts, shared::worker::ENRICHMENT_ATTEMPTS, "retried while the lookup was transient");
+    let reason = record.error.unwrap_or_default();
+    assert!(reason.contains("could not be checked after 3 attempts") && reason.contains("lookup"), "{reason}");
+    assert_eq!(r.mavera.count("/mave/chat"), 0, "no research for a customer whose plan is unknown");
+    assert_eq!(r.aws.depth(&r.aws.dlq_url).await, 0, "skipped with the reason, not dead-lettered");
+}
+
+#[tokio::test]
+async fn a_lookup_that_recovers_is_checked_on_the_next_delivery() {
+    let r = rig().await;
+    r.cio.add_person(Person::new("cio-7").id("cust-7").attribute("plan_type", "Enterprise"));
+    // The first delivery's lookup (the first call and three retries) fails.
+    for _ in 0..4 {
+        r.cio.push_reply("/v1/customers", relay_tests::cio_standin::Reply::status(503));
+    }
+    let answer = r.app.post_customerio(&cio_email("e-flaky", "unsubscribed", "cust-7").to_string()).await;
+    assert_eq!(answer.body["status"], "queued");
+    r.run().await;
+    let record = r.record("customerio#e-flaky#cio-high-value-alert").await;
+    assert_eq!((record.status, record.attempts), (JobStatus::Done, 2), "{record:?}");
     assert_eq!(r.mavera.count("/mave/chat"), 1);
+}
+
+#[tokio::test]
+async fn an_event_without_a_person_id_is_skipped_with_the_reason() {
+    let r = rig().await;
+    let body = json!({"metric": "unsubscribed", "event_id": "e-anon", "object_type": "email", "data": {"recipient": "x@example.com"}});
+    assert_eq!(r.app.post_customerio(&body.to_string()).await.body["status"], "queued");
+    r.run().await;
+    let record = r.record("customerio#e-anon#cio-high-value-alert").await;
+    assert_eq!((record.status, record.attempts), (JobStatus::Skipped, 1), "{record:?}");
+    assert!(record.error.unwrap_or_default().contains("has no `user_id`"));
+    assert_eq!(r.mavera.count("/mave/chat"), 0);
 }
 
 #[tokio::test]

@@ -30,7 +30,7 @@ use tracing::Instrument;
 
 pub use analysis::{AnalysisTemplates, GenerateStep, MAVE_FIELDS, PROMPT_FIELDS};
 pub use cluster_persona::{CLUSTER_FIELDS, ClusterPersonaTemplate, persona_request};
-pub use enrich::{CioEnricher, Enrich, Enriched, classify};
+pub use enrich::{CioEnricher, Enrich, Enriched, Unknown, classify};
 pub use result::{MAX_TEXT_CHARS, summarize};
 
 use crate::domain::{Event, JobKey, RuleName};
@@ -41,6 +41,11 @@ use crate::store::{
     CacheStore, FailureClass, GuardStore, JobStatus, JobStore, Lease, Outcome, Start, StoreError, utc_day,
 };
 use crate::telemetry::chain;
+
+/// Deliveries of a job whose Customer.io lookup keeps failing transiently before it is
+/// skipped: fewer than the queue's `maxReceiveCount` (5), so such a job ends `SKIPPED` with the
+/// reason rather than in the DLQ.
+pub const ENRICHMENT_ATTEMPTS: u32 = 3;
 
 /// Time kept back from the deadline to record the result after the Mavera call.
 pub const FINISH_MARGIN: Duration = Duration::from_secs(5);
@@ -229,7 +234,7 @@ impl Worker {
 
         let mut notes = Vec::new();
         let result = match &mut work {
-            Work::Event { rule, event } => self.execute(rule, event, &key, &mut notes, deadline).await,
+            Work::Event { rule, event } => self.execute(rule, event, &key, attempt, &mut notes, deadline).await,
             Work::Analysis(job) => self.analyse(job, &key, &mut notes, deadline).await,
             Work::Persona(job) => self.create_cluster_persona(job, &mut notes, deadline).await,
         };
@@ -258,20 +263,31 @@ impl Worker {
         rule: &Rule,
         event: &mut Event,
         key: &JobKey,
+        attempt: u32,
         notes: &mut Vec<String>,
         deadline: Instant,
     ) -> Result<Outcome, Transient> {
-        let mut attributes_known = true;
+        let mut unknown = None;
         if rule.enrich
             && let Some(enricher) = &self.enricher
         {
             let enriched = enricher.enrich(event, deadline).await;
-            attributes_known = enriched.known;
+            unknown = enriched.unknown;
             notes.extend(enriched.notes);
         }
-        if !attributes_known && !rule.after_enrichment.is_empty() {
-            notes.push("conditions on customer.* were not checked, as the attributes are unknown".into());
-        } else if let Some(failed) = rule.after_enrichment.iter().find(|c| !c.holds(event)) {
+        // Conditions on attributes that could not be read never count as met (the shipped
+        // rule exists to keep free users from costing credits): ask again while that may help,
+        // then skip the job, saying why.
+        if let Some(unknown) = unknown.filter(|_| !rule.after_enrichment.is_empty()) {
+            if unknown.transient && attempt < ENRICHMENT_ATTEMPTS {
+                return Err(Transient(format!("{} (attempt {attempt} of {ENRICHMENT_ATTEMPTS})", unknown.reason)));
+            }
+            let after = if unknown.transient { format!(" after {attempt} attempts") } else { String::new() };
+            return Ok(Outcome::Skipped {
+                reason: format!("conditions on customer.* could not be checked{after}: {}", unknown.reason),
+            });
+        }
+        if let Some(failed) = rule.after_enrichment.iter().find(|c| !c.holds(event)) {
             return Ok(Outcome::Skipped {
                 reason: format!("condition not met after the attribute lookup: {}", failed.describe()),
             });
