@@ -22,6 +22,11 @@ fn live_env(mavera: &MaveraStandIn, cio: &CioStandIn) -> Vec<(&'static str, Stri
     env
 }
 
+/// The name the worker gives job `key`'s persona: the rendered text and the job's tag.
+fn persona_name(text: &str, key: &str) -> String {
+    shared::domain::PersonaName::for_job(text, &shared::domain::JobKey::from_stored(key)).into_string()
+}
+
 fn refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
@@ -45,7 +50,10 @@ async fn a_signed_trial_started_creates_one_persona() {
     assert!(eventually(WAIT, || mavera.count("/personas") == 1).await, "no persona request:\n{}", serve.output());
     let request = &mavera.requests_to("/personas")[0];
     let sent = request.body.as_ref().unwrap();
-    assert_eq!(sent["name"], "Segment RT: Trial User — usr_k8m2n");
+    assert_eq!(
+        sent["name"],
+        persona_name("Segment RT: Trial User — usr_k8m2n", "segment#m-trial#segment-trial-started")
+    );
     assert_eq!(
         sent["description"],
         "Real-time persona created when user usr_k8m2n started a trial. Plan: pro. Source: google."
@@ -128,7 +136,8 @@ async fn without_a_mavera_key_it_prints_each_request_instead() {
     let mut serve = Serve::start(&[], &secrets()).await;
     assert_eq!(serve.post_segment(&trial("m-dry", "usr_dry")).await.1["status"], "queued");
     serve.wait_for_line(|l| l.contains("m-dry") && l.contains("would send POST /personas"), WAIT).await;
-    serve.wait_for_line(|l| l.contains("\"name\": \"Segment RT: Trial User — usr_dry\""), WAIT).await;
+    let name = persona_name("Segment RT: Trial User — usr_dry", "segment#m-dry#segment-trial-started");
+    serve.wait_for_line(|l| l.contains(&format!("\"name\": \"{name}\"")), WAIT).await;
     serve.wait_for_line(|l| l.contains("m-dry") && l.contains(" done ") && l.contains("dry run"), WAIT).await;
     let output = serve.output();
     assert!(output.contains("dry run (MAVERA_API_KEY is not set)"), "{output}");

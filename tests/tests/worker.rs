@@ -43,6 +43,11 @@ impl Default for Options {
     }
 }
 
+/// The name the worker gives job `key`'s persona: the rendered text and the job's tag.
+fn persona_name(text: &str, key: &str) -> String {
+    shared::domain::PersonaName::for_job(text, &shared::domain::JobKey::from_stored(key)).into_string()
+}
+
 async fn rig() -> Rig {
     rig_with(Options::default()).await
 }
@@ -121,8 +126,8 @@ async fn each_shipped_segment_rule_sends_its_request_and_keeps_the_result() {
 
     let personas = r.mavera.requests_to("/personas");
     assert_eq!(personas.len(), 2);
-    let trial =
-        personas.iter().find(|p| p.body.as_ref().unwrap()["name"] == "Segment RT: Trial User — usr_k8m2n").unwrap();
+    let trial_name = persona_name("Segment RT: Trial User — usr_k8m2n", "segment#t-1#segment-trial-started");
+    let trial = personas.iter().find(|p| p.body.as_ref().unwrap()["name"] == trial_name.as_str()).unwrap();
     let body = trial.body.as_ref().unwrap();
     assert_eq!(
         body["description"],
@@ -152,7 +157,7 @@ async fn each_shipped_segment_rule_sends_its_request_and_keeps_the_result() {
     assert_eq!(persona.status, JobStatus::Done);
     let result = persona.result.unwrap();
     assert!(result["persona_id"].as_str().is_some_and(|id| !id.is_empty()), "{result}");
-    assert_eq!(result["name"], "Segment RT: Trial User — usr_k8m2n");
+    assert_eq!(result["name"], persona_name("Segment RT: Trial User — usr_k8m2n", "segment#t-1#segment-trial-started"));
     assert_eq!(result["credits"], 300.0);
     let upgrade = r.record("segment#u-1#segment-plan-upgraded").await.result.unwrap();
     assert!(upgrade["thread_id"].as_str().is_some_and(|t| !t.is_empty()), "{upgrade}");
@@ -381,7 +386,7 @@ async fn dry_run_records_the_request_and_calls_nothing() {
     let result = r.record(&key).await.result.unwrap();
     assert_eq!(result["dry_run"], true);
     assert_eq!(result["request"]["path"], "/personas");
-    assert_eq!(result["request"]["body"]["name"], "Segment RT: Trial User — u1");
+    assert_eq!(result["request"]["body"]["name"], persona_name("Segment RT: Trial User — u1", &key));
 }
 
 #[tokio::test]
@@ -541,4 +546,21 @@ async fn a_job_tells_the_metrics_why_it_failed_and_what_it_cost() {
     let (disposition, tally) = revoked.process_tallied(&research, Instant::now() + JOB_TIME).await;
     assert_eq!(disposition, Disposition::Finished(JobStatus::Failed));
     assert_eq!(tally.failure, Some(FailureClass::Unauthorized));
+}
+
+#[tokio::test]
+async fn two_users_whose_ids_begin_alike_each_get_their_persona() {
+    // The shipped name once kept 12 characters of the user id: the second user's persona met
+    // Mavera's "name exists" and was silently never created.
+    let r = rig().await;
+    for (id, user) in [("twin-1", "usr_0123456789ab_first"), ("twin-2", "usr_0123456789ab_second")] {
+        let answer = r.app.post_segment(&track(id, "trial_started", user, json!({"plan": "pro"}))).await;
+        assert_eq!(answer.body["status"], "queued");
+    }
+    r.run().await;
+    assert_eq!(r.mavera.persona_names().len(), 2, "{:?}", r.mavera.persona_names());
+    for id in ["twin-1", "twin-2"] {
+        let result = r.record(&format!("segment#{id}#segment-trial-started")).await.result.unwrap();
+        assert!(result.get("already_existed").is_none(), "{result}");
+    }
 }

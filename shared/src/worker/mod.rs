@@ -33,7 +33,7 @@ pub use cluster_persona::{CLUSTER_FIELDS, ClusterPersonaTemplate, persona_reques
 pub use enrich::{CioEnricher, Enrich, Enriched, Unknown, classify};
 pub use result::{MAX_TEXT_CHARS, summarize};
 
-use crate::domain::{Event, JobKey, RuleName};
+use crate::domain::{Event, JobKey, PersonaName, RuleName};
 use crate::mavera::{ErrorClass, MaveraApi, MaveraError, MaveraRequest, MaveraResponse};
 use crate::queue::{CampaignAnalysis, ClusterPersona, Job, JobMessage};
 use crate::rules::{Rule, Rules};
@@ -317,7 +317,10 @@ impl Worker {
             }
         }
 
-        let request = rule.action.render(event);
+        let mut request = rule.action.render(event);
+        if let MaveraRequest::CreatePersona(persona) = &mut request {
+            persona.name = PersonaName::for_job(&persona.name, key).into_string();
+        }
         match self.call(&request, deadline).await? {
             Called::Answered(response) => Ok(Outcome::Done { result: summarize(&response) }),
             Called::AlreadyDone(e) => {
