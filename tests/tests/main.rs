@@ -14,3 +14,4 @@ mod mavera_client;
 mod secrets_aws;
 mod template;
 mod worker;
+mod worker_crash;
