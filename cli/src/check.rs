@@ -85,7 +85,7 @@ fn services(vars: &dyn Vars, rules: &Rules) -> Vec<String> {
         (Some(_), _) => lines.push(format!("{:<24} set: attribute lookups and the cio-sync jobs can run", vars::CIO_APP_KEY)),
         (None, true) => lines.push(format!("{:<24} not set: no rule enriches, so none is needed here", vars::CIO_APP_KEY)),
         (None, false) => lines.push(format!(
-            "{:<24} not set: needed by {} (enrich = true); without it `relay serve` runs them only in a dry run, with customer.* unknown",
+            "{:<24} not set: needed by {} (enrich = true), which is disabled (its jobs recorded SKIPPED); every other rule runs",
             vars::CIO_APP_KEY,
             enriching.join(", ")
         )),
@@ -98,10 +98,14 @@ fn describe(settings: &Settings) -> String {
         Mavera::DryRun { reason } => format!("dry run, as {reason}"),
         Mavera::Live(config) => format!("calling {}", config.base_url),
     };
+    let disabled;
     let enrichment = match &settings.enrichment {
         Enrichment::NotNeeded => "",
         Enrichment::Lookup(_) => ", attributes looked up in Customer.io",
-        Enrichment::Unavailable { .. } => ", enriching rules without attributes",
+        Enrichment::Unavailable { rules } => {
+            disabled = format!(", {} disabled (no CIO_APP_KEY)", rules.join(", "));
+            disabled.as_str()
+        }
     };
     format!("{mavera}{enrichment}")
 }

@@ -19,7 +19,6 @@ use shared::worker::local::LocalRunner;
 use shared::worker::{CioEnricher, Enrich, LEASE_MARGIN, Worker};
 use tokio::sync::watch;
 
-use crate::enrich::AttributesUnavailable;
 use crate::error::RelayError;
 use crate::listen;
 use crate::output::{self, LogFormat};
@@ -97,13 +96,8 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
             let cio = Arc::new(CioClient::new(config)?);
             Some(Arc::new(CioEnricher::new(cio, store.clone(), triggers.enrichment.clone())))
         }
-        Enrichment::Unavailable { rules } => {
-            tracing::warn!(
-                "CIO_APP_KEY is not set: {} looks Customer.io attributes up; in this dry run it runs without them (customer.* reads `unknown`, its conditions on customer.* are not checked). Set CIO_APP_KEY to look them up",
-                rules.join(", ")
-            );
-            Some(Arc::new(AttributesUnavailable))
-        }
+        // The worker disables these rules, with one warning each; every other rule runs.
+        Enrichment::Unavailable { .. } => None,
     };
     let scheduled = triggers.cio_sync.for_worker();
     let worker = Arc::new(Worker::new(rules.clone(), scheduled, store.clone(), store.clone(), client, enricher)?);

@@ -39,7 +39,7 @@ pub enum Enrichment {
     NotNeeded,
     /// Looked up with the App API.
     Lookup(CioConfig),
-    /// Dry run without `CIO_APP_KEY`: the rules run with the attributes unknown.
+    /// No `CIO_APP_KEY`: these rules are disabled (their jobs recorded `SKIPPED`), the rest run.
     Unavailable { rules: Vec<String> },
 }
 
@@ -74,8 +74,7 @@ impl Settings {
         let enrichment = match (config::customerio(vars, false)?, enriching.first()) {
             (_, None) => Enrichment::NotNeeded,
             (Some(cio), Some(_)) => Enrichment::Lookup(cio),
-            (None, Some(_)) if matches!(mavera, Mavera::DryRun { .. }) => Enrichment::Unavailable { rules: enriching },
-            (None, Some(rule)) => return Err(RelayError::EnrichmentNeedsKey { rule: rule.clone() }),
+            (None, Some(_)) => Enrichment::Unavailable { rules: enriching },
         };
         Ok(Settings { triggers, verifiers, cio_sources, mavera, enrichment })
     }

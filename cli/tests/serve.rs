@@ -223,17 +223,34 @@ async fn start_up_problems_are_named_and_exit_non_zero() {
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.starts_with("error: SEGMENT_SHARED_SECRET is not set"), "{stderr}");
+}
 
-    // A real Mavera key with an enriching rule and no way to look attributes up.
-    let mut env = secrets();
-    env.push(("MAVERA_API_KEY", "mvra_live_test_placeholder"));
-    let out = run(&["serve", "--addr", "127.0.0.1:0"], &env);
-    let stderr = text(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("rule `cio-high-value-alert` sets `enrich = true`") && stderr.contains("CIO_APP_KEY"),
-        "{stderr}"
-    );
+#[tokio::test]
+async fn the_readmes_first_command_and_the_same_with_a_mavera_key_both_just_work() {
+    // SEGMENT_SHARED_SECRET=dev CIO_WEBHOOK_SECRET=dev relay serve
+    let first = Serve::start(&[], &[("SEGMENT_SHARED_SECRET", "dev"), ("CIO_WEBHOOK_SECRET", "dev")]).await;
+    drop(first);
+
+    // ... with MAVERA_API_KEY added (and no CIO_APP_KEY): the Segment rules call Mavera; only
+    // the rule that looks Customer.io attributes up is off, said once at start-up.
+    let mavera = MaveraStandIn::start().await;
+    let env = [
+        ("SEGMENT_SHARED_SECRET", "dev".to_owned()),
+        ("CIO_WEBHOOK_SECRET", "dev".to_owned()),
+        ("MAVERA_API_KEY", mavera.api_key().to_owned()),
+        ("MAVERA_BASE_URL", mavera.base_url()),
+    ];
+    let mut serve = Serve::start(&[], &refs(&env)).await;
+    let warning = serve.wait_for_line(|l| l.contains("cio-high-value-alert") && l.contains("disabled"), WAIT).await;
+    assert!(warning.contains("CIO_APP_KEY"), "the warning names the variable to set: {warning}");
+    let (status, body) = serve.post_segment_with("dev", &trial("m-first", "usr_first")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("queued")), "{body}");
+    assert!(eventually(WAIT, || mavera.count("/personas") >= 1).await, "{}", serve.output());
+    let (status, body) = serve.post_customerio_with("dev", &cio_email("e-off", "unsubscribed", "42")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("queued")), "{body}");
+    let line = serve.wait_for_line(|l| l.contains("e-off") && l.contains(" skipped "), WAIT).await;
+    assert!(line.contains("disabled") && line.contains("CIO_APP_KEY"), "the job is recorded with the reason: {line}");
+    assert_eq!(mavera.count("/mave/chat"), 0);
 }
 
 #[tokio::test]

@@ -21,7 +21,8 @@ async fn main() -> Result<(), Fatal> {
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
 
     let mavera = config::mavera(&vars)?.map(MaveraClient::new).transpose()?;
-    let enricher = match config::customerio(&vars, rules.needs_enrichment())? {
+    // Without CIO_APP_KEY the enriching rules are disabled (the worker says so); the rest run.
+    let enricher = match config::customerio(&vars, false)? {
         Some(cio) => {
             Some(Arc::new(CioEnricher::new(Arc::new(CioClient::new(cio)?), store.clone(), triggers.enrichment))
                 as Arc<dyn Enrich>)

@@ -116,15 +116,15 @@ pub struct Worker {
     /// The client, or in a dry run `mavera::DryRun`.
     mavera: Arc<dyn MaveraApi>,
     enricher: Option<Arc<dyn Enrich>>,
+    /// Rules that cannot run in this configuration, and why (the variable to set). Their jobs
+    /// are recorded `SKIPPED` with the reason; every other rule runs.
+    disabled: Vec<(RuleName, String)>,
 }
 
+/// What stops a worker from being built: nothing any more (a rule that cannot run is
+/// disabled, not fatal); kept so the wiring need not change when something can.
 #[derive(Debug, thiserror::Error)]
-pub enum WorkerSetupError {
-    #[error(
-        "rule `{0}` sets `enrich = true`, which needs CIO_APP_KEY (the Customer.io App API key) to look attributes up"
-    )]
-    EnrichmentUnavailable(String),
-}
+pub enum WorkerSetupError {}
 
 /// Why a job could not finish this time (it goes back to the queue).
 struct Transient(String);
@@ -146,6 +146,11 @@ impl From<StoreError> for Transient {
 }
 
 impl Worker {
+    /// The rules this worker cannot run, with the reason.
+    pub fn disabled_rules(&self) -> &[(RuleName, String)] {
+        &self.disabled
+    }
+
     pub fn new(
         rules: Arc<Rules>,
         scheduled: ScheduledJobs,
@@ -154,12 +159,22 @@ impl Worker {
         mavera: Arc<dyn MaveraApi>,
         enricher: Option<Arc<dyn Enrich>>,
     ) -> Result<Self, WorkerSetupError> {
-        if enricher.is_none()
-            && let Some(rule) = rules.iter().find(|r| r.enrich)
-        {
-            return Err(WorkerSetupError::EnrichmentUnavailable(rule.name.to_string()));
+        // A missing Customer.io key disables only the rules that look attributes up.
+        let disabled: Vec<(RuleName, String)> = match &enricher {
+            Some(_) => Vec::new(),
+            None => rules
+                .iter()
+                .filter(|r| r.enrich)
+                .map(|r| {
+                    let why = "it looks Customer.io attributes up (`enrich = true`), and CIO_APP_KEY is not set: set the Customer.io App API key to run it";
+                    (r.name.clone(), why.to_owned())
+                })
+                .collect(),
+        };
+        for (rule, why) in &disabled {
+            tracing::warn!(rule = %rule, "rule `{rule}` is disabled: {why}; its jobs are recorded SKIPPED");
         }
-        Ok(Worker { rules, scheduled, jobs, guards, mavera, enricher })
+        Ok(Worker { rules, scheduled, jobs, guards, mavera, enricher, disabled })
     }
 
     /// Processes one queue message, by `deadline` (the invocation's end).
@@ -267,6 +282,9 @@ impl Worker {
         notes: &mut Vec<String>,
         deadline: Instant,
     ) -> Result<Outcome, Transient> {
+        if let Some((_, why)) = self.disabled.iter().find(|(name, _)| *name == rule.name) {
+            return Ok(Outcome::Skipped { reason: format!("rule `{}` is disabled: {why}", rule.name) });
+        }
         let mut unknown = None;
         if rule.enrich
             && let Some(enricher) = &self.enricher
