@@ -28,7 +28,7 @@ pub fn run(args: Args) -> Result<ExitCode, RelayError> {
     println!("{}: {} rule{}\n", triggers.origin(), rules.len(), if rules.len() == 1 { "" } else { "s" });
     print!("{}", table(rules));
 
-    println!("\nsigning secrets (each source with rules needs its own):");
+    println!("\nsigning secrets (a source without its secret is off; the others run):");
     for source in Source::ALL {
         let var = secret_var(source);
         let used_by = rules.iter().filter(|r| r.source == source).count();
@@ -37,7 +37,7 @@ pub fn run(args: Args) -> Result<ExitCode, RelayError> {
             (Some(_), _) if previous => "set (2 secrets, rotating)".to_owned(),
             (Some(_), _) => "set (1 secret)".to_owned(),
             (None, 0) => "not set (no rule uses it, so /webhooks/".to_owned() + source.as_str() + " is off)",
-            (None, _) => "MISSING".to_owned(),
+            (None, _) => format!("MISSING: /webhooks/{source} is off (503 source_disabled) until it is set"),
         };
         println!("  {var:<24} {state:<24} {used_by} rule{}", if used_by == 1 { "" } else { "s" });
     }

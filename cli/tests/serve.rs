@@ -219,10 +219,24 @@ async fn start_up_problems_are_named_and_exit_non_zero() {
     assert!(stderr.contains("rule `r`, field `promt`"), "{stderr}");
     assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
 
-    let out = run(&["serve", "--addr", "127.0.0.1:0"], &[("CIO_WEBHOOK_SECRET", "x")]);
+    let out = run(&["serve", "--addr", "127.0.0.1:0"], &[("CIO_WEBHOOK_SECRET_PREVIOUS", "x")]);
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.starts_with("error: SEGMENT_SHARED_SECRET is not set"), "{stderr}");
+    assert!(stderr.contains("CIO_WEBHOOK_SECRET_PREVIOUS is set but CIO_WEBHOOK_SECRET is not"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_source_without_its_secret_is_off_and_says_so_while_the_other_runs() {
+    let mut serve = Serve::start(&[], &[("CIO_WEBHOOK_SECRET", relay_tests::app::CIO_SECRET)]).await;
+    serve.wait_for_line(|l| l.contains("SEGMENT_SHARED_SECRET is not set") && l.contains("is off"), WAIT).await;
+    let (status, body) = serve.post_segment(&trial("m-off", "usr_off")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("source_disabled")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or("").contains("SEGMENT_SHARED_SECRET"), "{body}");
+    let (status, body) = serve.post_customerio(&cio_email("e-on", "bounced", "42")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("queued")), "{body}");
+    let health: Value = reqwest::get(format!("{}/healthz", serve.base)).await.unwrap().json().await.unwrap();
+    assert_eq!(health["sources"]["customerio"], "live", "{health}");
+    assert!(health["sources"]["segment"].as_str().unwrap().contains("SEGMENT_SHARED_SECRET is not set"), "{health}");
 }
 
 #[tokio::test]

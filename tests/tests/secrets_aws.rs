@@ -34,13 +34,13 @@ async fn the_secret_is_read_once_and_wins_over_the_environment() {
 }
 
 #[tokio::test]
-async fn a_secret_without_a_needed_key_stops_the_start_naming_it() {
+async fn a_secret_without_one_sources_key_turns_only_that_source_off() {
     let arn = secret(r#"{"SEGMENT_SHARED_SECRET":"a-long-enough-secret","CIO_WEBHOOK_SECRET":""}"#).await;
     let base = env(&[("SECRETS_ARN", &arn)]);
     let vars = shared::secrets::load(&sdk_config().await, &base, &SIGNING_SECRET_KEYS).await.unwrap();
-    let err = Verifiers::from_vars(&vars, &Triggers::embedded().unwrap().rules).unwrap_err();
-    assert!(err.to_string().starts_with("CIO_WEBHOOK_SECRET is not set"), "{err}");
-    assert!(err.to_string().contains("SECRETS_ARN"), "it says where to put it: {err}");
+    let verifiers = Verifiers::from_vars(&vars, &Triggers::embedded().unwrap().rules).unwrap();
+    assert!(verifiers.segment.is_some(), "Segment runs");
+    assert!(verifiers.customerio.is_none(), "Customer.io is off (503 source_disabled), never unverified");
 }
 
 #[tokio::test]

@@ -19,6 +19,10 @@ pub enum ApiError {
     UnknownSource(#[source] UnknownSource),
     #[error("no rule uses {0} and no signing secret is configured for it, so /webhooks/{0} is off")]
     SourceNotConfigured(Source),
+    #[error(
+        "/webhooks/{sender} is off: its signing secret ({var}) is not set, so nothing from it can be verified; retry once it is"
+    )]
+    SourceDisabled { sender: Source, var: &'static str },
     #[error("the body is larger than {limit} bytes; for Segment batches, lower the batch size in the mapping")]
     TooLarge { limit: usize },
     #[error(
@@ -66,7 +70,9 @@ impl ApiError {
             ApiError::Payload(_) | ApiError::Body(_) => StatusCode::BAD_REQUEST,
             // 503, not 500: Customer.io waits an hour after a 500 but backs off normally
             // after a 503, and both senders retry it.
-            ApiError::Store(_) | ApiError::Queue(_) | ApiError::InFlight { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) | ApiError::Queue(_) | ApiError::InFlight { .. } | ApiError::SourceDisabled { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -75,6 +81,7 @@ impl ApiError {
         match self {
             ApiError::UnknownSource(_) => "unknown_source",
             ApiError::SourceNotConfigured(_) => "source_not_configured",
+            ApiError::SourceDisabled { .. } => "source_disabled",
             ApiError::TooLarge { .. } | ApiError::TooLargeForQueue { .. } => "payload_too_large",
             ApiError::BatchTooLarge { .. } => "batch_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -96,6 +103,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::SourceDisabled { .. } = self {
+            // A configuration to fix, said in full; the sender retries meanwhile.
+            tracing::error!(code = self.code(), "{self}");
+            let body = Json(json!({"error": {"code": self.code(), "message": self.to_string()}}));
+            return (self.status(), body).into_response();
+        }
         if let ApiError::InFlight { .. } = self {
             // Ours to say in full: nothing failed, the sender only has to come back.
             tracing::warn!(code = self.code(), "{self}");

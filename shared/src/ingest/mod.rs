@@ -122,16 +122,39 @@ impl Ingest {
         self
     }
 
+    /// Whether webhooks from `source` can be verified (its secret is set).
+    pub fn is_live(&self, source: Source) -> bool {
+        match source {
+            Source::Segment => self.verifiers.segment.is_some(),
+            Source::CustomerIo => self.verifiers.customerio.is_some(),
+        }
+    }
+
+    /// What each source's endpoint does now, for `/healthz`: `live`, or why it is off.
+    pub fn source_states(&self) -> Vec<(Source, String)> {
+        let listened = self.rules.sources();
+        Source::ALL
+            .iter()
+            .map(|&source| {
+                let state = match (self.is_live(source), listened.contains(&source)) {
+                    (true, _) => "live".to_owned(),
+                    (false, true) => format!("off: {} is not set (503 source_disabled)", secret_var(source)),
+                    (false, false) => "off: no rule and no secret (404)".to_owned(),
+                };
+                (source, state)
+            })
+            .collect()
+    }
+
     /// The checks that need only the request line and headers, made before the body is read
     /// (cheapest first): the source is on, the sender's address is allowed, the request is
     /// signed.
     pub fn admit(&self, source: Source, headers: &HeaderMap, from: Option<std::net::IpAddr>) -> Result<(), ApiError> {
-        let configured = match source {
-            Source::Segment => self.verifiers.segment.is_some(),
-            Source::CustomerIo => self.verifiers.customerio.is_some(),
-        };
-        if !configured {
-            return Err(ApiError::SourceNotConfigured(source));
+        if !self.is_live(source) {
+            return Err(match self.rules.sources().contains(&source) {
+                true => ApiError::SourceDisabled { sender: source, var: secret_var(source) },
+                false => ApiError::SourceNotConfigured(source),
+            });
         }
         if source == Source::CustomerIo
             && let Some(allowed) = &self.cio_sources
@@ -375,6 +398,14 @@ impl Ingest {
                 Err(ApiError::Queue(send_error))
             }
         }
+    }
+}
+
+/// The variable holding `source`'s signing secret.
+fn secret_var(source: Source) -> &'static str {
+    match source {
+        Source::Segment => crate::vars::SEGMENT_SHARED_SECRET,
+        Source::CustomerIo => crate::vars::CIO_WEBHOOK_SECRET,
     }
 }
 

@@ -47,7 +47,9 @@ pub fn router_with_body_timeout(ingest: Arc<Ingest>, metrics: Metrics, body_time
 }
 
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({"status": "ok", "rules": state.ingest.rules().len()}))
+    let sources: serde_json::Map<String, serde_json::Value> =
+        state.ingest.source_states().into_iter().map(|(source, s)| (source.as_str().to_owned(), json!(s))).collect();
+    Json(json!({"status": "ok", "rules": state.ingest.rules().len(), "sources": sources}))
 }
 
 async fn not_found() -> Response {
