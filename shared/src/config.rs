@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::rules::Rules;
-use crate::verify::{CustomerIoVerifier, SecretsError, SegmentVerifier, SigningSecrets, customerio};
+use crate::verify::{CustomerIoVerifier, SecretsError, SegmentVerifier, SigningSecrets, Verifiers, customerio};
 
 /// The variables' names.
 pub use crate::vars;
@@ -108,15 +108,9 @@ pub fn number<T: FromStr>(vars: &dyn Vars, name: &'static str, default: T) -> Re
     }
 }
 
-/// The webhook verifiers. A source without its secret is off (verification is never
-/// skipped): ingest answers its webhooks 503 `source_disabled` when rules listen to it, 404
-/// when none do.
-#[derive(Debug, Clone, Default)]
-pub struct Verifiers {
-    pub segment: Option<SegmentVerifier>,
-    pub customerio: Option<CustomerIoVerifier>,
-}
-
+/// The webhook verifiers ([`Verifiers`] picks one by source) from the signing secrets. A
+/// source without its secret is off (verification is never skipped): ingest answers its
+/// webhooks 503 `source_disabled` when rules listen to it, 404 when none do.
 impl Verifiers {
     pub fn from_vars(vars: &dyn Vars, rules: &Rules) -> Result<Self, ConfigError> {
         use crate::domain::Source;

@@ -5,9 +5,12 @@
 pub mod app;
 pub mod aws;
 pub mod cio_standin;
+pub mod env;
 pub mod fault_proxy;
 pub mod faults;
 pub mod lambda_watch;
+pub mod logs;
 pub mod mavera_standin;
 pub mod payloads;
 pub mod sqs_driver;
+pub mod standin;

@@ -25,7 +25,7 @@ use proptest::test_runner::{Config, TestRunner};
 use relay_tests::app::{CIO_SECRET, SEGMENT_SECRET, verifiers};
 use relay_tests::payloads::{cio_email, segment_track_at};
 use serde_json::{Value, json};
-use shared::ingest::{Ingest, router};
+use shared::ingest::{self, Settings};
 use shared::queue::MemoryQueue;
 use shared::store::MemoryStore;
 use shared::telemetry::Metrics;
@@ -55,13 +55,12 @@ struct Target {
 impl Target {
     fn new(allow_first_event: bool) -> Self {
         let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
-        let ingest = Ingest::new(
-            Arc::new(shared::triggers::Triggers::embedded().unwrap().rules),
-            verifiers(allow_first_event),
-            Arc::new(store.clone()),
-            Arc::new(queue.clone()),
-        );
-        let app = router(Arc::new(ingest), Metrics::disabled());
+        let settings = Settings {
+            rules: Arc::new(shared::triggers::Triggers::embedded().unwrap().rules),
+            verifiers: verifiers(allow_first_event),
+            cio_sources: None,
+        };
+        let app = ingest::build(settings, Arc::new(store.clone()), Arc::new(queue.clone()), Metrics::disabled());
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         Target { tried: AtomicUsize::new(0), app, store, queue, rt }
     }

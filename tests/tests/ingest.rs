@@ -561,16 +561,15 @@ async fn a_first_event_signed_batch_is_bounded_and_must_be_dated() {
 #[tokio::test]
 async fn customerio_webhooks_from_outside_the_allow_list_are_refused_before_anything_else() {
     let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
-    let ingest = |allowed: &str| {
-        shared::ingest::Ingest::new(
-            Arc::new(shared::triggers::Triggers::embedded().unwrap().rules),
-            verifiers(false),
-            Arc::new(store.clone()),
-            Arc::new(queue.clone()),
-        )
-        .with_cio_sources(shared::ingest::IpAllowList::parse(allowed).unwrap())
+    let app = |allowed: &str| {
+        let settings = shared::ingest::Settings {
+            rules: Arc::new(shared::triggers::Triggers::embedded().unwrap().rules),
+            verifiers: verifiers(false),
+            cio_sources: shared::ingest::IpAllowList::parse(allowed).unwrap(),
+        };
+        TestApp::serve(settings, Arc::new(store.clone()), Arc::new(queue.clone()))
     };
-    let elsewhere = TestApp::serve(ingest("34.71.200.0/24, 35.188.196.183")).await;
+    let elsewhere = app("34.71.200.0/24, 35.188.196.183").await;
     let body = cio_email("ip-1", "bounced", "c1").to_string();
     let r = elsewhere.post_customerio(&body).await;
     assert_eq!((r.status, r.code()), (403, "source_ip_not_allowed"), "{:?}", r.body);
@@ -582,7 +581,7 @@ async fn customerio_webhooks_from_outside_the_allow_list_are_refused_before_anyt
     // Segment is not Customer.io: the list does not apply to it.
     assert_eq!(elsewhere.post_segment(&trial_started("ip-seg")).await.body["status"], "queued");
 
-    let here = TestApp::serve(ingest("127.0.0.0/8")).await;
+    let here = app("127.0.0.0/8").await;
     let r = here.post_customerio(&body).await;
     assert_eq!((r.status, r.body["status"].as_str()), (200, Some("queued")), "{:?}", r.body);
 }

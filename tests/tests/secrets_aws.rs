@@ -6,8 +6,9 @@
 use std::collections::HashMap;
 
 use relay_tests::aws::sdk_config;
-use shared::config::{ConfigError, Vars, Verifiers, vars::API_KEYS_SECRET_KEYS, vars::SIGNING_SECRET_KEYS};
+use shared::config::{ConfigError, Vars, vars::API_KEYS_SECRET_KEYS, vars::SIGNING_SECRET_KEYS};
 use shared::triggers::Triggers;
+use shared::verify::Verifiers;
 
 async fn secret(value: &str) -> String {
     let sdk = sdk_config().await;

@@ -7,29 +7,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use relay_tests::faults::{Death, Dying};
 use relay_tests::mavera_standin::MaveraStandIn;
 use relay_tests::payloads::segment_track;
 use serde_json::json;
-use shared::domain::{Event, EventId, JobKey, PersonaName, RuleName, Source};
-use shared::mavera::{MaveraApi, MaveraClient, MaveraConfig};
+use shared::domain::{EventId, JobKey, PersonaName, RuleName, Source};
+use shared::mavera::MaveraConfig;
 use shared::queue::JobMessage;
 use shared::store::{JobStatus, JobStore, MemoryStore};
 use shared::triggers::Triggers;
-use shared::worker::{Disposition, Enrich, Enriched, LEASE_MARGIN, Worker};
+use shared::worker::{Disposition, LEASE_MARGIN, Worker};
 use tokio::time::Instant;
-
-/// Segment rules look nothing up; the worker still wants an enricher for the shipped
-/// Customer.io rule.
-struct NoLookups;
-
-#[async_trait]
-impl Enrich for NoLookups {
-    async fn enrich(&self, _event: &mut Event, _deadline: Instant) -> Enriched {
-        Enriched { known: true, ..Enriched::default() }
-    }
-}
 
 /// The first delivery's time: enough to send a Mave call (at least 5 s left) with the 5 s
 /// the worker keeps back to record the outcome.
@@ -67,19 +55,14 @@ impl Case {
     }
 }
 
-fn worker(store: Arc<dyn shared::worker::WorkerState>, jobs: Arc<dyn JobStore>, mavera: &MaveraStandIn) -> Worker {
-    let triggers = Triggers::embedded().unwrap();
+fn worker<S: JobStore + shared::worker::WorkerState + 'static>(store: Arc<S>, mavera: &MaveraStandIn) -> Worker {
     let config = MaveraConfig { base_url: mavera.base_url(), ..MaveraConfig::new(mavera.api_key().to_owned().into()) };
-    let client: Arc<dyn MaveraApi> = Arc::new(MaveraClient::new(config).unwrap());
-    Worker::new(
-        Arc::new(triggers.rules),
-        triggers.cio_sync.for_worker(),
-        jobs,
-        store,
-        client,
-        Some(Arc::new(NoLookups)),
-    )
-    .unwrap()
+    let settings = shared::worker::Settings {
+        triggers: Triggers::embedded().unwrap().for_worker(),
+        mavera: shared::worker::Mavera::Live(config),
+        enrichment: shared::worker::Enrichment::NotNeeded,
+    };
+    shared::worker::build(settings, store).unwrap()
 }
 
 #[tokio::test]
@@ -100,7 +83,7 @@ async fn a_worker_killed_at_each_step_loses_no_job_and_makes_no_persona_twice() 
     // The first delivery of each job, killed at its step.
     let first = cases.iter().map(|case| {
         let dying = Arc::new(Dying::new(store.clone(), case.at, case.death));
-        let worker = worker(dying.clone(), dying.clone(), &mavera);
+        let worker = worker(dying.clone(), &mavera);
         let body = case.body();
         async move {
             let run = worker.process(&body, Instant::now() + FIRST_DELIVERY);
@@ -113,7 +96,7 @@ async fn a_worker_killed_at_each_step_loses_no_job_and_makes_no_persona_twice() 
 
     // The message comes back once the dead worker's lease has run out.
     tokio::time::sleep(FIRST_DELIVERY + LEASE_MARGIN + Duration::from_millis(500)).await;
-    let restarted = worker(Arc::new(store.clone()), Arc::new(store.clone()), &mavera);
+    let restarted = worker(Arc::new(store.clone()), &mavera);
     for case in &cases {
         let disposition = restarted.process(&case.body(), Instant::now() + Duration::from_secs(30)).await;
         assert!(

@@ -1,15 +1,18 @@
 //! The request path of the ingest function: verify → parse → match → claim → queue.
 //! Framework-free ([`Ingest::handle`] takes a source, headers and raw bytes); [`router`]
-//! puts it behind HTTP for both Lambda and `relay serve`.
+//! puts it behind HTTP. [`build`] is the one wiring the Lambda, `relay serve` and the tests
+//! share: [`Settings`] from the variables, a claim store and a queue in, the router out.
 
 mod error;
 mod report;
 mod router;
+mod settings;
 mod source_ip;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use axum::Router;
 use futures::StreamExt;
 use http::HeaderMap;
 use tokio::time::{Instant, timeout_at};
@@ -17,17 +20,18 @@ use tokio::time::{Instant, timeout_at};
 pub use error::ApiError;
 pub use report::{EventError, EventReport, JobReport, Report, Status};
 pub use router::{BODY_TIMEOUT, MAX_BODY_BYTES, router, router_with_body_timeout};
+pub use settings::Settings;
 pub use source_ip::source_ip;
 
 pub use crate::verify::IpAllowList;
 
-use crate::config::Verifiers;
 use crate::domain::{Event, JobKey, RuleName, Source};
 use crate::parse::{self, Envelope, ParseError};
 use crate::queue::{JobMessage, JobQueue, QueueError};
 use crate::rules::Rules;
 use crate::store::{Claim, ClaimStore, NewJob, StoreError};
-use crate::verify::{self, SignatureCoverage, VerifyError};
+use crate::telemetry::Metrics;
+use crate::verify::{self, SignatureCoverage, Verifiers, VerifyError};
 
 /// How many jobs of one request are claimed and queued at once (a Segment batch can hold
 /// hundreds of events).
@@ -111,15 +115,26 @@ struct Prepared {
     status: Option<Status>,
 }
 
-impl Ingest {
-    pub fn new(rules: Arc<Rules>, verifiers: Verifiers, claims: Arc<dyn ClaimStore>, queue: Arc<dyn JobQueue>) -> Self {
-        Ingest { rules, verifiers, claims, queue, cio_sources: None }
-    }
+/// Puts ingest together and behind HTTP, the same way wherever it runs.
+pub fn build(settings: Settings, claims: Arc<dyn ClaimStore>, queue: Arc<dyn JobQueue>, metrics: Metrics) -> Router {
+    router(Arc::new(Ingest::new(settings, claims, queue)), metrics)
+}
 
-    /// Accepts Customer.io webhooks only from these addresses.
-    pub fn with_cio_sources(mut self, allowed: Option<IpAllowList>) -> Self {
-        self.cio_sources = allowed;
-        self
+/// [`build`], giving a request's body `body_timeout` to arrive (`relay serve --request-timeout`).
+pub fn build_with_body_timeout(
+    settings: Settings,
+    claims: Arc<dyn ClaimStore>,
+    queue: Arc<dyn JobQueue>,
+    metrics: Metrics,
+    body_timeout: Duration,
+) -> Router {
+    router_with_body_timeout(Arc::new(Ingest::new(settings, claims, queue)), metrics, body_timeout)
+}
+
+impl Ingest {
+    fn new(settings: Settings, claims: Arc<dyn ClaimStore>, queue: Arc<dyn JobQueue>) -> Self {
+        let Settings { rules, verifiers, cio_sources } = settings;
+        Ingest { rules, verifiers, claims, queue, cio_sources }
     }
 
     /// Whether webhooks from `source` can be verified (its secret is set).

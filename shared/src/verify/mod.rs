@@ -2,11 +2,13 @@
 //! bytes, before any parsing, and compares decoded MACs in constant time.
 
 mod allow_list;
+mod by_source;
 pub mod customerio;
 mod secrets;
 pub mod segment;
 
 pub use allow_list::{IpAllowList, canonical_ip};
+pub use by_source::{Refused, Verifiers};
 pub use customerio::CustomerIoVerifier;
 pub use secrets::{SecretsError, SigningSecrets};
 pub use segment::{SegmentVerifier, SignatureCoverage};
