@@ -60,9 +60,11 @@ impl Settings {
             None => Mavera::DryRun { reason: "DRY_RUN=true" },
         };
         // Without CIO_APP_KEY the enriching rules are disabled (the worker says so); the rest run.
+        let enriching: Vec<String> = triggers.rules.iter().filter(|r| r.enrich).map(|r| r.name.to_string()).collect();
         let enrichment = match config::customerio(vars, false)? {
             Some(config) => Enrichment::Lookup(config),
-            None => Enrichment::NotNeeded,
+            None if enriching.is_empty() => Enrichment::NotNeeded,
+            None => Enrichment::Unavailable { rules: enriching },
         };
         Ok(Settings { triggers, mavera, enrichment })
     }
@@ -118,9 +120,15 @@ mod tests {
     }
 
     #[test]
-    fn enriching_rules_need_the_app_key() {
-        let err = Settings::from_vars(&[("DRY_RUN", "true")], shipped()).unwrap_err();
-        assert!(err.to_string().starts_with("CIO_APP_KEY is not set"), "{err}");
+    fn without_the_app_key_only_the_enriching_rules_are_off() {
+        let settings = Settings::from_vars(&[("DRY_RUN", "true")], shipped()).unwrap();
+        assert!(
+            matches!(&settings.enrichment, Enrichment::Unavailable { rules } if rules == &["cio-high-value-alert"])
+        );
+        let worker = build(settings, Arc::new(MemoryStore::new())).unwrap();
+        let disabled: Vec<&str> = worker.disabled_rules().iter().map(|(r, _)| r.as_str()).collect();
+        assert_eq!(disabled, ["cio-high-value-alert"]);
+        assert!(worker.disabled_rules()[0].1.contains("CIO_APP_KEY"));
     }
 
     #[test]
