@@ -38,8 +38,11 @@ pub enum StartupError {
 }
 
 /// The cold start with nothing to warm up.
-pub async fn cold_start() -> Result<ColdStart, StartupError> {
-    let (cold, ()) = cold_start_warming(|_| async { Ok(()) }).await?;
+///
+/// `secret_keys`: the keys of this function's own secret (`vars::SIGNING_SECRET_KEYS` for
+/// ingest, `vars::API_KEYS_SECRET_KEYS` for the worker and cio-sync).
+pub async fn cold_start(secret_keys: &'static [&'static str]) -> Result<ColdStart, StartupError> {
+    let (cold, ()) = cold_start_warming(secret_keys, |_| async { Ok(()) }).await?;
     Ok(cold)
 }
 
@@ -47,6 +50,7 @@ pub async fn cold_start() -> Result<ColdStart, StartupError> {
 /// returns (the warmed clients). `warm_up` may read only the process environment: the
 /// secret is not there yet.
 pub async fn cold_start_warming<T, F>(
+    secret_keys: &'static [&'static str],
     warm_up: impl FnOnce(aws_config::SdkConfig) -> F,
 ) -> Result<(ColdStart, T), StartupError>
 where
@@ -58,11 +62,12 @@ where
     let sdk = crate::aws::sdk_config().await;
     phases.done("sdk");
     let (vars, warmed) = tokio::join!(
-        Phases::time("secrets", crate::secrets::load(&sdk, &ProcessEnv)),
+        Phases::time("secrets", crate::secrets::load(&sdk, &ProcessEnv, secret_keys)),
         Phases::time("warm-up", warm_up(sdk.clone())),
     );
     phases.done("secrets and warm-up");
     let (vars, warmed) = (vars?, warmed?);
+    telemetry::redact(crate::config::secret_values(&vars));
     let triggers = Triggers::from_vars(&vars)?;
     phases.done("triggers");
     Ok((ColdStart { sdk, vars, triggers, phases }, warmed))

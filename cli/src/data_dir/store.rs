@@ -125,6 +125,10 @@ impl ClaimStore for FileStore {
     async fn release_claim(&self, key: &JobKey, token: &str) -> Result<(), StoreError> {
         self.records.release_claim(key, token).await
     }
+
+    async fn seal_claim(&self, key: &JobKey, token: &str) -> Result<(), StoreError> {
+        self.records.seal_claim(key, token).await
+    }
 }
 
 #[async_trait]

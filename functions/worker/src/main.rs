@@ -15,19 +15,20 @@ use shared::worker::{self, Mavera, Settings, sqs};
 async fn main() -> Result<(), Fatal> {
     // The table is named by a plain variable, so its connection opens (during init rather than
     // on the first job) while the secret is being read.
-    let (ColdStart { vars, triggers, mut phases, .. }, store) = cold_start_warming(|sdk| async move {
-        let table = config::required(
-            &ProcessEnv,
-            vars::EVENTS_TABLE,
-            "set it to the events table's name (template.yaml does)",
-        )?;
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
-        if let Err(e) = store.warm().await {
-            tracing::warn!(error = %telemetry::chain(&e), "event store warm-up failed; the first job will connect");
-        }
-        Ok(Arc::new(store))
-    })
-    .await?;
+    let (ColdStart { vars, triggers, mut phases, .. }, store) =
+        cold_start_warming(&vars::API_KEYS_SECRET_KEYS, |sdk| async move {
+            let table = config::required(
+                &ProcessEnv,
+                vars::EVENTS_TABLE,
+                "set it to the events table's name (template.yaml does)",
+            )?;
+            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+            if let Err(e) = store.warm().await {
+                tracing::warn!(error = %telemetry::chain(&e), "event store warm-up failed; the first job will connect");
+            }
+            Ok(Arc::new(store))
+        })
+        .await?;
     let settings = Settings::from_vars(&vars, triggers.for_worker())?;
     let (rules, dry_run) = (settings.triggers.rules.len(), matches!(settings.mavera, Mavera::DryRun { .. }));
     phases.done("config");
@@ -40,10 +41,13 @@ async fn main() -> Result<(), Fatal> {
         tracing::warn!("DRY_RUN=true: requests are recorded in the events table, never sent to Mavera");
     }
     tracing::info!(rules, dry_run, "worker ready");
+    // For when the runtime gives no usable deadline (cargo lambda watch).
+    let timeout = config::number(&vars, vars::FUNCTION_TIMEOUT_SECS, sqs::DEFAULT_FUNCTION_TIMEOUT.as_secs())?;
+    let timeout = std::time::Duration::from_secs(timeout);
     phases.finish();
     let (worker, metrics) = (&worker, &Metrics::from_env("worker"));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let deadline = sqs::deadline_from(event.context.deadline());
+        let deadline = sqs::deadline_from(event.context.deadline(), timeout);
         Ok::<SqsBatchResponse, Error>(sqs::handle_batch(worker, event.payload, deadline, metrics).await)
     }))
     .await
