@@ -25,6 +25,7 @@ use super::listing::{self, Position, Step};
 use super::{
     CLAIM_LEASE, CacheStore, Claim, ClaimStore, GuardStore, JobRecord, JobStatus, JobStore, NewJob, Outcome,
     RECORD_TTL, Start, StartJob, StoreError, cache_key, cap_key, epoch_millis, epoch_secs, once_key, rfc3339,
+    sortable_millis,
 };
 use crate::domain::{JobKey, RuleName};
 
@@ -66,7 +67,8 @@ pub(super) fn expires(now: SystemTime) -> AttributeValue {
 
 /// A history entry as the table keeps it, in a list appended to by each write.
 pub(super) fn step(now: SystemTime, status: JobStatus, detail: Option<String>) -> AttributeValue {
-    let mut entry = HashMap::from([("at".to_owned(), s(rfc3339(now))), ("status".to_owned(), s(status.as_str()))]);
+    let mut entry =
+        HashMap::from([("at".to_owned(), s(sortable_millis(now))), ("status".to_owned(), s(status.as_str()))]);
     if let Some(detail) = detail {
         entry.insert("detail".to_owned(), s(detail));
     }

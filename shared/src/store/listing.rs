@@ -158,7 +158,7 @@ pub struct JobSummary {
 /// One entry of a record's history: an attempt starting or ending, or an operator's replay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
-    /// RFC 3339, UTC.
+    /// UTC, to the millisecond: `2026-11-28T10:15:30.123Z`.
     pub at: String,
     /// The status the record took.
     pub status: JobStatus,
@@ -201,9 +201,15 @@ fn result_line(result: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Whitespace folded to single spaces, cut to [`MAX_SUMMARY_CHARS`] with an ellipsis.
+/// Whitespace folded to single spaces and Markdown heading marks dropped (research answers
+/// start with `## Findings`), cut to [`MAX_SUMMARY_CHARS`] with an ellipsis.
 fn one_line(text: &str) -> String {
-    let folded = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let folded = text
+        .lines()
+        .map(|line| line.trim_start().trim_start_matches('#'))
+        .flat_map(str::split_whitespace)
+        .collect::<Vec<_>>()
+        .join(" ");
     let cut = truncate_chars(&folded, MAX_SUMMARY_CHARS - 1);
     if cut.len() < folded.len() { format!("{cut}…") } else { folded }
 }
@@ -244,7 +250,10 @@ mod tests {
         assert_eq!(credits_of(Some(&persona)), Some(300.0));
         let research =
             json!({"action": "research", "content": "Users upgrade\n\nbecause   of the team plan.", "credits": 25.0});
-        assert_eq!(summary_text(Some(&research), None).as_deref(), Some("Users upgrade because of the team plan."));
+        assert_eq!(
+            summary_text(Some(&research), None).as_deref(),
+            Some("Findings Users upgrade because of the #1 plan.")
+        );
         let long = json!({"action": "generate", "output": "word ".repeat(100)});
         let line = summary_text(Some(&long), None).unwrap();
         assert_eq!(line.chars().count(), MAX_SUMMARY_CHARS);

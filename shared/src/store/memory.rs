@@ -16,7 +16,7 @@ use super::listing::{self, window_bounds};
 use super::{
     CLAIM_LEASE, CacheStore, Claim, ClaimStore, GuardStore, JobRecord, JobStatus, JobStore, ListPage, ListQuery,
     ListStore, NewJob, Outcome, Position, RECORD_TTL, ReplayStore, Requeue, Start, StartJob, Step, StoreError,
-    cache_key, cap_key, epoch_millis, epoch_secs, once_key, rfc3339,
+    cache_key, cap_key, epoch_millis, epoch_secs, once_key, sortable_millis,
 };
 use crate::domain::{JobKey, RuleName};
 
@@ -213,7 +213,7 @@ fn record(key: &str, j: &JobItem) -> JobRecord {
 }
 
 fn step(now: SystemTime, status: JobStatus, detail: Option<String>) -> Step {
-    Step { at: rfc3339(now), status, detail }
+    Step { at: sortable_millis(now), status, detail }
 }
 
 #[async_trait]
