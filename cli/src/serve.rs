@@ -134,7 +134,7 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let token = running::new_token();
     let console = addr.ip().is_loopback().then(|| {
         let records: Arc<dyn Records> = Arc::new(Direct::new(store.clone(), Some(queue.clone()), "relay serve".into()));
-        let replay_with = args.data_dir.as_ref().map(|d| format!("--data-dir '{}'", d.display())).unwrap_or_default();
+        let replay_with = args.data_dir.as_ref().map(|d| format!("--data-dir '{}'", d.display()));
         console::router(ConsoleState { records, token: Some(token.clone()), replay_with })
     });
     let _announced = match &args.data_dir {

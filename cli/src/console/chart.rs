@@ -20,8 +20,9 @@ struct Day {
     credits: f64,
 }
 
-fn by_day(jobs: &[JobSummary]) -> BTreeMap<&str, Day> {
-    let mut days: BTreeMap<&str, Day> = BTreeMap::new();
+/// Every day of the window (so a quiet day shows as empty), then the jobs'.
+fn by_day<'a>(jobs: &'a [JobSummary], window: &'a [String]) -> BTreeMap<&'a str, Day> {
+    let mut days: BTreeMap<&str, Day> = window.iter().map(|d| (d.as_str(), Day::default())).collect();
     for j in jobs {
         let d = days.entry(j.position.day()).or_default();
         d.jobs += 1.0;
@@ -33,13 +34,13 @@ fn by_day(jobs: &[JobSummary]) -> BTreeMap<&str, Day> {
     days
 }
 
-pub fn jobs_per_day(jobs: &[JobSummary]) -> String {
-    let days = by_day(jobs);
+pub fn jobs_per_day(jobs: &[JobSummary], window: &[String]) -> String {
+    let days = by_day(jobs, window);
     bars("Jobs per day (failed in red)", &days, |d| (d.jobs, d.failed))
 }
 
-pub fn credits_per_day(jobs: &[JobSummary]) -> String {
-    let days = by_day(jobs);
+pub fn credits_per_day(jobs: &[JobSummary], window: &[String]) -> String {
+    let days = by_day(jobs, window);
     bars("Credits per day", &days, |d| (d.credits, 0.0))
 }
 
@@ -51,7 +52,7 @@ fn bars(title: &str, days: &BTreeMap<&str, Day>, value: impl Fn(&Day) -> (f64, f
          <text x=\"8\" y=\"15\" font-weight=\"600\">{t}</text>",
         t = esc(title)
     );
-    if days.is_empty() {
+    if days.values().all(|d| value(d).0 == 0.0) {
         let _ = write!(svg, "<text x=\"8\" y=\"{}\" fill=\"#888\">no jobs</text></svg>", HEIGHT / 2.0);
         return svg;
     }

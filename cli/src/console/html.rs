@@ -42,6 +42,7 @@ table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #e1e4
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #eceef2;vertical-align:top}
 th{background:#f0f2f5;font-weight:600;font-size:12px;color:#4a5160}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+td:first-child{white-space:nowrap}
 tr:hover td{background:#fafbfd}
 .key{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
 .status{display:inline-block;padding:0 6px;border-radius:3px;font-size:11px;font-weight:700;color:#fff;background:#7a8290}

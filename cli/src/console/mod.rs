@@ -37,8 +37,9 @@ pub struct ConsoleState {
     pub records: Arc<dyn Records>,
     /// The records API's token; `None` closes the API (`relay console`).
     pub token: Option<String>,
-    /// How the page tells the reader to replay a job (`--data-dir DIR`, `--stack NAME`).
-    pub replay_with: String,
+    /// The options a replay of these records takes (`--data-dir DIR`, `--stack NAME`), or
+    /// `None` when no other process can reach them (`relay serve` without `--data-dir`).
+    pub replay_with: Option<String>,
 }
 
 /// The console's routes, for `relay serve` and `relay console`.
@@ -98,9 +99,26 @@ async fn list(State(state): State<Arc<ConsoleState>>, Query(filters): Query<page
     let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
     let filter = ListFilter { statuses, rule: nonempty(&filters.rule), user: nonempty(&filters.user) };
     match window_jobs(state.records.as_ref(), since, filter).await {
-        Ok((jobs, capped)) => Html(page::list_page(&state.records.describe(), &filters, &jobs, capped)).into_response(),
+        Ok((jobs, capped)) => {
+            let days = days_of(SystemTime::now() - since, SystemTime::now());
+            Html(page::list_page(&state.records.describe(), &filters, &jobs, capped, &days)).into_response()
+        }
         Err(e) => error_page(StatusCode::BAD_GATEWAY, &shared::telemetry::chain(&e).to_string()),
     }
+}
+
+/// The UTC days from `since` to `until`, oldest first (the charts' columns).
+fn days_of(since: SystemTime, until: SystemTime) -> Vec<String> {
+    let mut days = Vec::new();
+    let mut t = since;
+    while shared::store::utc_day(t) <= shared::store::utc_day(until) {
+        let day = shared::store::utc_day(t);
+        if days.last() != Some(&day) {
+            days.push(day);
+        }
+        t += Duration::from_secs(3600);
+    }
+    days
 }
 
 /// The window's jobs, newest first, at most [`MAX_JOBS`] (and whether there were more).
@@ -129,7 +147,12 @@ async fn job(State(state): State<Arc<ConsoleState>>, Query(p): Query<api::KeyPar
     let key = JobKey::from_stored(p.key);
     match state.records.get(&key).await {
         Ok(Some(record)) => {
-            let hint = format!("relay replay '{key}' {}", state.replay_with);
+            let hint = match &state.replay_with {
+                Some(options) => format!("relay replay '{key}' {options}"),
+                None => "This relay serve keeps its records in memory, where no other command can reach them: \
+                         start it with --data-dir DIR, then relay replay KEY --data-dir DIR"
+                    .to_owned(),
+            };
             Html(page::job_page(&state.records.describe(), &record, &hint)).into_response()
         }
         Ok(None) => error_page(StatusCode::NOT_FOUND, &format!("No job {key} (records live 8 days).")),
@@ -150,7 +173,7 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     crate::output::init(crate::output::LogFormat::Text);
     let records: Arc<dyn Records> = Arc::from(args.place.open().await?);
-    let replay_with = replay_option(&args.place);
+    let replay_with = Some(replay_option(&args.place));
     let app = Router::new().route("/", get(|| async { Redirect::to("/console") })).merge(router(ConsoleState {
         records: records.clone(),
         token: None,

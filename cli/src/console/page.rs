@@ -33,7 +33,7 @@ pub const DEFAULT_WINDOW: &str = "7d";
 pub const ROWS: usize = 200;
 
 /// The jobs of the window (newest first, at most `cap`), summed and listed.
-pub fn list_page(place: &str, filters: &Filters, jobs: &[JobSummary], capped: bool) -> String {
+pub fn list_page(place: &str, filters: &Filters, jobs: &[JobSummary], capped: bool, days: &[String]) -> String {
     let mut body = String::new();
     filter_form(&mut body, filters);
     if capped {
@@ -44,8 +44,8 @@ pub fn list_page(place: &str, filters: &Filters, jobs: &[JobSummary], capped: bo
     let _ = write!(
         body,
         "<div class=\"charts\">{}{}</div>",
-        super::chart::jobs_per_day(jobs),
-        super::chart::credits_per_day(jobs)
+        super::chart::jobs_per_day(jobs, days),
+        super::chart::credits_per_day(jobs, days)
     );
     recent(&mut body, jobs);
     page("mavera-relay: events", place, &body)
