@@ -8,7 +8,6 @@
 mod aws;
 mod check;
 mod console;
-mod enrich;
 mod error;
 mod events;
 mod output;

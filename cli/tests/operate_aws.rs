@@ -11,16 +11,15 @@ use std::time::Duration;
 use relay_tests::app::TestApp;
 use relay_tests::aws::Aws;
 use relay_tests::cio_standin::CioStandIn;
+use relay_tests::env::Env;
 use relay_tests::mavera_standin::{MaveraStandIn, Reply};
 use relay_tests::payloads::segment_track;
 use relay_tests::sqs_driver::drive;
 use serde_json::{Value, json};
-use shared::customerio::{CioClient, CioConfig, CioRegion};
 use shared::domain::{EventId, JobKey, RuleName, Source};
-use shared::mavera::{MaveraApi, MaveraClient, MaveraConfig};
 use shared::queue::JobMessage;
 use shared::triggers::Triggers;
-use shared::worker::{CioEnricher, Enrich, Worker};
+use shared::worker::{self, Worker};
 
 use crate::support::{aws_env, relay, relay_cmd};
 
@@ -40,28 +39,11 @@ impl Deployment {
     /// whose outputs name them, ingest and the worker on them.
     async fn start() -> Self {
         let aws = Aws::fresh_with(2, 1).await;
-        let mavera = MaveraStandIn::start().await;
-        let config =
-            MaveraConfig { base_url: mavera.base_url(), ..MaveraConfig::new(mavera.api_key().to_owned().into()) };
-        let client: Arc<dyn MaveraApi> = Arc::new(MaveraClient::new(config).unwrap());
-        let triggers = Triggers::embedded().unwrap();
+        let (mavera, cio) = (MaveraStandIn::start().await, CioStandIn::start().await);
         let store = Arc::new(aws.store());
-        let cio = CioStandIn::start().await;
-        let cio_client = CioClient::new(
-            CioConfig::new(cio.app_key().to_owned().into(), CioRegion::Us).with_base_url(cio.base_url()),
-        )
-        .unwrap();
-        let enricher: Arc<dyn Enrich> =
-            Arc::new(CioEnricher::new(Arc::new(cio_client), store.clone(), triggers.enrichment.clone()));
-        let worker = Worker::new(
-            Arc::new(triggers.rules.clone()),
-            triggers.cio_sync.for_worker(),
-            store.clone(),
-            store.clone(),
-            client,
-            Some(enricher),
-        )
-        .unwrap();
+        let env = Env::new().mavera(&mavera).customerio(&cio);
+        let settings = worker::Settings::from_vars(&env, Triggers::embedded().unwrap().for_worker()).unwrap();
+        let worker = worker::build(settings, store.clone()).unwrap();
         let app = TestApp::spawn(store, Arc::new(aws.queue())).await;
         let stack = format!("relay-{}", uuid::Uuid::new_v4().simple());
         let template = json!({

@@ -248,8 +248,7 @@ mod tests {
             json!({"action": "create_persona", "persona_id": "p1", "name": "Trial User — u1", "credits": 300});
         assert_eq!(summary_text(Some(&persona), None).as_deref(), Some("Trial User — u1"));
         assert_eq!(credits_of(Some(&persona)), Some(300.0));
-        let research =
-            json!({"action": "research", "content": "Users upgrade\n\nbecause   of the team plan.", "credits": 25.0});
+        let research = json!({"action": "research", "content": "## Findings\n\nUsers upgrade\nbecause   of the #1 plan.", "credits": 25.0});
         assert_eq!(
             summary_text(Some(&research), None).as_deref(),
             Some("Findings Users upgrade because of the #1 plan.")
