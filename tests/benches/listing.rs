@@ -119,13 +119,21 @@ fn sample_message(file: &str, rule: &str) -> (JobKey, RuleName, String) {
 
 /// A research job taken through claim, start and finish by the adapter, read back as stored:
 /// the template every bulk-written job copies.
-async fn template_item(aws: &Aws, store: &DynamoStore) -> HashMap<String, AttributeValue> {
+async fn template_item(aws: &Aws, store: &DynamoStore) -> (HashMap<String, AttributeValue>, [usize; 2]) {
     let (key, rule, message) = sample_message("plan_upgraded.json", "segment-plan-upgraded");
     let now = SystemTime::now();
+    let size = || async {
+        let item =
+            aws.dynamo.get_item().table_name(&aws.table).key("pk", AttributeValue::S(key.to_string())).send().await;
+        let item = item.unwrap().item.unwrap();
+        item_size(&json!(item.iter().map(|(k, v)| (k.clone(), attribute_json(v))).collect::<serde_json::Map<_, _>>()))
+    };
     store.claim(&NewJob { key: &key, rule: &rule, token: "t", now }).await.unwrap();
+    let claimed = size().await;
     let lease = Lease { owner: "w".into(), until: now + Duration::from_secs(60) };
     let start = StartJob { key: &key, rule: &rule, lease: &lease, message: &message, user: Some("usr_p4x9q"), now };
     store.start(&start).await.unwrap();
+    let started = size().await;
     // The stand-in's research answer is about 1.3 KB, as a real short Mave answer.
     let content =
         format!("## Findings\n\n{}", "Users who upgrade to growth expect the team features at once. ".repeat(20));
@@ -133,7 +141,7 @@ async fn template_item(aws: &Aws, store: &DynamoStore) -> HashMap<String, Attrib
         "content": content, "truncated": false, "credits": 25.0});
     store.finish(&key, "w", &Outcome::Done { result }, &[], now).await.unwrap();
     let item = aws.dynamo.get_item().table_name(&aws.table).key("pk", AttributeValue::S(key.to_string())).send().await;
-    item.unwrap().item.unwrap()
+    (item.unwrap().item.unwrap(), [claimed, started])
 }
 
 /// Writes jobs `from..to`, received over the last 48 hours (spread so that every stage of the
@@ -207,7 +215,7 @@ async fn main() {
         .map(|s| s.trim().parse().expect("LISTING_SIZES: numbers"))
         .collect();
     let total = *sizes.iter().max().unwrap();
-    let template = template_item(&aws, &store).await;
+    let (template, [claimed, started]) = template_item(&aws, &store).await;
 
     println!("jobs in table | listing | calls | items read | bytes read (est.) | read units | moto time/page");
     println!("---|---|---|---|---|---|---");
@@ -296,7 +304,10 @@ async fn main() {
         "  listing-index entry of a DONE research job: {} bytes (1 write unit per index write; 3 per job: claim, start, finish)",
         item_size(&entry)
     );
-    println!("  the whole DONE record: {} bytes", item_size(&whole));
+    println!(
+        "  the record after the claim: {claimed} bytes; after the start (with the kept message): {started} bytes; DONE: {} bytes",
+        item_size(&whole)
+    );
     for (file, rule) in [
         ("trial_started.json", "segment-trial-started"),
         ("plan_upgraded.json", "segment-plan-upgraded"),
