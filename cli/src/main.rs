@@ -10,6 +10,7 @@ mod check;
 mod console;
 mod error;
 mod events;
+mod listen;
 mod output;
 mod poll_sqs;
 mod records;

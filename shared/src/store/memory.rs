@@ -223,9 +223,13 @@ impl ClaimStore for MemoryStore {
         self.update(|items| {
             let key = job.key.as_str();
             match live(items, key, job.now) {
-                Some(Item::Job(j)) if !(j.status == JobStatus::Claimed && j.lease_until_ms < now_ms) => {
-                    (Claim::Duplicate(j.status), vec![])
+                Some(Item::Job(j)) if j.status == JobStatus::Claimed && j.holder == job.token => {
+                    (Claim::Claimed, vec![])
                 }
+                Some(Item::Job(j)) if j.status == JobStatus::Claimed && j.lease_until_ms >= now_ms => {
+                    (Claim::InFlight, vec![])
+                }
+                Some(Item::Job(j)) if j.status != JobStatus::Claimed => (Claim::Duplicate(j.status), vec![]),
                 _ => {
                     let item = JobItem {
                         status: JobStatus::Claimed,
@@ -246,6 +250,18 @@ impl ClaimStore for MemoryStore {
                     (Claim::Claimed, vec![key.to_owned()])
                 }
             }
+        })
+    }
+
+    async fn seal_claim(&self, key: &JobKey, token: &str) -> Result<(), StoreError> {
+        self.update(|items| match items.get(key.as_str()) {
+            Some(Item::Job(j)) if j.status == JobStatus::Claimed && j.holder == token => {
+                // A mark, not a job: out of the listing, as DynamoDB's whole-item seal leaves it.
+                let sealed = JobItem { status: JobStatus::Done, lease_until_ms: 0, position: None, ..j.clone() };
+                items.insert(key.to_string(), Item::Job(sealed));
+                ((), vec![key.to_string()])
+            }
+            _ => ((), vec![]),
         })
     }
 
@@ -270,6 +286,9 @@ impl JobStore for MemoryStore {
             let (attempts, notes, position, known_user, history) = match live(items, k, now) {
                 Some(Item::Job(j)) => match j.status {
                     s if s.is_final() => return (Start::Finished(s), vec![]),
+                    JobStatus::Running if j.holder == lease.owner => {
+                        return (Start::Started { attempt: j.attempts }, vec![]);
+                    }
                     JobStatus::Running if j.lease_until_ms >= now_ms => return (Start::Busy, vec![]),
                     _ => {
                         (j.attempts, j.notes.clone(), j.position.clone(), j.user.take(), std::mem::take(&mut j.history))
@@ -321,6 +340,8 @@ impl JobStore for MemoryStore {
                 j.history.push(step(now, j.status, detail));
                 (Ok(()), vec![key.to_string()])
             }
+            // Recorded already by this owner (the same call, repeated).
+            Some(Item::Job(j)) if j.status == outcome.status() && j.holder == owner => (Ok(()), vec![]),
             _ => (Err(StoreError::LeaseLost(key.clone())), vec![]),
         })?
     }
@@ -335,6 +356,7 @@ impl JobStore for MemoryStore {
                 j.history.push(step(now, JobStatus::Retrying, listing::summary_text(None, Some(reason))));
                 (Ok(()), vec![key.to_string()])
             }
+            Some(Item::Job(j)) if j.status == JobStatus::Retrying && j.holder == owner => (Ok(()), vec![]),
             _ => (Err(StoreError::LeaseLost(key.clone())), vec![]),
         })?
     }
