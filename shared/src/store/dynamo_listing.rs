@@ -7,6 +7,9 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::QueryError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::dynamo::{
@@ -59,8 +62,11 @@ impl ListStore for DynamoStore {
                     .limit(read)
                     .set_exclusive_start_key(start.take())
                     .send()
-                    .await
-                    .map_err(unavailable)?;
+                    .await;
+                let out = match out {
+                    Ok(out) => out,
+                    Err(e) => return Err(self.query_failed(e).await),
+                };
                 for item in out.items() {
                     let job = summary(item)?;
                     // The upper bound is inclusive; the previous page's last job is not repeated.
@@ -82,6 +88,30 @@ impl ListStore for DynamoStore {
         Ok(page)
     }
 }
+
+impl DynamoStore {
+    /// Why a listing query failed. A table deployed before the listing index existed refuses
+    /// the query as invalid; that case, checked by describing the table, says what to do.
+    async fn query_failed(&self, error: SdkError<QueryError, HttpResponse>) -> StoreError {
+        if error.as_service_error().and_then(|e| e.code()) == Some("ValidationException") {
+            let described = self.client.describe_table().table_name(&self.table).send().await;
+            let has_index = described
+                .ok()
+                .and_then(|d| d.table)
+                .is_some_and(|t| t.global_secondary_indexes().iter().any(|i| i.index_name() == Some(LISTING_INDEX)));
+            if !has_index {
+                return StoreError::unavailable(NoListingIndex(self.table.clone()));
+            }
+        }
+        unavailable(error)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "table {0} has no `by-day` index to list jobs by: deploy this version's template.yaml, which adds it (jobs recorded before that are not listed; they expire within 8 days)"
+)]
+struct NoListingIndex(String);
 
 /// The filter of a listing query: what is not expired, and the query's filter. Status, rule
 /// and user are projected attributes, so the filter never reads the table.
