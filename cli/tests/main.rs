@@ -3,6 +3,9 @@
 //! it answers, prints and sends.
 
 mod check;
+mod console;
+mod operate_aws;
+mod operate_local;
 mod poll_sqs;
 mod send;
 mod serve;
