@@ -11,11 +11,12 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use shared::ingest::ApiError;
-use shared::queue::{Consumer, JobQueue, MemoryQueue};
+use shared::queue::{Consumer, JobQueue, MemoryQueue, QueueError};
 use shared::store::{self, JobStatus, MemoryStore, StoreError};
 use shared::worker::{self, Worker, WorkerState};
 
 use crate::data_dir::{DataDir, DataDirError, FileQueue, FileStore, Journal};
+use crate::records::direct::OpsStore;
 
 /// How often records past their expiry are swept out. They expire after 8 days, so the
 /// precise moment does not matter; often enough that memory stays flat, rarely enough that
@@ -23,7 +24,7 @@ use crate::data_dir::{DataDir, DataDirError, FileQueue, FileStore, Journal};
 pub const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 /// What `relay serve` needs of its store beyond the store traits.
-pub trait EmbeddedStore: store::Store + WorkerState {
+pub trait EmbeddedStore: store::Store + WorkerState + OpsStore {
     fn running_jobs(&self) -> usize;
     /// Removes the records expired at `now`; how many went.
     fn sweep_expired(&self, now: SystemTime) -> Result<usize, StoreError>;
@@ -77,6 +78,15 @@ impl Embedded {
         }
     }
 
+    /// The queue for a sender that is not a webhook (`relay replay` on a data directory): each
+    /// send returns once it is on disk, as a webhook's answer does.
+    pub fn settled_queue(&self) -> Arc<dyn JobQueue> {
+        match &self.journal {
+            Some(journal) => Arc::new(SettledSends { queue: self.queue.clone(), journal: journal.clone() }),
+            None => self.queue.clone(),
+        }
+    }
+
     pub fn is_kept(&self) -> bool {
         self.journal.is_some()
     }
@@ -120,6 +130,19 @@ impl Embedded {
             journal.close();
             tracing::info!("data file: {} changes in {} commits", journal.changes(), journal.commits());
         }
+    }
+}
+
+struct SettledSends {
+    queue: Arc<dyn EmbeddedQueue>,
+    journal: Arc<Journal>,
+}
+
+#[async_trait::async_trait]
+impl JobQueue for SettledSends {
+    async fn send(&self, body: String) -> Result<(), QueueError> {
+        self.queue.send(body).await?;
+        self.journal.settled().await.map_err(QueueError::unavailable)
     }
 }
 

@@ -15,14 +15,26 @@ use shared::worker::local::LocalRunner;
 use shared::worker::{LEASE_MARGIN, Mavera};
 use tokio::sync::watch;
 
+use crate::console::{self, ConsoleState};
 use crate::embedded::{Embedded, EmbeddedQueue, EmbeddedStore};
 use crate::error::RelayError;
 use crate::listen;
 use crate::output::{self, LogFormat};
+use crate::records::running::{self, Running};
+use crate::records::{Direct, Records};
 use crate::settings::{self, Settings};
 
 /// Deliveries of one message before it is dead-lettered, as the SQS redrive policy.
-const MAX_RECEIVES: u32 = 5;
+pub const MAX_RECEIVES: u32 = 5;
+
+/// The time one job may take unless `--job-timeout` says otherwise.
+pub const DEFAULT_JOB_TIME: Duration = Duration::from_secs(300);
+
+/// How long a received message stays hidden: longer than the job's lease, so it comes back
+/// only once the worker that had it is surely done with it.
+pub fn visibility(job_time: Duration) -> Duration {
+    job_time + LEASE_MARGIN + Duration::from_secs(30)
+}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -46,7 +58,7 @@ pub struct Args {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     workers: u16,
     /// Time one job may take, as a Lambda timeout would (seconds)
-    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    #[arg(long, default_value_t = DEFAULT_JOB_TIME.as_secs(), value_name = "SECS")]
     job_timeout: u64,
     /// How long a client may take to send a request's headers, and then its body (seconds);
     /// a half-sent request is cut off after it
@@ -65,9 +77,7 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     shared::telemetry::redact(shared::config::secret_values(&vars));
 
     let job_time = Duration::from_secs(args.job_timeout);
-    // A message stays hidden longer than the job's lease, so it comes back only once the
-    // worker that had it is surely done with it.
-    let visibility = job_time + LEASE_MARGIN + Duration::from_secs(30);
+    let visibility = visibility(job_time);
     let embedded = match &args.data_dir {
         None => Embedded::in_memory(visibility, MAX_RECEIVES),
         Some(dir) => Embedded::in_dir(dir, visibility, MAX_RECEIVES)?,
@@ -81,13 +91,13 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     };
     let worker = Arc::new(embedded.build_worker(worker)?);
     let timeout = Duration::from_secs(args.request_timeout);
-    let app = embedded.durable_answers(shared::ingest::build_with_body_timeout(
+    let app = shared::ingest::build_with_body_timeout(
         ingest,
         store.clone(),
         queue.clone(),
         Metrics::from_env("relay"),
         timeout,
-    ));
+    );
 
     // Before anything says it is listening: a Ctrl-C from then on stops gracefully.
     let signals = Signals::install();
@@ -107,6 +117,23 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     for source in &sources {
         tracing::info!("listening on http://{addr}/webhooks/{source}");
     }
+    // The console and its records API, on loopback only.
+    let token = running::new_token();
+    let console = addr.ip().is_loopback().then(|| {
+        let records: Arc<dyn Records> = Arc::new(Direct::new(store.clone(), Some(queue.clone()), "relay serve".into()));
+        let replay_with = args.data_dir.as_ref().map(|d| format!("--data-dir '{}'", d.display()));
+        console::router(ConsoleState { records, token: Some(token.clone()), replay_with })
+    });
+    let _announced = match &args.data_dir {
+        Some(dir) => {
+            Some(running::announce(dir, &Running { url: format!("http://{addr}"), token, pid: std::process::id() })?)
+        }
+        None => None,
+    };
+    match &console {
+        Some(_) => tracing::info!("console: http://{addr}/console"),
+        None => tracing::info!("console off: --addr {addr} is not a loopback address"),
+    }
     tracing::info!("try: relay send segment examples/segment/trial_started.json   (Ctrl-C stops)");
 
     let (stop, stopped) = watch::channel(false);
@@ -119,6 +146,12 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let consumer = queue.clone();
     let until_stopped = wait(stopped.clone());
     let worker_task = tokio::spawn(async move { runner.run(worker, consumer, until_stopped).await });
+    let app = match console {
+        Some(console) => app.merge(console),
+        None => app,
+    };
+    // Webhooks and console replays alike are answered once what they changed is on disk.
+    let app = embedded.durable_answers(app);
     let mut http = tokio::spawn(listen::serve(listener, app, timeout, wait(stopped.clone())));
 
     // Serve until Ctrl-C; then let requests and jobs in flight finish, within one grace period.

@@ -41,6 +41,10 @@ async fn main() {
             error: None,
             notes: vec![],
             expires_at: 1,
+            position: None,
+            user: None,
+            message: None,
+            history: vec![],
         })
     };
     let mut hash = HashMap::new();

@@ -118,13 +118,13 @@ impl<S> Dying<S> {
 }
 
 use shared::domain::RuleName;
-use shared::store::{CacheStore, GuardStore, JobRecord, JobStore, Lease, Outcome, Start};
+use shared::store::{CacheStore, GuardStore, JobRecord, JobStore, Outcome, Start, StartJob};
 use std::time::{Duration, SystemTime};
 
 #[async_trait]
 impl<S: JobStore> JobStore for Dying<S> {
-    async fn start(&self, key: &JobKey, rule: &RuleName, lease: &Lease, now: SystemTime) -> Result<Start, StoreError> {
-        self.step(self.inner.start(key, rule, lease, now)).await
+    async fn start(&self, job: &StartJob<'_>) -> Result<Start, StoreError> {
+        self.step(self.inner.start(job)).await
     }
 
     async fn finish(

@@ -263,12 +263,39 @@ fn the_table_matches_the_store() {
     assert_eq!(text(&keys[0], &["AttributeName"]), shared::store::KEY_ATTRIBUTE);
     assert_eq!(text(&keys[0], &["KeyType"]), "HASH");
     let attributes = at(table, &["AttributeDefinitions"]).as_vec().expect("AttributeDefinitions is a list");
-    assert_eq!(attributes.len(), 1);
-    assert_eq!(text(&attributes[0], &["AttributeName"]), shared::store::KEY_ATTRIBUTE);
-    assert_eq!(text(&attributes[0], &["AttributeType"]), "S", "keys are strings");
+    let defined: Vec<(&str, &str)> =
+        attributes.iter().map(|a| (text(a, &["AttributeName"]), text(a, &["AttributeType"]))).collect();
+    assert_eq!(
+        defined,
+        vec![
+            (shared::store::KEY_ATTRIBUTE, "S"),
+            (shared::store::DAY_ATTRIBUTE, "S"),
+            (shared::store::RECEIVED_ATTRIBUTE, "S")
+        ],
+        "the table key and the listing index's keys, all strings"
+    );
     assert_eq!(text(table, &["TimeToLiveSpecification", "AttributeName"]), shared::store::TTL_ATTRIBUTE);
     assert_eq!(at(table, &["TimeToLiveSpecification", "Enabled"]).as_bool(), Some(true));
     assert_eq!(text(table, &["BillingMode"]), "PAY_PER_REQUEST");
+}
+
+#[test]
+fn the_listing_index_is_the_one_the_store_queries() {
+    let indexes = at(properties("EventsTable"), &["GlobalSecondaryIndexes"]).as_vec().expect("a list of indexes");
+    assert_eq!(indexes.len(), 1, "one index: the listing's");
+    let index = &indexes[0];
+    assert_eq!(text(index, &["IndexName"]), shared::store::LISTING_INDEX);
+    let keys: Vec<(&str, &str)> = at(index, &["KeySchema"])
+        .as_vec()
+        .expect("KeySchema is a list")
+        .iter()
+        .map(|k| (text(k, &["AttributeName"]), text(k, &["KeyType"])))
+        .collect();
+    assert_eq!(keys, vec![(shared::store::DAY_ATTRIBUTE, "HASH"), (shared::store::RECEIVED_ATTRIBUTE, "RANGE")]);
+    assert_eq!(text(index, &["Projection", "ProjectionType"]), "INCLUDE", "a listing reads the index only");
+    let mut projected = Vec::new();
+    strings(at(index, &["Projection", "NonKeyAttributes"]), &mut projected);
+    assert_eq!(projected, shared::store::LISTING_PROJECTION, "exactly what a listing line shows");
 }
 
 #[test]

@@ -14,7 +14,7 @@ use relay_tests::sqs_driver::{drive, sqs_event};
 use serde_json::{Value, json};
 use shared::domain::{EventId, JobKey, RuleName, Source};
 use shared::queue::JobMessage;
-use shared::store::{DynamoStore, FailureClass, JobRecord, JobStatus, JobStore, Lease, Start};
+use shared::store::{DynamoStore, FailureClass, JobRecord, JobStatus, JobStore, Lease, Start, StartJob};
 use shared::telemetry::Metrics;
 use shared::triggers::Triggers;
 use shared::worker::{self, Disposition, Worker, sqs};
@@ -238,7 +238,7 @@ async fn a_job_whose_worker_died_while_running_is_retried_once_the_lease_expires
     // A worker took the job and died: its lease runs out two seconds from now.
     let dead = Lease { owner: "dead-worker".into(), until: now + Duration::from_secs(2) };
     assert_eq!(
-        r.store.start(&JobKey::from_stored(&key), &rule, &dead, now).await.unwrap(),
+        r.store.start(&StartJob::new(&JobKey::from_stored(&key), &rule, &dead, "{}", now)).await.unwrap(),
         Start::Started { attempt: 1 }
     );
 

@@ -21,8 +21,8 @@ use redb::{Database, ReadableTable};
 use serde_json::Value;
 use shared::domain::{JobKey, RuleName};
 use shared::store::{
-    CacheStore, Claim, ClaimStore, GuardStore, Item, JobRecord, JobStatus, JobStore, Lease, MemoryStore, NewJob,
-    Outcome, Persist, Start, StoreError, epoch_secs,
+    CacheStore, Claim, ClaimStore, GuardStore, Item, JobRecord, JobStatus, JobStore, ListPage, ListQuery, ListStore,
+    MemoryStore, NewJob, Outcome, Persist, ReplayStore, Requeue, Start, StartJob, StoreError, epoch_secs,
 };
 
 use super::journal::{Change, Journal, RECORDS};
@@ -133,8 +133,8 @@ impl ClaimStore for FileStore {
 
 #[async_trait]
 impl JobStore for FileStore {
-    async fn start(&self, key: &JobKey, rule: &RuleName, lease: &Lease, now: SystemTime) -> Result<Start, StoreError> {
-        self.durable(self.records.start(key, rule, lease, now).await).await
+    async fn start(&self, job: &StartJob<'_>) -> Result<Start, StoreError> {
+        self.durable(self.records.start(job).await).await
     }
 
     async fn finish(
@@ -182,6 +182,20 @@ impl GuardStore for FileStore {
 
     async fn forget_once_per_user(&self, rule: &RuleName, user: &str, key: &JobKey) -> Result<(), StoreError> {
         self.durable(self.records.forget_once_per_user(rule, user, key).await).await
+    }
+}
+
+#[async_trait]
+impl ListStore for FileStore {
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError> {
+        self.records.list(query).await
+    }
+}
+
+#[async_trait]
+impl ReplayStore for FileStore {
+    async fn requeue(&self, key: &JobKey, seen: JobStatus, now: SystemTime) -> Result<Requeue, StoreError> {
+        self.durable(self.records.requeue(key, seen, now).await).await
     }
 }
 

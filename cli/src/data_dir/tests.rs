@@ -8,7 +8,8 @@ use serde_json::json;
 use shared::domain::{JobKey, RuleName};
 use shared::queue::{Consumer, JobQueue};
 use shared::store::{
-    Claim, ClaimStore, Item, JobStatus, JobStore, Lease, NewJob, Outcome, RECORD_TTL, Start, StoreError, contract,
+    Claim, ClaimStore, Item, JobStatus, JobStore, Lease, NewJob, Outcome, RECORD_TTL, Start, StartJob, StoreError,
+    contract,
 };
 
 use super::journal::{DEAD_LETTERS, RECORDS};
@@ -89,9 +90,12 @@ async fn records_survive_reopening_and_leases_of_the_old_process_expire() {
         let store = open(&dir.0).store;
         store.claim(&new_job(&key, &rule, "t", now)).await.unwrap();
         let lease = Lease { owner: "w1".into(), until: now + Duration::from_secs(300) };
-        assert_eq!(store.start(&key, &rule, &lease, now).await.unwrap(), Start::Started { attempt: 1 });
+        assert_eq!(
+            store.start(&StartJob::new(&key, &rule, &lease, "{}", now)).await.unwrap(),
+            Start::Started { attempt: 1 }
+        );
         store.claim(&new_job(&done, &rule, "t", now)).await.unwrap();
-        store.start(&done, &rule, &lease, now).await.unwrap();
+        store.start(&StartJob::new(&done, &rule, &lease, "{}", now)).await.unwrap();
         store.finish(&done, "w1", &Outcome::Done { result: json!({"ok": 1}) }, &[], now).await.unwrap();
     }
     let store = open(&dir.0).store;
@@ -103,7 +107,7 @@ async fn records_survive_reopening_and_leases_of_the_old_process_expire() {
     assert_eq!(store.get(&done).await.unwrap().unwrap().result, Some(json!({"ok": 1})));
     let lease = Lease { owner: "w2".into(), until: now + Duration::from_secs(300) };
     assert_eq!(
-        store.start(&key, &rule, &lease, now).await.unwrap(),
+        store.start(&StartJob::new(&key, &rule, &lease, "{}", now)).await.unwrap(),
         Start::Started { attempt: 2 },
         "the dead process's lease no longer blocks the job"
     );
@@ -187,7 +191,7 @@ async fn the_worker_calls_return_only_once_their_change_is_on_disk() {
     let now = SystemTime::now();
     data.store.claim(&new_job(&key, &rule, "t", now)).await.unwrap();
     let lease = Lease { owner: "w".into(), until: now + Duration::from_secs(60) };
-    data.store.start(&key, &rule, &lease, now).await.unwrap();
+    data.store.start(&StartJob::new(&key, &rule, &lease, "{}", now)).await.unwrap();
     // No settled() here: start itself waited.
     let read = data.journal.database().begin_read().unwrap();
     let stored = read.open_table(RECORDS).unwrap().get(key.as_str()).unwrap().map(|v| v.value().to_vec());

@@ -375,7 +375,7 @@ mod tests {
     use crate::customerio::memory::{Call, MemoryCustomerIo};
     use crate::queue::ClusterPersona;
     use crate::queue::MemoryQueue;
-    use crate::store::{JobStore, Lease, MemoryStore, Outcome};
+    use crate::store::{JobStore, Lease, MemoryStore, Outcome, StartJob};
     use crate::triggers::Triggers;
 
     /// Segment 7: 12 pro/saas, 8 free/retail, 3 team/saas, 2 without attributes of
@@ -435,7 +435,7 @@ mod tests {
         for delivery in queue.receive(50, Duration::ZERO).await {
             let message = JobMessage::from_body(&delivery.body).unwrap();
             let lease = Lease { owner: "w".into(), until: SystemTime::now() + Duration::from_secs(60) };
-            store.start(&message.key, &message.rule, &lease, SystemTime::now()).await.unwrap();
+            store.start(&StartJob::new(&message.key, &message.rule, &lease, "{}", SystemTime::now())).await.unwrap();
             let done = Outcome::Done { result: json!({}) };
             store.finish(&message.key, "w", &done, &[], SystemTime::now()).await.unwrap();
             let Job::ClusterPersona(p) = message.job else { panic!() };

@@ -42,7 +42,7 @@ use crate::queue::{CampaignAnalysis, ClusterPersona, Job, JobMessage};
 use crate::retry;
 use crate::rules::{Rule, Rules};
 use crate::store::{
-    CacheStore, FailureClass, GuardStore, JobStatus, JobStore, Lease, Outcome, Start, StoreError, utc_day,
+    CacheStore, FailureClass, GuardStore, JobStatus, JobStore, Lease, Outcome, Start, StartJob, StoreError, utc_day,
 };
 use crate::telemetry::chain;
 
@@ -214,11 +214,12 @@ impl Worker {
                 tracing::info_span!("job", key = %message.key, rule = %message.rule)
             }
         };
-        let disposition = self.run(message, deadline, &mut tally).instrument(span).await;
+        let disposition = self.run(message, body, deadline, &mut tally).instrument(span).await;
         (disposition, tally)
     }
 
-    async fn run(&self, message: JobMessage, deadline: Instant, tally: &mut JobTally) -> Disposition {
+    /// Runs `message`; `body` is its text, which the record keeps for a replay.
+    async fn run(&self, message: JobMessage, body: &str, deadline: Instant, tally: &mut JobTally) -> Disposition {
         let started = Instant::now();
         let JobMessage { key, rule: rule_name, job, .. } = message;
         let mut work = match job {
@@ -242,7 +243,13 @@ impl Worker {
             owner: owner.clone(),
             until: now + deadline.saturating_duration_since(Instant::now()) + LEASE_MARGIN,
         };
-        let attempt = match self.jobs.start(&key, &rule_name, &lease, now).await {
+        let user = match &work {
+            Work::Event { event, .. } => event.user_id.clone(),
+            Work::Analysis(_) | Work::Persona(_) => None,
+        };
+        let starting =
+            StartJob { key: &key, rule: &rule_name, lease: &lease, message: body, user: user.as_deref(), now };
+        let attempt = match self.jobs.start(&starting).await {
             Ok(Start::Started { attempt }) => attempt,
             Ok(Start::Finished(status)) => {
                 tracing::info!(outcome = "already_finished", status = %status, "job already ended; message dropped");
