@@ -50,6 +50,8 @@ clusters = 3
 min_cluster_size = 4
 cluster_by = [{ attribute = "plan_type", name = "plan" }, { attribute = "industry" }]
 describe = ["country"]
+# The cluster's facts as an object too, as Mavera's Stripe page sends them.
+persona = { context_field = "attributes" }
 "#;
 
 struct Rig {
@@ -62,11 +64,14 @@ struct Rig {
 }
 
 async fn rig(triggers: &str) -> Rig {
+    rig_from(Triggers::parse(triggers, "t.toml").unwrap()).await
+}
+
+async fn rig_from(triggers: Triggers) -> Rig {
     // maxReceiveCount 3 and a 1 s visibility timeout, so a redelivery comes quickly.
     let aws = Aws::fresh_with(3, 1).await;
     let cio = CioStandIn::start().await;
     let mavera = MaveraStandIn::start().await;
-    let triggers = Triggers::parse(triggers, "t.toml").unwrap();
     let store = aws.store();
     // One client shared by the job and the enrichment, as one process would hold.
     let config = CioConfig::new(cio.app_key().to_owned().into(), CioRegion::Eu).with_base_url(cio.base_url());
@@ -423,6 +428,26 @@ async fn the_persona_job_reuses_what_enrichment_cached() {
 
     r.run(SyncJob::AttributePersonas, wednesday()).await;
     assert_eq!(r.answered("/v1/customers/cust-01/attributes"), 1, "looked up once, by the enrichment");
+}
+
+#[tokio::test]
+async fn the_shipped_cluster_persona_body_passes_a_strict_mavera() {
+    let mut triggers = Triggers::parse(PERSONAS, "t.toml").unwrap();
+    let shipped = Triggers::embedded().unwrap().cio_sync.attribute_personas.persona;
+    triggers.cio_sync.attribute_personas.persona = shipped;
+    let r = rig_from(triggers).await;
+    r.mavera.strict_personas(true);
+    seed_segment(&r.cio);
+
+    assert_eq!(r.run(SyncJob::AttributePersonas, wednesday()).await.counts["queued"], 3);
+    r.work().await;
+
+    assert_eq!(r.mavera.persona_names().len(), 3, "all three created: none refused");
+    for request in r.mavera.requests_to("/personas") {
+        let body = request.body.unwrap();
+        assert_eq!((&body["pipeline_type"], &body["type"]), (&json!("north_star"), &json!("B2B")));
+        assert!(body["description"].as_str().unwrap().contains("people read from Customer.io segment 42"), "{body}");
+    }
 }
 
 #[tokio::test]

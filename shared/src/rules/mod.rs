@@ -173,8 +173,16 @@ mod tests {
             "Real-time persona created when user usr_k8m2n started a trial. Plan: pro. Source: google."
         );
         assert_eq!(
-            p.extra["psychographic"],
-            json!({"trigger_event": "trial_started", "user_id": "usr_k8m2n", "plan": "pro", "source": "google", "seats": 3})
+            MaveraRequest::CreatePersona(p).body(),
+            json!({
+                "name": "Segment RT: Trial User — usr_k8m2n",
+                "description": "Real-time persona created when user usr_k8m2n started a trial. Plan: pro. Source: google.",
+                "pipeline_type": "north_star",
+                "type": "B2B",
+                "triggers": ["Started a trial of the pro plan"],
+                "channels": ["google"],
+            }),
+            "the reference's fields only: no psychographic"
         );
     }
 

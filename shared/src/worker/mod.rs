@@ -34,7 +34,7 @@ pub use enrich::{CioEnricher, Enrich, Enriched, classify};
 pub use result::{MAX_TEXT_CHARS, summarize};
 
 use crate::domain::{Event, JobKey, RuleName};
-use crate::mavera::{ErrorClass, MaveraApi, MaveraError, MaveraRequest, MaveraResponse};
+use crate::mavera::{Duplicate, ErrorClass, MaveraApi, MaveraError, MaveraRequest, MaveraResponse};
 use crate::queue::{CampaignAnalysis, ClusterPersona, Job, JobMessage};
 use crate::rules::{Rule, Rules};
 use crate::store::{
@@ -128,7 +128,7 @@ struct Transient(String);
 enum Called {
     /// Mavera's answer; in a dry run, the record of the request.
     Answered(MaveraResponse),
-    /// Mavera says it was done before: a persona with this name exists.
+    /// Mavera refused a persona as a duplicate name (see [`Worker::existing_persona`]).
     AlreadyDone(MaveraError),
     /// Refused for good; a retry would not help.
     Failed(MaveraError),
@@ -302,19 +302,67 @@ impl Worker {
         }
 
         let request = rule.action.render(event);
-        match self.call(&request, deadline).await? {
-            Called::Answered(response) => Ok(Outcome::Done { result: summarize(&response) }),
-            Called::AlreadyDone(e) => {
-                notes.push(format!("Mavera: {e}"));
-                Ok(Outcome::Done { result: already_done_result(&request) })
+        let failed = match self.call(&request, deadline).await? {
+            Called::Answered(response) => return Ok(Outcome::Done { result: summarize(&response) }),
+            Called::AlreadyDone(e) => match self.existing_persona(&request, &e, notes, deadline).await? {
+                Some(result) => return Ok(Outcome::Done { result }),
+                None => e,
+            },
+            Called::Failed(e) => e,
+        };
+        if let Some(user) = reserved_user
+            && let Err(forget) = self.guards.forget_once_per_user(&rule.name, &user, key).await
+        {
+            tracing::warn!(error = %chain(&forget), "could not drop the once_per_user mark after a permanent failure");
+        }
+        Ok(Outcome::Failed { reason: failed.to_string(), class: failed.failure_class() })
+    }
+
+    /// Mavera refused a persona as a duplicate (`refusal`): the persona that has the name, looked
+    /// up with the free `GET /personas`, so the record names it. `Some(result)` when the job
+    /// counts as done; `None` when the refusal turns out not to be a duplicate (its reason
+    /// only named the `name` field, and no persona has the name), which fails the job.
+    async fn existing_persona(
+        &self,
+        request: &MaveraRequest,
+        refusal: &MaveraError,
+        notes: &mut Vec<String>,
+        deadline: Instant,
+    ) -> Result<Option<serde_json::Value>, Transient> {
+        let MaveraRequest::CreatePersona(persona) = request else {
+            return Ok(None);
+        };
+        let name = persona.name.as_str();
+        let stated = refusal.duplicate() == Some(Duplicate::Stated);
+        let lookup_deadline = deadline.checked_sub(FINISH_MARGIN).unwrap_or_else(Instant::now);
+        match self.mavera.find_persona(name, lookup_deadline).await {
+            Ok(Some(existing)) => {
+                notes.push(format!("Mavera: {refusal}; persona {} has this name", existing.id));
+                Ok(Some(already_done_result(name, Some(&existing.id))))
             }
-            Called::Failed(e) => {
-                if let Some(user) = reserved_user
-                    && let Err(forget) = self.guards.forget_once_per_user(&rule.name, &user, key).await
-                {
-                    tracing::warn!(error = %chain(&forget), "could not drop the once_per_user mark after a permanent failure");
-                }
-                Ok(Outcome::Failed { reason: e.to_string(), class: e.failure_class() })
+            Ok(None) if stated => {
+                notes.push(format!("Mavera: {refusal}"));
+                notes.push(format!(
+                    "GET /personas does not list a persona named exactly \"{name}\", so its id is not recorded"
+                ));
+                Ok(Some(already_done_result(name, None)))
+            }
+            Ok(None) => {
+                notes.push(format!("no persona is named exactly \"{name}\", so Mavera's 422 is not a duplicate"));
+                Ok(None)
+            }
+            Err(e) if e.class() == ErrorClass::Transient => Err(Transient(format!(
+                "Mavera refused the persona as a duplicate and looking it up failed: {e}; the retry asks again (a \
+                 refused POST costs nothing)"
+            ))),
+            Err(e) if stated => {
+                notes.push(format!("Mavera: {refusal}"));
+                notes.push(format!("looking the persona up failed, so its id is not recorded: {e}"));
+                Ok(Some(already_done_result(name, None)))
+            }
+            Err(e) => {
+                notes.push(format!("looking the name up to confirm a duplicate failed: {e}"));
+                Ok(None)
             }
         }
     }
@@ -368,12 +416,9 @@ enum Work<'a> {
     Persona(ClusterPersona),
 }
 
-fn already_done_result(request: &MaveraRequest) -> serde_json::Value {
-    let name = match request {
-        MaveraRequest::CreatePersona(p) => Some(p.name.as_str()),
-        _ => None,
-    };
-    serde_json::json!({"action": "create_persona", "already_existed": true, "name": name})
+/// A persona that existed before the job: its name and, when found, its id.
+fn already_done_result(name: &str, persona_id: Option<&str>) -> serde_json::Value {
+    serde_json::json!({"action": "create_persona", "already_existed": true, "name": name, "persona_id": persona_id})
 }
 
 fn log_outcome(outcome: &Outcome, attempt: u32, started: Instant) {
