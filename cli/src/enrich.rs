@@ -19,6 +19,7 @@ impl Enrich for AttributesUnavailable {
                 "CIO_APP_KEY is not set, so Customer.io attributes were not looked up: customer.* reads `unknown` and conditions on it were not checked".into(),
             ],
             known: false,
+            not_found: false,
         }
     }
 }

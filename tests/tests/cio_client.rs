@@ -4,10 +4,11 @@
 use std::time::{Duration, SystemTime};
 
 use futures::future::join_all;
-use relay_tests::cio_standin::{CampaignSeed, CioStandIn, Person, RATE_LIMIT_MESSAGE, Reply};
+use relay_tests::cio_standin::{CampaignSeed, CioIdPath, CioStandIn, Person, RATE_LIMIT_MESSAGE, Reply};
 use secrecy::SecretString;
 use shared::customerio::{
-    CioClient, CioConfig, CioError, CioRegion, CustomerIoApi, IdType, Identifiers, MetricsWindow, Resolution, ScanStop,
+    CioClient, CioConfig, CioError, CioIdForm, CioRegion, CustomerIoApi, IdType, Identifiers, MetricsWindow, Resolution,
+    ScanStop,
 };
 use tokio::time::Instant;
 
@@ -217,6 +218,64 @@ async fn a_missing_person_is_none_and_a_missing_campaign_is_not_found() {
     let error = client.campaign_metrics(404, &window, within(10)).await.unwrap_err();
     assert!(matches!(error, CioError::NotFound { .. }), "{error:?}");
     assert_eq!(cio.requests().len(), 2, "404s are not retried");
+}
+
+/// The attribute paths requested, in order.
+fn attribute_paths(cio: &CioStandIn) -> Vec<String> {
+    cio.requests_to("/v1/customers/").iter().map(|r| r.path.clone()).collect()
+}
+
+#[tokio::test]
+async fn a_cio_id_is_tried_in_the_other_spelling_on_a_404_and_the_one_that_works_is_kept() {
+    let cio = CioStandIn::start().await;
+    cio.set_cio_id_path(CioIdPath::Prefixed);
+    cio.add_person(Person::new("a3000001").attribute("plan_type", "pro"));
+    cio.add_person(Person::new("a3000002").attribute("plan_type", "team"));
+    let client = client_for(&cio);
+
+    let found = client.customer_attributes("a3000001", IdType::CioId, within(10)).await.unwrap().unwrap();
+    assert_eq!(found.attributes["plan_type"], "pro");
+    assert_eq!(client.cio_id_form(), Some(CioIdForm::Prefixed));
+    // Known now: one request each, in the working spelling, whichever spelling comes in.
+    let found = client.customer_attributes("cio_a3000002", IdType::CioId, within(10)).await.unwrap().unwrap();
+    assert_eq!(found.attributes["plan_type"], "team");
+    assert_eq!(client.customer_attributes("a3000009", IdType::CioId, within(10)).await.unwrap(), None);
+    assert_eq!(
+        attribute_paths(&cio),
+        [
+            "/v1/customers/a3000001/attributes",
+            "/v1/customers/cio_a3000001/attributes",
+            "/v1/customers/cio_a3000002/attributes",
+            "/v1/customers/cio_a3000009/attributes",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_bare_cio_id_endpoint_is_asked_once_and_a_prefixed_input_is_stripped() {
+    let cio = CioStandIn::start().await;
+    cio.add_person(Person::new("a3000001").attribute("plan_type", "pro"));
+    let client = client_for(&cio);
+
+    assert!(client.customer_attributes("cio_a3000001", IdType::CioId, within(10)).await.unwrap().is_some());
+    assert_eq!(client.cio_id_form(), Some(CioIdForm::Bare));
+    assert_eq!(attribute_paths(&cio), ["/v1/customers/a3000001/attributes"]);
+}
+
+#[tokio::test]
+async fn until_a_spelling_has_worked_nobody_costs_both_and_ids_are_never_rewritten() {
+    let cio = CioStandIn::start().await;
+    cio.set_cio_id_path(CioIdPath::Prefixed);
+    let client = client_for(&cio);
+
+    assert_eq!(client.customer_attributes("zz", IdType::CioId, within(10)).await.unwrap(), None);
+    assert_eq!(client.cio_id_form(), None, "nothing learned from two 404s");
+    // A person's `id` that happens to start with `cio_` is sent as it is.
+    assert_eq!(client.customer_attributes("cio_7", IdType::Id, within(10)).await.unwrap(), None);
+    assert_eq!(
+        attribute_paths(&cio),
+        ["/v1/customers/zz/attributes", "/v1/customers/cio_zz/attributes", "/v1/customers/cio_7/attributes"]
+    );
 }
 
 #[tokio::test]

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use relay_tests::app::{TestApp, verifiers};
-use relay_tests::aws::Aws;
+use relay_tests::aws::{Aws, text};
 use relay_tests::cio_standin::{CioStandIn, Person};
 use relay_tests::mavera_standin::{DuplicateError, MaveraStandIn, Reply};
 use relay_tests::payloads::{cio_email, segment_track};
 use relay_tests::sqs_driver::{drive, sqs_event};
 use serde_json::{Value, json};
-use shared::customerio::{CioClient, CioConfig, CioRegion};
+use shared::customerio::{CioClient, CioConfig, CioRegion, NOT_FOUND_TTL};
 use shared::domain::{EventId, JobKey, RuleName, Source};
 use shared::mavera::{DryRun, MaveraApi, MaveraClient, MaveraConfig};
 use shared::queue::JobMessage;
@@ -552,6 +552,44 @@ async fn customerio_alerts_look_attributes_up_once_and_research_only_high_value_
     let skipped = r.record("customerio#e-3#cio-high-value-alert").await;
     assert_eq!(skipped.status, JobStatus::Skipped);
     assert!(skipped.error.unwrap().contains("customer.plan"), "a free plan is not high-value");
+}
+
+/// A queue message body for a Customer.io event, as ingest would write it.
+fn cio_message(id: &str, metric: &str, customer: &str) -> (String, String) {
+    let body = cio_email(id, metric, customer).to_string();
+    let event = shared::parse::envelopes(Source::CustomerIo, body.as_bytes()).unwrap().remove(0).to_event().unwrap();
+    let rule = RuleName::parse("cio-high-value-alert").unwrap();
+    let key = JobKey::for_event(Source::CustomerIo, &EventId::parse(id).unwrap(), &rule);
+    (key.to_string(), JobMessage::event_body(&key, &rule, &event).unwrap())
+}
+
+#[tokio::test]
+async fn a_person_customerio_does_not_know_is_counted_and_only_briefly_cached() {
+    let r = rig().await;
+    r.cio.add_person(Person::new("c1").id("cust-1").attribute("plan_type", "pro"));
+
+    let (_, known) = cio_message("nf-known", "unsubscribed", "cust-1");
+    let (_, tally) = r.worker.process_tallied(&known, Instant::now() + JOB_TIME).await;
+    assert_eq!(tally.lookup_not_found, Some(false));
+
+    let (key, unknown) = cio_message("nf-unknown", "unsubscribed", "cust-404");
+    let (disposition, tally) = r.worker.process_tallied(&unknown, Instant::now() + JOB_TIME).await;
+    assert_eq!(disposition, Disposition::Finished(JobStatus::Skipped), "the plan is unknown, so not high-value");
+    assert_eq!(tally.lookup_not_found, Some(true), "counted for the customers_not_found metric");
+    let record = r.record(&key).await;
+    assert!(record.notes.iter().any(|n| n.contains("no attributes for id cust-404")), "{:?}", record.notes);
+
+    let cached = r
+        .aws
+        .items()
+        .await
+        .into_iter()
+        .find(|i| text(i, "pk") == Some("cache#cio-attributes#id#cust-404"))
+        .expect("the not-found answer is cached");
+    let fresh_ms: u64 = cached["fresh_until"].as_n().unwrap().parse().unwrap();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    assert!(fresh_ms <= now_ms + NOT_FOUND_TTL.as_millis() as u64, "kept at most {NOT_FOUND_TTL:?}");
+    assert_eq!(text(&cached, "value"), Some("null"));
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use shared::customerio::{CioClient, CustomerIoApi};
 use shared::queue::SqsQueue;
 use shared::startup::{ColdStart, cold_start};
 use shared::store::DynamoStore;
-use shared::telemetry::Fatal;
+use shared::telemetry::{Fatal, Metrics};
 use shared::worker::sqs::deadline_from;
 use tokio::time::Instant;
 
@@ -34,7 +34,7 @@ async fn main() -> Result<(), Fatal> {
     }
     let sync = CioSync::new(triggers.cio_sync, triggers.enrichment.cache_ttl, api, store.clone(), store, queue)?;
 
-    let sync = &sync;
+    let (sync, metrics) = (&sync, &Metrics::from_env("cio-sync"));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let request = RunRequest::from_payload(&event.payload)?;
         let end = deadline_from(event.context.deadline());
@@ -46,6 +46,9 @@ async fn main() -> Result<(), Fatal> {
             Instant::now()
         });
         let summary = sync.run(request, SystemTime::now(), stop).await;
+        let mut counts = metrics.counts();
+        summary.count_into(&mut counts);
+        counts.flush();
         if summary.failed() {
             return Err(Error::from(RunFailed(summary)));
         }

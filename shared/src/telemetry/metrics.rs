@@ -43,10 +43,12 @@ pub enum Metric {
     Skipped,
     /// Mavera credits a finished job cost, per rule.
     Credits,
+    /// Customer.io attribute lookups that found no such person (worker enrichment, cio-sync).
+    CustomersNotFound,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 11] = [
         Metric::Received,
         Metric::Rejected,
         Metric::Ignored,
@@ -57,6 +59,7 @@ impl Metric {
         Metric::Retried,
         Metric::Skipped,
         Metric::Credits,
+        Metric::CustomersNotFound,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +74,7 @@ impl Metric {
             Metric::Retried => "retried",
             Metric::Skipped => "skipped",
             Metric::Credits => "credits",
+            Metric::CustomersNotFound => "customers_not_found",
         }
     }
 

@@ -25,6 +25,9 @@ pub struct Enriched {
     /// Whether the person's attributes are known (looked up, cached, or known to be absent).
     /// When they are not, conditions on `customer.*` cannot be judged and are not applied.
     pub known: bool,
+    /// Customer.io has no such person (counted: mostly not-found lookups mean a wrong `id_field`
+    /// or `id_type`, not missing people).
+    pub not_found: bool,
 }
 
 #[async_trait]
@@ -76,9 +79,9 @@ impl CioEnricher {
             Ok(Found::Attributes { attributes, cached }) => {
                 Ok((attributes, if cached { "cached" } else { "customer.io" }))
             }
-            Ok(Found::Nothing { cached: true }) => Ok((Map::new(), "cached")),
-            // Cached too: a deleted person stays deleted for the length of a blast.
-            Ok(Found::Nothing { cached: false }) => Ok((Map::new(), "not_found")),
+            Ok(Found::Nothing { cached }) => Ok((Map::new(), if cached { "cached" } else { "customer.io" })),
+            // Cached briefly (`NOT_FOUND_TTL`): a blast asks once, a wrong id guess is not kept.
+            Ok(Found::NotFound { .. }) => Ok((Map::new(), "not_found")),
             Err(e) => Err(format!(
                 "Customer.io attribute lookup for {} {id} failed ({}); ran with what the event says",
                 id_type.as_str(),
@@ -104,6 +107,7 @@ impl Enrich for CioEnricher {
             Some(id) => match self.attributes(&id, deadline).await {
                 Ok((attributes, source)) => {
                     enriched.known = true;
+                    enriched.not_found = source == "not_found";
                     if source == "not_found" {
                         enriched.notes.push(format!(
                             "Customer.io has no attributes for {} {id} (no such person?); classified with defaults",

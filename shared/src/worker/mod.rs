@@ -76,6 +76,8 @@ pub struct JobTally {
     pub failure: Option<FailureClass>,
     /// Credits Mavera reported for the job (none in dry run).
     pub credits: Option<f64>,
+    /// The job looked the person up in Customer.io: whether nobody was found.
+    pub lookup_not_found: Option<bool>,
 }
 
 impl JobTally {
@@ -85,7 +87,7 @@ impl JobTally {
             Outcome::Failed { class, .. } => (Some(*class), None),
             Outcome::Skipped { .. } => (None, None),
         };
-        JobTally { rule: Some(rule.clone()), failure, credits }
+        JobTally { rule: Some(rule.clone()), failure, credits, lookup_not_found: None }
     }
 }
 
@@ -228,8 +230,11 @@ impl Worker {
         };
 
         let mut notes = Vec::new();
+        let mut lookup_not_found = None;
         let result = match &mut work {
-            Work::Event { rule, event } => self.execute(rule, event, &key, &mut notes, deadline).await,
+            Work::Event { rule, event } => {
+                self.execute(rule, event, &key, &mut notes, &mut lookup_not_found, deadline).await
+            }
             Work::Analysis(job) => self.analyse(job, &key, &mut notes, deadline).await,
             Work::Persona(job) => self.create_cluster_persona(job, &mut notes, deadline).await,
         };
@@ -237,11 +242,12 @@ impl Worker {
             Ok(outcome) => {
                 let status = outcome.status();
                 log_outcome(&outcome, attempt, started);
-                *tally = JobTally::of(&rule_name, &outcome);
+                *tally = JobTally { lookup_not_found, ..JobTally::of(&rule_name, &outcome) };
                 self.record(&key, &owner, &outcome, &notes).await;
                 Disposition::Finished(status)
             }
             Err(Transient(reason)) => {
+                tally.lookup_not_found = lookup_not_found;
                 tracing::warn!(outcome = "retry", attempt, elapsed_ms = started.elapsed().as_millis() as u64, reason = %reason, "transient failure; the job goes back to the queue");
                 if let Err(e) = self.jobs.release(&key, &owner, &reason, SystemTime::now()).await {
                     // The lease expires by itself; the redelivered message takes it then.
@@ -259,6 +265,7 @@ impl Worker {
         event: &mut Event,
         key: &JobKey,
         notes: &mut Vec<String>,
+        lookup_not_found: &mut Option<bool>,
         deadline: Instant,
     ) -> Result<Outcome, Transient> {
         let mut attributes_known = true;
@@ -267,6 +274,9 @@ impl Worker {
         {
             let enriched = enricher.enrich(event, deadline).await;
             attributes_known = enriched.known;
+            if enriched.known {
+                *lookup_not_found = Some(enriched.not_found);
+            }
             notes.extend(enriched.notes);
         }
         if !attributes_known && !rule.after_enrichment.is_empty() {
