@@ -62,6 +62,58 @@ async fn a_burst_through_clones_never_exceeds_ten_requests_a_second() {
     assert!(started.elapsed() >= Duration::from_millis(3400), "took only {:?}", started.elapsed());
 }
 
+/// One client per process, configured from `CIO_REQUESTS_PER_SECOND` as a cold start reads it.
+fn process_client(cio: &CioStandIn, per_second: Option<i64>) -> CioClient {
+    let (url, rate) = (cio.base_url(), per_second.map(|r| r.to_string()).unwrap_or_default());
+    let vars = [("CIO_APP_KEY", cio.app_key()), ("CIO_APP_API_URL", url.as_str()), ("CIO_REQUESTS_PER_SECOND", &rate)];
+    let config = shared::config::customerio(&vars, true).unwrap().unwrap();
+    CioClient::new(config).unwrap()
+}
+
+/// Every client looks people up as fast as its gate allows, 5 at a time, until `deadline`.
+async fn flood(clients: &[CioClient], deadline: Instant) {
+    join_all(clients.iter().map(|client| async move {
+        join_all((0..5).map(|_| async move {
+            while client.customer_attributes("p1", IdType::Id, deadline).await.is_ok() {}
+        }))
+        .await
+    }))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_and_cio_sync_together_stay_within_ten_a_second_as_the_template_splits_it() {
+    let cio = CioStandIn::start().await;
+    cio.add_person(Person::new("c1").id("p1"));
+    // As many processes as the template lets run at once, each with its own gate.
+    let mut clients = Vec::new();
+    for share in crate::template::cio_budget() {
+        clients.extend((0..share.processes).map(|_| process_client(&cio, Some(share.per_second))));
+    }
+    assert!(clients.len() >= 4, "two workers and two cio-sync runs");
+
+    flood(&clients, within(3)).await;
+
+    assert_eq!(cio.throttled(), 0, "the stand-in's 10-per-second window refused requests");
+    let most = cio.max_arrivals_within(Duration::from_secs(1));
+    assert!(most <= 10, "{most} requests arrived within one second");
+    let sent = cio.requests().len();
+    assert!(sent >= 24, "the split still uses the budget: {sent} requests in 3 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_split_the_same_processes_are_refused() {
+    let cio = CioStandIn::start().await;
+    cio.add_person(Person::new("c1").id("p1"));
+    // Each process at the whole account's 10 per second, as before the split.
+    let processes: i64 = crate::template::cio_budget().iter().map(|s| s.processes).sum();
+    let clients: Vec<CioClient> = (0..processes).map(|_| process_client(&cio, None)).collect();
+
+    flood(&clients, within(2)).await;
+
+    assert!(cio.throttled() > 0, "{processes} processes at 10/s each should overrun the account's 10/s");
+}
+
 #[tokio::test]
 async fn the_stand_in_refuses_an_unpaced_burst() {
     let cio = CioStandIn::start().await;
