@@ -435,7 +435,7 @@ impl RawAttributePersonas {
                 self.max_members,
                 500,
                 1..=50_000,
-                "each member is one App API call at 10 per second",
+                "each member is one App API call, at most 10 a second per account",
             )? as usize,
             page_size: whole(
                 "page_size",

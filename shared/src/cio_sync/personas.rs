@@ -1,5 +1,6 @@
 //! Job 2, attribute personas: read a segment's members a page at a time, look up each
-//! member's attributes (cached; at most 10 App API calls a second across the process), count
+//! member's attributes (cached; at most the process's `CIO_REQUESTS_PER_SECOND` App API calls a
+//! second), count
 //! them into clusters, and once the segment is read queue a persona for each of the largest.
 //!
 //! Checkpoints: after each page, that page's cluster counts are stored as their own record
@@ -30,7 +31,7 @@ use crate::mavera::MaveraRequest;
 use crate::queue::{Job, JobMessage, MESSAGE_VERSION};
 use crate::worker::persona_request;
 
-/// Lookups in flight at once; the client's gate keeps them to 10 starts a second.
+/// Lookups in flight at once; the client's gate keeps them to its rate.
 const LOOKUPS_IN_FLIGHT: usize = 10;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
