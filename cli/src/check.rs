@@ -9,9 +9,10 @@ use shared::config::{self, Vars, vars};
 use shared::domain::Source;
 use shared::rules::{Rule, Rules};
 use shared::triggers::Triggers;
+use shared::worker::{Enrichment, Mavera};
 
 use crate::error::RelayError;
-use crate::settings::{self, Enrichment, Mavera, Settings};
+use crate::settings::{self, Settings};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -94,11 +95,11 @@ fn services(vars: &dyn Vars, rules: &Rules) -> Vec<String> {
 }
 
 fn describe(settings: &Settings) -> String {
-    let mavera = match &settings.mavera {
+    let mavera = match &settings.worker.mavera {
         Mavera::DryRun { reason } => format!("dry run, as {reason}"),
         Mavera::Live(config) => format!("calling {}", config.base_url),
     };
-    let enrichment = match &settings.enrichment {
+    let enrichment = match &settings.worker.enrichment {
         Enrichment::NotNeeded => "",
         Enrichment::Lookup(_) => ", attributes looked up in Customer.io",
         Enrichment::Unavailable { .. } => ", enriching rules without attributes",

@@ -8,7 +8,7 @@ use shared::mavera::MaveraConfigError;
 use shared::queue::QueueError;
 use shared::store::{DataDirError, StoreError};
 use shared::triggers::TriggersError;
-use shared::worker::WorkerSetupError;
+use shared::worker::{BuildError, WorkerSetupError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -52,4 +52,15 @@ pub enum RelayError {
     HttpClient(#[source] reqwest::Error),
     #[error("SQS {operation} on {queue_url} failed: {message}")]
     Sqs { operation: &'static str, queue_url: String, message: String },
+}
+
+/// The worker's build errors, each as `relay` has always said it.
+impl From<BuildError> for RelayError {
+    fn from(error: BuildError) -> Self {
+        match error {
+            BuildError::Mavera(e) => RelayError::Mavera(e),
+            BuildError::CustomerIo(e) => RelayError::CustomerIo(e),
+            BuildError::Setup(e) => RelayError::Worker(e),
+        }
+    }
 }

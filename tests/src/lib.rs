@@ -5,7 +5,10 @@
 pub mod app;
 pub mod aws;
 pub mod cio_standin;
+pub mod env;
 pub mod faults;
+pub mod logs;
 pub mod mavera_standin;
 pub mod payloads;
 pub mod sqs_driver;
+pub mod standin;

@@ -72,6 +72,10 @@ pub trait MaveraApi: Send + Sync {
     /// The workspace's own persona named exactly `name`, if `GET /personas` lists it (0
     /// credits). Used when Mavera refuses a persona as a duplicate, to record its id.
     async fn find_persona(&self, name: &str, deadline: Instant) -> Result<Option<PersonaSummary>, MaveraError>;
+
+    /// Opens the connection during a cold start, before the first job needs it. An adapter
+    /// with nothing to open does nothing.
+    async fn warm(&self) {}
 }
 
 /// The production [`MaveraApi`]. Clones share one connection pool and one Mave cap, so
@@ -305,6 +309,10 @@ impl MaveraApi for MaveraClient {
     async fn find_persona(&self, name: &str, deadline: Instant) -> Result<Option<PersonaSummary>, MaveraError> {
         let list = self.list_personas(&[("name", name), ("limit", "100")], deadline).await?;
         Ok(exact_custom(list, name))
+    }
+
+    async fn warm(&self) {
+        MaveraClient::warm(self).await;
     }
 }
 
