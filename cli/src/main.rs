@@ -1,9 +1,11 @@
 //! `relay`: mavera-relay on one machine. `serve` runs the whole pipeline (the ingest router,
 //! an embedded event store and queue, the worker), `send` signs and posts a sample event,
 //! `check` validates the rules and configuration, `poll-sqs` feeds a locally running worker
-//! function from SQS. This file only parses the command line and wires.
+//! function from SQS, `doctor` proves each configured credential with one free call. This file
+//! only parses the command line and wires.
 
 mod check;
+mod doctor;
 mod error;
 mod output;
 mod poll_sqs;
@@ -36,6 +38,9 @@ enum Command {
     Check(check::Args),
     /// Feed SQS messages to a worker function running under `cargo lambda watch`
     PollSqs(poll_sqs::Args),
+    /// Prove each configured credential with one free call (Mavera, Customer.io; Slack and the
+    /// result webhook with --send-test-messages), here or for a deployed stack (--stack)
+    Doctor(doctor::Args),
 }
 
 #[tokio::main]
@@ -46,6 +51,7 @@ async fn main() -> ExitCode {
         Command::Send(args) => send::run(args).await,
         Command::Check(args) => check::run(args),
         Command::PollSqs(args) => poll_sqs::run(args).await,
+        Command::Doctor(args) => doctor::run(args).await,
     };
     match result {
         Ok(code) => code,
