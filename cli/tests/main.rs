@@ -3,6 +3,7 @@
 //! it answers, prints and sends.
 
 mod check;
+mod doctor;
 mod poll_sqs;
 mod send;
 mod serve;

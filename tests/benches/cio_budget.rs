@@ -41,7 +41,9 @@ async fn run() {
     let aws = relay_tests::aws::Aws::fresh_with(3, 30).await;
 
     println!("{RUN:?} per case; every process keeps {IN_FLIGHT} lookups in flight\n");
-    println!("| case | requests | per second | refused (429) | busiest second | table writes per request | write latency p50 / p99 |");
+    println!(
+        "| case | requests | per second | refused (429) | busiest second | table writes per request | write latency p50 / p99 |"
+    );
     println!("|---|---|---|---|---|---|---|");
     // The template's processes: 2 worker invocations at 2/s, 2 cio-sync runs at 3/s.
     let all = [2, 2, 3, 3];
@@ -91,9 +93,10 @@ async fn static_split(case: &str, rates: &[u32]) {
     let clients: Vec<CioClient> = rates.iter().map(|r| client(&cio, *r)).collect();
     let deadline = Instant::now() + RUN;
     join_all(clients.iter().map(|c| async move {
-        join_all((0..IN_FLIGHT).map(|_| async move {
-            while c.customer_attributes("p1", IdType::Id, deadline).await.is_ok() {}
-        }))
+        join_all(
+            (0..IN_FLIGHT)
+                .map(|_| async move { while c.customer_attributes("p1", IdType::Id, deadline).await.is_ok() {} }),
+        )
         .await
     }))
     .await;

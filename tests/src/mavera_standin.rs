@@ -141,16 +141,54 @@ pub enum DuplicateError {
 /// (in the answer, and updatable by PATCH), and the `details` fields (PATCH updates "any custom
 /// persona fields"). Written out here from the reference, independently of the client.
 pub const REFERENCE_PERSONA_FIELDS: [&str; 46] = [
-    "name", "description", "pipeline_type", "type",
+    "name",
+    "description",
+    "pipeline_type",
+    "type",
     // the create example
-    "role_segment", "buying_stage", "decision_role", "primary_objectives", "mcda_weights", "goals", "pains",
-    "triggers", "channels", "proof_types", "alternatives", "win_factors", "objections",
+    "role_segment",
+    "buying_stage",
+    "decision_role",
+    "primary_objectives",
+    "mcda_weights",
+    "goals",
+    "pains",
+    "triggers",
+    "channels",
+    "proof_types",
+    "alternatives",
+    "win_factors",
+    "objections",
     // `details`
-    "persona_type", "primary_use_case", "values", "proof_preferences", "brand_voice_fit", "reading_level",
-    "tone_guardrails", "role_title", "seniority", "industry", "company_size", "tech_stack", "budget_authority",
-    "procurement_constraints", "committee_mapping", "life_stage", "age_band", "income_band", "household_context",
-    "lifestyle_affinities", "purchase_cadence", "key_differentiators", "regulatory_context", "is_localized",
-    "locale_scope", "locale_value", "local_channels", "local_objections", "local_keywords",
+    "persona_type",
+    "primary_use_case",
+    "values",
+    "proof_preferences",
+    "brand_voice_fit",
+    "reading_level",
+    "tone_guardrails",
+    "role_title",
+    "seniority",
+    "industry",
+    "company_size",
+    "tech_stack",
+    "budget_authority",
+    "procurement_constraints",
+    "committee_mapping",
+    "life_stage",
+    "age_band",
+    "income_band",
+    "household_context",
+    "lifestyle_affinities",
+    "purchase_cadence",
+    "key_differentiators",
+    "regulatory_context",
+    "is_localized",
+    "locale_scope",
+    "locale_value",
+    "local_channels",
+    "local_objections",
+    "local_keywords",
 ];
 
 #[derive(Default, Clone, Copy)]
@@ -536,7 +574,9 @@ fn duplicate_name(shape: DuplicateError) -> Answer {
     let message = "A persona with this name already exists. Use PATCH /personas/{id} to update it.";
     match shape {
         DuplicateError::Coded => Answer::error(422, "invalid_request_error", "duplicate_name", message, Some("name")),
-        DuplicateError::NameField => Answer::error(422, "invalid_request_error", "invalid_field", message, Some("name")),
+        DuplicateError::NameField => {
+            Answer::error(422, "invalid_request_error", "invalid_field", message, Some("name"))
+        }
         DuplicateError::MessageOnly => {
             Answer::error(422, "invalid_request_error", "unprocessable_entity", message, None)
         }
@@ -729,8 +769,18 @@ fn validate_strict_persona(body: &Map<String, Value>) -> Result<(), Answer> {
         required_str(body, field)?;
     }
     const LISTS: [&str; 12] = [
-        "role_segment", "primary_objectives", "goals", "pains", "triggers", "channels", "proof_types",
-        "alternatives", "win_factors", "objections", "values", "tone_guardrails",
+        "role_segment",
+        "primary_objectives",
+        "goals",
+        "pains",
+        "triggers",
+        "channels",
+        "proof_types",
+        "alternatives",
+        "win_factors",
+        "objections",
+        "values",
+        "tone_guardrails",
     ];
     for field in LISTS {
         match body.get(field) {
@@ -745,7 +795,10 @@ fn validate_strict_persona(body: &Map<String, Value>) -> Result<(), Answer> {
     match body.get("mcda_weights") {
         None => Ok(()),
         Some(Value::Object(weights)) if weights.values().all(Value::is_number) => Ok(()),
-        Some(_) => Err(Answer::invalid(Some("mcda_weights"), "Invalid value for 'mcda_weights': must map criteria to numbers.")),
+        Some(_) => Err(Answer::invalid(
+            Some("mcda_weights"),
+            "Invalid value for 'mcda_weights': must map criteria to numbers.",
+        )),
     }
 }
 

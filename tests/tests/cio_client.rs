@@ -7,8 +7,8 @@ use futures::future::join_all;
 use relay_tests::cio_standin::{CampaignSeed, CioIdPath, CioStandIn, Person, RATE_LIMIT_MESSAGE, Reply};
 use secrecy::SecretString;
 use shared::customerio::{
-    CioClient, CioConfig, CioError, CioIdForm, CioRegion, CustomerIoApi, IdType, Identifiers, MetricsWindow, Resolution,
-    ScanStop,
+    CioClient, CioConfig, CioError, CioIdForm, CioRegion, CustomerIoApi, IdType, Identifiers, MetricsWindow,
+    Resolution, ScanStop,
 };
 use tokio::time::Instant;
 
@@ -73,9 +73,10 @@ fn process_client(cio: &CioStandIn, per_second: Option<i64>) -> CioClient {
 /// Every client looks people up as fast as its gate allows, 5 at a time, until `deadline`.
 async fn flood(clients: &[CioClient], deadline: Instant) {
     join_all(clients.iter().map(|client| async move {
-        join_all((0..5).map(|_| async move {
-            while client.customer_attributes("p1", IdType::Id, deadline).await.is_ok() {}
-        }))
+        join_all(
+            (0..5)
+                .map(|_| async move { while client.customer_attributes("p1", IdType::Id, deadline).await.is_ok() {} }),
+        )
         .await
     }))
     .await;

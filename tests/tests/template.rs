@@ -218,7 +218,13 @@ fn each_function_gets_the_variables_it_needs() {
         ),
         (
             "cio-sync",
-            &[vars::EVENTS_TABLE, vars::JOBS_QUEUE_URL, vars::SECRETS_ARN, vars::CIO_REGION, vars::CIO_REQUESTS_PER_SECOND],
+            &[
+                vars::EVENTS_TABLE,
+                vars::JOBS_QUEUE_URL,
+                vars::SECRETS_ARN,
+                vars::CIO_REGION,
+                vars::CIO_REQUESTS_PER_SECOND,
+            ],
         ),
     ];
     for (binary, needed) in needs {

@@ -26,7 +26,10 @@ pub async fn all(sources: &Sources<'_>) -> Vec<Line> {
     let mut lines = Vec::new();
     if let Err(e) = &triggers {
         let what = format!("the trigger rules do not load: {}", shared::telemetry::chain(e));
-        lines.push(Line { check: "triggers", verdict: Verdict::fail(what, "`relay check` shows the rule and the field") });
+        lines.push(Line {
+            check: "triggers",
+            verdict: Verdict::fail(what, "`relay check` shows the rule and the field"),
+        });
     }
     let (mavera, app, track, slack, webhook) = tokio::join!(
         mavera(sources, needs),
@@ -70,7 +73,8 @@ async fn mavera(sources: &Sources<'_>, _needs: Needs) -> Line {
             } else {
                 Verdict::fail(
                     "MAVERA_API_KEY is not set: the worker cannot call Mavera",
-                    sources.origin.store(vars::MAVERA_API_KEY) + " (a key from Mavera: Settings → Developer → API Keys)",
+                    sources.origin.store(vars::MAVERA_API_KEY)
+                        + " (a key from Mavera: Settings → Developer → API Keys)",
                 )
             },
         );
@@ -82,10 +86,17 @@ async fn mavera(sources: &Sources<'_>, _needs: Needs) -> Line {
     let base = config.base_url.clone();
     let client = match MaveraClient::new(config) {
         Ok(client) => client,
-        Err(e) => return line(CHECK, Verdict::fail(format!("the Mavera client cannot be built: {e}"), mavera_url_fix(sources))),
+        Err(e) => {
+            return line(
+                CHECK,
+                Verdict::fail(format!("the Mavera client cannot be built: {e}"), mavera_url_fix(sources)),
+            );
+        }
     };
     match client.list_personas(&[("limit", "1")], Instant::now() + sources.timeout).await {
-        Ok(_) => line(CHECK, Verdict::Ok(format!("MAVERA_API_KEY works: GET {base}/personas?limit=1 answered (0 credits)"))),
+        Ok(_) => {
+            line(CHECK, Verdict::Ok(format!("MAVERA_API_KEY works: GET {base}/personas?limit=1 answered (0 credits)")))
+        }
         Err(e) => line(CHECK, mavera_failure(&e, &base, sources)),
     }
 }
@@ -97,9 +108,20 @@ fn mavera_url_fix(sources: &Sources<'_>) -> String {
 fn mavera_failure(e: &MaveraError, base: &str, sources: &Sources<'_>) -> Verdict {
     let said = match (e.status(), e.code(), e.mavera_message()) {
         (Some(status), code, message) => {
-            format!("Mavera answered {status}{} at {base}: {}", code.map(|c| format!(" {c}")).unwrap_or_default(), message.unwrap_or("no message"))
+            format!(
+                "Mavera answered {status}{} at {base}: {}",
+                code.map(|c| format!(" {c}")).unwrap_or_default(),
+                message.unwrap_or("no message")
+            )
         }
-        (None, _, _) => format!("no answer from {base}: {e}"),
+        (None, _, _) => match e {
+            MaveraError::Connect { .. } => format!("could not connect to {base}"),
+            MaveraError::Timeout { after, .. } | MaveraError::NoTimeLeft { remaining: after, .. } => {
+                format!("no answer from {base} within {after:.0?}")
+            }
+            MaveraError::Transport { .. } => format!("the connection to {base} broke"),
+            other => other.to_string(),
+        },
     };
     let fix = match e.status() {
         Some(401) => sources.origin.store(vars::MAVERA_API_KEY) + " to a valid, unrevoked key (mvra_live_…)",
@@ -125,7 +147,8 @@ async fn customerio_app(sources: &Sources<'_>, needs: Needs) -> Line {
                 CHECK,
                 Verdict::fail(
                     "CIO_APP_KEY is not set, and a rule enriches with Customer.io attributes (or a cio-sync job is on)",
-                    sources.origin.store(vars::CIO_APP_KEY) + " (Customer.io: Account settings → API credentials → App API keys)",
+                    sources.origin.store(vars::CIO_APP_KEY)
+                        + " (Customer.io: Account settings → API credentials → App API keys)",
                 ),
             );
         }
@@ -170,7 +193,11 @@ async fn customerio_app(sources: &Sources<'_>, needs: Needs) -> Line {
             CHECK,
             Verdict::fail(
                 format!("the App API check failed at {host}: {e}"),
-                if e.is_transient() { "try again; if it persists, check network access to the host" } else { "see the message" },
+                if e.is_transient() {
+                    "try again; if it persists, check network access to the host"
+                } else {
+                    "see the message"
+                },
             ),
         ),
     }
@@ -182,37 +209,49 @@ async fn customerio_track(sources: &Sources<'_>) -> Line {
     let key = config::optional(sources.vars, messages::CIO_TRACK_API_KEY);
     let (site, key) = match (site, key) {
         (None, None) => {
-            return line(CHECK, Verdict::Skip("CIO_SITE_ID and CIO_TRACK_API_KEY are not set (no Track destination)".into()));
+            return line(
+                CHECK,
+                Verdict::Skip("CIO_SITE_ID and CIO_TRACK_API_KEY are not set (no Track destination)".into()),
+            );
         }
         (Some(site), Some(key)) => (site, key),
         (site, _) => {
             let missing = if site.is_none() { messages::CIO_SITE_ID } else { messages::CIO_TRACK_API_KEY };
             return line(
                 CHECK,
-                Verdict::fail(format!("{missing} is not set"), sources.origin.store(missing) + ": the Track API needs both"),
+                Verdict::fail(
+                    format!("{missing} is not set"),
+                    sources.origin.store(missing) + ": the Track API needs both",
+                ),
             );
         }
     };
     let configured = match config::optional(sources.vars, vars::CIO_REGION).map(|r| r.parse::<CioRegion>()) {
         None => CioRegion::default(),
         Some(Ok(region)) => region,
-        Some(Err(e)) => return line(CHECK, Verdict::fail(e.to_string(), sources.origin.setting(vars::CIO_REGION, "CioRegion"))),
+        Some(Err(e)) => {
+            return line(CHECK, Verdict::fail(e.to_string(), sources.origin.setting(vars::CIO_REGION, "CioRegion")));
+        }
     };
     let host = config::optional(sources.vars, messages::CIO_TRACK_API_URL)
         .unwrap_or_else(|| track_host(configured).to_owned())
         .trim_end_matches('/')
         .to_owned();
-    let http = match reqwest::Client::builder().timeout(sources.timeout).redirect(reqwest::redirect::Policy::none()).build() {
-        Ok(http) => http,
-        Err(e) => return line(CHECK, Verdict::fail(format!("cannot build an HTTPS client: {e}"), "report it")),
-    };
+    let http =
+        match reqwest::Client::builder().timeout(sources.timeout).redirect(reqwest::redirect::Policy::none()).build() {
+            Ok(http) => http,
+            Err(e) => return line(CHECK, Verdict::fail(format!("cannot build an HTTPS client: {e}"), "report it")),
+        };
     let answer = http.get(format!("{host}{TRACK_REGION_PATH}")).basic_auth(&site, Some(&key)).send().await;
     let response = match answer {
         Ok(response) => response,
         Err(e) => {
             return line(
                 CHECK,
-                Verdict::fail(format!("no answer from {host}: {}", e.without_url()), "check network access to the host and try again"),
+                Verdict::fail(
+                    format!("no answer from {host}: {}", e.without_url()),
+                    "check network access to the host and try again",
+                ),
             );
         }
     };
@@ -224,13 +263,16 @@ async fn customerio_track(sources: &Sources<'_>) -> Line {
             match reported.as_deref().map(|r| r.parse::<CioRegion>()) {
                 Some(Ok(region)) if region == configured => line(
                     CHECK,
-                    Verdict::Ok(format!("CIO_SITE_ID and CIO_TRACK_API_KEY work at {host}; the account is in {region}, as CIO_REGION says")),
+                    Verdict::Ok(format!(
+                        "CIO_SITE_ID and CIO_TRACK_API_KEY work at {host}; the account is in {region}, as CIO_REGION says"
+                    )),
                 ),
                 Some(Ok(region)) => line(
                     CHECK,
                     Verdict::fail(
                         format!("the Track API says the account is in {region}, but CIO_REGION is {configured}"),
-                        sources.origin.setting(vars::CIO_REGION, "CioRegion") + &format!(" to {region} (the App API key only works there too)"),
+                        sources.origin.setting(vars::CIO_REGION, "CioRegion")
+                            + &format!(" to {region} (the App API key only works there too)"),
                     ),
                 ),
                 _ => line(
@@ -263,7 +305,10 @@ async fn customerio_track(sources: &Sources<'_>) -> Line {
         ),
         status => line(
             CHECK,
-            Verdict::fail(format!("the Track API answered {status} at {host}"), "try again; if it persists, see Customer.io's status page"),
+            Verdict::fail(
+                format!("the Track API answered {status} at {host}"),
+                "try again; if it persists, see Customer.io's status page",
+            ),
         ),
     }
 }
@@ -283,8 +328,14 @@ fn signing(sources: &Sources<'_>, triggers: Option<&Triggers>) -> Vec<Line> {
         .into_iter()
         .map(|source| {
             let (check, var, sender) = match source {
-                Source::Segment => ("signing-segment", vars::SEGMENT_SHARED_SECRET, "Segment's destination (its Shared Secret)"),
-                Source::CustomerIo => ("signing-customerio", vars::CIO_WEBHOOK_SECRET, "Customer.io's reporting webhook (its signing key)"),
+                Source::Segment => {
+                    ("signing-segment", vars::SEGMENT_SHARED_SECRET, "Segment's destination (its Shared Secret)")
+                }
+                Source::CustomerIo => (
+                    "signing-customerio",
+                    vars::CIO_WEBHOOK_SECRET,
+                    "Customer.io's reporting webhook (its signing key)",
+                ),
             };
             let rules = triggers.rules.iter().filter(|r| r.source == source).count();
             let set = config::optional(sources.vars, var).is_some();
@@ -297,7 +348,9 @@ fn signing(sources: &Sources<'_>, triggers: Option<&Triggers>) -> Vec<Line> {
                     format!("{var} is not set, and {n} rule(s) listen to {}: ingest refuses to start", source.as_str()),
                     match &sources.origin {
                         Origin::Environment => format!("set {var} to the value {sender} uses"),
-                        Origin::Stack { .. } => format!("put {var} in the signing secret (the stack's SigningSecretArn output; docs/deploy.md)"),
+                        Origin::Stack { .. } => format!(
+                            "put {var} in the signing secret (the stack's SigningSecretArn output; docs/deploy.md)"
+                        ),
                     },
                 ),
             };

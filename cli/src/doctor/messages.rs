@@ -67,10 +67,14 @@ pub async fn slack(sources: &Sources<'_>) -> Line {
 }
 
 async fn post_to_slack(sources: &Sources<'_>, url: &str) -> Verdict {
-    let Ok(parsed) = Url::parse(url).map_err(|_| ()).and_then(|u| if u.scheme() == "https" || is_loopback(&u) { Ok(u) } else { Err(()) }) else {
+    let Ok(parsed) = Url::parse(url)
+        .map_err(|_| ())
+        .and_then(|u| if u.scheme() == "https" || is_loopback(&u) { Ok(u) } else { Err(()) })
+    else {
         return Verdict::fail(
             "SLACK_WEBHOOK_URL is not an https URL",
-            sources.origin.store(SLACK_WEBHOOK_URL) + " to the incoming webhook's URL (https://hooks.slack.com/services/…)",
+            sources.origin.store(SLACK_WEBHOOK_URL)
+                + " to the incoming webhook's URL (https://hooks.slack.com/services/…)",
         );
     };
     let http = match http(sources) {
@@ -85,13 +89,21 @@ async fn post_to_slack(sources: &Sources<'_>, url: &str) -> Verdict {
     let host = host_of(&parsed);
     let answer = match http.post(parsed).json(&json!({ "text": text })).send().await {
         Ok(answer) => answer,
-        Err(e) => return Verdict::fail(format!("no answer from {host}: {}", e.without_url()), "check network access and try again"),
+        Err(e) => {
+            return Verdict::fail(
+                format!("no answer from {host}: {}", e.without_url()),
+                "check network access and try again",
+            );
+        }
     };
     let status = answer.status();
     let body = answer.text().await.unwrap_or_default();
     let said = body.trim();
     match status.as_u16() {
-        200..=299 => Verdict::Ok(format!("Slack ({host}) took a test message ({})", if said.is_empty() { "no body" } else { said })),
+        200..=299 => Verdict::Ok(format!(
+            "Slack ({host}) took a test message ({})",
+            if said.is_empty() { "no body" } else { said }
+        )),
         // Slack's errors are plain words: no_service for a revoked URL, channel_is_archived…
         404 | 410 | 403 => Verdict::fail(
             format!("Slack refused the test message ({status} {said})"),
@@ -112,7 +124,10 @@ pub async fn result_webhook(sources: &Sources<'_>) -> Line {
             "RESULT_WEBHOOK_URL is set without RESULT_WEBHOOK_SECRET",
             sources.origin.store(RESULT_WEBHOOK_SECRET) + " (whsec_… : the receiver verifies with it)",
         ),
-        (None, Some(_)) => Verdict::fail("RESULT_WEBHOOK_SECRET is set without RESULT_WEBHOOK_URL", sources.origin.store(RESULT_WEBHOOK_URL)),
+        (None, Some(_)) => Verdict::fail(
+            "RESULT_WEBHOOK_SECRET is set without RESULT_WEBHOOK_URL",
+            sources.origin.store(RESULT_WEBHOOK_URL),
+        ),
         (Some(_), Some(_)) if !sources.send_test_messages => {
             Verdict::Skip(format!("RESULT_WEBHOOK_URL and RESULT_WEBHOOK_SECRET are set; {FLAG}"))
         }
@@ -133,7 +148,10 @@ async fn send_signed(sources: &Sources<'_>, url: &str, secret: &str) -> Verdict 
         }
     };
     let mut keys = Vec::new();
-    for (var, value) in [(RESULT_WEBHOOK_SECRET, Some(secret.to_owned())), (RESULT_WEBHOOK_SECRET_PREVIOUS, config::optional(sources.vars, RESULT_WEBHOOK_SECRET_PREVIOUS))] {
+    for (var, value) in [
+        (RESULT_WEBHOOK_SECRET, Some(secret.to_owned())),
+        (RESULT_WEBHOOK_SECRET_PREVIOUS, config::optional(sources.vars, RESULT_WEBHOOK_SECRET_PREVIOUS)),
+    ] {
         let Some(value) = value else { continue };
         match secret_key(&value) {
             Some(key) => keys.push(key),
@@ -170,7 +188,12 @@ async fn send_signed(sources: &Sources<'_>, url: &str, secret: &str) -> Verdict 
         .await;
     let status = match answer {
         Ok(answer) => answer.status(),
-        Err(e) => return Verdict::fail(format!("no answer from {host}: {}", e.without_url()), "check that the receiver is up and reachable"),
+        Err(e) => {
+            return Verdict::fail(
+                format!("no answer from {host}: {}", e.without_url()),
+                "check that the receiver is up and reachable",
+            );
+        }
     };
     match status.as_u16() {
         200..=299 => Verdict::Ok(format!("the receiver at {host} accepted a signed test event ({status})")),
@@ -182,7 +205,10 @@ async fn send_signed(sources: &Sources<'_>, url: &str, secret: &str) -> Verdict 
             format!("the receiver at {host} answered 410: it asks to be disabled"),
             sources.origin.store(RESULT_WEBHOOK_URL) + " to a live endpoint, or remove the destination",
         ),
-        300..=399 => Verdict::fail(format!("the receiver at {host} redirected ({status})"), "use the final URL: redirects are not followed"),
+        300..=399 => Verdict::fail(
+            format!("the receiver at {host} redirected ({status})"),
+            "use the final URL: redirects are not followed",
+        ),
         _ => Verdict::fail(format!("the receiver at {host} answered {status}"), "see the receiver's logs"),
     }
 }

@@ -59,7 +59,10 @@ pub struct Args {
 pub enum Verdict {
     Ok(String),
     /// What happened, and what to do.
-    Fail { what: String, fix: String },
+    Fail {
+        what: String,
+        fix: String,
+    },
     /// Not checked, and why.
     Skip(String),
 }
@@ -80,9 +83,9 @@ pub struct Line {
 impl fmt::Display for Line {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.verdict {
-            Verdict::Ok(text) => write!(f, "ok    {:<17} {text}", self.check),
-            Verdict::Skip(text) => write!(f, "skip  {:<17} {text}", self.check),
-            Verdict::Fail { what, fix } => write!(f, "FAIL  {:<17} {what}; fix: {fix}", self.check),
+            Verdict::Ok(text) => write!(f, "ok    {:<18} {text}", self.check),
+            Verdict::Skip(text) => write!(f, "skip  {:<18} {text}", self.check),
+            Verdict::Fail { what, fix } => write!(f, "FAIL  {:<18} {what}; fix: {fix}", self.check),
         }
     }
 }
@@ -157,8 +160,12 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
         Origin::Stack { .. } => &WithoutSecrets,
     };
     let vars = Layered { secrets, base };
-    let sources =
-        Sources { vars: &vars, origin, timeout: Duration::from_secs(args.timeout), send_test_messages: args.send_test_messages };
+    let sources = Sources {
+        vars: &vars,
+        origin,
+        timeout: Duration::from_secs(args.timeout),
+        send_test_messages: args.send_test_messages,
+    };
     lines.extend(checks::all(&sources).await);
     Ok(finish(&lines))
 }
@@ -196,9 +203,9 @@ mod tests {
     #[test]
     fn a_failed_line_says_what_and_the_fix_on_one_line() {
         let line = Line { check: "mavera", verdict: Verdict::fail("MAVERA_API_KEY refused (401)", "set a valid key") };
-        assert_eq!(line.to_string(), "FAIL  mavera            MAVERA_API_KEY refused (401); fix: set a valid key");
+        assert_eq!(line.to_string(), "FAIL  mavera             MAVERA_API_KEY refused (401); fix: set a valid key");
         let ok = Line { check: "mavera", verdict: Verdict::Ok("works".into()) };
-        assert_eq!(ok.to_string(), "ok    mavera            works");
+        assert_eq!(ok.to_string(), "ok    mavera             works");
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub async fn read(
 ) -> (HashMap<String, String>, Vec<Line>) {
     let sdk = sdk_config(profile, region, timeout).await;
     let where_ = format!("stack {name} in {}", sdk.region().map_or("the default region", |r| r.as_ref()));
-    let fail = |what: String, fix: &str| (HashMap::new(), vec![Line { check: CHECK, verdict: Verdict::fail(what, fix) }]);
+    let fail =
+        |what: String, fix: &str| (HashMap::new(), vec![Line { check: CHECK, verdict: Verdict::fail(what, fix) }]);
 
     let described = aws_sdk_cloudformation::Client::new(&sdk).describe_stacks().stack_name(name).send().await;
     let stack = match described {
@@ -58,7 +59,8 @@ pub async fn read(
         let pointer = [(vars::SECRETS_ARN, arn.as_str())];
         match shared::secrets::load(&sdk, &pointer).await {
             Ok(Layered { secrets, .. }) => {
-                let mut set: Vec<&str> = secrets.iter().filter(|(_, v)| !v.trim().is_empty()).map(|(k, _)| k.as_str()).collect();
+                let mut set: Vec<&str> =
+                    secrets.iter().filter(|(_, v)| !v.trim().is_empty()).map(|(k, _)| k.as_str()).collect();
                 set.sort_unstable();
                 read.push(format!("{label}: {}", if set.is_empty() { "empty".to_owned() } else { set.join(", ") }));
                 values.extend(secrets);
@@ -73,10 +75,8 @@ pub async fn read(
         }
     }
     let status = stack.stack_status().map_or("unknown status", |s| s.as_str());
-    let settings: Vec<String> = PARAMETERS
-        .iter()
-        .filter_map(|(p, v)| values.get(*v).map(|value| format!("{p}={value}")))
-        .collect();
+    let settings: Vec<String> =
+        PARAMETERS.iter().filter_map(|(p, v)| values.get(*v).map(|value| format!("{p}={value}"))).collect();
     let text = format!("{where_} ({status}); {}; {}", read.join("; "), settings.join(", "));
     (values, vec![Line { check: CHECK, verdict: Verdict::Ok(text) }])
 }

@@ -756,7 +756,8 @@ mod tests {
 
     #[test]
     fn the_persona_enums_take_only_the_documented_values() {
-        let c = parse_text("[cio_sync.attribute_personas.persona]\npipeline_type = \"advanced\"\ntype = \"B2C\"").unwrap();
+        let c =
+            parse_text("[cio_sync.attribute_personas.persona]\npipeline_type = \"advanced\"\ntype = \"B2C\"").unwrap();
         let p = &c.attribute_personas.persona;
         assert_eq!((p.pipeline_type, p.persona_type), (Some(PipelineType::Advanced), Some(PersonaType::B2C)));
         let p = SyncConfig::default().attribute_personas.persona;

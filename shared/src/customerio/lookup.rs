@@ -88,7 +88,9 @@ impl Lookup<'_> {
             Err(e) => tracing::warn!(error = %chain(&e), "attribute cache unavailable; asking Customer.io"),
         }
         let (value, ttl, found) = match self.api.customer_attributes(id, id_type, deadline).await? {
-            Some(found) if found.attributes.is_empty() => (Value::Object(Map::new()), self.ttl, Found::Nothing { cached: false }),
+            Some(found) if found.attributes.is_empty() => {
+                (Value::Object(Map::new()), self.ttl, Found::Nothing { cached: false })
+            }
             Some(found) => (
                 Value::Object(found.attributes.clone()),
                 self.ttl,
@@ -207,7 +209,10 @@ mod tests {
         tally.add(&someone);
         assert_eq!((tally.lookups, tally.not_found), (5, 3));
         let warning = tally.warning(IdType::CioId).unwrap();
-        assert!(warning.contains("3 of 5") && warning.contains("by cio_id") && warning.contains("id_type"), "{warning}");
+        assert!(
+            warning.contains("3 of 5") && warning.contains("by cio_id") && warning.contains("id_type"),
+            "{warning}"
+        );
         tally.add(&someone);
         assert_eq!(tally.warning(IdType::CioId), None, "3 of 6 is not most");
     }

@@ -60,7 +60,12 @@ fn decode<T: serde::de::DeserializeOwned>(
     body: &[u8],
     expected: &'static str,
 ) -> Result<T, MaveraError> {
-    serde_json::from_slice(body).map_err(|source| MaveraError::Decode { endpoint, status: status.as_u16(), expected, source })
+    serde_json::from_slice(body).map_err(|source| MaveraError::Decode {
+        endpoint,
+        status: status.as_u16(),
+        expected,
+        source,
+    })
 }
 
 /// The Mavera port: what the worker needs from Mavera.
@@ -179,13 +184,19 @@ impl MaveraClient {
     /// `deadline`). Mavera documents the list's filters only by description, not by name.
     pub async fn list_personas(&self, query: &[(&str, &str)], deadline: Instant) -> Result<PersonaList, MaveraError> {
         let endpoint = Endpoint::ListPersonas;
-        let (status, body) = self.with_retries(endpoint, deadline, || self.attempt(endpoint, Outgoing::Query(query), deadline)).await?;
+        let (status, body) =
+            self.with_retries(endpoint, deadline, || self.attempt(endpoint, Outgoing::Query(query), deadline)).await?;
         decode(endpoint, status, &body, "list")
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the next try would not fit
     /// before `deadline`.
-    async fn with_retries<F, Fut>(&self, endpoint: Endpoint, deadline: Instant, mut attempt: F) -> Result<(StatusCode, Bytes), MaveraError>
+    async fn with_retries<F, Fut>(
+        &self,
+        endpoint: Endpoint,
+        deadline: Instant,
+        mut attempt: F,
+    ) -> Result<(StatusCode, Bytes), MaveraError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<(StatusCode, Bytes), MaveraError>>,
@@ -320,7 +331,9 @@ impl MaveraApi for MaveraClient {
 fn query_string(pairs: &[(&str, &str)]) -> String {
     use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
     const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
-    let pairs = pairs.iter().map(|(k, v)| format!("{}={}", utf8_percent_encode(k, COMPONENT), utf8_percent_encode(v, COMPONENT)));
+    let pairs = pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", utf8_percent_encode(k, COMPONENT), utf8_percent_encode(v, COMPONENT)));
     pairs.collect::<Vec<_>>().join("&")
 }
 

@@ -276,7 +276,9 @@ fn describe_status(endpoint: Endpoint, status: u16, error: &ApiErrorBody, retry_
         404 => "did not find a resource the request names",
         408 => "timed out waiting for the request",
         422 => match (endpoint, duplicate_evidence(error)) {
-            (Endpoint::CreatePersona, Some(Duplicate::Stated)) => "reports that a persona with this name already exists",
+            (Endpoint::CreatePersona, Some(Duplicate::Stated)) => {
+                "reports that a persona with this name already exists"
+            }
             (Endpoint::CreatePersona, Some(Duplicate::NameRefused)) => "refused the persona's name",
             _ => "could not process the request",
         },

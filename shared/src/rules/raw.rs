@@ -432,7 +432,10 @@ research = { prompt = "p {x}" }
             fields: serde_json::Map::new(),
         };
         let body = rules.matching(&event).next().unwrap().action.render(&event).body();
-        assert_eq!(body, serde_json::json!({"name": "N", "description": "D", "pipeline_type": "advanced", "type": "B2C"}));
+        assert_eq!(
+            body,
+            serde_json::json!({"name": "N", "description": "D", "pipeline_type": "advanced", "type": "B2C"})
+        );
 
         for (lines, field, hint) in [
             ("pipeline_type = \"North Star\"", "persona.pipeline_type", "`north_star`"),
