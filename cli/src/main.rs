@@ -7,6 +7,7 @@
 mod check;
 mod doctor;
 mod error;
+mod listen;
 mod output;
 mod poll_sqs;
 mod send;

@@ -53,8 +53,7 @@ impl Settings {
         let enrichment = match (config::customerio(vars, false)?, enriching.first()) {
             (_, None) => Enrichment::NotNeeded,
             (Some(cio), Some(_)) => Enrichment::Lookup(cio),
-            (None, Some(_)) if matches!(mavera, Mavera::DryRun { .. }) => Enrichment::Unavailable { rules: enriching },
-            (None, Some(rule)) => return Err(RelayError::EnrichmentNeedsKey { rule: rule.clone() }),
+            (None, Some(_)) => Enrichment::Unavailable { rules: enriching },
         };
         let worker = worker::Settings { triggers: triggers.for_worker(), mavera, enrichment };
         Ok(Settings { origin: triggers.origin().to_owned(), ingest, worker })

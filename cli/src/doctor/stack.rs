@@ -16,8 +16,12 @@ use super::{Line, Verdict};
 
 const CHECK: &str = "stack";
 
-/// The stack's outputs that name its secrets, and what each holds.
-const SECRETS: [(&str, &str); 2] = [("ApiKeysSecretArn", "API keys secret"), ("SigningSecretArn", "signing secret")];
+/// The stack's outputs that name its secrets, what each is called, and the keys it may hold
+/// (as the functions that read it accept them).
+const SECRETS: [(&str, &str, &[&str]); 2] = [
+    ("ApiKeysSecretArn", "API keys secret", &vars::API_KEYS_SECRET_KEYS),
+    ("SigningSecretArn", "signing secret", &vars::SIGNING_SECRET_KEYS),
+];
 
 /// The stack's parameters that reach the functions as variables.
 const PARAMETERS: [(&str, &str); 3] =
@@ -49,7 +53,7 @@ pub async fn read(
 
     let mut values = parameters(&stack);
     let mut read = Vec::new();
-    for (output, label) in SECRETS {
+    for (output, label, keys) in SECRETS {
         let Some(arn) = output_value(&stack, output) else {
             return fail(
                 format!("{where_} has no {output} output"),
@@ -57,7 +61,7 @@ pub async fn read(
             );
         };
         let pointer = [(vars::SECRETS_ARN, arn.as_str())];
-        match shared::secrets::load(&sdk, &pointer).await {
+        match shared::secrets::load(&sdk, &pointer, keys).await {
             Ok(Layered { secrets, .. }) => {
                 let mut set: Vec<&str> =
                     secrets.iter().filter(|(_, v)| !v.trim().is_empty()).map(|(k, _)| k.as_str()).collect();

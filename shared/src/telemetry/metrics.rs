@@ -43,12 +43,15 @@ pub enum Metric {
     Skipped,
     /// Mavera credits a finished job cost, per rule.
     Credits,
+    /// How long ago an accepted Customer.io request was signed, in seconds (a value): a
+    /// retry Customer.io held back shows as hours or days.
+    SignedAge,
     /// Customer.io attribute lookups that found no such person (worker enrichment, cio-sync).
     CustomersNotFound,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 11] = [
+    pub const ALL: [Metric; 12] = [
         Metric::Received,
         Metric::Rejected,
         Metric::Ignored,
@@ -59,6 +62,7 @@ impl Metric {
         Metric::Retried,
         Metric::Skipped,
         Metric::Credits,
+        Metric::SignedAge,
         Metric::CustomersNotFound,
     ];
 
@@ -74,6 +78,7 @@ impl Metric {
             Metric::Retried => "retried",
             Metric::Skipped => "skipped",
             Metric::Credits => "credits",
+            Metric::SignedAge => "signed_age",
             Metric::CustomersNotFound => "customers_not_found",
         }
     }
@@ -81,6 +86,7 @@ impl Metric {
     fn unit(self) -> &'static str {
         match self {
             Metric::Credits => "None",
+            Metric::SignedAge => "Seconds",
             _ => "Count",
         }
     }
@@ -134,7 +140,7 @@ impl Metrics {
     }
 
     pub fn counts(&self) -> Counts {
-        Counts { target: self.target.clone(), plain: Vec::new(), broken_down: Vec::new() }
+        Counts { target: self.target.clone(), plain: Vec::new(), values: Vec::new(), broken_down: Vec::new() }
     }
 }
 
@@ -161,6 +167,8 @@ fn line_level(configured: Option<&str>) -> &'static str {
 pub struct Counts {
     target: Option<Target>,
     plain: Vec<(Metric, u64)>,
+    /// Measured values (not counts), e.g. [`Metric::SignedAge`].
+    values: Vec<(Metric, f64)>,
     /// (metric, the breakdown dimension's value, amount)
     broken_down: Vec<(Metric, String, f64)>,
 }
@@ -172,6 +180,14 @@ impl Counts {
         match self.plain.iter_mut().find(|(m, _)| *m == metric) {
             Some((_, c)) => *c += n,
             None => self.plain.push((metric, n)),
+        }
+    }
+
+    /// A measured value, e.g. [`Metric::SignedAge`]; a later one replaces it.
+    pub fn observe(&mut self, metric: Metric, value: f64) {
+        self.values.retain(|(m, _)| *m != metric);
+        if value.is_finite() {
+            self.values.push((metric, value));
         }
     }
 
@@ -214,10 +230,14 @@ impl Counts {
         let Some(target) = &self.target else { return Vec::new() };
         let base = [dimension::STAGE, dimension::FUNCTION];
         let mut docs = Vec::new();
-        if !self.plain.is_empty() {
-            let mut doc = target.document(now, &[&base], self.plain.iter().map(|(m, _)| *m));
+        if !self.plain.is_empty() || !self.values.is_empty() {
+            let declared = self.plain.iter().map(|(m, _)| *m).chain(self.values.iter().map(|(m, _)| *m));
+            let mut doc = target.document(now, &[&base], declared);
             for (m, c) in &self.plain {
                 doc.insert(m.name().into(), json!(c));
+            }
+            for (m, v) in &self.values {
+                doc.insert(m.name().into(), json!(v));
             }
             docs.push(Value::Object(doc));
         }
@@ -295,6 +315,19 @@ mod tests {
 
     fn metric_names(doc: &Value) -> Vec<Value> {
         doc["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].clone()).collect()
+    }
+
+    #[test]
+    fn a_measured_value_is_declared_with_its_unit() {
+        let mut c = Metrics::to_stdout("ingest", Some("prod"), None).counts();
+        c.add(Metric::Received, 1);
+        c.observe(Metric::SignedAge, 7200.0);
+        let docs = c.documents();
+        assert_eq!(docs[0]["signed_age"], 7200.0);
+        assert_eq!(
+            docs[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"][1],
+            json!({"Name": "signed_age", "Unit": "Seconds"})
+        );
     }
 
     #[test]

@@ -32,11 +32,11 @@ use tracing::Instrument;
 
 pub use analysis::{AnalysisTemplates, GenerateStep, MAVE_FIELDS, PROMPT_FIELDS};
 pub use cluster_persona::{CLUSTER_FIELDS, ClusterPersonaTemplate, persona_request};
-pub use enrich::{CioEnricher, Enrich, Enriched, classify};
+pub use enrich::{CioEnricher, Enrich, Enriched, Unknown, classify};
 pub use result::{MAX_TEXT_CHARS, summarize};
 pub use settings::{BuildError, Enrichment, Mavera, Settings, TriggerConfig, build};
 
-use crate::domain::{Event, JobKey, RuleName};
+use crate::domain::{Event, JobKey, PersonaName, RuleName};
 use crate::mavera::{Duplicate, ErrorClass, MaveraApi, MaveraError, MaveraRequest, MaveraResponse};
 use crate::queue::{CampaignAnalysis, ClusterPersona, Job, JobMessage};
 use crate::retry;
@@ -45,6 +45,11 @@ use crate::store::{
     CacheStore, FailureClass, GuardStore, JobStatus, JobStore, Lease, Outcome, Start, StoreError, utc_day,
 };
 use crate::telemetry::chain;
+
+/// Deliveries of a job whose Customer.io lookup keeps failing transiently before it is
+/// skipped: fewer than the queue's `maxReceiveCount` (5), so such a job ends `SKIPPED` with the
+/// reason rather than in the DLQ.
+pub const ENRICHMENT_ATTEMPTS: u32 = 3;
 
 /// Retries of the final write after the first try (4 tries in all).
 const RECORD_RETRIES: u32 = 3;
@@ -120,15 +125,15 @@ pub struct Worker {
     /// The client, or in a dry run `mavera::DryRun`.
     mavera: Arc<dyn MaveraApi>,
     enricher: Option<Arc<dyn Enrich>>,
+    /// Rules that cannot run in this configuration, and why (the variable to set). Their jobs
+    /// are recorded `SKIPPED` with the reason; every other rule runs.
+    disabled: Vec<(RuleName, String)>,
 }
 
+/// What stops a worker from being built: nothing any more (a rule that cannot run is
+/// disabled, not fatal); kept so the wiring need not change when something can.
 #[derive(Debug, thiserror::Error)]
-pub enum WorkerSetupError {
-    #[error(
-        "rule `{0}` sets `enrich = true`, which needs CIO_APP_KEY (the Customer.io App API key) to look attributes up"
-    )]
-    EnrichmentUnavailable(String),
-}
+pub enum WorkerSetupError {}
 
 /// Why a job could not finish this time (it goes back to the queue).
 struct Transient(String);
@@ -150,6 +155,11 @@ impl From<StoreError> for Transient {
 }
 
 impl Worker {
+    /// The rules this worker cannot run, with the reason.
+    pub fn disabled_rules(&self) -> &[(RuleName, String)] {
+        &self.disabled
+    }
+
     /// Joins ready-made parts. Everything outside the crate goes through [`build`], which makes
     /// them from [`Settings`]; unit tests hand in twins here.
     pub(crate) fn new(
@@ -160,12 +170,22 @@ impl Worker {
         mavera: Arc<dyn MaveraApi>,
         enricher: Option<Arc<dyn Enrich>>,
     ) -> Result<Self, WorkerSetupError> {
-        if enricher.is_none()
-            && let Some(rule) = rules.iter().find(|r| r.enrich)
-        {
-            return Err(WorkerSetupError::EnrichmentUnavailable(rule.name.to_string()));
+        // A missing Customer.io key disables only the rules that look attributes up.
+        let disabled: Vec<(RuleName, String)> = match &enricher {
+            Some(_) => Vec::new(),
+            None => rules
+                .iter()
+                .filter(|r| r.enrich)
+                .map(|r| {
+                    let why = "it looks Customer.io attributes up (`enrich = true`), and CIO_APP_KEY is not set: set the Customer.io App API key to run it";
+                    (r.name.clone(), why.to_owned())
+                })
+                .collect(),
+        };
+        for (rule, why) in &disabled {
+            tracing::warn!(rule = %rule, "rule `{rule}` is disabled: {why}; its jobs are recorded SKIPPED");
         }
-        Ok(Worker { rules, scheduled, jobs, guards, mavera, enricher })
+        Ok(Worker { rules, scheduled, jobs, guards, mavera, enricher, disabled })
     }
 
     /// Opens the Mavera connection during a cold start (the dry-run adapter has none to open).
@@ -247,7 +267,7 @@ impl Worker {
         let mut lookup_not_found = None;
         let result = match &mut work {
             Work::Event { rule, event } => {
-                self.execute(rule, event, &key, &mut notes, &mut lookup_not_found, deadline).await
+                self.execute(rule, event, &key, attempt, &mut notes, &mut lookup_not_found, deadline).await
             }
             Work::Analysis(job) => self.analyse(job, &key, &mut notes, deadline).await,
             Work::Persona(job) => self.create_cluster_persona(job, &mut notes, deadline).await,
@@ -278,24 +298,38 @@ impl Worker {
         rule: &Rule,
         event: &mut Event,
         key: &JobKey,
+        attempt: u32,
         notes: &mut Vec<String>,
         lookup_not_found: &mut Option<bool>,
         deadline: Instant,
     ) -> Result<Outcome, Transient> {
-        let mut attributes_known = true;
+        if let Some((_, why)) = self.disabled.iter().find(|(name, _)| *name == rule.name) {
+            return Ok(Outcome::Skipped { reason: format!("rule `{}` is disabled: {why}", rule.name) });
+        }
+        let mut unknown = None;
         if rule.enrich
             && let Some(enricher) = &self.enricher
         {
             let enriched = enricher.enrich(event, deadline).await;
-            attributes_known = enriched.known;
+            unknown = enriched.unknown;
             if enriched.known {
                 *lookup_not_found = Some(enriched.not_found);
             }
             notes.extend(enriched.notes);
         }
-        if !attributes_known && !rule.after_enrichment.is_empty() {
-            notes.push("conditions on customer.* were not checked, as the attributes are unknown".into());
-        } else if let Some(failed) = rule.after_enrichment.iter().find(|c| !c.holds(event)) {
+        // Conditions on attributes that could not be read never count as met (the shipped
+        // rule exists to keep free users from costing credits): ask again while that may help,
+        // then skip the job, saying why.
+        if let Some(unknown) = unknown.filter(|_| !rule.after_enrichment.is_empty()) {
+            if unknown.transient && attempt < ENRICHMENT_ATTEMPTS {
+                return Err(Transient(format!("{} (attempt {attempt} of {ENRICHMENT_ATTEMPTS})", unknown.reason)));
+            }
+            let after = if unknown.transient { format!(" after {attempt} attempts") } else { String::new() };
+            return Ok(Outcome::Skipped {
+                reason: format!("conditions on customer.* could not be checked{after}: {}", unknown.reason),
+            });
+        }
+        if let Some(failed) = rule.after_enrichment.iter().find(|c| !c.holds(event)) {
             return Ok(Outcome::Skipped {
                 reason: format!("condition not met after the attribute lookup: {}", failed.describe()),
             });
@@ -325,7 +359,10 @@ impl Worker {
             }
         }
 
-        let request = rule.action.render(event);
+        let mut request = rule.action.render(event);
+        if let MaveraRequest::CreatePersona(persona) = &mut request {
+            persona.name = PersonaName::for_job(&persona.name, key).into_string();
+        }
         let failed = match self.call(&request, deadline).await? {
             Called::Answered(response) => return Ok(Outcome::Done { result: summarize(&response) }),
             Called::AlreadyDone(e) => match self.existing_persona(&request, &e, notes, deadline).await? {
