@@ -263,25 +263,22 @@ impl Worker {
             }
         };
 
-        let mut notes = Vec::new();
-        let mut lookup_not_found = None;
+        let mut trail = Trail::default();
         let result = match &mut work {
-            Work::Event { rule, event } => {
-                self.execute(rule, event, &key, attempt, &mut notes, &mut lookup_not_found, deadline).await
-            }
-            Work::Analysis(job) => self.analyse(job, &key, &mut notes, deadline).await,
-            Work::Persona(job) => self.create_cluster_persona(job, &mut notes, deadline).await,
+            Work::Event { rule, event } => self.execute(rule, event, &key, attempt, &mut trail, deadline).await,
+            Work::Analysis(job) => self.analyse(job, &key, &mut trail.notes, deadline).await,
+            Work::Persona(job) => self.create_cluster_persona(job, &mut trail.notes, deadline).await,
         };
         match result {
             Ok(outcome) => {
                 let status = outcome.status();
                 log_outcome(&outcome, attempt, started);
-                *tally = JobTally { lookup_not_found, ..JobTally::of(&rule_name, &outcome) };
-                self.record(&key, &owner, &outcome, &notes).await;
+                *tally = JobTally { lookup_not_found: trail.lookup_not_found, ..JobTally::of(&rule_name, &outcome) };
+                self.record(&key, &owner, &outcome, &trail.notes).await;
                 Disposition::Finished(status)
             }
             Err(Transient(reason)) => {
-                tally.lookup_not_found = lookup_not_found;
+                tally.lookup_not_found = trail.lookup_not_found;
                 tracing::warn!(outcome = "retry", attempt, elapsed_ms = started.elapsed().as_millis() as u64, reason = %reason, "transient failure; the job goes back to the queue");
                 if let Err(e) = self.jobs.release(&key, &owner, &reason, SystemTime::now()).await {
                     // The lease expires by itself; the redelivered message takes it then.
@@ -299,10 +296,10 @@ impl Worker {
         event: &mut Event,
         key: &JobKey,
         attempt: u32,
-        notes: &mut Vec<String>,
-        lookup_not_found: &mut Option<bool>,
+        trail: &mut Trail,
         deadline: Instant,
     ) -> Result<Outcome, Transient> {
+        let Trail { notes, lookup_not_found } = trail;
         if let Some((_, why)) = self.disabled.iter().find(|(name, _)| *name == rule.name) {
             return Ok(Outcome::Skipped { reason: format!("rule `{}` is disabled: {why}", rule.name) });
         }
@@ -468,6 +465,14 @@ impl Worker {
             }
         }
     }
+}
+
+/// What a job leaves besides its outcome: remarks for its record, and whether its attribute
+/// lookup found nobody (for the `customers_not_found` metric).
+#[derive(Debug, Default)]
+struct Trail {
+    notes: Vec<String>,
+    lookup_not_found: Option<bool>,
 }
 
 /// One message's work, once its rule is known.
