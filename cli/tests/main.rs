@@ -6,6 +6,7 @@ mod check;
 mod console;
 mod operate_aws;
 mod operate_local;
+mod doctor;
 mod poll_sqs;
 mod send;
 mod serve;

@@ -232,7 +232,25 @@ pub fn customerio(vars: &dyn Vars, needed: bool) -> Result<Option<crate::custome
     if let Some(url) = optional(vars, vars::CIO_APP_API_URL) {
         config = config.with_base_url(url);
     }
-    Ok(Some(config))
+    Ok(Some(config.with_requests_per_second(cio_requests_per_second(vars)?)))
+}
+
+/// `CIO_REQUESTS_PER_SECOND`: this process's share of Customer.io's per-account 10 per second
+/// (all of it when unset, as for one local process).
+pub fn cio_requests_per_second(vars: &dyn Vars) -> Result<u32, ConfigError> {
+    let max = crate::customerio::DEFAULT_REQUESTS_PER_SECOND;
+    let rate = number(vars, vars::CIO_REQUESTS_PER_SECOND, max)?;
+    if !(1..=max).contains(&rate) {
+        return Err(ConfigError::Invalid {
+            name: vars::CIO_REQUESTS_PER_SECOND,
+            value: rate.to_string(),
+            problem: format!(
+                "Customer.io allows {max} App API requests a second per account, shared by every process: give each \
+                 process 1 to {max}"
+            ),
+        });
+    }
+    Ok(rate)
 }
 
 /// The AWS resources the functions use.
@@ -374,6 +392,18 @@ mod tests {
         assert!(err.to_string().starts_with("CIO_REGION=\"asia\""), "{err}");
         let config = customerio(&[("CIO_APP_KEY", "k"), ("CIO_REGION", "EU")], true).unwrap().unwrap();
         assert_eq!(config.region, crate::customerio::CioRegion::Eu);
+    }
+
+    #[test]
+    fn the_customerio_rate_is_this_processs_share_of_ten() {
+        let rate = |value: &str| customerio(&[("CIO_APP_KEY", "k"), ("CIO_REQUESTS_PER_SECOND", value)], true);
+        assert_eq!(rate("").unwrap().unwrap().requests_per_second, 10, "unset: one process has all of it");
+        assert_eq!(rate("3").unwrap().unwrap().requests_per_second, 3);
+        for bad in ["0", "11", "2.5"] {
+            let err = rate(bad).unwrap_err().to_string();
+            assert!(err.starts_with("CIO_REQUESTS_PER_SECOND="), "{err}");
+        }
+        assert!(rate("11").unwrap_err().to_string().contains("per account"));
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub const CIO_WEBHOOK_SECRET_PREVIOUS: &str = "CIO_WEBHOOK_SECRET_PREVIOUS";
 pub const CIO_ALLOWED_SOURCE_IPS: &str = "CIO_ALLOWED_SOURCE_IPS";
 /// The function's configured timeout, for when the runtime gives no usable deadline.
 pub const FUNCTION_TIMEOUT_SECS: &str = "FUNCTION_TIMEOUT_SECS";
+/// This process's share of Customer.io's 10 App API requests per second per account: the
+/// template splits the 10 between the worker's and cio-sync's concurrent invocations.
+pub const CIO_REQUESTS_PER_SECOND: &str = "CIO_REQUESTS_PER_SECOND";
 
 /// The signing secret's keys: what ingest verifies webhooks with. Only ingest reads it.
 pub const SIGNING_SECRET_KEYS: [&str; 4] =

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod aws;
 pub mod cio_standin;
+pub mod doctor_peers;
 pub mod env;
 pub mod fault_proxy;
 pub mod faults;

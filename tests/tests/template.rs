@@ -23,7 +23,7 @@ pub(crate) static TEMPLATE: LazyLock<Yaml> = LazyLock::new(|| {
 });
 
 /// Every name in `shared::config::vars`. A constant renamed there stops this compiling.
-const KNOWN_VARS: [&str; 18] = [
+const KNOWN_VARS: [&str; 19] = [
     vars::EVENTS_TABLE,
     vars::JOBS_QUEUE_URL,
     vars::TRIGGERS_PATH,
@@ -42,6 +42,7 @@ const KNOWN_VARS: [&str; 18] = [
     vars::STAGE,
     vars::FUNCTION_TIMEOUT_SECS,
     vars::CIO_ALLOWED_SOURCE_IPS,
+    vars::CIO_REQUESTS_PER_SECOND,
 ];
 
 // ----------------------------------------------------------------- reading the template
@@ -212,9 +213,19 @@ fn each_function_gets_the_variables_it_needs() {
                 vars::DRY_RUN,
                 vars::MAVE_CONCURRENCY,
                 vars::CIO_REGION,
+                vars::CIO_REQUESTS_PER_SECOND,
             ],
         ),
-        ("cio-sync", &[vars::EVENTS_TABLE, vars::JOBS_QUEUE_URL, vars::SECRETS_ARN, vars::CIO_REGION]),
+        (
+            "cio-sync",
+            &[
+                vars::EVENTS_TABLE,
+                vars::JOBS_QUEUE_URL,
+                vars::SECRETS_ARN,
+                vars::CIO_REGION,
+                vars::CIO_REQUESTS_PER_SECOND,
+            ],
+        ),
     ];
     for (binary, needed) in needs {
         let env = environment(binary);
@@ -325,6 +336,52 @@ fn the_worker_takes_the_jobs_queue_and_reports_partial_failures() {
 
     // Nothing else feeds the worker.
     assert_eq!(events.len(), 1, "the worker has no other triggers");
+}
+
+/// Who shares Customer.io's per-account App API budget, as the template runs them: for each
+/// function, how many of its invocations can run at once and the rate each one is given.
+pub(crate) struct CioShare {
+    pub binary: &'static str,
+    pub processes: i64,
+    pub per_second: i64,
+}
+
+pub(crate) fn cio_budget() -> Vec<CioShare> {
+    let worker = at(function("worker"), &["Properties", "Events"]).as_mapping().expect("Events is a mapping");
+    let worker_fleet = worker
+        .values()
+        .filter(|e| get(e, "Type").and_then(Yaml::as_str) == Some("SQS"))
+        .map(|e| integer(e, &["Properties", "ScalingConfig", "MaximumConcurrency"]))
+        .sum();
+    // cio-sync runs once per schedule firing: at most one run per schedule at a time.
+    let cio_sync = at(function("cio-sync"), &["Properties", "Events"]).as_mapping().expect("Events is a mapping");
+    let runs = cio_sync.values().filter(|e| get(e, "Type").and_then(Yaml::as_str) == Some("ScheduleV2")).count();
+    vec![
+        CioShare {
+            binary: "worker",
+            processes: worker_fleet,
+            per_second: env_number("worker", vars::CIO_REQUESTS_PER_SECOND),
+        },
+        CioShare {
+            binary: "cio-sync",
+            processes: runs as i64,
+            per_second: env_number("cio-sync", vars::CIO_REQUESTS_PER_SECOND),
+        },
+    ]
+}
+
+#[test]
+fn every_process_together_stays_within_customerios_ten_a_second() {
+    let budget = cio_budget();
+    let total: i64 = budget.iter().map(|s| s.processes * s.per_second).sum();
+    let shown: Vec<String> =
+        budget.iter().map(|s| format!("{} {} x {}/s", s.binary, s.processes, s.per_second)).collect();
+    assert!(
+        total <= i64::from(shared::customerio::DEFAULT_REQUESTS_PER_SECOND),
+        "{} = {total} App API requests a second, over Customer.io's 10 per account",
+        shown.join(" + ")
+    );
+    assert!(budget.iter().all(|s| s.processes >= 1 && s.per_second >= 1), "{shown:?}");
 }
 
 #[test]

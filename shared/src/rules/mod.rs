@@ -173,14 +173,25 @@ mod tests {
             "Real-time persona created when user usr_k8m2n started a trial. Plan: pro. Source: google."
         );
         assert_eq!(
-            p.extra["psychographic"],
-            json!({"trigger_event": "trial_started", "user_id": "usr_k8m2n", "plan": "pro", "source": "google", "seats": 3})
+            MaveraRequest::CreatePersona(p).body(),
+            json!({
+                "name": "Segment RT: Trial User — usr_k8m2n",
+                "description": "Real-time persona created when user usr_k8m2n started a trial. Plan: pro. Source: google.",
+                "pipeline_type": "north_star",
+                "type": "B2B",
+                "triggers": ["Started a trial of the pro plan"],
+                "channels": ["google"],
+            }),
+            "the reference's fields only: no psychographic"
         );
     }
 
     #[test]
     fn an_event_property_cannot_pass_for_the_relays_own_fields() {
-        let rules = crate::triggers::Triggers::embedded().unwrap().rules;
+        // The shipped rules send no such object; a rule that asks for one gets the event's name.
+        let text = "[[rule]]\nname = \"p\"\nsource = \"segment\"\nevent = \"trial_started\"\naction = \"create_persona\"\n\
+                    [rule.persona]\nname = \"N\"\ndescription = \"D\"\ncontext_field = \"psychographic\"\n";
+        let rules = crate::triggers::Triggers::parse(text, "t.toml").unwrap().rules;
         let e = event(Source::Segment, "trial_started", json!({"user_id": "u1", "trigger_event": "plan_upgraded"}));
         let rule = rules.matching(&e).next().unwrap();
         let MaveraRequest::CreatePersona(p) = rule.action.render(&e) else { panic!("persona expected") };

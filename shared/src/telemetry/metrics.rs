@@ -46,10 +46,12 @@ pub enum Metric {
     /// How long ago an accepted Customer.io request was signed, in seconds (a value): a
     /// retry Customer.io held back shows as hours or days.
     SignedAge,
+    /// Customer.io attribute lookups that found no such person (worker enrichment, cio-sync).
+    CustomersNotFound,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 11] = [
+    pub const ALL: [Metric; 12] = [
         Metric::Received,
         Metric::Rejected,
         Metric::Ignored,
@@ -61,6 +63,7 @@ impl Metric {
         Metric::Skipped,
         Metric::Credits,
         Metric::SignedAge,
+        Metric::CustomersNotFound,
     ];
 
     pub fn name(self) -> &'static str {
@@ -76,6 +79,7 @@ impl Metric {
             Metric::Skipped => "skipped",
             Metric::Credits => "credits",
             Metric::SignedAge => "signed_age",
+            Metric::CustomersNotFound => "customers_not_found",
         }
     }
 

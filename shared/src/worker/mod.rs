@@ -37,7 +37,7 @@ pub use result::{MAX_TEXT_CHARS, summarize};
 pub use settings::{BuildError, Enrichment, Mavera, Settings, TriggerConfig, build};
 
 use crate::domain::{Event, JobKey, PersonaName, RuleName};
-use crate::mavera::{ErrorClass, MaveraApi, MaveraError, MaveraRequest, MaveraResponse};
+use crate::mavera::{Duplicate, ErrorClass, MaveraApi, MaveraError, MaveraRequest, MaveraResponse};
 use crate::queue::{CampaignAnalysis, ClusterPersona, Job, JobMessage};
 use crate::retry;
 use crate::rules::{Rule, Rules};
@@ -88,6 +88,8 @@ pub struct JobTally {
     pub failure: Option<FailureClass>,
     /// Credits Mavera reported for the job (none in dry run).
     pub credits: Option<f64>,
+    /// The job looked the person up in Customer.io: whether nobody was found.
+    pub lookup_not_found: Option<bool>,
 }
 
 impl JobTally {
@@ -97,7 +99,7 @@ impl JobTally {
             Outcome::Failed { class, .. } => (Some(*class), None),
             Outcome::Skipped { .. } => (None, None),
         };
-        JobTally { rule: Some(rule.clone()), failure, credits }
+        JobTally { rule: Some(rule.clone()), failure, credits, lookup_not_found: None }
     }
 }
 
@@ -140,7 +142,7 @@ struct Transient(String);
 enum Called {
     /// Mavera's answer; in a dry run, the record of the request.
     Answered(MaveraResponse),
-    /// Mavera says it was done before: a persona with this name exists.
+    /// Mavera refused a persona as a duplicate name (see [`Worker::existing_persona`]).
     AlreadyDone(MaveraError),
     /// Refused for good; a retry would not help.
     Failed(MaveraError),
@@ -268,21 +270,22 @@ impl Worker {
             }
         };
 
-        let mut notes = Vec::new();
+        let mut trail = Trail::default();
         let result = match &mut work {
-            Work::Event { rule, event } => self.execute(rule, event, &key, attempt, &mut notes, deadline).await,
-            Work::Analysis(job) => self.analyse(job, &key, &mut notes, deadline).await,
-            Work::Persona(job) => self.create_cluster_persona(job, &mut notes, deadline).await,
+            Work::Event { rule, event } => self.execute(rule, event, &key, attempt, &mut trail, deadline).await,
+            Work::Analysis(job) => self.analyse(job, &key, &mut trail.notes, deadline).await,
+            Work::Persona(job) => self.create_cluster_persona(job, &mut trail.notes, deadline).await,
         };
         match result {
             Ok(outcome) => {
                 let status = outcome.status();
                 log_outcome(&outcome, attempt, started);
-                *tally = JobTally::of(&rule_name, &outcome);
-                self.record(&key, &owner, &outcome, &notes).await;
+                *tally = JobTally { lookup_not_found: trail.lookup_not_found, ..JobTally::of(&rule_name, &outcome) };
+                self.record(&key, &owner, &outcome, &trail.notes).await;
                 Disposition::Finished(status)
             }
             Err(Transient(reason)) => {
+                tally.lookup_not_found = trail.lookup_not_found;
                 tracing::warn!(outcome = "retry", attempt, elapsed_ms = started.elapsed().as_millis() as u64, reason = %reason, "transient failure; the job goes back to the queue");
                 if let Err(e) = self.jobs.release(&key, &owner, &reason, SystemTime::now()).await {
                     // The lease expires by itself; the redelivered message takes it then.
@@ -300,9 +303,10 @@ impl Worker {
         event: &mut Event,
         key: &JobKey,
         attempt: u32,
-        notes: &mut Vec<String>,
+        trail: &mut Trail,
         deadline: Instant,
     ) -> Result<Outcome, Transient> {
+        let Trail { notes, lookup_not_found } = trail;
         if let Some((_, why)) = self.disabled.iter().find(|(name, _)| *name == rule.name) {
             return Ok(Outcome::Skipped { reason: format!("rule `{}` is disabled: {why}", rule.name) });
         }
@@ -312,6 +316,9 @@ impl Worker {
         {
             let enriched = enricher.enrich(event, deadline).await;
             unknown = enriched.unknown;
+            if enriched.known {
+                *lookup_not_found = Some(enriched.not_found);
+            }
             notes.extend(enriched.notes);
         }
         // Conditions on attributes that could not be read never count as met (the shipped
@@ -360,19 +367,67 @@ impl Worker {
         if let MaveraRequest::CreatePersona(persona) = &mut request {
             persona.name = PersonaName::for_job(&persona.name, key).into_string();
         }
-        match self.call(&request, deadline).await? {
-            Called::Answered(response) => Ok(Outcome::Done { result: summarize(&response) }),
-            Called::AlreadyDone(e) => {
-                notes.push(format!("Mavera: {e}"));
-                Ok(Outcome::Done { result: already_done_result(&request) })
+        let failed = match self.call(&request, deadline).await? {
+            Called::Answered(response) => return Ok(Outcome::Done { result: summarize(&response) }),
+            Called::AlreadyDone(e) => match self.existing_persona(&request, &e, notes, deadline).await? {
+                Some(result) => return Ok(Outcome::Done { result }),
+                None => e,
+            },
+            Called::Failed(e) => e,
+        };
+        if let Some(user) = reserved_user
+            && let Err(forget) = self.guards.forget_once_per_user(&rule.name, &user, key).await
+        {
+            tracing::warn!(error = %chain(&forget), "could not drop the once_per_user mark after a permanent failure");
+        }
+        Ok(Outcome::Failed { reason: failed.to_string(), class: failed.failure_class() })
+    }
+
+    /// Mavera refused a persona as a duplicate (`refusal`): the persona that has the name, looked
+    /// up with the free `GET /personas`, so the record names it. `Some(result)` when the job
+    /// counts as done; `None` when the refusal turns out not to be a duplicate (its reason
+    /// only named the `name` field, and no persona has the name), which fails the job.
+    async fn existing_persona(
+        &self,
+        request: &MaveraRequest,
+        refusal: &MaveraError,
+        notes: &mut Vec<String>,
+        deadline: Instant,
+    ) -> Result<Option<serde_json::Value>, Transient> {
+        let MaveraRequest::CreatePersona(persona) = request else {
+            return Ok(None);
+        };
+        let name = persona.name.as_str();
+        let stated = refusal.duplicate() == Some(Duplicate::Stated);
+        let lookup_deadline = deadline.checked_sub(FINISH_MARGIN).unwrap_or_else(Instant::now);
+        match self.mavera.find_persona(name, lookup_deadline).await {
+            Ok(Some(existing)) => {
+                notes.push(format!("Mavera: {refusal}; persona {} has this name", existing.id));
+                Ok(Some(already_done_result(name, Some(&existing.id))))
             }
-            Called::Failed(e) => {
-                if let Some(user) = reserved_user
-                    && let Err(forget) = self.guards.forget_once_per_user(&rule.name, &user, key).await
-                {
-                    tracing::warn!(error = %chain(&forget), "could not drop the once_per_user mark after a permanent failure");
-                }
-                Ok(Outcome::Failed { reason: e.to_string(), class: e.failure_class() })
+            Ok(None) if stated => {
+                notes.push(format!("Mavera: {refusal}"));
+                notes.push(format!(
+                    "GET /personas does not list a persona named exactly \"{name}\", so its id is not recorded"
+                ));
+                Ok(Some(already_done_result(name, None)))
+            }
+            Ok(None) => {
+                notes.push(format!("no persona is named exactly \"{name}\", so Mavera's 422 is not a duplicate"));
+                Ok(None)
+            }
+            Err(e) if e.class() == ErrorClass::Transient => Err(Transient(format!(
+                "Mavera refused the persona as a duplicate and looking it up failed: {e}; the retry asks again (a \
+                 refused POST costs nothing)"
+            ))),
+            Err(e) if stated => {
+                notes.push(format!("Mavera: {refusal}"));
+                notes.push(format!("looking the persona up failed, so its id is not recorded: {e}"));
+                Ok(Some(already_done_result(name, None)))
+            }
+            Err(e) => {
+                notes.push(format!("looking the name up to confirm a duplicate failed: {e}"));
+                Ok(None)
             }
         }
     }
@@ -419,6 +474,14 @@ impl Worker {
     }
 }
 
+/// What a job leaves besides its outcome: remarks for its record, and whether its attribute
+/// lookup found nobody (for the `customers_not_found` metric).
+#[derive(Debug, Default)]
+struct Trail {
+    notes: Vec<String>,
+    lookup_not_found: Option<bool>,
+}
+
 /// One message's work, once its rule is known.
 enum Work<'a> {
     Event { rule: &'a Rule, event: Event },
@@ -426,12 +489,9 @@ enum Work<'a> {
     Persona(ClusterPersona),
 }
 
-fn already_done_result(request: &MaveraRequest) -> serde_json::Value {
-    let name = match request {
-        MaveraRequest::CreatePersona(p) => Some(p.name.as_str()),
-        _ => None,
-    };
-    serde_json::json!({"action": "create_persona", "already_existed": true, "name": name})
+/// A persona that existed before the job: its name and, when found, its id.
+fn already_done_result(name: &str, persona_id: Option<&str>) -> serde_json::Value {
+    serde_json::json!({"action": "create_persona", "already_existed": true, "name": name, "persona_id": persona_id})
 }
 
 fn log_outcome(outcome: &Outcome, attempt: u32, started: Instant) {

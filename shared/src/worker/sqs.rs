@@ -9,12 +9,15 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use super::{Disposition, JobTally, Worker};
+use crate::customerio::LookupTally;
 use crate::store::{FailureClass, JobStatus};
 use crate::telemetry::{Metric, Metrics};
 
 /// Records of one batch processed at once. The Mave cap in the client bounds Mavera calls
 /// separately; this bounds store calls and memory.
 pub const RECORD_CONCURRENCY: usize = 10;
+
+const MIN_LOOKUPS_TO_JUDGE: u64 = LookupTally::MIN_LOOKUPS_TO_JUDGE;
 
 /// The function's timeout when neither the runtime nor `FUNCTION_TIMEOUT_SECS` says: the
 /// worker's in `template.yaml`.
@@ -57,7 +60,12 @@ pub async fn handle_batch(worker: &Worker, event: SqsEvent, deadline: Instant, m
 
     let mut counts = metrics.counts();
     let mut response = SqsBatchResponse::default();
+    let (mut lookups, mut not_found) = (0_u64, 0_u64);
     for (message_id, disposition, tally) in outcomes {
+        if let Some(nobody) = tally.lookup_not_found {
+            lookups += 1;
+            not_found += u64::from(nobody);
+        }
         match &disposition {
             Disposition::Finished(JobStatus::Done) => counts.add(Metric::Done, 1),
             // The class says who has to act: a revoked key and exhausted credits have alarms.
@@ -83,6 +91,17 @@ pub async fn handle_batch(worker: &Worker, event: SqsEvent, deadline: Instant, m
                 None => tracing::error!("an SQS record without a messageId failed; it cannot be reported alone"),
             }
         }
+    }
+    if not_found > 0 {
+        counts.add(Metric::CustomersNotFound, not_found);
+    }
+    // With a full batch of lookups, most of them finding nobody points at the identifier.
+    if lookups >= MIN_LOOKUPS_TO_JUDGE && not_found * 2 > lookups {
+        tracing::warn!(
+            lookups,
+            not_found,
+            "Customer.io found nobody for most attribute lookups of this batch: check [enrichment] id_field and id_type, and CIO_REGION"
+        );
     }
     counts.flush();
     response
