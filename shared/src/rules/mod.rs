@@ -16,6 +16,7 @@ pub use enrichment::{Classifier, EnrichmentConfig};
 pub use raw::MAX_DAILY_CAP;
 pub(crate) use raw::parse;
 
+use crate::deliver::{DestinationName, Target};
 use crate::domain::{Event, RuleName, Source};
 
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub struct Rule {
     pub once_per_user: bool,
     /// Look the person's Customer.io attributes up before the action runs.
     pub enrich: bool,
+    /// Where the result goes once Mavera has answered, in the order written.
+    pub deliver: Vec<Target>,
 }
 
 impl Rule {
@@ -116,6 +119,11 @@ impl Rules {
     /// Whether any rule looks Customer.io attributes up (and so needs `CIO_APP_KEY`).
     pub fn needs_enrichment(&self) -> bool {
         self.rules.iter().any(|r| r.enrich)
+    }
+
+    /// The rules that deliver to `destination`.
+    pub fn delivering_to(&self, destination: DestinationName) -> Vec<&Rule> {
+        self.rules.iter().filter(|r| r.deliver.iter().any(|t| t.name() == destination)).collect()
     }
 }
 

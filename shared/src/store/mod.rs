@@ -5,21 +5,25 @@
 //! Customer.io's 7 days of retries); expiry is checked in code, since DynamoDB deletes
 //! expired items only eventually and moto never does.
 //!
-//! Narrow traits, one per party: ingest holds a [`ClaimStore`], the worker a [`JobStore`]
-//! and a [`GuardStore`], enrichment a [`CacheStore`].
+//! Narrow traits, one per party: ingest holds a [`ClaimStore`], the worker a [`JobStore`],
+//! a [`GuardStore`] and a [`DeliveryStore`] (each destination's state on a `DONE` job, see
+//! [`delivery`]), enrichment a [`CacheStore`].
 
+pub mod delivery;
 mod dynamo;
 mod failure;
 mod file;
 mod memory;
 mod time;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use delivery::{DeliveryClaim, DeliveryState, DeliveryStatus, DeliveryStore, OpenDeliveries};
 pub use dynamo::{DynamoStore, KEY_ATTRIBUTE, TTL_ATTRIBUTE, create_table};
 pub use failure::FailureClass;
 pub use file::{DATA_FILE, DataDirError, FileStore, open_database};
@@ -160,6 +164,8 @@ pub struct JobRecord {
     pub notes: Vec<String>,
     pub lease_until_ms: Option<u64>,
     pub expires_at: u64,
+    /// A `DONE` job's destinations, by name (`slack`, `customerio`, …): see [`delivery`].
+    pub deliveries: BTreeMap<String, DeliveryState>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -239,8 +245,8 @@ pub trait CacheStore: Send + Sync {
 }
 
 /// Everything at once, for wiring. Handlers take the narrow traits.
-pub trait Store: ClaimStore + JobStore + GuardStore + CacheStore {}
-impl<T: ClaimStore + JobStore + GuardStore + CacheStore> Store for T {}
+pub trait Store: ClaimStore + JobStore + GuardStore + CacheStore + DeliveryStore {}
+impl<T: ClaimStore + JobStore + GuardStore + CacheStore + DeliveryStore> Store for T {}
 
 /// Keys of the non-job records, kept apart from job keys by their prefixes.
 pub(crate) fn cap_key(rule: &RuleName, day: &str) -> String {
