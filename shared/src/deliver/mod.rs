@@ -280,14 +280,14 @@ impl Destinations {
     /// The HTTPS adapters for the destinations whose settings are usable; the others off,
     /// each with its reason.
     pub fn live(settings: DestinationSettings) -> Result<Self, ClientError> {
-        fn build<C, P, R: ?Sized>(
+        fn build<C, P, R>(
             setting: Setting<C>,
             name: DestinationName,
             make: impl FnOnce(C) -> Result<P, reqwest::Error>,
         ) -> Result<Endpoint<R>, ClientError>
         where
             P: Port<R> + 'static,
-            R: Sync,
+            R: Sync + ?Sized,
         {
             match setting {
                 Setting::Set(config) => {

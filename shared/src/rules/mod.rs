@@ -16,7 +16,7 @@ pub use enrichment::{Classifier, EnrichmentConfig};
 pub use raw::MAX_DAILY_CAP;
 pub(crate) use raw::parse;
 
-use crate::deliver::{DestinationName, Target};
+use crate::deliver::{DestinationName, ResultKind, Target};
 use crate::domain::{Event, RuleName, Source};
 
 #[derive(Debug, Clone)]
@@ -44,6 +44,15 @@ impl Rule {
     /// Whether the event meets the conditions checkable at ingest.
     pub fn matches(&self, event: &Event) -> bool {
         self.conditions.iter().all(|c| c.holds(event))
+    }
+
+    /// What kind of result the rule's action makes.
+    pub fn result_kind(&self) -> ResultKind {
+        match &self.action {
+            Action::CreatePersona(_) => ResultKind::Persona,
+            Action::Research(_) => ResultKind::Research,
+            Action::Generate(_) => ResultKind::Generation,
+        }
     }
 
     /// Whether the enriched event meets the `customer.*` conditions.

@@ -17,6 +17,7 @@
 
 mod analysis;
 mod cluster_persona;
+mod deliver;
 mod enrich;
 pub mod local;
 mod result;
@@ -30,15 +31,18 @@ use tracing::Instrument;
 
 pub use analysis::{AnalysisTemplates, GenerateStep, MAVE_FIELDS, PROMPT_FIELDS};
 pub use cluster_persona::{CLUSTER_FIELDS, ClusterPersonaTemplate, persona_request};
+pub use deliver::DeliveryTally;
 pub use enrich::{CioEnricher, Enrich, Enriched, classify};
 pub use result::{MAX_TEXT_CHARS, summarize};
 
+use crate::deliver::Destinations;
 use crate::domain::{Event, JobKey, RuleName};
 use crate::mavera::{ErrorClass, MaveraApi, MaveraError, MaveraRequest, MaveraResponse};
 use crate::queue::{CampaignAnalysis, ClusterPersona, Job, JobMessage};
 use crate::rules::{Rule, Rules};
 use crate::store::{
-    CacheStore, FailureClass, GuardStore, JobStatus, JobStore, Lease, Outcome, Start, StoreError, utc_day,
+    CacheStore, DeliveryStore, FailureClass, GuardStore, JobStatus, JobStore, Lease, Outcome, Start, StoreError,
+    utc_day,
 };
 use crate::telemetry::chain;
 
@@ -59,12 +63,16 @@ pub enum Disposition {
     HeldElsewhere,
     /// Hand the message back to the queue; after `maxReceiveCount` receives it goes to the DLQ.
     Retry { reason: String },
+    /// The job's result is saved, but some destinations are still unsent: hand the message
+    /// back, so its next delivery sends only those. `finished` is set when the job ended
+    /// now (this delivery called Mavera), not on an earlier one.
+    Undelivered { finished: Option<JobStatus>, reason: String },
 }
 
 impl Disposition {
     /// Whether the message can be deleted from the queue.
     pub fn ack(&self) -> bool {
-        !matches!(self, Disposition::Retry { .. })
+        !matches!(self, Disposition::Retry { .. } | Disposition::Undelivered { .. })
     }
 }
 
@@ -76,6 +84,8 @@ pub struct JobTally {
     pub failure: Option<FailureClass>,
     /// Credits Mavera reported for the job (none in dry run).
     pub credits: Option<f64>,
+    /// What each destination came to in this delivery.
+    pub deliveries: Vec<DeliveryTally>,
 }
 
 impl JobTally {
@@ -85,15 +95,15 @@ impl JobTally {
             Outcome::Failed { class, .. } => (Some(*class), None),
             Outcome::Skipped { .. } => (None, None),
         };
-        JobTally { rule: Some(rule.clone()), failure, credits }
+        JobTally { rule: Some(rule.clone()), failure, credits, deliveries: Vec::new() }
     }
 }
 
-/// What the worker keeps in the event store beside job records: guard marks (daily caps, once
-/// per user) and the progress of multi-step jobs (a campaign analysis keeps Mave's answer
-/// until Generate has run). Every store implements both.
-pub trait WorkerState: GuardStore + CacheStore {}
-impl<T: GuardStore + CacheStore> WorkerState for T {}
+/// What the worker keeps in the event store beside the job's status: guard marks (daily caps,
+/// once per user), the progress of multi-step jobs (a campaign analysis keeps Mave's answer
+/// until Generate has run) and each destination's delivery state. Every store implements all.
+pub trait WorkerState: GuardStore + CacheStore + DeliveryStore {}
+impl<T: GuardStore + CacheStore + DeliveryStore> WorkerState for T {}
 
 /// How the worker runs the scheduled jobs' messages: the `[cio_sync.*]` templates of its own
 /// `triggers.toml`. `None` for a job that is off there; its queued messages are skipped.
@@ -111,6 +121,8 @@ pub struct Worker {
     /// The client, or in a dry run `mavera::DryRun`.
     mavera: Arc<dyn MaveraApi>,
     enricher: Option<Arc<dyn Enrich>>,
+    /// Where results go; none until [`Worker::with_destinations`].
+    destinations: Destinations,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +166,25 @@ impl Worker {
         {
             return Err(WorkerSetupError::EnrichmentUnavailable(rule.name.to_string()));
         }
-        Ok(Worker { rules, scheduled, jobs, guards, mavera, enricher })
+        Ok(Worker { rules, scheduled, jobs, guards, mavera, enricher, destinations: Destinations::none() })
+    }
+
+    /// Delivers results to `destinations` (without them, every rule's deliveries are
+    /// recorded failed). Warns of each rule whose destination is off, once, at start-up.
+    pub fn with_destinations(mut self, destinations: Destinations) -> Self {
+        for destination in crate::deliver::DestinationName::ALL {
+            let rules = self.rules.delivering_to(destination);
+            if let (Some(why), false) = (destinations.off(destination), rules.is_empty()) {
+                let names: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+                tracing::warn!(
+                    destination = destination.as_str(),
+                    "{destination} is off ({why}): the deliveries of {} to it are recorded failed; the rest run",
+                    names.join(", ")
+                );
+            }
+        }
+        self.destinations = destinations;
+        self
     }
 
     /// Processes one queue message, by `deadline` (the invocation's end).
@@ -210,6 +240,10 @@ impl Worker {
         };
         let attempt = match self.jobs.start(&key, &rule_name, &lease, now).await {
             Ok(Start::Started { attempt }) => attempt,
+            Ok(Start::Finished(JobStatus::Done)) if let Work::Event { rule, event } = &mut work => {
+                // Mavera's part is done; the result may still be owed to some destinations.
+                return self.deliver_again(rule, event, &key, deadline, tally).await;
+            }
             Ok(Start::Finished(status)) => {
                 tracing::info!(outcome = "already_finished", status = %status, "job already ended; message dropped");
                 return Disposition::AlreadyFinished(status);
@@ -238,7 +272,13 @@ impl Worker {
                 let status = outcome.status();
                 log_outcome(&outcome, attempt, started);
                 *tally = JobTally::of(&rule_name, &outcome);
-                self.record(&key, &owner, &outcome, &notes).await;
+                let recorded = self.record(&key, &owner, &outcome, &notes).await;
+                if let (JobStatus::Done, true, Work::Event { rule, event }) = (status, recorded, &work)
+                    && let deliver::Delivered::Unsent(reason) =
+                        self.deliver(rule, event, &key, deadline, &mut tally.deliveries).await
+                {
+                    return Disposition::Undelivered { finished: Some(status), reason };
+                }
                 Disposition::Finished(status)
             }
             Err(Transient(reason)) => {
@@ -334,19 +374,52 @@ impl Worker {
         }
     }
 
+    /// A message of a job already `DONE`: sends what its destinations still lack. Mavera is
+    /// not called again.
+    async fn deliver_again(
+        &self,
+        rule: &Rule,
+        event: &mut Event,
+        key: &JobKey,
+        deadline: Instant,
+        tally: &mut JobTally,
+    ) -> Disposition {
+        if rule.deliver.is_empty() {
+            tracing::info!(outcome = "already_finished", status = %JobStatus::Done, "job already ended; message dropped");
+            return Disposition::AlreadyFinished(JobStatus::Done);
+        }
+        tally.rule = Some(rule.name.clone());
+        // Templates reading customer.* need the attributes again (usually from the cache).
+        if rule.enrich
+            && rule.deliver.iter().any(|t| t.fields().iter().any(|f| f.first() == "customer"))
+            && let Some(enricher) = &self.enricher
+        {
+            enricher.enrich(event, deadline).await;
+        }
+        match self.deliver(rule, event, key, deadline, &mut tally.deliveries).await {
+            deliver::Delivered::Unsent(reason) => Disposition::Undelivered { finished: None, reason },
+            deliver::Delivered::Busy => Disposition::HeldElsewhere,
+            deliver::Delivered::Ended | deliver::Delivered::Nothing => {
+                tracing::info!(outcome = "already_finished", status = %JobStatus::Done, "job already ended; nothing left to deliver");
+                Disposition::AlreadyFinished(JobStatus::Done)
+            }
+        }
+    }
+
     /// Records the outcome, trying a little harder than usual: the Mavera call has happened,
     /// and a retry would repeat it. If it still fails the message is deleted anyway (a
     /// stuck `RUNNING` record beats a second 300-credit persona) and the log says so.
-    async fn record(&self, key: &JobKey, owner: &str, outcome: &Outcome, notes: &[String]) {
+    /// `true` once it is recorded.
+    async fn record(&self, key: &JobKey, owner: &str, outcome: &Outcome, notes: &[String]) -> bool {
         let mut wait = Duration::from_millis(200);
         for attempt in 1..=4 {
             match self.jobs.finish(key, owner, outcome, notes, SystemTime::now()).await {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err(StoreError::LeaseLost(_)) => {
                     tracing::warn!(
                         "lost the lease while calling Mavera (the call outlived it); another delivery owns the job now"
                     );
-                    return;
+                    return false;
                 }
                 Err(e) if attempt < 4 => {
                     tracing::warn!(attempt, error = %chain(&e), "could not record the outcome; trying again");
@@ -358,6 +431,7 @@ impl Worker {
                 }
             }
         }
+        false
     }
 }
 
