@@ -3,6 +3,8 @@
 
 mod cio_client;
 mod cio_sync;
+mod deliver;
+mod destination_standins;
 mod iam;
 mod ingest;
 mod ingest_aws;

@@ -32,6 +32,9 @@ use crate::rules::Rule;
 use crate::store::{DeliveryClaim, DeliveryState, DeliveryStatus, Lease, StoreError};
 use crate::telemetry::chain;
 
+/// A dry run's deliveries are `sent` with this reason: printed, never sent.
+pub const DRY_RUN_REASON: &str = "dry run: printed, not sent";
+
 /// What one destination came to in this delivery, for the metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryTally {
@@ -171,6 +174,7 @@ impl Worker {
         let attempts = attempts + sent.attempts;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let (state, reason) = match &sent.outcome {
+            Ok(()) if self.destinations.is_dry_run() => (DeliveryStatus::Sent, Some(DRY_RUN_REASON.to_owned())),
             Ok(()) => (DeliveryStatus::Sent, None),
             Err(SendError::Retry { reason, .. }) => (DeliveryStatus::Pending, Some(reason.clone())),
             Err(SendError::Permanent { reason } | SendError::Uncertain { reason }) => {

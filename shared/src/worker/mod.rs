@@ -31,7 +31,7 @@ use tracing::Instrument;
 
 pub use analysis::{AnalysisTemplates, GenerateStep, MAVE_FIELDS, PROMPT_FIELDS};
 pub use cluster_persona::{CLUSTER_FIELDS, ClusterPersonaTemplate, persona_request};
-pub use deliver::DeliveryTally;
+pub use deliver::{DRY_RUN_REASON, DeliveryTally};
 pub use enrich::{CioEnricher, Enrich, Enriched, classify};
 pub use result::{MAX_TEXT_CHARS, summarize};
 
