@@ -4,11 +4,12 @@ use std::net::SocketAddr;
 
 use shared::config::ConfigError;
 use shared::customerio::CioError;
+use shared::deliver::ClientError;
 use shared::mavera::MaveraConfigError;
 use shared::queue::QueueError;
 use shared::store::{DataDirError, StoreError};
 use shared::triggers::TriggersError;
-use shared::worker::WorkerSetupError;
+use shared::worker::{BuildError, WorkerSetupError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -28,6 +29,8 @@ pub enum RelayError {
     Mavera(#[from] MaveraConfigError),
     #[error("the Customer.io client could not be built: {0}")]
     CustomerIo(#[from] CioError),
+    #[error(transparent)]
+    Destination(#[from] ClientError),
     #[error(transparent)]
     DataDir(#[from] DataDirError),
     #[error("reading the data directory's event store: {0}")]
@@ -52,4 +55,16 @@ pub enum RelayError {
     HttpClient(#[source] reqwest::Error),
     #[error("SQS {operation} on {queue_url} failed: {message}")]
     Sqs { operation: &'static str, queue_url: String, message: String },
+}
+
+/// The worker's build errors, each as `relay` has always said it.
+impl From<BuildError> for RelayError {
+    fn from(error: BuildError) -> Self {
+        match error {
+            BuildError::Mavera(e) => RelayError::Mavera(e),
+            BuildError::CustomerIo(e) => RelayError::CustomerIo(e),
+            BuildError::Setup(e) => RelayError::Worker(e),
+            BuildError::Destination(e) => RelayError::Destination(e),
+        }
+    }
 }

@@ -4,7 +4,6 @@
 //! function from SQS. This file only parses the command line and wires.
 
 mod check;
-mod enrich;
 mod error;
 mod output;
 mod poll_sqs;

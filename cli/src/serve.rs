@@ -1,7 +1,8 @@
-//! `relay serve`: the whole pipeline in one process. The ingest function's router (the same
-//! `shared::ingest::router` the Lambda serves) on a loopback port, the event store and the
-//! queue embedded (in memory, or in a redb file with `--data-dir`), and the worker taking
-//! jobs off that queue with the same `Worker::process` the Lambda runs.
+//! `relay serve`: the whole pipeline in one process. Ingest and the worker are put together by
+//! the same builders as the Lambda functions (`shared::ingest::build`, `shared::worker::build`):
+//! ingest's router on a loopback port, the event store and the queue embedded (in memory, or in
+//! a redb file with `--data-dir`), and the worker taking jobs off that queue with the same
+//! `Worker::process` the Lambda runs.
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -10,20 +11,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::customerio::CioClient;
-use shared::ingest::{Ingest, router};
-use shared::mavera::{DryRun, MaveraApi, MaveraClient};
+use shared::deliver::DestinationName;
 use shared::queue::{FileQueue, MemoryQueue};
 use shared::store::{FileStore, JobStatus, MemoryStore, open_database};
 use shared::telemetry::Metrics;
 use shared::worker::local::LocalRunner;
-use shared::worker::{CioEnricher, Enrich, LEASE_MARGIN, Worker};
+use shared::worker::{Deliveries, LEASE_MARGIN, Mavera};
 use tokio::sync::watch;
 
-use crate::enrich::AttributesUnavailable;
 use crate::error::RelayError;
 use crate::output::{self, LogFormat};
-use crate::settings::{self, Enrichment, Mavera, Settings};
+use crate::settings::{self, Settings};
 
 /// Deliveries of one message before it is dead-lettered, as the SQS redrive policy.
 const MAX_RECEIVES: u32 = 5;
@@ -60,8 +58,8 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     output::init(args.log_format);
     let vars = settings::environment(args.triggers.as_deref());
-    let Settings { triggers, verifiers, mavera, enrichment } = Settings::resolve(&vars, args.dry_run)?;
-    let rules = Arc::new(triggers.rules.clone());
+    let Settings { origin, ingest, worker } = Settings::resolve(&vars, args.dry_run)?;
+    let rules = ingest.rules.clone();
 
     let job_time = Duration::from_secs(args.job_timeout);
     // A message stays hidden longer than the job's lease, so it comes back only once the
@@ -77,40 +75,24 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let store = Arc::new(store);
     let queue = Arc::new(queue);
 
-    let (client, mode): (Arc<dyn MaveraApi>, _) = match mavera {
-        Mavera::DryRun { reason } => {
-            (Arc::new(DryRun), format!("dry run ({reason}): each Mavera request is printed, none is sent"))
-        }
-        Mavera::Live(config) => {
-            let mode = format!("calling Mavera at {}", config.base_url);
-            (Arc::new(MaveraClient::new(config)?), mode)
-        }
+    let mode = match &worker.mavera {
+        Mavera::DryRun { reason } => format!("dry run ({reason}): each Mavera request is printed, none is sent"),
+        Mavera::Live(config) => format!("calling Mavera at {}", config.base_url),
     };
-    let enricher: Option<Arc<dyn Enrich>> = match enrichment {
-        Enrichment::NotNeeded => None,
-        Enrichment::Lookup(config) => {
-            let cio = Arc::new(CioClient::new(config)?);
-            Some(Arc::new(CioEnricher::new(cio, store.clone(), triggers.enrichment.clone())))
-        }
-        Enrichment::Unavailable { rules } => {
-            tracing::warn!(
-                "CIO_APP_KEY is not set: {} looks Customer.io attributes up; in this dry run it runs without them (customer.* reads `unknown`, its conditions on customer.* are not checked). Set CIO_APP_KEY to look them up",
-                rules.join(", ")
-            );
-            Some(Arc::new(AttributesUnavailable))
-        }
-    };
-    let scheduled = triggers.cio_sync.for_worker();
-    let worker = Arc::new(Worker::new(rules.clone(), scheduled, store.clone(), store.clone(), client, enricher)?);
-    let ingest = Arc::new(Ingest::new(rules.clone(), verifiers, store.clone(), queue.clone()));
+    let deliveries = describe_deliveries(&worker);
+    let worker = Arc::new(shared::worker::build(worker, store.clone())?);
+    let app = shared::ingest::build(ingest, store.clone(), queue.clone(), Metrics::from_env("relay"));
 
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|source| RelayError::Bind { addr: args.addr, source })?;
     let addr = listener.local_addr().map_err(|source| RelayError::Bind { addr: args.addr, source })?;
     let sources: Vec<&str> = rules.sources().iter().map(|s| s.as_str()).collect();
-    tracing::info!("rules: {} from {} (sources: {})", rules.len(), triggers.origin(), sources.join(", "));
+    tracing::info!("rules: {} from {origin} (sources: {})", rules.len(), sources.join(", "));
     tracing::info!("{mode}");
+    if let Some(deliveries) = deliveries {
+        tracing::info!("{deliveries}");
+    }
     match &args.data_dir {
         None => tracing::info!("event store and queue in memory (use --data-dir DIR to keep them over a restart)"),
         Some(dir) => {
@@ -132,7 +114,6 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let consumer = queue.clone();
     let until_stopped = wait(stopped.clone());
     let worker_task = tokio::spawn(async move { runner.run(worker, consumer, until_stopped).await });
-    let app = router(ingest, Metrics::from_env("relay"));
     let mut http = tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(wait(stopped.clone())).into_future());
 
     // Serve until Ctrl-C; then let requests and jobs in flight finish, within one grace period.
@@ -157,6 +138,30 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let finished = tokio::time::timeout_at(deadline, worker_task).await.is_ok();
     report_leftovers(&store, &queue, args.data_dir.is_some(), finished);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where results go, when any rule delivers: printed in a dry run, else each destination
+/// in use and whether it is on (the worker warns of those that are off).
+fn describe_deliveries(worker: &shared::worker::Settings) -> Option<String> {
+    let rules = &worker.triggers.rules;
+    let used: Vec<DestinationName> =
+        DestinationName::ALL.into_iter().filter(|d| !rules.delivering_to(*d).is_empty()).collect();
+    if used.is_empty() {
+        return None;
+    }
+    Some(match &worker.deliveries {
+        Deliveries::Print => "deliveries: dry run, each request is printed, none is sent".to_owned(),
+        Deliveries::Send(settings) => {
+            let states: Vec<String> = used
+                .iter()
+                .map(|d| match settings.problem(*d) {
+                    None => format!("{d} on"),
+                    Some(_) => format!("{d} off"),
+                })
+                .collect();
+            format!("deliveries: {}", states.join(", "))
+        }
+    })
 }
 
 /// Says what is left undone at exit, and whether it survives.

@@ -4,11 +4,12 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
-use shared::config::{self, Layered, ProcessEnv, Vars, Verifiers, vars};
-use shared::customerio::CioConfig;
-use shared::mavera::MaveraConfig;
+use shared::config::{self, Layered, ProcessEnv, Vars, vars};
+use shared::ingest;
 use shared::triggers::Triggers;
+use shared::worker::{self, Deliveries, Enrichment, Mavera};
 
 use crate::error::RelayError;
 
@@ -21,41 +22,23 @@ pub fn environment(triggers: Option<&Path>) -> Layered<'static> {
     Layered { secrets: overrides, base: &ProcessEnv }
 }
 
-/// Where Mavera requests go.
-#[derive(Debug)]
-pub enum Mavera {
-    /// Printed, never sent; the reason is shown at start-up.
-    DryRun {
-        reason: &'static str,
-    },
-    Live(MaveraConfig),
-}
-
-/// How enriching rules get Customer.io attributes.
-#[derive(Debug)]
-pub enum Enrichment {
-    /// No rule enriches.
-    NotNeeded,
-    /// Looked up with the App API.
-    Lookup(CioConfig),
-    /// Dry run without `CIO_APP_KEY`: the rules run with the attributes unknown.
-    Unavailable { rules: Vec<String> },
-}
-
+/// `relay serve`'s ingest and worker, as its environment and command line set them.
 #[derive(Debug)]
 pub struct Settings {
-    pub triggers: Triggers,
-    pub verifiers: Verifiers,
-    pub mavera: Mavera,
-    pub enrichment: Enrichment,
+    /// Where the rules came from: their file, or the ones built in.
+    pub origin: String,
+    pub ingest: ingest::Settings,
+    pub worker: worker::Settings,
 }
 
 impl Settings {
-    /// Everything `relay serve` needs, or the first thing that stops it from starting.
+    /// Everything `relay serve` needs, or the first thing that stops it from starting. Unlike
+    /// the worker function, a missing `MAVERA_API_KEY` means a dry run, and so does a missing
+    /// `CIO_APP_KEY` for enriching rules when nothing is sent anyway.
     pub fn resolve(vars: &dyn Vars, force_dry_run: bool) -> Result<Self, RelayError> {
         let triggers = Triggers::from_vars(vars)?;
-        let rules = &triggers.rules;
-        let verifiers = Verifiers::from_vars(vars, rules)?;
+        let ingest = ingest::Settings::from_vars(vars, Arc::new(triggers.rules.clone()))?;
+        let rules = &ingest.rules;
         let mavera = if force_dry_run {
             Mavera::DryRun { reason: "--dry-run" }
         } else if config::flag(vars, vars::DRY_RUN, false)? {
@@ -73,6 +56,13 @@ impl Settings {
             (None, Some(_)) if matches!(mavera, Mavera::DryRun { .. }) => Enrichment::Unavailable { rules: enriching },
             (None, Some(rule)) => return Err(RelayError::EnrichmentNeedsKey { rule: rule.clone() }),
         };
-        Ok(Settings { triggers, verifiers, mavera, enrichment })
+        // An explicit dry run prints deliveries too; without MAVERA_API_KEY alone they are sent,
+        // so a developer can see a (dry-run) result reach a test Slack channel or endpoint.
+        let deliveries = match mavera {
+            Mavera::DryRun { reason: "--dry-run" | "DRY_RUN=true" } => Deliveries::Print,
+            _ => Deliveries::Send(Box::new(config::destinations(vars))),
+        };
+        let worker = worker::Settings { triggers: triggers.for_worker(), mavera, enrichment, deliveries };
+        Ok(Settings { origin: triggers.origin().to_owned(), ingest, worker })
     }
 }

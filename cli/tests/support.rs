@@ -33,7 +33,18 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    child.wait_with_output().expect("read relay's output")
+    let output = child.wait_with_output().expect("read relay's output");
+    for line in text(&output.stdout).lines().chain(text(&output.stderr).lines()) {
+        echo(line);
+    }
+    output
+}
+
+/// With `TEST_LOG` set, shows a line `relay` printed in the test's output.
+fn echo(line: &str) {
+    if relay_tests::logs::enabled() {
+        eprintln!("relay| {line}");
+    }
 }
 
 pub fn text(bytes: &[u8]) -> String {
@@ -68,6 +79,7 @@ impl Serve {
             let (lines, stream) = (lines.clone(), stream.expect("piped"));
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    echo(&line);
                     lines.lock().unwrap().push(line);
                 }
             });

@@ -12,7 +12,7 @@ use crate::deliver::{
     WebhookConfig,
 };
 use crate::rules::Rules;
-use crate::verify::{CustomerIoVerifier, SecretsError, SegmentVerifier, SigningSecrets, customerio};
+use crate::verify::{CustomerIoVerifier, SecretsError, SegmentVerifier, SigningSecrets, Verifiers, customerio};
 
 /// The variables' names.
 pub use crate::vars;
@@ -103,14 +103,9 @@ pub fn number<T: FromStr>(vars: &dyn Vars, name: &'static str, default: T) -> Re
     }
 }
 
-/// The webhook verifiers. A source that has rules must have its secret: verification is
-/// never skipped. A source without rules is disabled unless its secret is set.
-#[derive(Debug, Clone, Default)]
-pub struct Verifiers {
-    pub segment: Option<SegmentVerifier>,
-    pub customerio: Option<CustomerIoVerifier>,
-}
-
+/// The webhook verifiers ([`Verifiers`] picks one by source) from the signing secrets. A
+/// source that has rules must have its secret: verification is never skipped. A source without
+/// rules is disabled unless its secret is set.
 impl Verifiers {
     pub fn from_vars(vars: &dyn Vars, rules: &Rules) -> Result<Self, ConfigError> {
         use crate::domain::Source;

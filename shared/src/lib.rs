@@ -6,7 +6,12 @@
 //! the [`queue`]. The [`worker`] takes jobs off the queue, calls [`mavera`] and hands the
 //! result to the rule's destinations ([`deliver`]). The scheduled
 //! [`cio_sync`] jobs read [`customerio`] and put their work on the same queue. [`triggers`]
-//! loads `triggers.toml` (rules, enrichment, scheduled jobs) for all three.
+//! loads `triggers.toml` (rules, enrichment, scheduled jobs) for all three. Every retry
+//! loop (Mavera, Customer.io, the worker's own writes) is backon's, waiting as [`retry`] says.
+//!
+//! Each of the three has a `Settings` read from variables and one builder
+//! ([`ingest::build`], [`worker::build`], [`cio_sync::build`]): the Lambda mains, `relay serve`
+//! and the tests put them together the same way, and differ only in the adapters they pass.
 //!
 //! # Layering
 //!
@@ -15,8 +20,8 @@
 //!
 //! 1. Foundations: [`domain`] (checked values, `truncate_chars`, `PersonaName`), [`toml_table`]
 //!    (how a `triggers.toml` table is read), [`vars`] (environment variable names),
-//!    [`telemetry`], [`aws`], [`verify`]. `domain`, `toml_table` and `vars` *never* use another
-//!    module.
+//!    [`retry`] (waits between tries), [`telemetry`], [`aws`], [`verify`]. `domain`,
+//!    `toml_table`, `vars` and `retry` *never* use another module.
 //! 2. [`template`]: `{field}` and JSON templates over a `FieldSource`; *never* anything but
 //!    `domain`.
 //! 3. Ports and their adapters: [`mavera`] (with the dry-run adapter), [`store`], [`queue`]
@@ -25,12 +30,12 @@
 //!    destinations a result goes to, and each rule's settings for them). *Never* `rules`,
 //!    `config`, or anything above.
 //! 4. [`rules`]: webhook rules, matching, `[enrichment]`.
-//! 5. [`config`] (environment variables; which verifiers the rules need) and [`secrets`].
+//! 5. [`config`] (environment variables, and the verifiers the rules need) and [`secrets`].
 //! 6. The three jobs: [`ingest`]; [`worker`], which renders scheduled jobs' requests itself
 //!    and *never* uses `cio_sync`; [`cio_sync`], which may use the worker's template types to
 //!    check and preview what it queues.
 //! 7. [`triggers`]: the whole `triggers.toml`, each table read by its owner (`rules`,
-//!    `cio_sync`).
+//!    `cio_sync`), and each function's part of it handed to its settings.
 //! 8. [`startup`]: a Lambda's cold start (logging, SDK, secrets, triggers).
 
 pub mod aws;
@@ -43,6 +48,7 @@ pub mod ingest;
 pub mod mavera;
 pub mod parse;
 pub mod queue;
+pub mod retry;
 pub mod rules;
 pub mod secrets;
 pub mod startup;

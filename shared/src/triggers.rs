@@ -10,13 +10,14 @@
 //!   `cluster_by[0].buckets``, `[enrichment], field `cache_ttl_hours``).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use crate::cio_sync::{self, SyncConfig};
 use crate::config::{Vars, optional, vars};
 use crate::rules::{self, EnrichmentConfig, RawEnrichment, Rules};
-use crate::toml_table;
+use crate::{toml_table, worker};
 
 /// The repository's `triggers.toml`, compiled into every binary so a deployed function needs
 /// no file beside it. `TRIGGERS_PATH` overrides it.
@@ -103,6 +104,21 @@ impl Triggers {
         let text = std::fs::read_to_string(path)
             .map_err(|source| TriggersError::Read { path: path.display().to_string(), source })?;
         Triggers::parse(&text, &path.display().to_string())
+    }
+
+    /// The worker's part: its rules, `[enrichment]`, and the templates of the scheduled jobs
+    /// that are on.
+    pub fn for_worker(&self) -> worker::TriggerConfig {
+        worker::TriggerConfig {
+            rules: Arc::new(self.rules.clone()),
+            lookup: self.enrichment.clone(),
+            scheduled: self.cio_sync.for_worker(),
+        }
+    }
+
+    /// The `cio-sync` function's part: `[cio_sync.*]`, and the attribute cache's lifetime.
+    pub fn for_cio_sync(&self) -> cio_sync::TriggerConfig {
+        cio_sync::TriggerConfig { jobs: self.cio_sync.clone(), attribute_ttl: self.enrichment.cache_ttl }
     }
 
     /// Where the file came from: its path, or `triggers.toml (embedded)`.

@@ -50,7 +50,8 @@ pub const SEGMENT_API_URL: &str = "SEGMENT_API_URL";
 /// The signing secret's keys: what ingest verifies webhooks with. Only ingest reads it.
 pub const SIGNING_SECRET_KEYS: [&str; 4] =
     [SEGMENT_SHARED_SECRET, SEGMENT_SHARED_SECRET_PREVIOUS, CIO_WEBHOOK_SECRET, CIO_WEBHOOK_SECRET_PREVIOUS];
-/// The API keys secret's keys: what the worker and cio-sync call out with.
+/// The API keys secret's keys: what the worker and cio-sync call out with (the destinations'
+/// credentials included).
 pub const API_KEYS_SECRET_KEYS: [&str; 10] = [
     MAVERA_API_KEY,
     CIO_APP_KEY,
@@ -63,6 +64,10 @@ pub const API_KEYS_SECRET_KEYS: [&str; 10] = [
     RESULT_WEBHOOK_SECRET,
     RESULT_WEBHOOK_SECRET_PREVIOUS,
 ];
+/// The keys the stack creates the API keys secret with (its `SecretString` in `template.yaml`,
+/// which must never change: an update would overwrite what was stored). The destinations'
+/// keys are added to the same secret by hand, when a rule delivers there.
+pub const API_KEYS_SECRET_CREATED_WITH: [&str; 2] = [MAVERA_API_KEY, CIO_APP_KEY];
 /// Every key a Secrets Manager secret may hold.
 pub const SECRET_KEYS: [&str; 14] = [
     SEGMENT_SHARED_SECRET,

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use relay_tests::env::Env;
 use relay_tests::mavera_standin::MaveraStandIn;
 use serde_json::json;
 use shared::domain::{Event, EventId, JobKey, RuleName, Source};
-use shared::mavera::{MaveraApi, MaveraClient, MaveraConfig};
 use shared::queue::{Consumer, JobMessage, JobQueue, MemoryQueue};
 use shared::store::{JobStatus, MemoryStore};
 use shared::triggers::Triggers;
-use shared::worker::Worker;
+use shared::worker;
 use shared::worker::local::LocalRunner;
 use tokio::time::Instant;
 
@@ -31,23 +31,9 @@ async fn main() {
     .unwrap();
     let store = MemoryStore::new();
     let queue = MemoryQueue::new(Duration::from_secs(600), 5);
-    let config = MaveraConfig {
-        base_url: mavera.base_url(),
-        mave_concurrency: CAP,
-        ..MaveraConfig::new(mavera.api_key().to_owned().into())
-    };
-    let client: Arc<dyn MaveraApi> = Arc::new(MaveraClient::new(config).unwrap());
-    let worker = Arc::new(
-        Worker::new(
-            Arc::new(triggers.rules),
-            triggers.cio_sync.for_worker(),
-            Arc::new(store.clone()),
-            Arc::new(store.clone()),
-            client,
-            None,
-        )
-        .unwrap(),
-    );
+    let env = Env::new().mavera(&mavera).set("MAVE_CONCURRENCY", CAP.to_string());
+    let settings = worker::Settings::from_vars(&env, triggers.for_worker()).unwrap();
+    let worker = Arc::new(worker::build(settings, Arc::new(store.clone())).unwrap());
 
     let rule = RuleName::parse("research").unwrap();
     for i in 0..JOBS {

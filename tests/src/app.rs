@@ -6,14 +6,13 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use shared::config::Verifiers;
-use shared::ingest::{Ingest, router};
+use shared::ingest::{self, Settings};
 use shared::queue::JobQueue;
 use shared::rules::Rules;
 use shared::store::ClaimStore;
 use shared::telemetry::Metrics;
 use shared::triggers::Triggers;
-use shared::verify::{self, CustomerIoVerifier, SegmentVerifier, SigningSecrets};
+use shared::verify::{self, CustomerIoVerifier, SegmentVerifier, SigningSecrets, Verifiers};
 
 pub const SEGMENT_SECRET: &str = "test-segment-secret";
 pub const CIO_SECRET: &str = "test-cio-secret";
@@ -67,10 +66,10 @@ impl TestApp {
         claims: Arc<dyn ClaimStore>,
         queue: Arc<dyn JobQueue>,
     ) -> Self {
-        let ingest = Arc::new(Ingest::new(Arc::new(rules), verifiers, claims, queue));
+        crate::logs::init();
+        let app = ingest::build(Settings { rules: Arc::new(rules), verifiers }, claims, queue, Metrics::disabled());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = router(ingest, Metrics::disabled());
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });

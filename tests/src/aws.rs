@@ -24,6 +24,7 @@ pub fn endpoint() -> String {
 /// SDK configuration pointing at moto with dummy credentials: the SDK never looks for
 /// real ones (no instance metadata calls).
 pub async fn sdk_config() -> aws_config::SdkConfig {
+    crate::logs::init();
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "relay-tests"))

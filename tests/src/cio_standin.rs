@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query, Request, State};
@@ -22,8 +22,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+use crate::standin::{RequestLog, Script, StandInServer, Stop, lock};
 
 /// The App API key the stand-in accepts unless told otherwise.
 pub const APP_KEY: &str = "cio-standin-app-key";
@@ -180,20 +180,14 @@ struct Shared {
     workspace: Mutex<Workspace>,
     /// Arrivals inside the current window, oldest first.
     window: Mutex<VecDeque<Instant>>,
-    replies: Mutex<Vec<(String, VecDeque<Reply>)>>,
-    log: Mutex<Vec<RecordedRequest>>,
-}
-
-/// Locks, carrying on with the data if another test thread panicked while holding the lock.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    replies: Script<Reply>,
+    log: RequestLog<RecordedRequest>,
+    stop: Stop,
 }
 
 pub struct CioStandIn {
-    addr: SocketAddr,
+    server: StandInServer,
     shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
 }
 
 impl CioStandIn {
@@ -207,8 +201,9 @@ impl CioStandIn {
             app_key: app_key.to_owned(),
             workspace: Mutex::new(Workspace::default()),
             window: Mutex::new(VecDeque::new()),
-            replies: Mutex::new(Vec::new()),
-            log: Mutex::new(Vec::new()),
+            replies: Script::default(),
+            log: RequestLog::default(),
+            stop: Stop::default(),
         });
         let app = Router::new()
             .route("/v1/campaigns", get(list_campaigns))
@@ -219,25 +214,17 @@ impl CioStandIn {
             .fallback(|| async { api_error(StatusCode::NOT_FOUND, "resource not found") })
             .layer(middleware::from_fn_with_state(shared.clone(), gatekeeper))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding 127.0.0.1:0 for the Customer.io stand-in");
-        let addr = listener.local_addr().expect("the stand-in listener has an address");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "Customer.io stand-in stopped");
-            }
-        });
-        CioStandIn { addr, shared, stop: Some(stop), task: Some(task) }
+        let server = StandInServer::start("Customer.io", app, shared.stop.clone()).await;
+        CioStandIn { server, shared }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
     }
 
     /// `http://127.0.0.1:<port>`; the client appends `/v1/...`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     pub fn app_key(&self) -> &str {
@@ -280,31 +267,27 @@ impl CioStandIn {
     /// Queues `reply` for the next request whose path starts with `path_prefix`. Each prefix
     /// has its own queue, served first in, first out; the longest matching prefix wins.
     pub fn push_reply(&self, path_prefix: &str, reply: Reply) {
-        let mut replies = lock(&self.shared.replies);
-        match replies.iter_mut().find(|(prefix, _)| prefix == path_prefix) {
-            Some((_, queue)) => queue.push_back(reply),
-            None => replies.push((path_prefix.to_owned(), VecDeque::from([reply]))),
-        }
+        self.shared.replies.push(path_prefix, [reply]);
     }
 
     /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.shared.log).clone()
+        self.shared.log.all()
     }
 
     /// Requests whose path starts with `path_prefix`.
     pub fn requests_to(&self, path_prefix: &str) -> Vec<RecordedRequest> {
-        self.requests().into_iter().filter(|r| r.path.starts_with(path_prefix)).collect()
+        self.shared.log.matching(|r| r.path.starts_with(path_prefix))
     }
 
     /// How many requests the 10-per-second window refused.
     pub fn throttled(&self) -> usize {
-        lock(&self.shared.log).iter().filter(|r| r.throttled).count()
+        self.shared.log.count(|r| r.throttled)
     }
 
     /// The most requests that arrived within any span shorter than `window`.
     pub fn max_arrivals_within(&self, window: Duration) -> usize {
-        let mut arrivals: Vec<Instant> = lock(&self.shared.log).iter().map(|r| r.arrived).collect();
+        let mut arrivals: Vec<Instant> = self.requests().iter().map(|r| r.arrived).collect();
         arrivals.sort();
         let mut most = 0;
         let mut first = 0;
@@ -317,29 +300,10 @@ impl CioStandIn {
         most
     }
 
-    /// Stops accepting requests and waits for the server task to end.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let abort = task.abort_handle();
-            // A graceful stop waits for answers in flight; cut off a slow scripted one.
-            if tokio::time::timeout(Duration::from_secs(2), task).await.is_err() {
-                abort.abort();
-            }
-        }
-    }
-}
-
-impl Drop for CioStandIn {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+    /// Stops accepting requests and waits (at most 2 s) for the server task to end; slow
+    /// scripted answers end at once with a 503.
+    pub async fn shutdown(self) {
+        self.server.shutdown(Duration::from_secs(2)).await;
     }
 }
 
@@ -356,18 +320,14 @@ async fn gatekeeper(State(shared): State<Arc<Shared>>, request: Request, next: N
         (now, window.len() > RATE_LIMIT)
     };
     let path = request.uri().path().to_owned();
-    let index = {
-        let mut log = lock(&shared.log);
-        log.push(RecordedRequest {
-            method: request.method().to_string(),
-            path: path.clone(),
-            query: request.uri().query().map(str::to_owned),
-            arrived,
-            throttled,
-            status: None,
-        });
-        log.len() - 1
-    };
+    let index = shared.log.push(RecordedRequest {
+        method: request.method().to_string(),
+        path: path.clone(),
+        query: request.uri().query().map(str::to_owned),
+        arrived,
+        throttled,
+        status: None,
+    });
 
     let expected = format!("Bearer {}", shared.app_key);
     let authorized = request.headers().get(header::AUTHORIZATION).is_some_and(|v| v.as_bytes() == expected.as_bytes());
@@ -376,28 +336,16 @@ async fn gatekeeper(State(shared): State<Arc<Shared>>, request: Request, next: N
     } else if !authorized {
         api_error(StatusCode::UNAUTHORIZED, "unauthorized")
     } else {
-        match take_reply(&shared, &path) {
+        match shared.replies.next(&path) {
             Some(Reply::Status { status, retry_after, body }) => scripted(status, retry_after, body),
-            Some(Reply::Slow(delay)) => {
-                tokio::time::sleep(delay).await;
-                next.run(request).await
+            Some(Reply::Slow(delay)) if !shared.stop.pause(delay).await => {
+                api_error(StatusCode::SERVICE_UNAVAILABLE, "the stand-in is shutting down")
             }
-            None => next.run(request).await,
+            Some(Reply::Slow(_)) | None => next.run(request).await,
         }
     };
-    if let Some(entry) = lock(&shared.log).get_mut(index) {
-        entry.status = Some(response.status().as_u16());
-    }
+    shared.log.update(index, |entry| entry.status = Some(response.status().as_u16()));
     response
-}
-
-fn take_reply(shared: &Shared, path: &str) -> Option<Reply> {
-    let mut replies = lock(&shared.replies);
-    replies
-        .iter_mut()
-        .filter(|(prefix, queue)| path.starts_with(prefix.as_str()) && !queue.is_empty())
-        .max_by_key(|(prefix, _)| prefix.len())
-        .and_then(|(_, queue)| queue.pop_front())
 }
 
 fn scripted(status: u16, retry_after: Option<String>, body: String) -> Response {

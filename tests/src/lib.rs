@@ -6,6 +6,7 @@ pub mod app;
 pub mod aws;
 pub mod cio_standin;
 pub mod cio_track_standin;
+pub mod env;
 pub mod faults;
 pub mod logs;
 pub mod mavera_standin;

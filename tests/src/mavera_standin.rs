@@ -19,9 +19,9 @@
 //! # }
 //! ```
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -33,9 +33,9 @@ use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+use crate::standin::{RequestLog, Script, StandInServer, Stop, lock};
 
 /// The key the stand-in accepts. Shaped like a Mavera key, plainly not a real one.
 pub const STANDIN_API_KEY: &str = "mvra_live_standin_not_a_real_key_0000";
@@ -91,23 +91,22 @@ pub struct RecordedRequest {
 
 /// A running stand-in. Stops serving when dropped or on [`MaveraStandIn::shutdown`].
 pub struct MaveraStandIn {
-    addr: SocketAddr,
+    server: StandInServer,
     shared: Arc<Shared>,
-    server: Option<JoinHandle<()>>,
 }
 
 struct Shared {
     api_key: String,
     state: Mutex<StandInState>,
-    shutdown: watch::Sender<bool>,
+    requests: RequestLog<RecordedRequest>,
+    script: Script<Reply>,
+    stop: Stop,
 }
 
 #[derive(Default)]
 struct StandInState {
-    scripts: HashMap<String, VecDeque<Reply>>,
     latency: HashMap<String, Duration>,
     default_latency: Duration,
-    requests: Vec<RecordedRequest>,
     in_flight: HashMap<String, Gauge>,
     persona_names: HashSet<String>,
     personas: Vec<Value>,
@@ -130,14 +129,12 @@ struct RateWindow {
 impl MaveraStandIn {
     /// Binds `127.0.0.1:0` and starts serving.
     pub async fn start() -> Self {
-        let listener =
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port for the Mavera stand-in");
-        let addr = listener.local_addr().expect("read the stand-in's local address");
-        let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             api_key: STANDIN_API_KEY.to_owned(),
             state: Mutex::new(StandInState::default()),
-            shutdown,
+            requests: RequestLog::default(),
+            script: Script::default(),
+            stop: Stop::default(),
         });
         let router = Router::new()
             .route(&format!("{PREFIX}/personas"), get(list_personas).post(create_persona))
@@ -145,25 +142,17 @@ impl MaveraStandIn {
             .route(&format!("{PREFIX}/generations"), post(generate))
             .fallback(not_found)
             .with_state(shared.clone());
-        let mut stop = shared.shutdown.subscribe();
-        let server = tokio::spawn(async move {
-            let stopped = async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            };
-            if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(stopped).await {
-                tracing::error!(%error, "Mavera stand-in stopped");
-            }
-        });
-        Self { addr, shared, server: Some(server) }
+        let server = StandInServer::start("Mavera", router, shared.stop.clone()).await;
+        Self { server, shared }
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://127.0.0.1:<port>/api/v1`, the client's `base_url`.
     pub fn base_url(&self) -> String {
-        format!("http://{}{PREFIX}", self.addr)
+        format!("http://{}{PREFIX}", self.addr())
     }
 
     pub fn api_key(&self) -> &str {
@@ -173,13 +162,12 @@ impl MaveraStandIn {
     /// Queues replies for the next valid requests to `path` (`/personas`, `/mave/chat`,
     /// `/generations`); once they are used up, requests succeed.
     pub fn script(&self, path: &str, replies: impl IntoIterator<Item = Reply>) {
-        let path = known_path(path);
-        self.shared.lock().scripts.entry(path.to_owned()).or_default().extend(replies);
+        self.shared.script.push(known_path(path), replies);
     }
 
     /// Scripted replies not yet used on `path`.
     pub fn pending_replies(&self, path: &str) -> usize {
-        self.shared.lock().scripts.get(known_path(path)).map_or(0, VecDeque::len)
+        self.shared.script.pending(known_path(path))
     }
 
     /// The latency of every successful answer without a per-path latency.
@@ -200,21 +188,21 @@ impl MaveraStandIn {
     }
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.shared.lock().requests.clone()
+        self.shared.requests.all()
     }
 
     /// Requests to `path` (relative to `/api/v1`), any method.
     pub fn requests_to(&self, path: &str) -> Vec<RecordedRequest> {
-        self.shared.lock().requests.iter().filter(|r| r.path == path).cloned().collect()
+        self.shared.requests.matching(|r| r.path == path)
     }
 
     pub fn count(&self, path: &str) -> usize {
-        self.shared.lock().requests.iter().filter(|r| r.path == path).count()
+        self.shared.requests.count(|r| r.path == path)
     }
 
     /// Forgets recorded requests (long benchmarks).
     pub fn clear_requests(&self) {
-        self.shared.lock().requests.clear();
+        self.shared.requests.clear();
     }
 
     /// Requests to `path` being answered right now.
@@ -243,20 +231,8 @@ impl MaveraStandIn {
 
     /// Stops accepting, ends hanging and slow requests with a 503, and waits (at most 5 s)
     /// for open connections to close.
-    pub async fn shutdown(mut self) {
-        self.shared.shutdown.send_replace(true);
-        if let Some(server) = self.server.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-        }
-    }
-}
-
-impl Drop for MaveraStandIn {
-    fn drop(&mut self) {
-        self.shared.shutdown.send_replace(true);
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown(Duration::from_secs(5)).await;
     }
 }
 
@@ -267,17 +243,7 @@ fn known_path(path: &str) -> &str {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, StandInState> {
-        // A panicking test thread must not take the stand-in down for the others.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Sleeps, unless the stand-in shuts down first (then `false`).
-    async fn pause(&self, duration: Duration) -> bool {
-        let mut stop = self.shutdown.subscribe();
-        tokio::select! {
-            _ = tokio::time::sleep(duration) => true,
-            _ = stop.wait_for(|stop| *stop) => false,
-        }
+        lock(&self.state)
     }
 
     /// Records the request and opens its in-flight slot; the returned guard closes it, also
@@ -297,8 +263,7 @@ impl Shared {
             .is_some_and(|key| key == self.api_key);
         let auth_present = headers.contains_key(header::AUTHORIZATION);
         let parsed = serde_json::from_slice::<Value>(body).ok();
-        let mut state = self.lock();
-        state.requests.push(RecordedRequest {
+        self.requests.push(RecordedRequest {
             method,
             path: path.to_owned(),
             query,
@@ -307,6 +272,7 @@ impl Shared {
             auth_valid,
             arrived: Instant::now(),
         });
+        let mut state = self.lock();
         let gauge = state.in_flight.entry(path.to_owned()).or_default();
         gauge.current += 1;
         gauge.peak = gauge.peak.max(gauge.current);
@@ -324,8 +290,8 @@ impl Shared {
     }
 
     fn next_reply(&self, path: &str) -> (Reply, Duration) {
-        let mut state = self.lock();
-        let reply = state.scripts.get_mut(path).and_then(VecDeque::pop_front).unwrap_or(Reply::Success);
+        let reply = self.script.next(path).unwrap_or(Reply::Success);
+        let state = self.lock();
         let latency = state.latency.get(path).copied().unwrap_or(state.default_latency);
         (reply, latency)
     }
@@ -564,7 +530,7 @@ async fn answer_post(shared: &Arc<Shared>, route: Route, arrival: &Arrival) -> A
         Reply::Hang => Duration::MAX,
         _ => latency,
     };
-    if !wait.is_zero() && !shared.pause(wait).await {
+    if !wait.is_zero() && !shared.stop.pause(wait).await {
         return Answer::error(503, "api_error", "service_unavailable", "The stand-in is shutting down.", None);
     }
     if reply == Reply::Malformed {

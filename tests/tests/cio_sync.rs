@@ -7,17 +7,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use relay_tests::aws::{Aws, text};
 use relay_tests::cio_standin::{CampaignSeed, CioStandIn, Person, Reply as CioReply};
+use relay_tests::env::Env;
 use relay_tests::mavera_standin::{MaveraStandIn, Reply};
 use relay_tests::sqs_driver::drive;
 use serde_json::{Value, json};
-use shared::cio_sync::{CioSync, RunRequest, RunStatus, Summary, SyncJob};
+use shared::cio_sync::{self, CioSync, RunRequest, RunStatus, Summary, SyncJob};
 use shared::customerio::{CioClient, CioConfig, CioRegion};
 use shared::domain::{EventId, JobKey, Source};
-use shared::mavera::{MaveraApi, MaveraClient, MaveraConfig};
 use shared::queue::{Job, JobMessage};
 use shared::store::{DynamoStore, JobRecord, JobStatus, JobStore};
 use shared::triggers::Triggers;
-use shared::worker::{CioEnricher, Disposition, Enrich, Worker};
+use shared::worker::{self, CioEnricher, Disposition, Enrich, Worker};
 use tokio::time::Instant;
 
 const JOB_TIME: Duration = Duration::from_secs(30);
@@ -68,32 +68,12 @@ async fn rig(triggers: &str) -> Rig {
     let mavera = MaveraStandIn::start().await;
     let triggers = Triggers::parse(triggers, "t.toml").unwrap();
     let store = aws.store();
-    // One client shared by the job and the enrichment, as one process would hold.
-    let config = CioConfig::new(cio.app_key().to_owned().into(), CioRegion::Eu).with_base_url(cio.base_url());
-    let client = Arc::new(CioClient::new(config).unwrap());
-    let sync = CioSync::new(
-        triggers.cio_sync.clone(),
-        triggers.enrichment.cache_ttl,
-        Some(client.clone()),
-        Arc::new(store.clone()),
-        Arc::new(store.clone()),
-        Arc::new(aws.queue()),
-    )
-    .unwrap();
-    let mavera_config =
-        MaveraConfig { base_url: mavera.base_url(), ..MaveraConfig::new(mavera.api_key().to_owned().into()) };
-    let mavera_client = Arc::new(MaveraClient::new(mavera_config).unwrap()) as Arc<dyn MaveraApi>;
-    let enricher: Arc<dyn Enrich> =
-        Arc::new(CioEnricher::new(client, Arc::new(store.clone()), triggers.enrichment.clone()));
-    let worker = Worker::new(
-        Arc::new(triggers.rules),
-        triggers.cio_sync.for_worker(),
-        Arc::new(store.clone()),
-        Arc::new(store.clone()),
-        mavera_client,
-        Some(enricher),
-    )
-    .unwrap();
+    // Two functions, as deployed: cio-sync and the worker, each with its own clients.
+    let env = Env::new().aws(&aws).mavera(&mavera).customerio(&cio).set("CIO_REGION", "eu");
+    let settings = cio_sync::Settings::from_vars(&env, triggers.for_cio_sync()).unwrap();
+    let sync = cio_sync::build(settings, Arc::new(store.clone()), Arc::new(aws.queue())).unwrap();
+    let settings = worker::Settings::from_vars(&env, triggers.for_worker()).unwrap();
+    let worker = worker::build(settings, Arc::new(store.clone())).unwrap();
     Rig { aws, cio, mavera, store, sync, worker }
 }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use relay_tests::app::{TestApp, verifiers};
 use relay_tests::aws::Aws;
-use relay_tests::cio_track_standin::{self, CioTrackStandIn, Region};
+use relay_tests::cio_track_standin::{CioTrackStandIn, Region};
+use relay_tests::env::Env;
 use relay_tests::mavera_standin::MaveraStandIn;
 use relay_tests::payloads::segment_track;
 use relay_tests::reply::Reply;
@@ -19,14 +20,12 @@ use relay_tests::slack_standin::SlackStandIn;
 use relay_tests::sqs_driver::drive;
 use relay_tests::webhook_receiver::{self, WebhookReceiver};
 use serde_json::{Value, json};
-use shared::config;
-use shared::deliver::{DestinationName, Destinations};
+use shared::deliver::DestinationName;
 use shared::domain::{EventId, JobKey, RuleName, Source};
-use shared::mavera::{DryRun, MaveraApi, MaveraClient, MaveraConfig};
 use shared::queue::JobMessage;
 use shared::store::{DeliveryStatus, DynamoStore, JobRecord, JobStatus, JobStore};
 use shared::triggers::Triggers;
-use shared::worker::{Disposition, Worker};
+use shared::worker::{self, Disposition, Worker};
 use tokio::time::Instant;
 
 const JOB_TIME: Duration = Duration::from_secs(30);
@@ -96,45 +95,19 @@ async fn rig_with(options: Options) -> Rig {
         Some(w) => w,
         None => WebhookReceiver::start().await,
     };
-    let mut vars: HashMap<String, String> = [
-        ("SLACK_WEBHOOK_URL", slack.webhook_url()),
-        ("CIO_SITE_ID", cio_track_standin::SITE_ID.to_owned()),
-        ("CIO_TRACK_API_KEY", cio_track_standin::TRACK_KEY.to_owned()),
-        ("CIO_TRACK_API_URL", cio.base_url()),
-        ("SEGMENT_WRITE_KEY", segment_standin::WRITE_KEY.to_owned()),
-        ("SEGMENT_API_URL", segment.base_url()),
-        ("RESULT_WEBHOOK_URL", webhook.url()),
-        ("RESULT_WEBHOOK_SECRET", webhook_receiver::SECRET.to_owned()),
-        ("RESULT_WEBHOOK_ALLOW_LOCAL", "true".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let mut env = Env::new().mavera(&mavera).slack(&slack).cio_track(&cio).segment(&segment).webhook(&webhook);
     for (name, value) in options.vars {
-        match value {
-            Some(v) => vars.insert(name.to_owned(), v),
-            None => vars.remove(name),
+        env = match value {
+            Some(v) => env.set(name, v),
+            None => env.unset(name),
         };
+    }
+    if options.dry_run {
+        env = env.set("DRY_RUN", "true");
     }
     let triggers = Triggers::parse(RULES, "deliver-rules.toml").unwrap();
     let store = aws.store();
-    let (client, destinations): (Arc<dyn MaveraApi>, _) = if options.dry_run {
-        (Arc::new(DryRun), Destinations::dry_run())
-    } else {
-        let config =
-            MaveraConfig { base_url: mavera.base_url(), ..MaveraConfig::new(mavera.api_key().to_owned().into()) };
-        (Arc::new(MaveraClient::new(config).unwrap()), Destinations::live(config::destinations(&vars)).unwrap())
-    };
-    let worker = Worker::new(
-        Arc::new(triggers.rules.clone()),
-        Default::default(),
-        Arc::new(store.clone()),
-        Arc::new(store.clone()),
-        client,
-        None,
-    )
-    .unwrap()
-    .with_destinations(destinations);
+    let worker = build_worker(&env, &store);
     let app =
         TestApp::spawn_with(triggers.rules, verifiers(false), Arc::new(store.clone()), Arc::new(aws.queue())).await;
     Rig { aws, mavera, slack, cio, segment, webhook, store, worker: Arc::new(worker), app }
@@ -284,7 +257,7 @@ async fn a_redelivered_message_after_a_partial_delivery_sends_only_the_rest() {
 async fn a_permanent_refusal_is_recorded_and_never_retried() {
     let r = rig_with(Options { vars: vec![("SLACK_WEBHOOK_URL", None)], ..Options::default() }).await;
     let revoked = SlackStandIn::start().await;
-    let r = Rig { worker: Arc::new(rebuild(&r, &[("SLACK_WEBHOOK_URL", revoked.revoked_url())])), ..r };
+    let r = Rig { worker: Arc::new(rebuild(&r, revoked.revoked_url())), ..r };
     // And a transient failure elsewhere, so the message is delivered again.
     r.webhook.script([Reply::Status { status: 502, headers: vec![("retry-after", "60".into())], body: String::new() }]);
     r.post("perm-1", "churn_signal", "u-1", json!({})).await;
@@ -299,35 +272,22 @@ async fn a_permanent_refusal_is_recorded_and_never_retried() {
     assert_eq!(record.deliveries["webhook"].state, DeliveryStatus::Sent);
 }
 
-/// The rig's worker again, with other destination variables.
-fn rebuild(r: &Rig, vars: &[(&str, String)]) -> Worker {
-    let mut all: HashMap<String, String> = [
-        ("CIO_SITE_ID", cio_track_standin::SITE_ID.to_owned()),
-        ("CIO_TRACK_API_KEY", cio_track_standin::TRACK_KEY.to_owned()),
-        ("CIO_TRACK_API_URL", r.cio.base_url()),
-        ("SEGMENT_WRITE_KEY", segment_standin::WRITE_KEY.to_owned()),
-        ("SEGMENT_API_URL", r.segment.base_url()),
-        ("RESULT_WEBHOOK_URL", r.webhook.url()),
-        ("RESULT_WEBHOOK_SECRET", webhook_receiver::SECRET.to_owned()),
-        ("RESULT_WEBHOOK_ALLOW_LOCAL", "true".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    all.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+/// The worker, put together as the Lambda does, from `env`.
+fn build_worker(env: &Env, store: &DynamoStore) -> Worker {
     let triggers = Triggers::parse(RULES, "deliver-rules.toml").unwrap();
-    let config =
-        MaveraConfig { base_url: r.mavera.base_url(), ..MaveraConfig::new(r.mavera.api_key().to_owned().into()) };
-    Worker::new(
-        Arc::new(triggers.rules),
-        Default::default(),
-        Arc::new(r.store.clone()),
-        Arc::new(r.store.clone()),
-        Arc::new(MaveraClient::new(config).unwrap()),
-        None,
-    )
-    .unwrap()
-    .with_destinations(Destinations::live(config::destinations(&all)).unwrap())
+    let settings = worker::Settings::from_vars(env, triggers.for_worker()).unwrap();
+    worker::build(settings, Arc::new(store.clone())).unwrap()
+}
+
+/// The rig's worker again, with `SLACK_WEBHOOK_URL` changed.
+fn rebuild(r: &Rig, slack_url: String) -> Worker {
+    let env = Env::new()
+        .mavera(&r.mavera)
+        .cio_track(&r.cio)
+        .segment(&r.segment)
+        .webhook(&r.webhook)
+        .set("SLACK_WEBHOOK_URL", slack_url);
+    build_worker(&env, &r.store)
 }
 
 #[tokio::test]
@@ -506,13 +466,15 @@ async fn a_webhook_rotation_verifies_with_either_secret_and_gone_disables_the_en
 
     r.webhook.script([Reply::status(410, "gone")]);
     r.post("rotate-2", "churn_signal", "u-2", json!({})).await;
+    r.run().await;
+    let gone = r.record("segment#rotate-2#churn").await.deliveries["webhook"].clone();
+    assert_eq!(gone.state, DeliveryStatus::Failed);
+    assert!(gone.reason.as_deref().unwrap().contains("410"), "{gone:?}");
     r.post("rotate-3", "churn_signal", "u-3", json!({})).await;
     r.run().await;
-    let mut reasons = Vec::new();
-    for key in ["segment#rotate-2#churn", "segment#rotate-3#churn"] {
-        reasons.push(r.record(key).await.deliveries["webhook"].reason.clone().unwrap_or_default());
-    }
-    assert!(reasons.iter().all(|reason| reason.contains("410")), "{reasons:?}");
+    let after = r.record("segment#rotate-3#churn").await.deliveries["webhook"].clone();
+    assert_eq!(after.state, DeliveryStatus::Failed);
+    assert!(after.reason.as_deref().unwrap().contains("answered 410 Gone"), "{after:?}");
     assert_eq!(r.webhook.deliveries().len(), 2, "after the 410 nothing more is sent to the endpoint");
 }
 

@@ -16,18 +16,17 @@ use aws_sdk_dynamodb::error::BoxError;
 use relay_tests::app::TestApp;
 use relay_tests::aws::Aws;
 use relay_tests::cio_standin::{CampaignSeed, CioStandIn, Person};
+use relay_tests::env::Env;
 use relay_tests::mavera_standin::{MaveraStandIn, Reply};
 use relay_tests::payloads::{cio_email, segment_track};
 use saphyr::YamlOwned as Yaml;
 use serde_json::{Value, json};
-use shared::cio_sync::{CioSync, RunRequest, SyncJob};
-use shared::customerio::{CioClient, CioConfig, CioRegion};
+use shared::cio_sync::{self, RunRequest, SyncJob};
 use shared::domain::{JobKey, RuleName, Source};
-use shared::mavera::{MaveraApi, MaveraClient, MaveraConfig};
 use shared::queue::{JobMessage, SqsQueue};
 use shared::store::DynamoStore;
 use shared::triggers::Triggers;
-use shared::worker::{CioEnricher, Enrich, Worker};
+use shared::worker::{self, Worker};
 use tokio::time::Instant;
 
 use super::template::{TEMPLATE, at, get, get_att, strings};
@@ -291,33 +290,15 @@ impl Services {
         services
     }
 
-    fn mavera(&self) -> Arc<dyn MaveraApi> {
-        let config = MaveraConfig {
-            base_url: self.mavera.base_url(),
-            ..MaveraConfig::new(self.mavera.api_key().to_owned().into())
-        };
-        Arc::new(MaveraClient::new(config).unwrap())
-    }
-
-    fn cio(&self) -> Arc<CioClient> {
-        let config =
-            CioConfig::new(self.cio.app_key().to_owned().into(), CioRegion::Us).with_base_url(self.cio.base_url());
-        Arc::new(CioClient::new(config).unwrap())
+    /// The functions' variables pointing at the stand-ins and at `aws`.
+    fn env(&self, aws: &Aws) -> Env {
+        Env::new().aws(aws).mavera(&self.mavera).customerio(&self.cio)
     }
 }
 
-fn worker(triggers: Triggers, store: &DynamoStore, services: &Services) -> Worker {
-    let enricher: Arc<dyn Enrich> =
-        Arc::new(CioEnricher::new(services.cio(), Arc::new(store.clone()), triggers.enrichment.clone()));
-    Worker::new(
-        Arc::new(triggers.rules),
-        triggers.cio_sync.for_worker(),
-        Arc::new(store.clone()),
-        Arc::new(store.clone()),
-        services.mavera(),
-        Some(enricher),
-    )
-    .unwrap()
+fn worker(triggers: Triggers, store: &DynamoStore, env: &Env) -> Worker {
+    let settings = worker::Settings::from_vars(env, triggers.for_worker()).unwrap();
+    worker::build(settings, Arc::new(store.clone())).unwrap()
 }
 
 #[tokio::test]
@@ -329,15 +310,9 @@ async fn the_worker_and_cio_sync_call_only_what_their_roles_allow() {
     let sync_recorder = Recorder::default();
     let (sync_store, sync_queue, _) = watched(&aws, &sync_recorder);
     let triggers = Triggers::parse(SYNC_JOBS, "t.toml").unwrap();
-    let sync = CioSync::new(
-        triggers.cio_sync.clone(),
-        triggers.enrichment.cache_ttl,
-        Some(services.cio()),
-        Arc::new(sync_store.clone()),
-        Arc::new(sync_store),
-        Arc::new(sync_queue),
-    )
-    .unwrap();
+    let env = services.env(&aws);
+    let settings = cio_sync::Settings::from_vars(&env, triggers.for_cio_sync()).unwrap();
+    let sync = cio_sync::build(settings, Arc::new(sync_store), Arc::new(sync_queue)).unwrap();
     for job in [SyncJob::CampaignStrategy, SyncJob::AttributePersonas] {
         let summary = sync.run(RunRequest { job, dry_run: false }, wednesday(), Instant::now() + JOB_TIME).await;
         assert!(!summary.failed(), "{summary:?}");
@@ -351,12 +326,12 @@ async fn the_worker_and_cio_sync_call_only_what_their_roles_allow() {
     let (store, _, _) = watched(&aws, &recorder);
     store.warm().await.unwrap();
     let deadline = || Instant::now() + JOB_TIME;
-    let sync_worker = worker(triggers, &store, &services);
+    let sync_worker = worker(triggers, &store, &env);
     for body in &queued {
         // The campaign analysis keeps Mave's answer between its two calls (cache#...).
         sync_worker.process(body, deadline()).await;
     }
-    let shipped = worker(Triggers::embedded().unwrap(), &store, &services);
+    let shipped = worker(Triggers::embedded().unwrap(), &store, &env);
     let trial = message(Source::Segment, &track("iam-w1", "trial_started", "u1"), "segment-trial-started");
     shipped.process(&trial, deadline()).await; // start, once per user, daily cap, finish
     shipped.process(&trial, deadline()).await; // already finished

@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 
 use relay_tests::aws::sdk_config;
-use shared::config::{ConfigError, Vars, Verifiers};
+use shared::config::{ConfigError, Vars};
 use shared::triggers::Triggers;
+use shared::verify::Verifiers;
 
 async fn secret(value: &str) -> String {
     let sdk = sdk_config().await;

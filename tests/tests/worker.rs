@@ -7,18 +7,17 @@ use std::time::Duration;
 use relay_tests::app::{TestApp, verifiers};
 use relay_tests::aws::Aws;
 use relay_tests::cio_standin::{CioStandIn, Person};
+use relay_tests::env::Env;
 use relay_tests::mavera_standin::{MaveraStandIn, Reply};
 use relay_tests::payloads::{cio_email, segment_track};
 use relay_tests::sqs_driver::{drive, sqs_event};
 use serde_json::{Value, json};
-use shared::customerio::{CioClient, CioConfig, CioRegion};
 use shared::domain::{EventId, JobKey, RuleName, Source};
-use shared::mavera::{DryRun, MaveraApi, MaveraClient, MaveraConfig};
 use shared::queue::JobMessage;
 use shared::store::{DynamoStore, FailureClass, JobRecord, JobStatus, JobStore, Lease, Start};
 use shared::telemetry::Metrics;
 use shared::triggers::Triggers;
-use shared::worker::{CioEnricher, Disposition, Enrich, Worker, sqs};
+use shared::worker::{self, Disposition, Worker, sqs};
 use tokio::time::Instant;
 
 const JOB_TIME: Duration = Duration::from_secs(30);
@@ -53,28 +52,9 @@ async fn rig_with(options: Options) -> Rig {
     let mavera = MaveraStandIn::start().await;
     let cio = CioStandIn::start().await;
     let store = aws.store();
-    let rules = Arc::new(options.triggers.rules.clone());
-    let client: Arc<dyn MaveraApi> = if options.dry_run {
-        Arc::new(DryRun)
-    } else {
-        let config =
-            MaveraConfig { base_url: mavera.base_url(), ..MaveraConfig::new(mavera.api_key().to_owned().into()) };
-        Arc::new(MaveraClient::new(config).unwrap())
-    };
-    let cio_client =
-        CioClient::new(CioConfig::new(cio.app_key().to_owned().into(), CioRegion::Us).with_base_url(cio.base_url()))
-            .unwrap();
-    let enricher: Arc<dyn Enrich> =
-        Arc::new(CioEnricher::new(Arc::new(cio_client), Arc::new(store.clone()), options.triggers.enrichment.clone()));
-    let worker = Worker::new(
-        rules.clone(),
-        options.triggers.cio_sync.for_worker(),
-        Arc::new(store.clone()),
-        Arc::new(store.clone()),
-        client,
-        Some(enricher),
-    )
-    .unwrap();
+    let env = Env::new().mavera(&mavera).customerio(&cio).set("DRY_RUN", options.dry_run.to_string());
+    let settings = worker::Settings::from_vars(&env, options.triggers.for_worker()).unwrap();
+    let worker = worker::build(settings, Arc::new(store.clone())).unwrap();
     let app =
         TestApp::spawn_with(options.triggers.rules, verifiers(false), Arc::new(store.clone()), Arc::new(aws.queue()))
             .await;
@@ -488,23 +468,9 @@ async fn a_job_tells_the_metrics_why_it_failed_and_what_it_cost() {
     assert_eq!((tally.failure, tally.credits), (Some(FailureClass::CreditsExhausted), None));
 
     // A revoked key: the stand-in answers 401 invalid_api_key to any other key.
-    let config = MaveraConfig { base_url: r.mavera.base_url(), ..MaveraConfig::new("mvra_test_revoked".into()) };
-    let triggers = Triggers::embedded().unwrap();
-    let cio = CioConfig::new(r.cio.app_key().to_owned().into(), CioRegion::Us).with_base_url(r.cio.base_url());
-    let enricher = CioEnricher::new(
-        Arc::new(CioClient::new(cio).unwrap()),
-        Arc::new(r.store.clone()),
-        triggers.enrichment.clone(),
-    );
-    let revoked = Worker::new(
-        Arc::new(triggers.rules),
-        triggers.cio_sync.for_worker(),
-        Arc::new(r.store.clone()),
-        Arc::new(r.store.clone()),
-        Arc::new(MaveraClient::new(config).unwrap()),
-        Some(Arc::new(enricher) as Arc<dyn Enrich>),
-    )
-    .unwrap();
+    let env = Env::new().mavera(&r.mavera).customerio(&r.cio).set("MAVERA_API_KEY", "mvra_test_revoked");
+    let settings = worker::Settings::from_vars(&env, Triggers::embedded().unwrap().for_worker()).unwrap();
+    let revoked = worker::build(settings, Arc::new(r.store.clone())).unwrap();
     let (_, research) = message("tally-3", "plan_upgraded", "u3", "segment-plan-upgraded", json!({}));
     let (disposition, tally) = revoked.process_tallied(&research, Instant::now() + JOB_TIME).await;
     assert_eq!(disposition, Disposition::Finished(JobStatus::Failed));

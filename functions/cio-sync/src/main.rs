@@ -8,8 +8,8 @@ use std::time::SystemTime;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
-use shared::cio_sync::{CioSync, RunFailed, RunRequest, STOP_MARGIN, Settings};
-use shared::customerio::{CioClient, CustomerIoApi};
+use shared::cio_sync::{self, RunFailed, RunRequest, STOP_MARGIN, Settings};
+use shared::config::AwsResources;
 use shared::queue::SqsQueue;
 use shared::startup::{ColdStart, cold_start};
 use shared::store::DynamoStore;
@@ -20,19 +20,12 @@ use tokio::time::Instant;
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
     let ColdStart { sdk, vars, triggers } = cold_start().await?;
-    let settings = Settings::from_vars(&vars, &triggers.cio_sync)?;
+    let settings = Settings::from_vars(&vars, triggers.for_cio_sync())?;
 
-    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), settings.resources.table));
-    let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), settings.resources.queue_url));
-    // One client for the process: its gate keeps every call under Customer.io's 10 per second.
-    let api = match settings.customerio {
-        Some(cio) => Some(Arc::new(CioClient::new(cio)?) as Arc<dyn CustomerIoApi>),
-        None => None,
-    };
-    for line in triggers.cio_sync.describe() {
-        tracing::info!("{line}");
-    }
-    let sync = CioSync::new(triggers.cio_sync, triggers.enrichment.cache_ttl, api, store.clone(), store, queue)?;
+    let AwsResources { table, queue_url } = settings.resources.clone();
+    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
+    let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url));
+    let sync = cio_sync::build(settings, store, queue)?;
 
     let sync = &sync;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

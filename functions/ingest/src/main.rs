@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use shared::config::{AwsResources, Verifiers};
-use shared::ingest::{Ingest, router};
+use shared::config::AwsResources;
+use shared::ingest::{self, Settings};
 use shared::queue::SqsQueue;
 use shared::startup::{ColdStart, cold_start};
 use shared::store::DynamoStore;
@@ -13,8 +13,7 @@ use shared::telemetry::{Fatal, Metrics};
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
     let ColdStart { sdk, vars, triggers } = cold_start().await?;
-    let rules = Arc::new(triggers.rules);
-    let verifiers = Verifiers::from_vars(&vars, &rules)?;
+    let settings = Settings::from_vars(&vars, Arc::new(triggers.rules))?;
     let resources = AwsResources::from_vars(&vars)?;
 
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), resources.table);
@@ -26,8 +25,8 @@ async fn main() -> Result<(), Fatal> {
     {
         tracing::warn!(%problem, "warm-up call failed; the first request will retry the connection");
     }
-    tracing::info!(rules = rules.len(), sources = ?rules.sources(), "ingest ready");
+    tracing::info!(rules = settings.rules.len(), sources = ?settings.rules.sources(), "ingest ready");
 
-    let ingest = Arc::new(Ingest::new(rules, verifiers, Arc::new(store), Arc::new(queue)));
-    lambda_http::run(router(ingest, Metrics::from_env("ingest"))).await.map_err(Fatal::boxed)
+    let app = ingest::build(settings, Arc::new(store), Arc::new(queue), Metrics::from_env("ingest"));
+    lambda_http::run(app).await.map_err(Fatal::boxed)
 }

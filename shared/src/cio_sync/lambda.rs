@@ -1,11 +1,9 @@
-//! What the `cio-sync` Lambda is given: the schedule's input (which job, dry run or not) and
-//! its environment.
+//! What the `cio-sync` Lambda is given on each invocation: the schedule's input (which job,
+//! dry run or not).
 
 use serde_json::Value;
 
-use super::{SyncConfig, SyncJob};
-use crate::config::{self, AwsResources, ConfigError, Vars};
-use crate::customerio::CioConfig;
+use super::SyncJob;
 
 /// One invocation's request, from the schedule's constant input `{"job": "campaign-strategy"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,30 +51,11 @@ impl RunRequest {
     }
 }
 
-/// The function's environment: `EVENTS_TABLE`, `JOBS_QUEUE_URL`, and the App API key and
-/// region (`CIO_APP_KEY`, `CIO_REGION`), the key being required as soon as a job is enabled.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub resources: AwsResources,
-    /// `None` when both jobs are off and no key is set: every run then reports "disabled".
-    pub customerio: Option<CioConfig>,
-}
-
-impl Settings {
-    pub fn from_vars(vars: &dyn Vars, jobs: &SyncConfig) -> Result<Self, ConfigError> {
-        Ok(Settings {
-            resources: AwsResources::from_vars(vars)?,
-            customerio: config::customerio(vars, jobs.any_enabled())?,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::triggers::Triggers;
 
     #[test]
     fn the_schedules_input_names_the_job() {
@@ -105,27 +84,5 @@ mod tests {
             RunRequest::from_payload(&json!({"job": "campaign-strategy", "dry_run": "yes"})),
             Err(InputError::BadDryRun(_))
         ));
-    }
-
-    #[test]
-    fn the_app_key_is_required_once_a_job_is_on() {
-        let off = Triggers::parse("", "t.toml").unwrap().cio_sync;
-        let base = [("EVENTS_TABLE", "events"), ("JOBS_QUEUE_URL", "http://q"), ("CIO_REGION", "eu")];
-        assert!(Settings::from_vars(&base, &off).unwrap().customerio.is_none());
-        let on = Triggers::parse("[cio_sync.attribute_personas]\nenabled = true\nsegment_id = 4", "t.toml")
-            .unwrap()
-            .cio_sync;
-        let err = Settings::from_vars(&base, &on).unwrap_err();
-        assert!(err.to_string().starts_with("CIO_APP_KEY is not set"), "{err}");
-        let vars =
-            [("EVENTS_TABLE", "events"), ("JOBS_QUEUE_URL", "http://q"), ("CIO_REGION", "eu"), ("CIO_APP_KEY", "k")];
-        let settings = Settings::from_vars(&vars, &on).unwrap();
-        let cio = settings.customerio.unwrap();
-        assert_eq!(
-            cio.effective_base_url(),
-            "https://api-eu.customer.io",
-            "CIO_REGION=eu reads from the EU data center"
-        );
-        assert_eq!(settings.resources.table, "events");
     }
 }

@@ -21,6 +21,7 @@ mod clusters;
 mod config;
 mod lambda;
 mod personas;
+mod settings;
 mod summary;
 mod window;
 
@@ -37,7 +38,8 @@ pub use config::{
     ATTRIBUTE_PERSONAS, AttributePersonasConfig, CAMPAIGN_STRATEGY, CampaignStrategyConfig, ClusterAttribute,
     MAX_EVERY_DAYS, SyncConfig, bucket_label,
 };
-pub use lambda::{InputError, RunRequest, Settings};
+pub use lambda::{InputError, RunRequest};
+pub use settings::{BuildError, Settings, TriggerConfig, build};
 pub use summary::{RunFailed, RunStatus, Summary};
 pub use window::RunWindow;
 
@@ -129,9 +131,10 @@ enum Enqueued {
 }
 
 impl CioSync {
-    /// `attribute_ttl` is the enrichment's `cache_ttl` (`Triggers::enrichment`): both read
-    /// and write the same cached attributes.
-    pub fn new(
+    /// Joins ready-made parts. Everything outside the crate goes through [`build`], which makes
+    /// them from [`Settings`]; unit tests hand in twins here. `attribute_ttl` is the
+    /// enrichment's `cache_ttl`: both read and write the same cached attributes.
+    pub(crate) fn new(
         config: SyncConfig,
         attribute_ttl: Duration,
         api: Option<Arc<dyn CustomerIoApi>>,

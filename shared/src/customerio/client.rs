@@ -5,8 +5,9 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use backon::Retryable;
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use http::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use reqwest::{StatusCode, Url};
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
@@ -17,7 +18,7 @@ use super::config::CioConfig;
 use super::error::CioError;
 use super::limiter::RateGate;
 use super::path::encode_segment;
-use super::retry::{backoff, parse_retry_after};
+use super::retry;
 use super::types::{
     Attributes, AttributesEnvelope, Campaign, CampaignList, CampaignMetrics, EmailLookup, Identifiers, MembershipBody,
     MembershipPage, MetricsEnvelope, MetricsWindow,
@@ -63,6 +64,14 @@ impl fmt::Debug for CioClient {
             .field("request_spacing", &self.inner.gate.spacing())
             .finish()
     }
+}
+
+/// Why an attempt produced no body.
+enum Failure {
+    /// The gate's next start slot comes after the deadline; nothing was sent.
+    NoSlot,
+    /// Sent, and answered with an error or not at all.
+    Call(CioError),
 }
 
 /// One request: a template name for errors and logs, and the filled-in URL.
@@ -195,44 +204,51 @@ impl CioClient {
 
     async fn get_json<T: DeserializeOwned>(&self, call: &Call, deadline: Instant) -> Result<T, CioError> {
         let body = self.get(call, deadline).await?;
-        serde_json::from_slice(&body).map_err(|source| CioError::Decode { endpoint: call.endpoint, source })
+        serde_json::from_slice(&body)
+            .map_err(|source| CioError::Decode { endpoint: call.endpoint, source: Arc::new(source) })
     }
 
     /// Sends `call` until it succeeds, fails for good, runs out of retries, or the next wait
     /// would pass `deadline`; then the last error is returned at once.
     async fn get(&self, call: &Call, deadline: Instant) -> Result<Bytes, CioError> {
-        let mut waits = backoff();
-        let mut last_error: Option<CioError> = None;
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            // Every attempt, retries included, takes a slot from the shared gate.
-            if self.inner.gate.acquire(deadline).await.is_err() {
-                return Err(last_error.unwrap_or(CioError::DeadlineExceeded {
-                    endpoint: call.endpoint,
-                    waiting_for: "get a slot under the 10-per-second limit",
-                }));
-            }
-            let error = match self.attempt(call, deadline).await {
-                Ok(body) => return Ok(body),
-                Err(error) if !should_retry(&error) => return Err(error),
-                Err(error) => error,
-            };
-            let Some(backoff_wait) = waits.next() else { return Err(error) };
-            let wait = error.retry_after().unwrap_or(backoff_wait);
-            if Instant::now() + wait >= deadline {
-                return Err(error);
-            }
-            tracing::warn!(
-                endpoint = call.endpoint,
-                attempt,
-                status = error.status(),
-                wait_ms = wait.as_millis() as u64,
-                "Customer.io call failed; retrying"
-            );
-            tokio::time::sleep(wait).await;
-            last_error = Some(error);
+        let mut failed_attempts = 0u32;
+        let mut prompted_retry: Option<CioError> = None;
+        let outcome = (|| self.gated_attempt(call, deadline))
+            .retry(retry::backoff())
+            .when(|failure: &Failure| matches!(failure, Failure::Call(error) if retry::should_retry(error)))
+            .adjust(|failure, ceiling| match failure {
+                Failure::Call(error) => retry::next_wait(error, ceiling, Instant::now(), deadline),
+                Failure::NoSlot => None,
+            })
+            .notify(|failure, wait| {
+                failed_attempts += 1;
+                if let Failure::Call(error) = failure {
+                    tracing::warn!(
+                        endpoint = call.endpoint,
+                        attempt = failed_attempts,
+                        status = error.status(),
+                        wait_ms = wait.as_millis() as u64,
+                        "Customer.io call failed; retrying"
+                    );
+                    prompted_retry = Some(error.clone());
+                }
+            })
+            .await;
+        match outcome {
+            Ok(body) => Ok(body),
+            Err(Failure::Call(error)) => Err(error),
+            // A retry that cannot start before the deadline ends with the error that prompted it.
+            Err(Failure::NoSlot) => Err(prompted_retry.unwrap_or(CioError::DeadlineExceeded {
+                endpoint: call.endpoint,
+                waiting_for: "get a slot under the 10-per-second limit",
+            })),
         }
+    }
+
+    /// One attempt. Every attempt, retries included, first takes a slot from the shared gate.
+    async fn gated_attempt(&self, call: &Call, deadline: Instant) -> Result<Bytes, Failure> {
+        self.inner.gate.acquire(deadline).await.map_err(|_| Failure::NoSlot)?;
+        self.attempt(call, deadline).await.map_err(Failure::Call)
     }
 
     async fn attempt(&self, call: &Call, deadline: Instant) -> Result<Bytes, CioError> {
@@ -245,11 +261,7 @@ impl CioClient {
         let exchange = async {
             let response = request.send().await?;
             let status = response.status();
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            let retry_after = crate::retry::retry_after(response.headers(), SystemTime::now());
             let body = response.bytes().await?;
             Ok::<_, reqwest::Error>((status, retry_after, body))
         };
@@ -257,7 +269,7 @@ impl CioClient {
             Ok(Ok(answer)) => answer,
             // The URL holds ids and emails; keep it out of errors and logs.
             Ok(Err(source)) => {
-                return Err(CioError::Transport { endpoint: call.endpoint, source: source.without_url() });
+                return Err(CioError::Transport { endpoint: call.endpoint, source: Arc::new(source.without_url()) });
             }
             Err(_) => return Err(CioError::DeadlineExceeded { endpoint: call.endpoint, waiting_for: "get an answer" }),
         };
@@ -284,12 +296,6 @@ fn classify(
         status @ 500..=599 => Err(CioError::Server { endpoint, status, retry_after }),
         status => Err(CioError::UnexpectedStatus { endpoint, status, detail: error_detail(&body) }),
     }
-}
-
-/// 429, 5xx and network failures: a GET is safe to repeat. Timeouts at the deadline are not
-/// retried, as no time is left.
-fn should_retry(error: &CioError) -> bool {
-    matches!(error, CioError::RateLimited { .. } | CioError::Server { .. } | CioError::Transport { .. })
 }
 
 /// An id as one path segment. Empty, `.` and `..` would change the path itself.

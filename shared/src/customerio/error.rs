@@ -3,10 +3,12 @@
 //! Messages name the endpoint as a template (`GET /v1/customers/{id}/attributes`), never the
 //! filled-in URL: ids and emails are personal data, and the key never appears anywhere.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-/// An App API call that did not produce a usable answer.
-#[derive(Debug, thiserror::Error)]
+/// An App API call that did not produce a usable answer. Cheap to clone (the retry loop
+/// keeps the error that prompted a retry, in case the retry cannot start).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CioError {
     #[error(
         "Customer.io refused the App API key on {endpoint} (401): check CIO_APP_KEY holds an App API key \
@@ -44,7 +46,7 @@ pub enum CioError {
     Transport {
         endpoint: &'static str,
         #[source]
-        source: reqwest::Error,
+        source: Arc<reqwest::Error>,
     },
 
     #[error("the deadline passed before {endpoint} could {waiting_for}: give the call more time or retry later")]
@@ -54,7 +56,7 @@ pub enum CioError {
     Decode {
         endpoint: &'static str,
         #[source]
-        source: serde_json::Error,
+        source: Arc<serde_json::Error>,
     },
 
     #[error("{endpoint} was not sent: {reason}")]

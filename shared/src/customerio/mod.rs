@@ -43,7 +43,6 @@ pub use error::CioError;
 pub use id_type::IdType;
 pub use lookup::{Found, Lookup, attribute_cache_key};
 pub use path::encode_segment;
-pub use retry::parse_retry_after;
 pub use types::{
     Attributes, Campaign, CampaignAction, CampaignMetrics, Identifiers, MembershipPage, MetricsWindow, Resolution,
     ScanStop, SegmentScan, WindowError, ratio,

@@ -11,7 +11,7 @@ use crate::domain::{Source, UnknownSource};
 use crate::parse::ParseError;
 use crate::queue::QueueError;
 use crate::store::StoreError;
-use crate::verify::VerifyError;
+use crate::verify::{Refused, VerifyError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -35,6 +35,15 @@ pub enum ApiError {
     Queue(#[source] QueueError),
     #[error("the request body could not be read")]
     Body(#[source] axum::Error),
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::SourceOff(source) => ApiError::SourceNotConfigured(source),
+            Refused::Signature(error) => ApiError::Signature(error),
+        }
+    }
 }
 
 impl ApiError {

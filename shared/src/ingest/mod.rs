@@ -1,28 +1,32 @@
 //! The request path of the ingest function: verify → parse → match → claim → queue.
 //! Framework-free ([`Ingest::handle`] takes a source, headers and raw bytes); [`router`]
-//! puts it behind HTTP for both Lambda and `relay serve`.
+//! puts it behind HTTP. [`build`] is the one wiring the Lambda, `relay serve` and the tests
+//! share: [`Settings`] from the variables, a claim store and a queue in, the router out.
 
 mod error;
 mod report;
 mod router;
+mod settings;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use axum::Router;
 use futures::StreamExt;
 use http::HeaderMap;
 
 pub use error::ApiError;
 pub use report::{EventReport, JobReport, Report, Status};
 pub use router::{MAX_BODY_BYTES, router};
+pub use settings::Settings;
 
-use crate::config::Verifiers;
 use crate::domain::{Event, JobKey, Source};
 use crate::parse::envelopes;
 use crate::queue::{JobMessage, JobQueue};
 use crate::rules::Rules;
 use crate::store::{Claim, ClaimStore, NewJob};
-use crate::verify::SignatureCoverage;
+use crate::telemetry::Metrics;
+use crate::verify::{SignatureCoverage, Verifiers};
 
 /// How many jobs of one request are claimed and queued at once (a Segment batch can hold
 /// hundreds of events).
@@ -44,8 +48,14 @@ struct Prepared {
     body: String,
 }
 
+/// Puts ingest together and behind HTTP, the same way wherever it runs.
+pub fn build(settings: Settings, claims: Arc<dyn ClaimStore>, queue: Arc<dyn JobQueue>, metrics: Metrics) -> Router {
+    router(Arc::new(Ingest::new(settings, claims, queue)), metrics)
+}
+
 impl Ingest {
-    pub fn new(rules: Arc<Rules>, verifiers: Verifiers, claims: Arc<dyn ClaimStore>, queue: Arc<dyn JobQueue>) -> Self {
+    fn new(settings: Settings, claims: Arc<dyn ClaimStore>, queue: Arc<dyn JobQueue>) -> Self {
+        let Settings { rules, verifiers } = settings;
         Ingest { rules, verifiers, claims, queue }
     }
 
@@ -56,7 +66,7 @@ impl Ingest {
     /// Handles one webhook request. `Err` means nothing was queued by this request, except
     /// for store or queue failures, after which the sender's retry is deduplicated.
     pub async fn handle(&self, source: Source, headers: &HeaderMap, body: &[u8]) -> Result<Report, ApiError> {
-        let coverage = self.verify(source, headers, body)?;
+        let coverage = self.verifiers.verify(source, headers, body, SystemTime::now())?;
         let envelopes = envelopes(source, body).map_err(ApiError::Payload)?;
         let batch = envelopes.len() > 1 || envelopes.first().is_some_and(|e| e.index.is_some());
         if coverage == SignatureCoverage::FirstEventOnly {
@@ -117,20 +127,6 @@ impl Ingest {
             report.settle();
         }
         Ok(if batch { Report::batch(reports) } else { Report::Single(reports.remove(0)) })
-    }
-
-    fn verify(&self, source: Source, headers: &HeaderMap, body: &[u8]) -> Result<SignatureCoverage, ApiError> {
-        match source {
-            Source::Segment => {
-                let verifier = self.verifiers.segment.as_ref().ok_or(ApiError::SourceNotConfigured(source))?;
-                verifier.verify(headers, body).map_err(ApiError::Signature)
-            }
-            Source::CustomerIo => {
-                let verifier = self.verifiers.customerio.as_ref().ok_or(ApiError::SourceNotConfigured(source))?;
-                verifier.verify(headers, body, SystemTime::now()).map_err(ApiError::Signature)?;
-                Ok(SignatureCoverage::WholeBody)
-            }
-        }
     }
 
     /// Claim, then send; if the send fails, delete the claim so the sender's retry can

@@ -56,6 +56,10 @@ impl MaveraResponse {
 pub trait MaveraApi: Send + Sync {
     /// Sends one request, retrying transient failures until `deadline`; returns the final outcome.
     async fn send(&self, request: &MaveraRequest, deadline: Instant) -> Result<MaveraResponse, MaveraError>;
+
+    /// Opens the connection during a cold start, before the first job needs it. An adapter
+    /// with nothing to open does nothing.
+    async fn warm(&self) {}
 }
 
 /// The production [`MaveraApi`]. Clones share one connection pool and one Mave cap, so
@@ -248,6 +252,10 @@ impl MaveraApi for MaveraClient {
             "Mavera call finished"
         );
         result
+    }
+
+    async fn warm(&self) {
+        MaveraClient::warm(self).await;
     }
 }
 

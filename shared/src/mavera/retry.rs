@@ -1,11 +1,11 @@
-//! When to try a failed call again, and how long to wait first.
+//! Mavera's retry policy: when to try a failed call again, and how long to wait first.
 //!
 //! backon drives the loop and supplies the exponential ceilings (0.5 s, 1 s, 2 s, 4 s; at
 //! most 5 attempts). Each wait is then either the one Mavera asked for (`Retry-After`, or
-//! `X-RateLimit-Reset` on a 429) or a uniform draw below the ceiling ("full jitter", so
-//! that workers hit by the same outage spread out). A retry happens only while the wait
-//! plus the endpoint's minimal attempt still fits before the deadline; otherwise the last
-//! error goes back to the caller at once, which hands the job back to the queue.
+//! `X-RateLimit-Reset` on a 429) or a full-jitter draw below the ceiling. A retry happens
+//! only while the wait plus the endpoint's minimal attempt still fits before the deadline;
+//! otherwise the last error goes back to the caller at once, which hands the job back to
+//! the queue. The shared pieces are in [`crate::retry`].
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +14,7 @@ use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
 use super::error::MaveraError;
+use crate::retry;
 
 /// Retries after the first attempt.
 pub const MAX_RETRIES: usize = 4;
@@ -22,54 +23,30 @@ const MAX_CEILING: Duration = Duration::from_secs(8);
 /// `X-RateLimit-Reset` further ahead than this is taken as malformed: the window is 60 s.
 const MAX_PLAUSIBLE_RESET: Duration = Duration::from_secs(10 * 60);
 
-/// The exponential ceilings. backon's own jitter is off: it adds up to one extra delay on
-/// top (so never waits less than the ceiling) and, without backon's `std` feature, seeds
-/// every process alike; [`full_jitter`] draws below the ceiling instead.
+/// The exponential ceilings the jittered waits are drawn below.
 pub fn backoff() -> ExponentialBuilder {
-    ExponentialBuilder::new()
-        .with_min_delay(FIRST_CEILING)
-        .with_factor(2.0)
-        .with_max_delay(MAX_CEILING)
-        .with_max_times(MAX_RETRIES)
-}
-
-/// A uniform wait in `[0, ceiling]`.
-pub fn full_jitter(ceiling: Duration) -> Duration {
-    let max_ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-    Duration::from_millis(rand::random_range(0..=max_ms))
+    retry::doubling(FIRST_CEILING, MAX_CEILING, MAX_RETRIES)
 }
 
 /// The wait before the next attempt, or `None` to stop and return `err`. `ceiling` is
 /// backon's next exponential delay, `None` once the attempts are used up.
 pub fn next_wait(err: &MaveraError, ceiling: Option<Duration>, now: Instant, deadline: Instant) -> Option<Duration> {
-    let ceiling = ceiling?;
-    let wait = err.retry_after().unwrap_or_else(|| full_jitter(ceiling));
-    let min_attempt = err.endpoint().min_attempt();
-    let fits = now.checked_add(wait + min_attempt).is_some_and(|ready| ready <= deadline);
-    fits.then_some(wait)
+    retry::next_wait(err.retry_after(), ceiling, err.endpoint().min_attempt(), now, deadline)
 }
 
-/// The wait Mavera asks for in an error answer: `Retry-After` seconds on any status; on a
-/// 429 without it, the time until `X-RateLimit-Reset` (a Unix timestamp, sent on every
-/// answer, so it says nothing about when a 5xx clears).
+/// The wait Mavera asks for in an error answer: `Retry-After` on any status (Mavera
+/// documents seconds, `Retry-After: 30`; an HTTP date is read too); on a 429 without it,
+/// the time until `X-RateLimit-Reset` (a Unix timestamp, sent on every answer, so it says
+/// nothing about when a 5xx clears).
 pub fn server_wait(status: StatusCode, headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    if let Some(wait) = header_str(headers, "retry-after").and_then(parse_retry_after) {
+    if let Some(wait) = retry::retry_after(headers, now) {
         return Some(wait);
     }
     if status == StatusCode::TOO_MANY_REQUESTS {
-        return header_str(headers, "x-ratelimit-reset").and_then(|reset| parse_reset(reset, now));
+        let reset = headers.get("x-ratelimit-reset")?.to_str().ok()?;
+        return parse_reset(reset, now);
     }
     None
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name)?.to_str().ok()
-}
-
-/// Delay-seconds only: Mavera documents `Retry-After: 30`. An HTTP-date yields `None`, and
-/// the caller falls back to the reset time or the backoff.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// The time from `now` until the Unix timestamp `value`; `None` if it is past, unparsable,
@@ -103,17 +80,6 @@ mod tests {
 
     fn error(status: u16, retry_after: Option<Duration>) -> MaveraError {
         MaveraError::Api { endpoint: Endpoint::Generate, status, error: ApiErrorBody::default(), retry_after }
-    }
-
-    #[test]
-    fn retry_after_takes_delay_seconds() {
-        assert_eq!(parse_retry_after("30"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_retry_after(" 1 "), Some(Duration::from_secs(1)));
-        assert_eq!(parse_retry_after("0"), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("-5"), None);
-        assert_eq!(parse_retry_after("1.5"), None);
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-        assert_eq!(parse_retry_after(""), None);
     }
 
     #[test]
@@ -153,12 +119,11 @@ mod tests {
     }
 
     #[test]
-    fn full_jitter_stays_within_the_ceiling_and_varies() {
-        let ceiling = Duration::from_millis(800);
-        let draws: Vec<_> = (0..200).map(|_| full_jitter(ceiling)).collect();
-        assert!(draws.iter().all(|d| *d <= ceiling));
-        assert!(draws.iter().any(|d| *d < ceiling / 2) && draws.iter().any(|d| *d > ceiling / 2));
-        assert_eq!(full_jitter(Duration::ZERO), Duration::ZERO);
+    fn retry_after_as_an_http_date_is_read_too() {
+        let now = at(1706345648);
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(7));
+        let dated = headers(&[("retry-after", &date), ("x-ratelimit-reset", "1706345678")]);
+        assert_eq!(server_wait(StatusCode::TOO_MANY_REQUESTS, &dated, now), Some(Duration::from_secs(7)));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Webhook signature verification, one module per sender. Each works on the raw request
 //! bytes, before any parsing, and compares decoded MACs in constant time.
 
+mod by_source;
 pub mod customerio;
 mod secrets;
 pub mod segment;
 
+pub use by_source::{Refused, Verifiers};
 pub use customerio::CustomerIoVerifier;
 pub use secrets::{SecretsError, SigningSecrets};
 pub use segment::{SegmentVerifier, SignatureCoverage};

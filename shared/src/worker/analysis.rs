@@ -9,8 +9,9 @@
 //! The requests are rendered here from the message's facts (winners and their metrics) with
 //! the `[cio_sync.campaign_strategy]` templates of the worker's own `triggers.toml`.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
+use backon::Retryable;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
@@ -20,6 +21,7 @@ use super::{Called, MAX_TEXT_CHARS, Transient, Worker};
 use crate::domain::{JobKey, RankBy, percent};
 use crate::mavera::{Generation, GenerationRequest, MaveChatRequest, MaveMessage, MaveraRequest, MaveraResponse};
 use crate::queue::{CampaignAnalysis, WINNER_METRICS, Winner};
+use crate::retry;
 use crate::store::{FailureClass, Outcome, RECORD_TTL};
 use crate::telemetry::chain;
 use crate::template::{JsonTemplate, Template, render_entries};
@@ -62,6 +64,9 @@ pub struct GenerateStep {
 
 /// Each of the two texts on the record is cut here, so both fit DynamoDB's 400 KB item.
 const RECORD_TEXT_CHARS: usize = MAX_TEXT_CHARS / 2;
+
+/// Retries of keeping Mave's answer after the first try (3 tries in all).
+const KEEP_RETRIES: u32 = 2;
 
 /// Mave's answer, as kept between attempts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -182,20 +187,17 @@ impl Worker {
     /// a second Mave call); if it cannot, the job goes on and the record says so.
     async fn keep(&self, step_key: &str, step: &MaveStep, notes: &mut Vec<String>) {
         let value = serde_json::to_value(step).unwrap_or(Value::Null);
-        let mut wait = Duration::from_millis(200);
-        for attempt in 1..=3 {
-            match self.guards.cache(step_key, &value, RECORD_TTL, SystemTime::now()).await {
-                Ok(()) => return,
-                Err(e) if attempt < 3 => {
-                    tracing::warn!(attempt, error = %chain(&e), "could not keep Mave's answer; trying again");
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %chain(&e), "could not keep Mave's answer; a retry of this job would ask Mave again");
-                    notes.push("Mave's analysis could not be kept in the event store; had Generate failed, Mave would have been asked again".into());
-                }
-            }
+        let mut failed_attempts = 0u32;
+        let kept = (|| self.guards.cache(step_key, &value, RECORD_TTL, SystemTime::now()))
+            .retry(retry::store_write(KEEP_RETRIES))
+            .notify(|e, _| {
+                failed_attempts += 1;
+                tracing::warn!(attempt = failed_attempts, error = %chain(e), "could not keep Mave's answer; trying again");
+            })
+            .await;
+        if let Err(e) = kept {
+            tracing::warn!(error = %chain(&e), "could not keep Mave's answer; a retry of this job would ask Mave again");
+            notes.push("Mave's analysis could not be kept in the event store; had Generate failed, Mave would have been asked again".into());
         }
     }
 }
@@ -306,6 +308,7 @@ fn cut(text: &str, max: usize) -> (String, bool) {
 mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
+    use std::time::Duration;
 
     use super::*;
     use crate::domain::{FieldPath, RuleName};

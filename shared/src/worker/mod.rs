@@ -21,11 +21,13 @@ mod deliver;
 mod enrich;
 pub mod local;
 mod result;
+mod settings;
 pub mod sqs;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use backon::Retryable;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -34,17 +36,22 @@ pub use cluster_persona::{CLUSTER_FIELDS, ClusterPersonaTemplate, persona_reques
 pub use deliver::{DRY_RUN_REASON, DeliveryTally};
 pub use enrich::{CioEnricher, Enrich, Enriched, classify};
 pub use result::{MAX_TEXT_CHARS, summarize};
+pub use settings::{BuildError, Deliveries, Enrichment, Mavera, Settings, TriggerConfig, build};
 
 use crate::deliver::Destinations;
 use crate::domain::{Event, JobKey, RuleName};
 use crate::mavera::{ErrorClass, MaveraApi, MaveraError, MaveraRequest, MaveraResponse};
 use crate::queue::{CampaignAnalysis, ClusterPersona, Job, JobMessage};
+use crate::retry;
 use crate::rules::{Rule, Rules};
 use crate::store::{
     CacheStore, DeliveryStore, FailureClass, GuardStore, JobStatus, JobStore, Lease, Outcome, Start, StoreError,
     utc_day,
 };
 use crate::telemetry::chain;
+
+/// Retries of the final write after the first try (4 tries in all).
+const RECORD_RETRIES: u32 = 3;
 
 /// Time kept back from the deadline to record the result after the Mavera call.
 pub const FINISH_MARGIN: Duration = Duration::from_secs(5);
@@ -153,7 +160,9 @@ impl From<StoreError> for Transient {
 }
 
 impl Worker {
-    pub fn new(
+    /// Joins ready-made parts. Everything outside the crate goes through [`build`], which makes
+    /// them from [`Settings`]; unit tests hand in twins here.
+    pub(crate) fn new(
         rules: Arc<Rules>,
         scheduled: ScheduledJobs,
         jobs: Arc<dyn JobStore>,
@@ -185,6 +194,11 @@ impl Worker {
         }
         self.destinations = destinations;
         self
+    }
+
+    /// Opens the Mavera connection during a cold start (the dry-run adapter has none to open).
+    pub async fn warm(&self) {
+        self.mavera.warm().await;
     }
 
     /// Processes one queue message, by `deadline` (the invocation's end).
@@ -411,24 +425,24 @@ impl Worker {
     /// stuck `RUNNING` record beats a second 300-credit persona) and the log says so.
     /// `true` once it is recorded.
     async fn record(&self, key: &JobKey, owner: &str, outcome: &Outcome, notes: &[String]) -> bool {
-        let mut wait = Duration::from_millis(200);
-        for attempt in 1..=4 {
-            match self.jobs.finish(key, owner, outcome, notes, SystemTime::now()).await {
-                Ok(()) => return true,
-                Err(StoreError::LeaseLost(_)) => {
-                    tracing::warn!(
-                        "lost the lease while calling Mavera (the call outlived it); another delivery owns the job now"
-                    );
-                    return false;
-                }
-                Err(e) if attempt < 4 => {
-                    tracing::warn!(attempt, error = %chain(&e), "could not record the outcome; trying again");
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                }
-                Err(e) => {
-                    tracing::error!(error = %chain(&e), status = %outcome.status(), result = ?outcome, "could not record the outcome; the message is deleted so Mavera is not called twice, and the record stays RUNNING");
-                }
+        let mut failed_attempts = 0u32;
+        let recorded = (|| self.jobs.finish(key, owner, outcome, notes, SystemTime::now()))
+            .retry(retry::store_write(RECORD_RETRIES))
+            .when(|e| !matches!(e, StoreError::LeaseLost(_)))
+            .notify(|e, _| {
+                failed_attempts += 1;
+                tracing::warn!(attempt = failed_attempts, error = %chain(e), "could not record the outcome; trying again");
+            })
+            .await;
+        match recorded {
+            Ok(()) => return true,
+            Err(StoreError::LeaseLost(_)) => {
+                tracing::warn!(
+                    "lost the lease while calling Mavera (the call outlived it); another delivery owns the job now"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %chain(&e), status = %outcome.status(), result = ?outcome, "could not record the outcome; the message is deleted so Mavera is not called twice, and the record stays RUNNING");
             }
         }
         false
