@@ -1,5 +1,5 @@
 //! The port every destination sits behind, how a send can fail, and the one retry loop all
-//! of them go through.
+//! of them go through (the crate's retry idiom, `shared::retry`).
 //!
 //! A port sends one rendered request once ([`Port::send`]); [`send_with_retries`] decides
 //! whether and when to try again: a transient failure ([`SendError::Retry`]: 429, 5xx, a
@@ -9,11 +9,13 @@
 //! to the caller, which leaves the destination `pending` for the queue's next delivery.
 //! Permanent failures and uncertain ones are never retried.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::Retryable;
 use tokio::time::Instant;
+
+use crate::retry;
 
 /// How one send failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,59 +73,31 @@ impl Sent {
     }
 }
 
-fn backoff() -> ExponentialBuilder {
-    ExponentialBuilder::new()
-        .with_min_delay(FIRST_CEILING)
-        .with_factor(2.0)
-        .with_max_delay(MAX_CEILING)
-        .with_max_times(MAX_RETRIES)
-}
-
-/// A uniformly random wait in `[0, ceiling)`, so senders that failed together spread out.
-fn full_jitter(ceiling: Duration) -> Duration {
-    ceiling.mul_f64(rand::random::<f64>())
-}
-
 /// Sends `request` through `port`, retrying transient failures while time allows.
 pub async fn send_with_retries<R: ?Sized + Sync>(port: &dyn Port<R>, request: &R, deadline: Instant) -> Sent {
-    let mut ceilings = backoff().build();
+    if !retry::fits_before(Instant::now(), MIN_ATTEMPT, deadline) {
+        let reason = "no time was left in this invocation to send".to_owned();
+        return Sent { outcome: Err(SendError::Retry { reason, wait: None }), attempts: 0 };
+    }
     let mut attempts = 0;
-    loop {
-        if !fits(Instant::now(), MIN_ATTEMPT, deadline) {
-            let reason = "no time was left in this invocation to send".to_owned();
-            return Sent { outcome: Err(SendError::Retry { reason, wait: None }), attempts };
-        }
+    let outcome = (|| {
         attempts += 1;
-        let error = match port.send(request, deadline).await {
-            Ok(()) => return Sent { outcome: Ok(()), attempts },
-            Err(e @ (SendError::Permanent { .. } | SendError::Uncertain { .. })) => {
-                return Sent { outcome: Err(e), attempts };
-            }
-            Err(e) => e,
+        port.send(request, deadline)
+    })
+    .retry(retry::doubling(FIRST_CEILING, MAX_CEILING, MAX_RETRIES))
+    .when(|error: &SendError| matches!(error, SendError::Retry { .. }))
+    .adjust(|error, ceiling| {
+        let asked = match error {
+            SendError::Retry { wait, .. } => *wait,
+            _ => None,
         };
-        let SendError::Retry { wait: asked, .. } = &error else { unreachable!("matched above") };
-        let Some(ceiling) = ceilings.next() else { return Sent { outcome: Err(error), attempts } };
-        let wait = asked.unwrap_or_else(|| full_jitter(ceiling));
-        if !fits(Instant::now(), wait + MIN_ATTEMPT, deadline) {
-            return Sent { outcome: Err(error), attempts };
-        }
+        retry::next_wait(asked, ceiling, MIN_ATTEMPT, Instant::now(), deadline)
+    })
+    .notify(|error, wait| {
         tracing::debug!(wait_ms = wait.as_millis() as u64, reason = error.reason(), "retrying a delivery");
-        tokio::time::sleep(wait).await;
-    }
-}
-
-fn fits(now: Instant, needed: Duration, deadline: Instant) -> bool {
-    now.checked_add(needed).is_some_and(|ready| ready <= deadline)
-}
-
-/// Reads `Retry-After`: delay-seconds, or an HTTP date (one already past means now).
-pub fn retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return value.parse::<u64>().ok().map(Duration::from_secs);
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    })
+    .await;
+    Sent { outcome, attempts }
 }
 
 #[cfg(test)]
@@ -189,17 +163,5 @@ mod tests {
         let sent = send_with_retries(&port, "x", Instant::now() + Duration::from_millis(500)).await;
         assert_eq!(sent.attempts, 0);
         assert!(matches!(sent.outcome, Err(SendError::Retry { .. })));
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
-        let mut headers = http::HeaderMap::new();
-        headers.insert("retry-after", "2".parse().unwrap());
-        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(2)));
-        headers.insert("retry-after", "Sun, 06 Nov 1994 08:49:40 GMT".parse().unwrap());
-        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(3)));
-        headers.insert("retry-after", "soon".parse().unwrap());
-        assert_eq!(retry_after(&headers, now), None);
     }
 }

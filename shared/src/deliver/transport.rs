@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
-use super::send::{SendError, retry_after};
+use super::send::SendError;
+use crate::retry::retry_after;
 use crate::telemetry::chain;
 
 /// Long enough for DNS, TCP and TLS to a distant region; a stuck connect fails fast.

@@ -21,13 +21,15 @@
 
 use std::time::SystemTime;
 
+use backon::Retryable;
 use futures::future::join_all;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{FINISH_MARGIN, LEASE_MARGIN, Worker};
+use super::{FINISH_MARGIN, LEASE_MARGIN, RECORD_RETRIES, Worker};
 use crate::deliver::{Context, DestinationName, JobResult, SendError, Target};
 use crate::domain::{Event, JobKey};
+use crate::retry;
 use crate::rules::Rule;
 use crate::store::{DeliveryClaim, DeliveryState, DeliveryStatus, Lease, StoreError};
 use crate::telemetry::chain;
@@ -214,25 +216,26 @@ impl Worker {
         attempts: u32,
         reason: Option<String>,
     ) -> bool {
-        let mut wait = std::time::Duration::from_millis(200);
-        for attempt in 1..=4 {
-            match self.write_state(key, owner, destination, state, attempts, reason.clone()).await {
-                Ok(()) => return true,
-                Err(StoreError::LeaseLost(_)) => {
-                    tracing::warn!("lost the delivery lease (the sends outlived it); another delivery owns it now");
-                    return false;
-                }
-                Err(e) if attempt < 4 => {
-                    tracing::warn!(attempt, error = %chain(&e), "could not record the delivery; trying again");
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                }
-                Err(e) => {
-                    tracing::error!(error = %chain(&e), state = %state, "could not record the delivery; the next delivery of the message settles it");
-                }
+        let mut failed_attempts = 0u32;
+        let written = (|| self.write_state(key, owner, destination, state, attempts, reason.clone()))
+            .retry(retry::store_write(RECORD_RETRIES))
+            .when(|e| !matches!(e, StoreError::LeaseLost(_)))
+            .notify(|e, _| {
+                failed_attempts += 1;
+                tracing::warn!(attempt = failed_attempts, error = %chain(e), "could not record the delivery; trying again");
+            })
+            .await;
+        match written {
+            Ok(()) => true,
+            Err(StoreError::LeaseLost(_)) => {
+                tracing::warn!("lost the delivery lease (the sends outlived it); another delivery owns it now");
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %chain(&e), state = %state, "could not record the delivery; the next delivery of the message settles it");
+                false
             }
         }
-        false
     }
 
     async fn write_state(
