@@ -19,16 +19,16 @@ pub trait Describe {
 
 impl Describe for SlackMessage {
     fn describe(&self) -> Vec<(&'static str, String, Value)> {
-        vec![("POST", "the Slack incoming webhook (SLACK_WEBHOOK_URL)".into(), self.payload.clone())]
+        vec![("POST", "Slack incoming webhook (SLACK_WEBHOOK_URL)".into(), self.payload.clone())]
     }
 }
 
 impl Describe for CioUpdate {
     fn describe(&self) -> Vec<(&'static str, String, Value)> {
         let mut out =
-            vec![("PUT", format!("Customer.io Track {}", self.person_path()), Value::Object(self.attributes.clone()))];
+            vec![("PUT", format!("Customer.io {}", self.person_path()), Value::Object(self.attributes.clone()))];
         if let Some(event) = &self.event {
-            out.push(("POST", format!("Customer.io Track {}", self.event_path()), CioUpdate::event_body(event)));
+            out.push(("POST", format!("Customer.io {}", self.event_path()), CioUpdate::event_body(event)));
         }
         out
     }
@@ -54,8 +54,9 @@ pub struct DryRun;
 #[async_trait]
 impl<R: Describe + Sync + ?Sized> Port<R> for DryRun {
     async fn send(&self, request: &R, _deadline: Instant) -> Result<(), SendError> {
+        // The same fields as the Mavera dry run's line, so `relay serve` prints both alike.
         for (method, target, body) in request.describe() {
-            tracing::info!(body = %body, "dry run: would send {method} to {target}");
+            tracing::info!(method, path = %target, body = %body, "dry run: would send {method} {target}");
         }
         Ok(())
     }
