@@ -208,6 +208,8 @@ fn chunks(mut text: &str, size: usize) -> Vec<&str> {
             return out;
         }
         let end = head.rfind('\n').filter(|&nl| nl > head.len() / 2).unwrap_or(head.len());
+        // A piece holds at least one character, so the loop always moves on.
+        let end = if end == 0 { text.chars().next().map_or(text.len(), char::len_utf8) } else { end };
         out.push(text[..end].trim_end());
         text = &text[end..];
     }
@@ -444,6 +446,7 @@ mod tests {
         assert_eq!(chunks("", 10), Vec::<&str>::new());
         let unbroken = "x".repeat(30);
         assert_eq!(chunks(&unbroken, 10).concat(), unbroken);
+        assert_eq!(chunks("&&&", 3), ["&", "&", "&"], "a size below one escaped character still ends");
     }
 
     #[test]

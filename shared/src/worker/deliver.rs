@@ -164,6 +164,7 @@ impl Worker {
             _ => {}
         }
         if target.at_most_once()
+            && self.destinations.off(destination).is_none()
             && let Err(e) = self.write_state(ctx.key, owner, destination, DeliveryStatus::Sending, attempts, None).await
         {
             // Without the mark a crash could not be told from a send never made: not sending.
