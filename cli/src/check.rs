@@ -30,16 +30,16 @@ pub fn run(args: Args) -> Result<ExitCode, RelayError> {
     println!("{}: {} rule{}\n", triggers.origin(), rules.len(), if rules.len() == 1 { "" } else { "s" });
     print!("{}", table(rules));
 
-    println!("\nsigning secrets (each source with rules needs its own):");
+    println!("\nsigning secrets (a source without its secret is off; the others run):");
     for source in Source::ALL {
         let var = secret_var(source);
         let used_by = rules.iter().filter(|r| r.source == source).count();
+        let previous = config::optional(&vars, &format!("{var}_PREVIOUS")).is_some();
         let state = match (config::optional(&vars, var), used_by) {
-            (Some(v), _) => {
-                format!("set ({} secret{})", v.split(',').count(), if v.contains(',') { "s, rotating" } else { "" })
-            }
+            (Some(_), _) if previous => "set (2 secrets, rotating)".to_owned(),
+            (Some(_), _) => "set (1 secret)".to_owned(),
             (None, 0) => "not set (no rule uses it, so /webhooks/".to_owned() + source.as_str() + " is off)",
-            (None, _) => "MISSING".to_owned(),
+            (None, _) => format!("MISSING: /webhooks/{source} is off (503 source_disabled) until it is set"),
         };
         println!("  {var:<24} {state:<24} {used_by} rule{}", if used_by == 1 { "" } else { "s" });
     }
@@ -91,7 +91,7 @@ fn services(vars: &dyn Vars, rules: &Rules) -> Vec<String> {
         (Some(_), _) => lines.push(format!("{:<24} set: attribute lookups and the cio-sync jobs can run", vars::CIO_APP_KEY)),
         (None, true) => lines.push(format!("{:<24} not set: no rule enriches, so none is needed here", vars::CIO_APP_KEY)),
         (None, false) => lines.push(format!(
-            "{:<24} not set: needed by {} (enrich = true); without it `relay serve` runs them only in a dry run, with customer.* unknown",
+            "{:<24} not set: needed by {} (enrich = true), which is disabled (its jobs recorded SKIPPED); every other rule runs",
             vars::CIO_APP_KEY,
             enriching.join(", ")
         )),
@@ -127,10 +127,14 @@ fn describe(settings: &Settings) -> String {
         Mavera::DryRun { reason } => format!("dry run, as {reason}"),
         Mavera::Live(config) => format!("calling {}", config.base_url),
     };
+    let disabled;
     let enrichment = match &settings.worker.enrichment {
         Enrichment::NotNeeded => "",
         Enrichment::Lookup(_) => ", attributes looked up in Customer.io",
-        Enrichment::Unavailable { .. } => ", enriching rules without attributes",
+        Enrichment::Unavailable { rules } => {
+            disabled = format!(", {} disabled (no CIO_APP_KEY)", rules.join(", "));
+            disabled.as_str()
+        }
     };
     format!("{mavera}{enrichment}")
 }

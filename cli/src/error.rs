@@ -17,12 +17,6 @@ pub enum RelayError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Triggers(#[from] TriggersError),
-    #[error(
-        "rule `{rule}` sets `enrich = true`: it checks the person's Customer.io attributes before calling Mavera, which needs CIO_APP_KEY. \
-         Set CIO_APP_KEY (and CIO_REGION=eu for an EU account); or leave MAVERA_API_KEY unset (or pass --dry-run) to print the requests instead of sending them; \
-         or pass --triggers with rules that do not enrich"
-    )]
-    EnrichmentNeedsKey { rule: String },
     #[error(transparent)]
     Worker(#[from] WorkerSetupError),
     #[error("the Mavera client could not be built: {0}")]

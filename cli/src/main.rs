@@ -5,6 +5,7 @@
 
 mod check;
 mod error;
+mod listen;
 mod output;
 mod poll_sqs;
 mod send;

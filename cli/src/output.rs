@@ -7,6 +7,7 @@ use std::fmt;
 
 use clap::ValueEnum;
 use serde_json::Value;
+use shared::telemetry::{SafeStdout, clean};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Level, Subscriber};
@@ -31,6 +32,7 @@ pub fn init(format: LogFormat) {
     let _already_installed = match format {
         LogFormat::Json => tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_writer(SafeStdout { escape: false })
             .with_target(false)
             .json()
             .with_current_span(true)
@@ -41,7 +43,7 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => tracing_subscriber::registry()
             .with(filter)
             .with(SpanFields)
-            .with(tracing_subscriber::fmt::layer().event_format(Terminal))
+            .with(tracing_subscriber::fmt::layer().event_format(Terminal).with_writer(SafeStdout { escape: false }))
             .try_init()
             .is_err(),
     };
@@ -58,13 +60,16 @@ impl Fields {
     }
 }
 
+/// Values are kept with their control characters escaped: a field an outsider controls (a
+/// URL path with `%0a`) cannot start a line of its own. The line breaks this format prints
+/// (a dry-run body) are its own.
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.push((field.name(), value.to_owned()));
+        self.0.push((field.name(), clean(value, true)));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.push((field.name(), format!("{value:?}")));
+        self.0.push((field.name(), clean(&format!("{value:?}"), true)));
     }
 }
 

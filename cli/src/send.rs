@@ -23,7 +23,8 @@ pub struct Args {
     /// Who sends it: segment or customerio
     #[arg(value_parser = parse_source)]
     source: Source,
-    /// The JSON payload, sent byte for byte as it is in the file
+    /// The JSON payload, sent byte for byte as it is in the file (a Segment payload's
+    /// `receivedAt`, `sentAt` and `timestamp` are set to now first, unless --keep-dates)
     file: PathBuf,
     /// Where to send it: a full webhook URL, or a base URL (e.g. a deployed API) to which
     /// /webhooks/<source> is added [default: http://127.0.0.1:3000]
@@ -36,6 +37,11 @@ pub struct Args {
     /// sending the same file again is a new event rather than a duplicate
     #[arg(long)]
     new_id: bool,
+    /// Send a Segment payload's dates as they are in the file. Relay refuses Segment events
+    /// dated over 7 days ago (a replay may have outlived its dedupe record), so by default a
+    /// sample is dated now, like a fresh delivery
+    #[arg(long)]
+    keep_dates: bool,
 }
 
 fn parse_source(s: &str) -> Result<Source, String> {
@@ -47,6 +53,9 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let mut body = std::fs::read(&args.file).map_err(|source| RelayError::ReadFile { path: path.clone(), source })?;
     let mut json: Value =
         serde_json::from_slice(&body).map_err(|source| RelayError::NotJson { path: path.clone(), source })?;
+    if args.source == Source::Segment && !args.keep_dates && redate(&mut json) {
+        body = serde_json::to_vec(&json).unwrap_or_default();
+    }
     if args.new_id {
         body = with_fresh_id(args.source, &mut json);
     }
@@ -56,8 +65,7 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
         Source::CustomerIo => vars::CIO_WEBHOOK_SECRET,
     };
     let configured = args.secret.or_else(|| optional(&ProcessEnv, var));
-    // During a rotation the variable lists several secrets; senders sign with the first.
-    let secrets = SigningSecrets::parse(var, configured.as_deref())
+    let secrets = SigningSecrets::new(var, configured.as_deref(), "", None)
         .map_err(|_| RelayError::NoSecret { sender: args.source.as_str(), var })?;
 
     let url = webhook_url(args.url.as_deref().unwrap_or(DEFAULT_BASE), args.source)?;
@@ -104,6 +112,29 @@ fn webhook_url(base: &str, source: Source) -> Result<String, RelayError> {
 }
 
 /// Sets a new event id (in each event of a batch) and returns the re-encoded body.
+/// Dates a Segment payload now (each event's `receivedAt`, `sentAt`, `timestamp` and
+/// `originalTimestamp` that it has). Whether anything changed.
+fn redate(json: &mut Value) -> bool {
+    let now = time::OffsetDateTime::now_utc();
+    let Ok(now) = now.format(&time::format_description::well_known::Rfc3339) else { return false };
+    let mut changed = false;
+    let mut set = |event: &mut Value| {
+        if let Some(object) = event.as_object_mut() {
+            for field in ["receivedAt", "sentAt", "timestamp", "originalTimestamp"] {
+                if let Some(value) = object.get_mut(field) {
+                    *value = Value::String(now.clone());
+                    changed = true;
+                }
+            }
+        }
+    };
+    match json {
+        Value::Array(events) => events.iter_mut().for_each(&mut set),
+        event => set(event),
+    }
+    changed
+}
+
 fn with_fresh_id(source: Source, json: &mut Value) -> Vec<u8> {
     let field = match source {
         Source::Segment => "messageId",

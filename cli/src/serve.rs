@@ -4,7 +4,6 @@
 //! a redb file with `--data-dir`), and the worker taking jobs off that queue with the same
 //! `Worker::process` the Lambda runs.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +19,7 @@ use shared::worker::{Deliveries, LEASE_MARGIN, Mavera};
 use tokio::sync::watch;
 
 use crate::error::RelayError;
+use crate::listen;
 use crate::output::{self, LogFormat};
 use crate::settings::{self, Settings};
 
@@ -50,6 +50,10 @@ pub struct Args {
     /// Time one job may take, as a Lambda timeout would (seconds)
     #[arg(long, default_value_t = 300, value_name = "SECS")]
     job_timeout: u64,
+    /// How long a client may take to send a request's headers, and then its body (seconds);
+    /// a half-sent request is cut off after it
+    #[arg(long, default_value_t = 10, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout: u64,
     /// On Ctrl-C, how long to wait for jobs in flight before stopping them (seconds)
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     shutdown_timeout: u64,
@@ -60,6 +64,7 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let vars = settings::environment(args.triggers.as_deref());
     let Settings { origin, ingest, worker } = Settings::resolve(&vars, args.dry_run)?;
     let rules = ingest.rules.clone();
+    shared::telemetry::redact(shared::config::secret_values(&vars));
 
     let job_time = Duration::from_secs(args.job_timeout);
     // A message stays hidden longer than the job's lease, so it comes back only once the
@@ -81,8 +86,17 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     };
     let deliveries = describe_deliveries(&worker);
     let worker = Arc::new(shared::worker::build(worker, store.clone())?);
-    let app = shared::ingest::build(ingest, store.clone(), queue.clone(), Metrics::from_env("relay"));
+    let timeout = Duration::from_secs(args.request_timeout);
+    let app = shared::ingest::build_with_body_timeout(
+        ingest,
+        store.clone(),
+        queue.clone(),
+        Metrics::from_env("relay"),
+        timeout,
+    );
 
+    // Before anything says it is listening: a Ctrl-C from then on stops gracefully.
+    let signals = Signals::install();
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|source| RelayError::Bind { addr: args.addr, source })?;
@@ -105,7 +119,7 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     tracing::info!("try: relay send segment examples/segment/trial_started.json   (Ctrl-C stops)");
 
     let (stop, stopped) = watch::channel(false);
-    tokio::spawn(watch_signals(stop));
+    tokio::spawn(watch_signals(signals, stop));
     let wait = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
@@ -114,7 +128,7 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let consumer = queue.clone();
     let until_stopped = wait(stopped.clone());
     let worker_task = tokio::spawn(async move { runner.run(worker, consumer, until_stopped).await });
-    let mut http = tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(wait(stopped.clone())).into_future());
+    let mut http = tokio::spawn(listen::serve(listener, app, timeout, wait(stopped.clone())));
 
     // Serve until Ctrl-C; then let requests and jobs in flight finish, within one grace period.
     tokio::select! {
@@ -190,36 +204,59 @@ fn report_leftovers(store: &MemoryStore, queue: &MemoryQueue, kept: bool, finish
 }
 
 /// Ctrl-C or SIGTERM asks for a graceful stop; a second one exits at once.
-async fn watch_signals(stop: watch::Sender<bool>) {
-    shutdown_signal().await;
+async fn watch_signals(mut signals: Signals, stop: watch::Sender<bool>) {
+    signals.next().await;
     tracing::info!("shutting down (press Ctrl-C again to stop at once)");
     stop.send_replace(true);
-    shutdown_signal().await;
+    signals.next().await;
     tracing::warn!("stopped at once; jobs in flight were abandoned");
     std::process::exit(130);
 }
 
-async fn shutdown_signal() {
+/// The stop signals, listened for from the moment they are installed (so none arriving
+/// before the watcher task first runs kills the process the default way).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    () = ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => ctrl_c().await,
-        }
-    }
-    #[cfg(not(unix))]
-    ctrl_c().await
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
 }
 
-/// Ctrl-C; if its handler cannot be installed, never (rather than stopping at once).
-async fn ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
+impl Signals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals { interrupt: signal(SignalKind::interrupt()).ok(), terminate: signal(SignalKind::terminate()).ok() }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// The next Ctrl-C or SIGTERM; never, if neither handler could be installed.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            let interrupt = async {
+                match &mut self.interrupt {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let terminate = async {
+                match &mut self.terminate {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = interrupt => {}
+                _ = terminate => {}
+            }
+        }
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }

@@ -53,8 +53,7 @@ impl Settings {
         let enrichment = match (config::customerio(vars, false)?, enriching.first()) {
             (_, None) => Enrichment::NotNeeded,
             (Some(cio), Some(_)) => Enrichment::Lookup(cio),
-            (None, Some(_)) if matches!(mavera, Mavera::DryRun { .. }) => Enrichment::Unavailable { rules: enriching },
-            (None, Some(rule)) => return Err(RelayError::EnrichmentNeedsKey { rule: rule.clone() }),
+            (None, Some(_)) => Enrichment::Unavailable { rules: enriching },
         };
         // An explicit dry run prints deliveries too; without MAVERA_API_KEY alone they are sent,
         // so a developer can see a (dry-run) result reach a test Slack channel or endpoint.

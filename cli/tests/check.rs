@@ -21,13 +21,13 @@ fn the_shipped_rules_print_as_a_table_and_pass_with_their_secrets() {
 }
 
 #[test]
-fn missing_secrets_are_listed_and_fail_the_check() {
+fn a_missing_secret_is_listed_and_only_its_source_is_off() {
     let out = run(&["check"], &[("CIO_WEBHOOK_SECRET", "x")]);
     let stdout = text(&out.stdout);
-    assert!(!out.status.success());
-    assert!(stdout.lines().any(|l| l.contains("SEGMENT_SHARED_SECRET") && l.contains("MISSING")), "{stdout}");
+    assert!(out.status.success(), "relay serve starts: {stdout}{}", text(&out.stderr));
+    let segment = stdout.lines().find(|l| l.contains("SEGMENT_SHARED_SECRET")).unwrap_or_default();
+    assert!(segment.contains("MISSING") && segment.contains("/webhooks/segment is off"), "{stdout}");
     assert!(stdout.lines().any(|l| l.contains("CIO_WEBHOOK_SECRET") && l.contains("set (1 secret)")), "{stdout}");
-    assert!(text(&out.stderr).contains("SEGMENT_SHARED_SECRET is not set"), "{}", text(&out.stderr));
 }
 
 #[test]

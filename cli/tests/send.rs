@@ -90,7 +90,9 @@ async fn a_fresh_id_makes_the_same_file_a_new_event() {
         })
     };
     assert_eq!(send(&[]).await.unwrap()["status"], "queued");
-    assert_eq!(send(&[]).await.unwrap()["status"], "duplicate");
+    // No worker has taken the job yet, so it is still a claim: the resend is told to retry
+    // (503 `in_flight`), never `duplicate`, until a worker has it or the claim's lease ends.
+    assert_eq!(send(&[]).await.unwrap()["error"]["code"], "in_flight");
     assert_eq!(send(&["--new-id"]).await.unwrap()["status"], "queued");
     assert_eq!(queue.sent(), 2);
 }

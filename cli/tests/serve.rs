@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use relay_tests::cio_standin::{CioStandIn, Person};
-use relay_tests::mavera_standin::MaveraStandIn;
+use relay_tests::mavera_standin::{MaveraStandIn, Reply};
 use relay_tests::payloads::{cio_email, segment_track};
 use relay_tests::slack_standin::SlackStandIn;
 use relay_tests::webhook_receiver::{self, WebhookReceiver};
@@ -22,6 +22,11 @@ fn live_env(mavera: &MaveraStandIn, cio: &CioStandIn) -> Vec<(&'static str, Stri
     env.push(("CIO_APP_KEY", cio.app_key().to_owned()));
     env.push(("CIO_APP_API_URL", cio.base_url()));
     env
+}
+
+/// The name the worker gives job `key`'s persona: the rendered text and the job's tag.
+fn persona_name(text: &str, key: &str) -> String {
+    shared::domain::PersonaName::for_job(text, &shared::domain::JobKey::from_stored(key)).into_string()
 }
 
 fn refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
@@ -47,7 +52,10 @@ async fn a_signed_trial_started_creates_one_persona() {
     assert!(eventually(WAIT, || mavera.count("/personas") == 1).await, "no persona request:\n{}", serve.output());
     let request = &mavera.requests_to("/personas")[0];
     let sent = request.body.as_ref().unwrap();
-    assert_eq!(sent["name"], "Segment RT: Trial User — usr_k8m2n");
+    assert_eq!(
+        sent["name"],
+        persona_name("Segment RT: Trial User — usr_k8m2n", "segment#m-trial#segment-trial-started")
+    );
     assert_eq!(
         sent["description"],
         "Real-time persona created when user usr_k8m2n started a trial. Plan: pro. Source: google."
@@ -130,7 +138,8 @@ async fn without_a_mavera_key_it_prints_each_request_instead() {
     let mut serve = Serve::start(&[], &secrets()).await;
     assert_eq!(serve.post_segment(&trial("m-dry", "usr_dry")).await.1["status"], "queued");
     serve.wait_for_line(|l| l.contains("m-dry") && l.contains("would send POST /personas"), WAIT).await;
-    serve.wait_for_line(|l| l.contains("\"name\": \"Segment RT: Trial User — usr_dry\""), WAIT).await;
+    let name = persona_name("Segment RT: Trial User — usr_dry", "segment#m-dry#segment-trial-started");
+    serve.wait_for_line(|l| l.contains(&format!("\"name\": \"{name}\"")), WAIT).await;
     serve.wait_for_line(|l| l.contains("m-dry") && l.contains(" done ") && l.contains("dry run"), WAIT).await;
     let output = serve.output();
     assert!(output.contains("dry run (MAVERA_API_KEY is not set)"), "{output}");
@@ -212,21 +221,115 @@ async fn start_up_problems_are_named_and_exit_non_zero() {
     assert!(stderr.contains("rule `r`, field `promt`"), "{stderr}");
     assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
 
-    let out = run(&["serve", "--addr", "127.0.0.1:0"], &[("CIO_WEBHOOK_SECRET", "x")]);
+    let out = run(&["serve", "--addr", "127.0.0.1:0"], &[("CIO_WEBHOOK_SECRET_PREVIOUS", "x")]);
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.starts_with("error: SEGMENT_SHARED_SECRET is not set"), "{stderr}");
+    assert!(stderr.contains("CIO_WEBHOOK_SECRET_PREVIOUS is set but CIO_WEBHOOK_SECRET is not"), "{stderr}");
+}
 
-    // A real Mavera key with an enriching rule and no way to look attributes up.
-    let mut env = secrets();
-    env.push(("MAVERA_API_KEY", "mvra_live_test_placeholder"));
-    let out = run(&["serve", "--addr", "127.0.0.1:0"], &env);
-    let stderr = text(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("rule `cio-high-value-alert` sets `enrich = true`") && stderr.contains("CIO_APP_KEY"),
-        "{stderr}"
+#[tokio::test]
+async fn a_source_without_its_secret_is_off_and_says_so_while_the_other_runs() {
+    let mut serve = Serve::start(&[], &[("CIO_WEBHOOK_SECRET", relay_tests::app::CIO_SECRET)]).await;
+    serve.wait_for_line(|l| l.contains("SEGMENT_SHARED_SECRET is not set") && l.contains("is off"), WAIT).await;
+    let (status, body) = serve.post_segment(&trial("m-off", "usr_off")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("source_disabled")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap_or("").contains("SEGMENT_SHARED_SECRET"), "{body}");
+    let (status, body) = serve.post_customerio(&cio_email("e-on", "bounced", "42")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("queued")), "{body}");
+    let health: Value = reqwest::get(format!("{}/healthz", serve.base)).await.unwrap().json().await.unwrap();
+    assert_eq!(health["sources"]["customerio"], "live", "{health}");
+    assert!(health["sources"]["segment"].as_str().unwrap().contains("SEGMENT_SHARED_SECRET is not set"), "{health}");
+}
+
+#[tokio::test]
+async fn the_readmes_first_command_and_the_same_with_a_mavera_key_both_just_work() {
+    // SEGMENT_SHARED_SECRET=dev CIO_WEBHOOK_SECRET=dev relay serve
+    let first = Serve::start(&[], &[("SEGMENT_SHARED_SECRET", "dev"), ("CIO_WEBHOOK_SECRET", "dev")]).await;
+    drop(first);
+
+    // ... with MAVERA_API_KEY added (and no CIO_APP_KEY): the Segment rules call Mavera; only
+    // the rule that looks Customer.io attributes up is off, said once at start-up.
+    let mavera = MaveraStandIn::start().await;
+    let env = [
+        ("SEGMENT_SHARED_SECRET", "dev".to_owned()),
+        ("CIO_WEBHOOK_SECRET", "dev".to_owned()),
+        ("MAVERA_API_KEY", mavera.api_key().to_owned()),
+        ("MAVERA_BASE_URL", mavera.base_url()),
+    ];
+    let mut serve = Serve::start(&[], &refs(&env)).await;
+    let warning = serve.wait_for_line(|l| l.contains("cio-high-value-alert") && l.contains("disabled"), WAIT).await;
+    assert!(warning.contains("CIO_APP_KEY"), "the warning names the variable to set: {warning}");
+    let (status, body) = serve.post_segment_with("dev", &trial("m-first", "usr_first")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("queued")), "{body}");
+    assert!(eventually(WAIT, || mavera.count("/personas") >= 1).await, "{}", serve.output());
+    let (status, body) = serve.post_customerio_with("dev", &cio_email("e-off", "unsubscribed", "42")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("queued")), "{body}");
+    let line = serve.wait_for_line(|l| l.contains("e-off") && l.contains(" skipped "), WAIT).await;
+    assert!(line.contains("disabled") && line.contains("CIO_APP_KEY"), "the job is recorded with the reason: {line}");
+    assert_eq!(mavera.count("/mave/chat"), 0);
+}
+
+#[tokio::test]
+async fn a_half_sent_request_is_cut_off_after_the_request_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let serve = Serve::start(&["--request-timeout", "1"], &secrets()).await;
+    let addr = serve.base.trim_start_matches("http://").to_owned();
+    let read_all = |mut stream: tokio::net::TcpStream| async move {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        (read.is_ok(), String::from_utf8_lossy(&answer).into_owned())
+    };
+
+    // Headers that never end: the connection is closed, not held.
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream.write_all(b"POST /webhooks/segment HTTP/1.1\r\nHost: relay\r\nX-Signature: ").await.unwrap();
+    let started = std::time::Instant::now();
+    let (closed, _) = read_all(stream).await;
+    assert!(closed, "the server closed the connection");
+    assert!(started.elapsed() < Duration::from_secs(4), "within the timeout: {:?}", started.elapsed());
+
+    // A body that never ends: 408.
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /webhooks/segment HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\nX-Signature: {}\r\nContent-Length: 100\r\n\r\n{{\"type\"",
+        "0".repeat(40)
     );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (closed, answer) = read_all(stream).await;
+    assert!(closed, "the server answered and closed");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_forged_line_break_in_the_path_cannot_forge_a_log_line() {
+    let mut serve = Serve::start(&[], &secrets()).await;
+    let (status, _) = serve.post("/webhooks/hubspot%0a12:00:00%20%20segment%20forged", &[], b"{}".to_vec()).await;
+    assert_eq!(status, 404);
+    let line = serve.wait_for_line(|l| l.contains("hubspot"), WAIT).await;
+    assert!(line.contains("\\n12:00:00"), "the line break is shown escaped: {line}");
+    assert!(!serve.output().lines().any(|l| l.starts_with("12:00:00  segment")), "{}", serve.output());
+}
+
+#[tokio::test]
+async fn an_upstream_error_that_echoes_the_api_key_is_logged_without_it() {
+    let (mut serve, mavera, _cio) = live(&[]).await;
+    let key = mavera.api_key().to_owned();
+    mavera.script(
+        "/personas",
+        [Reply::Error {
+            status: 400,
+            kind: "invalid_request_error".into(),
+            code: "invalid_field".into(),
+            message: format!("the request with Authorization: Bearer {key} has a bad field"),
+            param: None,
+        }],
+    );
+    assert_eq!(serve.post_segment(&trial("m-echo", "usr_e")).await.1["status"], "queued");
+    serve.wait_for_line(|l| l.contains("m-echo") && l.contains(" failed "), WAIT).await;
+    let output = serve.output();
+    assert!(!output.contains(&key), "the key reached the log:\n{output}");
+    assert!(output.contains("[REDACTED]"), "{output}");
 }
 
 /// A research rule that delivers to Slack and the signed webhook.

@@ -114,15 +114,25 @@ impl Serve {
     }
 
     pub async fn post_segment(&self, body: &Value) -> (u16, Value) {
+        self.post_segment_with(SEGMENT_SECRET, body).await
+    }
+
+    /// Signed with `secret` (the server's `SEGMENT_SHARED_SECRET`).
+    pub async fn post_segment_with(&self, secret: &str, body: &Value) -> (u16, Value) {
         let bytes = body.to_string().into_bytes();
-        let signature = verify::segment::sign(SEGMENT_SECRET, &bytes);
+        let signature = verify::segment::sign(secret, &bytes);
         self.post("/webhooks/segment", &[("x-signature", signature)], bytes).await
     }
 
     pub async fn post_customerio(&self, body: &Value) -> (u16, Value) {
+        self.post_customerio_with(CIO_SECRET, body).await
+    }
+
+    /// Signed with `secret` (the server's `CIO_WEBHOOK_SECRET`), now.
+    pub async fn post_customerio_with(&self, secret: &str, body: &Value) -> (u16, Value) {
         let bytes = body.to_string().into_bytes();
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs().to_string();
-        let signature = verify::customerio::sign(CIO_SECRET, &now, &bytes);
+        let signature = verify::customerio::sign(secret, &now, &bytes);
         self.post("/webhooks/customerio", &[("x-cio-timestamp", now), ("x-cio-signature", signature)], bytes).await
     }
 

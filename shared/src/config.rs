@@ -76,6 +76,15 @@ impl Vars for Layered<'_> {
     }
 }
 
+/// The values of every secret that is set, for the log's redaction.
+pub fn secret_values(vars: &dyn Vars) -> Vec<String> {
+    vars::SIGNING_SECRET_KEYS
+        .iter()
+        .chain(&vars::API_KEYS_SECRET_KEYS)
+        .filter_map(|name| optional(vars, name))
+        .collect()
+}
+
 /// A non-empty value, or `None`.
 pub fn optional(vars: &dyn Vars, name: &str) -> Option<String> {
     vars.get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
@@ -104,29 +113,78 @@ pub fn number<T: FromStr>(vars: &dyn Vars, name: &'static str, default: T) -> Re
 }
 
 /// The webhook verifiers ([`Verifiers`] picks one by source) from the signing secrets. A
-/// source that has rules must have its secret: verification is never skipped. A source without
-/// rules is disabled unless its secret is set.
+/// source without its secret is off (verification is never skipped): ingest answers its
+/// webhooks 503 `source_disabled` when rules listen to it, 404 when none do.
 impl Verifiers {
     pub fn from_vars(vars: &dyn Vars, rules: &Rules) -> Result<Self, ConfigError> {
         use crate::domain::Source;
         let needed = rules.sources();
-        let secrets = |source: Source, name: &'static str| -> Result<Option<SigningSecrets>, ConfigError> {
-            let value = optional(vars, name);
-            if value.is_none() && !needed.contains(&source) {
+        // A deployed function reads its secret from Secrets Manager (SECRETS_ARN): there a
+        // guessable secret is refused; a local run only warns.
+        let deployed = optional(vars, vars::SECRETS_ARN).is_some();
+        let secrets = |source: Source, name: &'static str, previous: &'static str| {
+            let (value, previous_value) = (optional(vars, name), optional(vars, previous));
+            if value.is_none() && previous_value.is_none() {
+                // Verification is never skipped: without its secret a source is off. One that
+                // has rules is said so loudly; the other sources run.
+                if needed.contains(&source) {
+                    tracing::warn!(
+                        "{name} is not set: /webhooks/{source} is off (answered 503 source_disabled, so senders retry) until it is; the other sources run"
+                    );
+                }
                 return Ok(None);
             }
-            Ok(Some(SigningSecrets::parse(name, value.as_deref())?))
+            let secrets = SigningSecrets::new(name, value.as_deref(), previous, previous_value.as_deref())?;
+            match secrets.check_strength() {
+                Err(weak) if deployed => return Err(ConfigError::Secret(weak)),
+                Err(weak) => tracing::warn!("{weak} (accepted for a local run; a deployed function refuses it)"),
+                Ok(()) => {}
+            }
+            for name in secrets.with_commas() {
+                tracing::warn!(
+                    "{name} contains a comma, and is used whole as one secret; for a rotation, put the other secret in its own *_PREVIOUS variable"
+                );
+            }
+            Ok::<_, ConfigError>(Some(secrets))
         };
-        let segment = secrets(Source::Segment, vars::SEGMENT_SHARED_SECRET)?.map(|s| {
-            flag(vars, vars::SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE, false).map(|allow| SegmentVerifier::new(&s, allow))
-        });
-        let customerio = secrets(Source::CustomerIo, vars::CIO_WEBHOOK_SECRET)?.map(|s| {
-            let default = customerio::DEFAULT_TOLERANCE.as_secs();
-            number(vars, vars::CIO_TIMESTAMP_TOLERANCE_SECS, default)
-                .map(|secs| CustomerIoVerifier::new(&s, Duration::from_secs(secs)))
-        });
+        let segment =
+            secrets(Source::Segment, vars::SEGMENT_SHARED_SECRET, vars::SEGMENT_SHARED_SECRET_PREVIOUS)?.map(|s| {
+                flag(vars, vars::SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE, false)
+                    .map(|allow| SegmentVerifier::new(&s, allow))
+            });
+        let customerio =
+            secrets(Source::CustomerIo, vars::CIO_WEBHOOK_SECRET, vars::CIO_WEBHOOK_SECRET_PREVIOUS)?.map(|s| {
+                let longest = customerio::DEFAULT_MAX_AGE.as_secs();
+                match number(vars, vars::CIO_TIMESTAMP_TOLERANCE_SECS, longest)? {
+                    0 => Err(ConfigError::Invalid {
+                        name: vars::CIO_TIMESTAMP_TOLERANCE_SECS,
+                        value: "0".into(),
+                        problem: format!("how old a signed Customer.io request may be: 1 to {longest} s"),
+                    }),
+                    secs => {
+                        if secs > longest {
+                            // Longer would let a replay outlive its dedupe record (8 days).
+                            tracing::warn!(
+                                "CIO_TIMESTAMP_TOLERANCE_SECS={secs} is over 7 days; {longest} s (Customer.io's retry window) is used"
+                            );
+                        }
+                        Ok(CustomerIoVerifier::new(&s, Duration::from_secs(secs.min(longest))))
+                    }
+                }
+            });
         Ok(Verifiers { segment: segment.transpose()?, customerio: customerio.transpose()? })
     }
+}
+
+/// `CIO_ALLOWED_SOURCE_IPS`: the addresses Customer.io webhooks may come from (comma-separated
+/// IPs and CIDR blocks); unset or empty, any.
+pub fn cio_allowed_source_ips(vars: &dyn Vars) -> Result<Option<crate::verify::IpAllowList>, ConfigError> {
+    let Some(text) = optional(vars, vars::CIO_ALLOWED_SOURCE_IPS) else { return Ok(None) };
+    crate::verify::IpAllowList::parse(&text).map_err(|problem| ConfigError::Invalid {
+        name: vars::CIO_ALLOWED_SOURCE_IPS,
+        value: text.clone(),
+        problem: format!("{problem}; list IPs and CIDR blocks separated by commas"),
+    })
 }
 
 /// Mavera settings for the worker: `None` in dry run (`DRY_RUN=true`), when requests are
@@ -299,14 +357,16 @@ mod tests {
     }
 
     #[test]
-    fn sources_with_rules_need_their_secret() {
-        let rules = shipped();
-        let err = Verifiers::from_vars(&[("CIO_WEBHOOK_SECRET", "x")], &rules).unwrap_err();
-        assert!(err.to_string().starts_with("SEGMENT_SHARED_SECRET is not set"), "{err}");
-        let err = Verifiers::from_vars(&[("SEGMENT_SHARED_SECRET", "x")], &rules).unwrap_err();
-        assert!(err.to_string().starts_with("CIO_WEBHOOK_SECRET is not set"), "{err}");
+    fn a_source_without_its_secret_is_off_and_the_others_run() {
+        let rules = crate::triggers::Triggers::embedded().unwrap().rules;
+        let v = Verifiers::from_vars(&[("CIO_WEBHOOK_SECRET", "x")], &rules).unwrap();
+        assert!(v.segment.is_none() && v.customerio.is_some());
+        let v = Verifiers::from_vars(&[("SEGMENT_SHARED_SECRET", "x")], &rules).unwrap();
+        assert!(v.segment.is_some() && v.customerio.is_none());
         let v = Verifiers::from_vars(&[("SEGMENT_SHARED_SECRET", "x"), ("CIO_WEBHOOK_SECRET", "y")], &rules).unwrap();
         assert!(v.segment.is_some() && v.customerio.is_some());
+        let err = Verifiers::from_vars(&[("CIO_WEBHOOK_SECRET_PREVIOUS", "y")], &rules).unwrap_err();
+        assert!(err.to_string().contains("CIO_WEBHOOK_SECRET_PREVIOUS is set but CIO_WEBHOOK_SECRET is not"), "{err}");
     }
 
     #[test]
@@ -322,6 +382,43 @@ mod tests {
     }
 
     #[test]
+    fn a_deployed_function_refuses_a_guessable_secret_and_a_local_run_takes_it() {
+        let rules = crate::triggers::Triggers::embedded().unwrap().rules;
+        let strong = "Kq83hZ2p0LwV9xYt";
+        let local = [("SEGMENT_SHARED_SECRET", "dev"), ("CIO_WEBHOOK_SECRET", "dev")];
+        assert!(Verifiers::from_vars(&local, &rules).is_ok());
+        let deployed = [
+            ("SECRETS_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:relay"),
+            ("SEGMENT_SHARED_SECRET", strong),
+            ("CIO_WEBHOOK_SECRET", strong),
+            ("CIO_WEBHOOK_SECRET_PREVIOUS", "7"),
+        ];
+        let err = Verifiers::from_vars(&deployed, &rules).unwrap_err();
+        assert!(err.to_string().starts_with("CIO_WEBHOOK_SECRET_PREVIOUS is 1 characters long"), "{err}");
+    }
+
+    #[test]
+    fn a_rotation_accepts_both_secrets_and_a_comma_splits_nothing() {
+        let rules = crate::triggers::Triggers::embedded().unwrap().rules;
+        let vars = [
+            ("SEGMENT_SHARED_SECRET", "Kq83hZ2p0LwV9xYt,7"),
+            ("SEGMENT_SHARED_SECRET_PREVIOUS", "the-previous-secret"),
+            ("CIO_WEBHOOK_SECRET", "y"),
+        ];
+        let v = Verifiers::from_vars(&vars, &rules).unwrap().segment.unwrap();
+        let body = br#"{"a":1}"#;
+        let signed = |secret: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("x-signature", crate::verify::segment::sign(secret, body).parse().unwrap());
+            h
+        };
+        assert!(v.verify(&signed("Kq83hZ2p0LwV9xYt,7"), body).is_ok());
+        assert!(v.verify(&signed("the-previous-secret"), body).is_ok());
+        assert!(v.verify(&signed("7"), body).is_err(), "the part after a comma is no secret of its own");
+        assert!(v.verify(&signed("Kq83hZ2p0LwV9xYt"), body).is_err());
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let rules = shipped();
         let vars = [
@@ -334,6 +431,12 @@ mod tests {
         let vars =
             [("SEGMENT_SHARED_SECRET", "x"), ("CIO_WEBHOOK_SECRET", "y"), ("CIO_TIMESTAMP_TOLERANCE_SECS", "5m")];
         assert!(Verifiers::from_vars(&vars, &rules).is_err());
+        let vars = [("SEGMENT_SHARED_SECRET", "x"), ("CIO_WEBHOOK_SECRET", "y"), ("CIO_TIMESTAMP_TOLERANCE_SECS", "0")];
+        let err = Verifiers::from_vars(&vars, &rules).unwrap_err();
+        assert!(err.to_string().contains("1 to 604800 s"), "{err}");
+        let vars =
+            [("SEGMENT_SHARED_SECRET", "x"), ("CIO_WEBHOOK_SECRET", "y"), ("CIO_TIMESTAMP_TOLERANCE_SECS", "864000")];
+        assert!(Verifiers::from_vars(&vars, &rules).is_ok(), "over 7 days is cut to 7 days, with a warning");
     }
 
     #[test]

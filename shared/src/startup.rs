@@ -22,10 +22,13 @@ pub enum StartupError {
     Triggers(#[from] TriggersError),
 }
 
-pub async fn cold_start() -> Result<ColdStart, StartupError> {
+/// `secret_keys`: the keys of this function's own secret (`vars::SIGNING_SECRET_KEYS` for
+/// ingest, `vars::API_KEYS_SECRET_KEYS` for the worker and cio-sync).
+pub async fn cold_start(secret_keys: &'static [&'static str]) -> Result<ColdStart, StartupError> {
     telemetry::init(LogFormat::from_env());
     let sdk = crate::aws::sdk_config().await;
-    let vars = crate::secrets::load(&sdk, &ProcessEnv).await?;
+    let vars = crate::secrets::load(&sdk, &ProcessEnv, secret_keys).await?;
+    telemetry::redact(crate::config::secret_values(&vars));
     let triggers = Triggers::from_vars(&vars)?;
     Ok(ColdStart { sdk, vars, triggers })
 }

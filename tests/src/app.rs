@@ -44,12 +44,12 @@ impl TestResponse {
 pub fn verifiers(allow_first_event: bool) -> Verifiers {
     Verifiers {
         segment: Some(SegmentVerifier::new(
-            &SigningSecrets::parse("SEGMENT_SHARED_SECRET", Some(SEGMENT_SECRET)).unwrap(),
+            &SigningSecrets::single("SEGMENT_SHARED_SECRET", SEGMENT_SECRET).unwrap(),
             allow_first_event,
         )),
         customerio: Some(CustomerIoVerifier::new(
-            &SigningSecrets::parse("CIO_WEBHOOK_SECRET", Some(CIO_SECRET)).unwrap(),
-            verify::customerio::DEFAULT_TOLERANCE,
+            &SigningSecrets::single("CIO_WEBHOOK_SECRET", CIO_SECRET).unwrap(),
+            verify::customerio::DEFAULT_MAX_AGE,
         )),
     }
 }
@@ -67,11 +67,16 @@ impl TestApp {
         queue: Arc<dyn JobQueue>,
     ) -> Self {
         crate::logs::init();
-        let app = ingest::build(Settings { rules: Arc::new(rules), verifiers }, claims, queue, Metrics::disabled());
+        Self::serve(Settings { rules: Arc::new(rules), verifiers, cio_sources: None }, claims, queue).await
+    }
+
+    /// Serves ingest with `settings` as `relay serve` does, with each request's peer address.
+    pub async fn serve(settings: Settings, claims: Arc<dyn ClaimStore>, queue: Arc<dyn JobQueue>) -> Self {
+        let app = ingest::build(settings, claims, queue, Metrics::disabled());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
         });
         TestApp { addr, http: reqwest::Client::new(), server }
     }

@@ -2,8 +2,26 @@
 
 use serde_json::{Value, json};
 
-/// A Segment `track` event in the Spec's shape, padded with the usual context.
+/// An RFC 3339 UTC time, as Segment writes its `receivedAt`, `sentAt` and `timestamp`.
+pub fn rfc3339(at: std::time::SystemTime) -> String {
+    let at = time::OffsetDateTime::from(at);
+    at.format(&time::format_description::well_known::Rfc3339).expect("a time formats")
+}
+
+/// A Segment `track` event in the Spec's shape, padded with the usual context, dated now.
 pub fn segment_track(message_id: &str, event: &str, user_id: &str, properties: Value) -> Value {
+    segment_track_at(message_id, event, user_id, properties, std::time::SystemTime::now())
+}
+
+/// The same, dated `at` (Segment received it then).
+pub fn segment_track_at(
+    message_id: &str,
+    event: &str,
+    user_id: &str,
+    properties: Value,
+    at: std::time::SystemTime,
+) -> Value {
+    let when = rfc3339(at);
     json!({
         "anonymousId": "23adfd82-aa0f-45a7-a756-24f2a7a4c895",
         "context": {
@@ -17,12 +35,12 @@ pub fn segment_track(message_id: &str, event: &str, user_id: &str, properties: V
         "integrations": {},
         "messageId": message_id,
         "properties": properties,
-        "receivedAt": "2026-11-23T19:11:01.266Z",
-        "sentAt": "2026-11-23T19:11:01.169Z",
-        "timestamp": "2026-11-23T19:11:01.249Z",
+        "receivedAt": when,
+        "sentAt": when,
+        "timestamp": when,
         "type": "track",
         "userId": user_id,
-        "originalTimestamp": "2026-11-23T19:11:01.152Z"
+        "originalTimestamp": when
     })
 }
 

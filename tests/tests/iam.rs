@@ -217,10 +217,25 @@ async fn ingest_calls_only_what_its_role_allows() {
     let app = TestApp::spawn(Arc::new(store.clone()), Arc::new(queue)).await;
     let body = track("iam-1", "trial_started", "u1");
     assert_eq!(app.post_segment(&body).await.body["status"], "queued");
-    assert_eq!(app.post_segment(&body).await.body["status"], "duplicate");
+    // The same event again before a worker has it: the claim may not be sent, so 503 in_flight.
+    assert_eq!(app.post_segment(&body).await.body["error"]["code"], "in_flight");
     let cio = cio_email("iam-cio-1", "unsubscribed", "cust-1").to_string();
     let answer = app.post_customerio(&cio).await;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
+    // A batch signed on its first event only: its signature is marked used, then sealed.
+    let first_event_app = TestApp::spawn_with(
+        shared::triggers::Triggers::embedded().unwrap().rules,
+        relay_tests::app::verifiers(true),
+        Arc::new(store.clone()),
+        Arc::new(SqsQueue::new(sqs.clone(), &aws.queue_url)),
+    )
+    .await;
+    let first = track("iam-b1", "trial_started", "u3");
+    let batch = format!("[{first},{}]", track("iam-b2", "trial_started", "u4"));
+    let signature = shared::verify::segment::sign(relay_tests::app::SEGMENT_SECRET, first.as_bytes());
+    let headers = [("content-type", "application/json".to_owned()), ("x-signature", signature)];
+    let answer = first_event_app.post("/webhooks/segment", &headers, batch.into_bytes()).await;
+    assert_eq!(answer.body["status"], "queued", "{:?}", answer.body);
     // A queue that fails: the claim is released.
     let broken = SqsQueue::new(sqs, format!("{}-missing", aws.queue_url));
     let app = TestApp::spawn(Arc::new(store), Arc::new(broken)).await;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use relay_tests::app::{SEGMENT_SECRET, TestApp, verifiers};
 use relay_tests::faults::{Watched, WatchedQueue};
-use relay_tests::payloads::{cio_email, segment_track};
+use relay_tests::payloads::{cio_email, segment_track, segment_track_at};
 use serde_json::json;
 use shared::domain::JobKey;
 use shared::ingest::MAX_BODY_BYTES;
@@ -62,6 +62,16 @@ async fn a_signed_matching_event_is_claimed_and_queued_once() {
 async fn a_redelivered_event_is_a_duplicate_and_not_queued_again() {
     let s = setup().await;
     assert_eq!(s.app.post_segment(&trial_started("msg-2")).await.body["status"], "queued");
+    // Before a worker has the job, the claim is all the store knows: a redelivery is told to
+    // retry, not `duplicate`, since the claim alone does not prove the job was queued.
+    let r = s.app.post_segment(&trial_started("msg-2")).await;
+    assert_eq!((r.status, r.code()), (503, "in_flight"), "{:?}", r.body);
+    // Once a worker has it, the job was surely queued: a redelivery is a duplicate.
+    let key = JobKey::from_stored("segment#msg-2#segment-trial-started");
+    let rule = shared::domain::RuleName::parse("segment-trial-started").unwrap();
+    let now = std::time::SystemTime::now();
+    let lease = shared::store::Lease { owner: "w".into(), until: now + std::time::Duration::from_secs(60) };
+    s.store.start(&key, &rule, &lease, now).await.unwrap();
     let r = s.app.post_segment(&trial_started("msg-2")).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["status"], "duplicate");
@@ -73,9 +83,12 @@ async fn twenty_concurrent_deliveries_queue_one_job() {
     let s = setup().await;
     let body = trial_started("msg-race");
     let answers = futures::future::join_all((0..20).map(|_| s.app.post_segment(&body))).await;
-    assert!(answers.iter().all(|r| r.status == 200), "{answers:?}");
-    let queued = answers.iter().filter(|r| r.body["status"] == "queued").count();
+    let queued = answers.iter().filter(|r| r.status == 200 && r.body["status"] == "queued").count();
     assert_eq!(queued, 1, "{answers:?}");
+    assert!(
+        answers.iter().all(|r| r.body["status"] == "queued" || (r.status, r.code()) == (503, "in_flight")),
+        "the others meet a claim that may not be queued yet: retry, never `duplicate`: {answers:?}"
+    );
     assert_eq!(s.queue.sent(), 1);
     assert_eq!(s.store.jobs().len(), 1);
 }
@@ -316,13 +329,30 @@ async fn customerio_events_are_verified_with_the_timestamp_and_queued() {
 }
 
 #[tokio::test]
+async fn a_customerio_retry_signed_days_ago_is_accepted() {
+    // Customer.io retries a failing event for up to 7 days, and may send the first signature.
+    let s = setup().await;
+    let now_secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let body = cio_email("ev-held-back", "bounced", "c1").to_string();
+    let r = s.app.post_customerio_at(&body, now_secs - 3 * 86_400).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("queued")), "{:?}", r.body);
+    let body = cio_email("ev-week", "bounced", "c1").to_string();
+    let r = s.app.post_customerio_at(&body, now_secs - 7 * 86_400 + 60).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("queued")), "{:?}", r.body);
+    assert_eq!(s.queue.sent(), 2);
+}
+
+#[tokio::test]
 async fn customerio_stale_timestamps_and_body_only_signatures_are_401() {
     let s = setup().await;
     let body = cio_email("ev-stale", "bounced", "c1").to_string();
-    let ten_minutes_ago = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 600;
-    let r = s.app.post_customerio_at(&body, ten_minutes_ago).await;
+    let now_secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let eight_days_ago = now_secs - 8 * 86_400;
+    let r = s.app.post_customerio_at(&body, eight_days_ago).await;
     assert_eq!((r.status, r.code()), (401, "stale_timestamp"));
     assert!(r.message().contains("CIO_TIMESTAMP_TOLERANCE_SECS"), "{:?}", r.body);
+    let r = s.app.post_customerio_at(&body, now_secs + 600).await;
+    assert_eq!((r.status, r.code()), (401, "future_timestamp"), "{:?}", r.body);
 
     // Mavera's sample signs the body alone; Customer.io does not.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
@@ -395,11 +425,177 @@ async fn a_batch_signed_on_its_first_event_is_refused_by_default_and_says_how_to
 }
 
 #[tokio::test]
-async fn a_batch_with_one_bad_event_is_400_and_stores_nothing() {
+async fn a_bad_event_in_a_batch_is_reported_and_its_neighbours_are_queued() {
+    // Segment does not retry a 4xx: refusing the whole batch would lose the good events.
     let s = setup().await;
-    let body = format!("[{},{}]", trial_started("ok-1"), r#"{"type":"track","event":"trial_started"}"#);
+    let body = format!(
+        "[{},{},{},{}]",
+        trial_started("ok-1"),
+        r#"{"type":"track","event":"trial_started"}"#,
+        r#"{"type":"track","event":"trial_started","messageId":"bad-props","properties":"oops"}"#,
+        trial_started("ok-2"),
+    );
+    let r = s.app.post_segment(&body).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("queued")), "{:?}", r.body);
+    let events = r.body["events"].as_array().unwrap();
+    assert_eq!(events[0]["status"], "queued");
+    assert_eq!(events[1]["status"], "rejected");
+    assert_eq!((events[1]["index"].as_u64(), events[1]["error"]["code"].as_str()), (Some(1), Some("missing_id")));
+    assert!(events[1]["error"]["message"].as_str().unwrap().starts_with("event 1 of the batch"), "{events:?}");
+    assert_eq!((events[2]["index"].as_u64(), events[2]["error"]["code"].as_str()), (Some(2), Some("invalid_fields")));
+    assert!(events[2]["error"]["message"].as_str().unwrap().contains("`properties` must be an object"), "{events:?}");
+    assert_eq!(events[3]["status"], "queued");
+    assert_eq!(s.queue.sent(), 2);
+    assert_eq!(s.store.jobs().len(), 2);
+}
+
+#[tokio::test]
+async fn a_batch_with_no_good_event_is_400_and_stores_nothing() {
+    let s = setup().await;
+    let body = format!("[{},{}]", r#"{"type":"track","event":"trial_started"}"#, r#"[1]"#);
     let r = s.app.post_segment(&body).await;
     assert_eq!((r.status, r.code()), (400, "missing_id"));
-    assert!(r.message().starts_with("event 1 of the batch"), "{:?}", r.body);
+    assert!(r.message().starts_with("event 0 of the batch"), "{:?}", r.body);
+    assert_untouched(&s);
+}
+
+#[tokio::test]
+async fn a_signed_segment_event_older_than_the_dedupe_horizon_is_refused() {
+    // Segment signs no time: a captured request verifies forever, so its own date decides.
+    let s = setup().await;
+    let nine_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(9 * 86_400);
+    let old = segment_track_at("old-1", "trial_started", "u1", json!({}), nine_days_ago).to_string();
+    let r = s.app.post_segment(&old).await;
+    assert_eq!((r.status, r.code()), (401, "stale_event"), "{:?}", r.body);
+    assert_untouched(&s);
+
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+    let retried = segment_track_at("retried-1", "trial_started", "u2", json!({}), two_hours_ago).to_string();
+    let body = format!("[{old},{retried}]");
+    let r = s.app.post_segment(&body).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["events"][0]["error"]["code"], "stale_event");
+    assert_eq!(r.body["events"][1]["status"], "queued", "a Segment retry within its 4 hours goes through");
+    assert_eq!(s.queue.sent(), 1);
+}
+
+/// A batch signed on its first event only: the body, its first event, and the headers.
+async fn first_event_signed(ids: &[&str]) -> (String, String, Vec<(&'static str, String)>) {
+    let (body, first) = batch(ids);
+    let signature = verify::segment::sign(SEGMENT_SECRET, first.as_bytes());
+    (body, first, vec![("content-type", "application/json".to_owned()), ("x-signature", signature)])
+}
+
+#[tokio::test]
+async fn a_first_event_signature_is_accepted_once_and_cannot_carry_other_events() {
+    let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
+    let app = TestApp::spawn_with(
+        shared::triggers::Triggers::embedded().unwrap().rules,
+        verifiers(true),
+        Arc::new(store),
+        Arc::new(queue.clone()),
+    )
+    .await;
+    let (body, first, headers) = first_event_signed(&["g-1", "g-2"]).await;
+    let r = app.post("/webhooks/segment", &headers, body.clone().into_bytes()).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("queued")), "{:?}", r.body);
+    assert_eq!(queue.sent(), 2);
+
+    // The captured request with unsigned events added: refused, nothing queued.
+    let forged = format!("[{first},{},{}]", trial_started("forged-1"), trial_started("forged-2"));
+    let r = app.post("/webhooks/segment", &headers, forged.into_bytes()).await;
+    assert_eq!((r.status, r.code()), (401, "batch_replayed"), "{:?}", r.body);
+    // And the captured request itself, replayed: refused too.
+    let r = app.post("/webhooks/segment", &headers, body.into_bytes()).await;
+    assert_eq!((r.status, r.code()), (401, "batch_replayed"), "{:?}", r.body);
+    assert_eq!(queue.sent(), 2);
+}
+
+#[tokio::test]
+async fn a_first_event_signed_batch_that_failed_can_be_retried() {
+    let store = Arc::new(Watched::new(MemoryStore::new()));
+    let queue = MemoryQueue::default();
+    let app = TestApp::spawn_with(
+        shared::triggers::Triggers::embedded().unwrap().rules,
+        verifiers(true),
+        store.clone(),
+        Arc::new(queue.clone()),
+    )
+    .await;
+    let (body, _, headers) = first_event_signed(&["h-1", "h-2"]).await;
+    store.broken.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = app.post("/webhooks/segment", &headers, body.clone().into_bytes()).await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    store.broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    let r = app.post("/webhooks/segment", &headers, body.into_bytes()).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("queued")), "Segment's retry: {:?}", r.body);
+    assert_eq!(queue.sent(), 2);
+}
+
+#[tokio::test]
+async fn a_first_event_signed_batch_is_bounded_and_must_be_dated() {
+    let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
+    let app = TestApp::spawn_with(
+        shared::triggers::Triggers::embedded().unwrap().rules,
+        verifiers(true),
+        Arc::new(store.clone()),
+        Arc::new(queue.clone()),
+    )
+    .await;
+    let ids: Vec<String> = (0..=shared::ingest::MAX_FIRST_EVENT_SIGNED_EVENTS).map(|i| format!("big-{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (body, _, headers) = first_event_signed(&ids).await;
+    let r = app.post("/webhooks/segment", &headers, body.into_bytes()).await;
+    assert_eq!((r.status, r.code()), (413, "batch_too_large"), "{:?}", r.body);
+
+    let first = r#"{"type":"track","event":"trial_started","messageId":"undated-1","userId":"u"}"#;
+    let body = format!("[{first},{}]", trial_started("undated-2"));
+    let signature = verify::segment::sign(SEGMENT_SECRET, first.as_bytes());
+    let headers = [("content-type", "application/json".to_owned()), ("x-signature", signature)];
+    let r = app.post("/webhooks/segment", &headers, body.into_bytes()).await;
+    assert_eq!((r.status, r.code()), (401, "undated_first_event"), "{:?}", r.body);
+    assert_eq!(queue.sent(), 0);
+    assert!(store.jobs().is_empty());
+}
+
+#[tokio::test]
+async fn customerio_webhooks_from_outside_the_allow_list_are_refused_before_anything_else() {
+    let (store, queue) = (MemoryStore::new(), MemoryQueue::default());
+    let app = |allowed: &str| {
+        let settings = shared::ingest::Settings {
+            rules: Arc::new(shared::triggers::Triggers::embedded().unwrap().rules),
+            verifiers: verifiers(false),
+            cio_sources: shared::ingest::IpAllowList::parse(allowed).unwrap(),
+        };
+        TestApp::serve(settings, Arc::new(store.clone()), Arc::new(queue.clone()))
+    };
+    let elsewhere = app("34.71.200.0/24, 35.188.196.183").await;
+    let body = cio_email("ip-1", "bounced", "c1").to_string();
+    let r = elsewhere.post_customerio(&body).await;
+    assert_eq!((r.status, r.code()), (403, "source_ip_not_allowed"), "{:?}", r.body);
+    assert!(r.message().contains("CIO_ALLOWED_SOURCE_IPS") && r.message().contains("127.0.0.1"), "{:?}", r.body);
+    // Refused before the body is read: not even a malformed one gets further.
+    let r = elsewhere.post("/webhooks/customerio", &[("content-type", "application/json".into())], b"{".to_vec()).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(queue.sent(), 0);
+    // Segment is not Customer.io: the list does not apply to it.
+    assert_eq!(elsewhere.post_segment(&trial_started("ip-seg")).await.body["status"], "queued");
+
+    let here = app("127.0.0.0/8").await;
+    let r = here.post_customerio(&body).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("queued")), "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn an_unsigned_request_is_refused_before_its_body_is_parsed_or_even_measured() {
+    let s = setup().await;
+    let json = ("content-type", "application/json".to_owned());
+    let r = s.app.post("/webhooks/segment", std::slice::from_ref(&json), b"{not json".to_vec()).await;
+    assert_eq!((r.status, r.code()), (401, "missing_signature"), "{:?}", r.body);
+    let r = s.app.post("/webhooks/segment", std::slice::from_ref(&json), vec![b' '; MAX_BODY_BYTES + 1]).await;
+    assert_eq!((r.status, r.code()), (401, "missing_signature"), "{:?}", r.body);
+    let only_signature = [json.clone(), ("x-cio-signature", "0".repeat(64))];
+    let r = s.app.post("/webhooks/customerio", &only_signature, b"{".to_vec()).await;
+    assert_eq!((r.status, r.code()), (401, "missing_signature"), "{:?}", r.body);
     assert_untouched(&s);
 }

@@ -512,7 +512,7 @@ mod samples {
     }
 
     fn secrets(name: &'static str, local: &str) -> SigningSecrets {
-        SigningSecrets::parse(name, Some(local)).unwrap()
+        SigningSecrets::single(name, local).unwrap()
     }
 
     fn rules_fired(source: Source, body: &str) -> Vec<(shared::domain::Event, String)> {
@@ -542,7 +542,7 @@ mod samples {
         // Signed at a fixed time: check it as of then (scripts/sample-events re-signs for now).
         let sent: u64 = headers[customerio::TIMESTAMP_HEADER].to_str().unwrap().parse().unwrap();
         let verifier =
-            CustomerIoVerifier::new(&secrets("CIO_WEBHOOK_SECRET", "local-cio-secret"), customerio::DEFAULT_TOLERANCE);
+            CustomerIoVerifier::new(&secrets("CIO_WEBHOOK_SECRET", "local-cio-secret"), customerio::DEFAULT_MAX_AGE);
         verifier
             .verify(&headers, body.as_bytes(), UNIX_EPOCH + Duration::from_secs(sent))
             .expect("the signature verifies");
@@ -641,7 +641,7 @@ fn ingest_reasons() -> BTreeSet<&'static str> {
     use shared::verify::VerifyError;
     [
         ApiError::Signature(VerifyError::BadSignature),
-        ApiError::Signature(VerifyError::StaleTimestamp { age_secs: 0, tolerance_secs: 0 }),
+        ApiError::Signature(VerifyError::StaleTimestamp { age_secs: 0, max_age_secs: 0 }),
         ApiError::Signature(VerifyError::FirstEventOnly { events: 2 }),
         ApiError::Signature(VerifyError::MissingHeader("x-signature")),
         ApiError::Store(StoreError::LeaseLost(shared::domain::JobKey::from_stored("k"))),

@@ -42,6 +42,11 @@ impl Default for Options {
     }
 }
 
+/// The name the worker gives job `key`'s persona: the rendered text and the job's tag.
+fn persona_name(text: &str, key: &str) -> String {
+    shared::domain::PersonaName::for_job(text, &shared::domain::JobKey::from_stored(key)).into_string()
+}
+
 async fn rig() -> Rig {
     rig_with(Options::default()).await
 }
@@ -101,8 +106,8 @@ async fn each_shipped_segment_rule_sends_its_request_and_keeps_the_result() {
 
     let personas = r.mavera.requests_to("/personas");
     assert_eq!(personas.len(), 2);
-    let trial =
-        personas.iter().find(|p| p.body.as_ref().unwrap()["name"] == "Segment RT: Trial User — usr_k8m2n").unwrap();
+    let trial_name = persona_name("Segment RT: Trial User — usr_k8m2n", "segment#t-1#segment-trial-started");
+    let trial = personas.iter().find(|p| p.body.as_ref().unwrap()["name"] == trial_name.as_str()).unwrap();
     let body = trial.body.as_ref().unwrap();
     assert_eq!(
         body["description"],
@@ -132,7 +137,7 @@ async fn each_shipped_segment_rule_sends_its_request_and_keeps_the_result() {
     assert_eq!(persona.status, JobStatus::Done);
     let result = persona.result.unwrap();
     assert!(result["persona_id"].as_str().is_some_and(|id| !id.is_empty()), "{result}");
-    assert_eq!(result["name"], "Segment RT: Trial User — usr_k8m2n");
+    assert_eq!(result["name"], persona_name("Segment RT: Trial User — usr_k8m2n", "segment#t-1#segment-trial-started"));
     assert_eq!(result["credits"], 300.0);
     let upgrade = r.record("segment#u-1#segment-plan-upgraded").await.result.unwrap();
     assert!(upgrade["thread_id"].as_str().is_some_and(|t| !t.is_empty()), "{upgrade}");
@@ -361,7 +366,7 @@ async fn dry_run_records_the_request_and_calls_nothing() {
     let result = r.record(&key).await.result.unwrap();
     assert_eq!(result["dry_run"], true);
     assert_eq!(result["request"]["path"], "/personas");
-    assert_eq!(result["request"]["body"]["name"], "Segment RT: Trial User — u1");
+    assert_eq!(result["request"]["body"]["name"], persona_name("Segment RT: Trial User — u1", &key));
 }
 
 #[tokio::test]
@@ -398,19 +403,51 @@ async fn customerio_alerts_look_attributes_up_once_and_research_only_high_value_
 }
 
 #[tokio::test]
-async fn a_failed_attribute_lookup_still_runs_the_research_and_says_so() {
+async fn a_lookup_that_keeps_failing_is_retried_then_skipped_never_run_as_if_the_plan_held() {
+    // The shipped rule exists to keep free users from costing credits: unknown attributes
+    // must not count as a high-value plan.
     let r = rig().await;
-    // The App API is down: every attempt (the first and three retries) answers 503.
-    for _ in 0..4 {
+    for _ in 0..40 {
         r.cio.push_reply("/v1/customers", relay_tests::cio_standin::Reply::status(503));
     }
     let answer = r.app.post_customerio(&cio_email("e-down", "unsubscribed", "cust-9").to_string()).await;
     assert_eq!(answer.body["status"], "queued");
     r.run().await;
     let record = r.record("customerio#e-down#cio-high-value-alert").await;
-    assert_eq!(record.status, JobStatus::Done);
-    assert!(record.notes.iter().any(|n| n.contains("attribute lookup") && n.contains("failed")), "{:?}", record.notes);
+    assert_eq!(record.status, JobStatus::Skipped, "{record:?}");
+    assert_eq!(record.attempts, shared::worker::ENRICHMENT_ATTEMPTS, "retried while the lookup was transient");
+    let reason = record.error.unwrap_or_default();
+    assert!(reason.contains("could not be checked after 3 attempts") && reason.contains("lookup"), "{reason}");
+    assert_eq!(r.mavera.count("/mave/chat"), 0, "no research for a customer whose plan is unknown");
+    assert_eq!(r.aws.depth(&r.aws.dlq_url).await, 0, "skipped with the reason, not dead-lettered");
+}
+
+#[tokio::test]
+async fn a_lookup_that_recovers_is_checked_on_the_next_delivery() {
+    let r = rig().await;
+    r.cio.add_person(Person::new("cio-7").id("cust-7").attribute("plan_type", "Enterprise"));
+    // The first delivery's lookup (the first call and three retries) fails.
+    for _ in 0..4 {
+        r.cio.push_reply("/v1/customers", relay_tests::cio_standin::Reply::status(503));
+    }
+    let answer = r.app.post_customerio(&cio_email("e-flaky", "unsubscribed", "cust-7").to_string()).await;
+    assert_eq!(answer.body["status"], "queued");
+    r.run().await;
+    let record = r.record("customerio#e-flaky#cio-high-value-alert").await;
+    assert_eq!((record.status, record.attempts), (JobStatus::Done, 2), "{record:?}");
     assert_eq!(r.mavera.count("/mave/chat"), 1);
+}
+
+#[tokio::test]
+async fn an_event_without_a_person_id_is_skipped_with_the_reason() {
+    let r = rig().await;
+    let body = json!({"metric": "unsubscribed", "event_id": "e-anon", "object_type": "email", "data": {"recipient": "x@example.com"}});
+    assert_eq!(r.app.post_customerio(&body.to_string()).await.body["status"], "queued");
+    r.run().await;
+    let record = r.record("customerio#e-anon#cio-high-value-alert").await;
+    assert_eq!((record.status, record.attempts), (JobStatus::Skipped, 1), "{record:?}");
+    assert!(record.error.unwrap_or_default().contains("has no `user_id`"));
+    assert_eq!(r.mavera.count("/mave/chat"), 0);
 }
 
 #[tokio::test]
@@ -475,4 +512,21 @@ async fn a_job_tells_the_metrics_why_it_failed_and_what_it_cost() {
     let (disposition, tally) = revoked.process_tallied(&research, Instant::now() + JOB_TIME).await;
     assert_eq!(disposition, Disposition::Finished(JobStatus::Failed));
     assert_eq!(tally.failure, Some(FailureClass::Unauthorized));
+}
+
+#[tokio::test]
+async fn two_users_whose_ids_begin_alike_each_get_their_persona() {
+    // The shipped name once kept 12 characters of the user id: the second user's persona met
+    // Mavera's "name exists" and was silently never created.
+    let r = rig().await;
+    for (id, user) in [("twin-1", "usr_0123456789ab_first"), ("twin-2", "usr_0123456789ab_second")] {
+        let answer = r.app.post_segment(&track(id, "trial_started", user, json!({"plan": "pro"}))).await;
+        assert_eq!(answer.body["status"], "queued");
+    }
+    r.run().await;
+    assert_eq!(r.mavera.persona_names().len(), 2, "{:?}", r.mavera.persona_names());
+    for id in ["twin-1", "twin-2"] {
+        let result = r.record(&format!("segment#{id}#segment-trial-started")).await.result.unwrap();
+        assert!(result.get("already_existed").is_none(), "{result}");
+    }
 }

@@ -3,13 +3,13 @@
 //! summary. All logic is in `shared::cio_sync`; this file wires.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
 use shared::cio_sync::{self, RunFailed, RunRequest, STOP_MARGIN, Settings};
-use shared::config::AwsResources;
+use shared::config::{self, AwsResources, vars};
 use shared::queue::SqsQueue;
 use shared::startup::{ColdStart, cold_start};
 use shared::store::DynamoStore;
@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    let ColdStart { sdk, vars, triggers } = cold_start().await?;
+    let ColdStart { sdk, vars, triggers } = cold_start(&shared::config::vars::API_KEYS_SECRET_KEYS).await?;
     let settings = Settings::from_vars(&vars, triggers.for_cio_sync())?;
 
     let AwsResources { table, queue_url } = settings.resources.clone();
@@ -28,9 +28,11 @@ async fn main() -> Result<(), Fatal> {
     let sync = cio_sync::build(settings, store, queue)?;
 
     let sync = &sync;
+    // The template's 600 s, for when the runtime gives no usable deadline (cargo lambda watch).
+    let timeout = Duration::from_secs(config::number(&vars, vars::FUNCTION_TIMEOUT_SECS, 600)?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let request = RunRequest::from_payload(&event.payload)?;
-        let end = deadline_from(event.context.deadline());
+        let end = deadline_from(event.context.deadline(), timeout);
         // Stop early enough to write the checkpoint and queue what is ready.
         let stop = end.checked_sub(STOP_MARGIN).filter(|s| *s > Instant::now()).unwrap_or_else(|| {
             tracing::warn!(

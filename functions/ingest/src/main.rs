@@ -12,7 +12,7 @@ use shared::telemetry::{Fatal, Metrics};
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    let ColdStart { sdk, vars, triggers } = cold_start().await?;
+    let ColdStart { sdk, vars, triggers } = cold_start(&shared::config::vars::SIGNING_SECRET_KEYS).await?;
     let settings = Settings::from_vars(&vars, Arc::new(triggers.rules))?;
     let resources = AwsResources::from_vars(&vars)?;
 

@@ -13,7 +13,7 @@ use shared::worker::{self, Mavera, Settings, sqs};
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    let ColdStart { sdk, vars, triggers } = cold_start().await?;
+    let ColdStart { sdk, vars, triggers } = cold_start(&shared::config::vars::API_KEYS_SECRET_KEYS).await?;
     let table = config::required(&vars, vars::EVENTS_TABLE, "set it to the events table's name (template.yaml does)")?;
     let settings = Settings::from_vars(&vars, triggers.for_worker())?;
     let (rules, dry_run) = (settings.triggers.rules.len(), matches!(settings.mavera, Mavera::DryRun { .. }));
@@ -30,9 +30,12 @@ async fn main() -> Result<(), Fatal> {
         tracing::warn!("DRY_RUN=true: requests are recorded in the events table, never sent to Mavera");
     }
     tracing::info!(rules, dry_run, "worker ready");
+    // For when the runtime gives no usable deadline (cargo lambda watch).
+    let timeout = config::number(&vars, vars::FUNCTION_TIMEOUT_SECS, sqs::DEFAULT_FUNCTION_TIMEOUT.as_secs())?;
+    let timeout = std::time::Duration::from_secs(timeout);
     let (worker, metrics) = (&worker, &Metrics::from_env("worker"));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let deadline = sqs::deadline_from(event.context.deadline());
+        let deadline = sqs::deadline_from(event.context.deadline(), timeout);
         Ok::<SqsBatchResponse, Error>(sqs::handle_batch(worker, event.payload, deadline, metrics).await)
     }))
     .await

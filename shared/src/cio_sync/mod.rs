@@ -104,6 +104,8 @@ pub enum SyncError {
     Queue(#[from] QueueError),
     #[error("the metrics window cannot be asked for: {0}")]
     Window(#[from] WindowError),
+    #[error("job {0} is being queued by another run right now; the next run queues it if that one did not")]
+    InFlight(crate::domain::JobKey),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,8 +181,11 @@ impl CioSync {
         let body = message.to_body()?;
         let token = uuid::Uuid::new_v4().to_string();
         let claim = self.claims.claim(&NewJob { key: &message.key, rule: &message.rule, token: &token, now }).await?;
-        if let Claim::Duplicate(status) = claim {
-            return Ok(Enqueued::AlreadyQueued(status));
+        match claim {
+            Claim::Claimed => {}
+            Claim::Duplicate(status) => return Ok(Enqueued::AlreadyQueued(status)),
+            // Not sent yet as far as we know: counting it as queued could lose it.
+            Claim::InFlight => return Err(SyncError::InFlight(message.key.clone())),
         }
         if let Err(send) = self.queue.send(body).await {
             if let Err(release) = self.claims.release_claim(&message.key, &token).await {

@@ -11,7 +11,7 @@ pub struct EventId(String);
 /// enough to keep table keys small.
 pub const MAX_EVENT_ID_LEN: usize = 256;
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum EventIdError {
     #[error("the event id is empty")]
     Empty,

@@ -1,6 +1,6 @@
 use std::fmt;
 
-use super::truncate_chars;
+use super::{JobKey, truncate_chars};
 
 /// A persona's name as Mavera accepts it: at most [`PersonaName::MAX_CHARS`] characters.
 /// Names are rendered from templates and event fields, so a longer text is cut rather than
@@ -18,6 +18,19 @@ impl PersonaName {
         let keep = truncate_chars(&name, Self::MAX_CHARS).len();
         name.truncate(keep);
         PersonaName(name)
+    }
+
+    /// The name of the persona job `job` creates: the rendered text, cut to fit, then a tag
+    /// derived from the job's key (` #` and 8 hex digits). Two jobs never share a name, so
+    /// Mavera's "this name exists" answer can only mean that this job's own earlier call went
+    /// through (a call repeated after a crash or a timeout), never that another user got there
+    /// first and this one silently gets no persona.
+    pub fn for_job(text: &str, job: &JobKey) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(job.as_str().as_bytes());
+        let tag = format!(" #{}", hex::encode(&digest[..4]));
+        let text = truncate_chars(text.trim_end(), Self::MAX_CHARS - tag.chars().count());
+        PersonaName(format!("{}{tag}", text.trim_end()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -38,6 +51,22 @@ impl fmt::Display for PersonaName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_job_names_its_persona_apart() {
+        let one = JobKey::from_stored("segment#m1#segment-trial-started");
+        let two = JobKey::from_stored("segment#m2#segment-trial-started");
+        let name = PersonaName::for_job("Segment RT: Trial User — usr_k8m2n", &one);
+        assert!(name.as_str().starts_with("Segment RT: Trial User — usr_k8m2n #"), "{name}");
+        assert_eq!(name.as_str().len(), "Segment RT: Trial User — usr_k8m2n #".len() + 8);
+        assert_eq!(name, PersonaName::for_job("Segment RT: Trial User — usr_k8m2n", &one), "stable per job");
+        assert_ne!(name, PersonaName::for_job("Segment RT: Trial User — usr_k8m2n", &two));
+        // Two users whose ids share their first characters, and a name cut to the limit.
+        let long = "x".repeat(200);
+        let (a, b) = (PersonaName::for_job(&long, &one), PersonaName::for_job(&long, &two));
+        assert_eq!(a.as_str().chars().count(), PersonaName::MAX_CHARS);
+        assert_ne!(a, b, "the tag survives the cut");
+    }
 
     #[test]
     fn long_names_are_cut_to_mavera_s_limit_by_characters() {

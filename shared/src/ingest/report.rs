@@ -8,6 +8,8 @@ pub enum Status {
     Queued,
     Duplicate,
     Ignored,
+    /// An event of a batch that could not be accepted; `error` says why.
+    Rejected,
 }
 
 impl Status {
@@ -16,11 +18,12 @@ impl Status {
             Status::Queued => "queued",
             Status::Duplicate => "duplicate",
             Status::Ignored => "ignored",
+            Status::Rejected => "rejected",
         }
     }
 
     /// The overall status of several: queued if anything was, else duplicate if anything
-    /// was, else ignored.
+    /// was, else ignored (a rejected event counts only in its own report).
     fn combine(statuses: impl Iterator<Item = Status>) -> Status {
         statuses.fold(Status::Ignored, |acc, s| match (acc, s) {
             (Status::Queued, _) | (_, Status::Queued) => Status::Queued,
@@ -45,15 +48,48 @@ pub struct EventReport {
     /// Why nothing was queued, for ignored events.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Where a rejected event is in its batch (it may have no readable id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// Why a rejected event was not accepted: the same code and message a request with only
+    /// this event would have been refused with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<EventError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventError {
+    pub code: &'static str,
+    pub message: String,
 }
 
 impl EventReport {
     pub(super) fn new(event_id: &str) -> Self {
-        EventReport { status: Status::Ignored, event_id: event_id.to_owned(), jobs: Vec::new(), reason: None }
+        EventReport {
+            status: Status::Ignored,
+            event_id: event_id.to_owned(),
+            jobs: Vec::new(),
+            reason: None,
+            index: None,
+            error: None,
+        }
+    }
+
+    pub(super) fn rejected(event_id: Option<String>, index: usize, code: &'static str, message: String) -> Self {
+        EventReport {
+            status: Status::Rejected,
+            event_id: event_id.unwrap_or_default(),
+            jobs: Vec::new(),
+            reason: None,
+            index: Some(index),
+            error: Some(EventError { code, message }),
+        }
     }
 
     pub(super) fn settle(&mut self) {
-        self.status = Status::combine(self.jobs.iter().map(|j| j.status));
+        if self.status != Status::Rejected {
+            self.status = Status::combine(self.jobs.iter().map(|j| j.status));
+        }
     }
 }
 

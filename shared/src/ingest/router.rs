@@ -2,41 +2,54 @@
 //! and `relay serve` to `axum::serve`, so both share every line of request handling.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use super::{ApiError, Ingest, Report};
+use super::{Accepted, ApiError, Ingest, source_ip};
 use crate::domain::Source;
 use crate::telemetry::{Metric, Metrics};
 
 /// Larger bodies get 413. Segment events are at most 32 KB; a 1 MiB batch holds hundreds.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// A body that has not arrived by then gets 408 (under Lambda it has always arrived).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Clone)]
 struct AppState {
     ingest: Arc<Ingest>,
     metrics: Metrics,
+    body_timeout: Duration,
 }
 
 pub fn router(ingest: Arc<Ingest>, metrics: Metrics) -> Router {
+    router_with_body_timeout(ingest, metrics, BODY_TIMEOUT)
+}
+
+/// The router, giving a request's body `body_timeout` to arrive (`relay serve
+/// --request-timeout`).
+pub fn router_with_body_timeout(ingest: Arc<Ingest>, metrics: Metrics, body_timeout: Duration) -> Router {
     Router::new()
         .route("/webhooks/{source}", post(webhook))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(AppState { ingest, metrics })
+        .with_state(AppState { ingest, metrics, body_timeout })
 }
 
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({"status": "ok", "rules": state.ingest.rules().len()}))
+    let sources: serde_json::Map<String, serde_json::Value> =
+        state.ingest.source_states().into_iter().map(|(source, s)| (source.as_str().to_owned(), json!(s))).collect();
+    Json(json!({"status": "ok", "rules": state.ingest.rules().len(), "sources": sources}))
 }
 
 async fn not_found() -> Response {
@@ -44,22 +57,25 @@ async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
 
-async fn webhook(
-    State(state): State<AppState>,
-    Path(source): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn webhook(State(state): State<AppState>, Path(source): Path<String>, request: Request) -> Response {
     let source_name = source.clone();
     let mut counts = state.metrics.counts();
-    let result = accept(&state.ingest, &source, &headers, body).await;
+    let result = accept(&state, &source, request).await;
     match result {
-        Ok(report) => {
+        Ok(Accepted { report, signed_age_secs }) => {
+            if let Some(age) = signed_age_secs {
+                counts.observe(Metric::SignedAge, age.max(0) as f64);
+            }
             for event in report.events() {
                 counts.add(Metric::Received, 1);
+                if let Some(error) = &event.error {
+                    counts.add_rejected(error.code);
+                    tracing::warn!(source = %source_name, event_id = %event.event_id, index = event.index, outcome = "rejected", code = error.code, reason = %error.message, "event of a batch rejected; the others go on");
+                    continue;
+                }
                 if event.jobs.is_empty() {
                     counts.add(Metric::Ignored, 1);
-                    tracing::info!(source = %source_name, event_id = %event.event_id, outcome = "ignored", reason = event.reason.as_deref().unwrap_or(""), "event ignored");
+                    tracing::info!(source = %source_name, event_id = %event.event_id, outcome = "ignored", reason = event.reason.as_deref().unwrap_or(""), signed_age_secs, "event ignored");
                 }
                 for job in &event.jobs {
                     let (metric, message) = match job.status {
@@ -67,7 +83,7 @@ async fn webhook(
                         _ => (Metric::Duplicate, "already received (a sender retry); not queued again"),
                     };
                     counts.add(metric, 1);
-                    tracing::info!(source = %source_name, event_id = %event.event_id, rule = %job.rule, outcome = job.status.as_str(), "{message}");
+                    tracing::info!(source = %source_name, event_id = %event.event_id, rule = %job.rule, outcome = job.status.as_str(), signed_age_secs, "{message}");
                 }
             }
             counts.flush();
@@ -84,21 +100,25 @@ async fn webhook(
     }
 }
 
-async fn accept(
-    ingest: &Ingest,
-    source: &str,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Report, ApiError> {
+/// Headers first (source, sender's address, signature headers, content type), then the
+/// body within its size and time limits, then verification and the rest.
+async fn accept(state: &AppState, source: &str, request: Request) -> Result<Accepted, ApiError> {
     let source = Source::parse(source).map_err(ApiError::UnknownSource)?;
-    let body = body.map_err(|rejection| match rejection {
-        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
-            ApiError::TooLarge { limit: MAX_BODY_BYTES }
-        }
-        other => ApiError::Body(axum::Error::new(other)),
-    })?;
-    check_json(headers)?;
-    ingest.handle(source, headers, &body).await
+    let (parts, body) = request.into_parts();
+    state.ingest.admit(source, &parts.headers, source_ip(&parts.extensions))?;
+    check_json(&parts.headers)?;
+    let headers = parts.headers.clone();
+    let read = Bytes::from_request(Request::from_parts(parts, body), state);
+    let body = tokio::time::timeout(state.body_timeout, read)
+        .await
+        .map_err(|_| ApiError::BodyTimeout { secs: state.body_timeout.as_secs() })?
+        .map_err(|rejection| match rejection {
+            BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+                ApiError::TooLarge { limit: MAX_BODY_BYTES }
+            }
+            other => ApiError::Body(axum::Error::new(other)),
+        })?;
+    state.ingest.handle(source, &headers, &body).await
 }
 
 /// `application/json`, with parameters, or any `+json` type.

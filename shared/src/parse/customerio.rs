@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::{Map, Value, value::RawValue};
 
-use super::{Envelope, ParseError, RawFields, id_from, object_of};
+use super::{Envelope, ParseError, RawFields, check_object, id_from, object_of};
 use crate::domain::{Event, Source};
 
 #[derive(Debug, Deserialize)]
@@ -38,35 +38,43 @@ pub(super) fn envelope(body: &[u8]) -> Result<Envelope<'_>, ParseError> {
         (_, Some(t)) if !t.is_empty() => t,
         _ => return Err(ParseError::MissingName { fields: "`metric` nor `event_type`", index: None }),
     };
-    Ok(Envelope { source: Source::CustomerIo, id, name, index: None, raw: RawFields::CustomerIo(raw) })
+    check_object(raw.data, "data", None)?;
+    // The signed `X-CIO-Timestamp` dates a Customer.io request; the body's time is not needed.
+    Ok(Envelope { source: Source::CustomerIo, id, name, index: None, sent_at: None, raw: RawFields::CustomerIo(raw) })
 }
 
 pub(super) fn to_event(env: &Envelope<'_>, raw: &Raw<'_>) -> Result<Event, ParseError> {
     let fields_err = |source| ParseError::Fields { index: None, source };
     let data = object_of(raw.data).map_err(fields_err)?.unwrap_or_default();
 
+    // `data` first: the top-level `metric`, `object_type` and `timestamp` (what the rule
+    // matched on) win over keys of the same name inside `data`.
     let mut fields = Map::new();
-    fields.insert("metric".into(), Value::String(env.name.clone().into_owned()));
     // `cio_subscription_preferences_changed` spells it `object_type_type` in the spec.
-    let object_type = raw.object_type.as_deref().or_else(|| data.get("object_type_type").and_then(Value::as_str));
+    let object_type = raw
+        .object_type
+        .as_deref()
+        .map(str::to_owned)
+        .or_else(|| data.get("object_type_type").and_then(Value::as_str).map(str::to_owned));
+    fields.extend(data);
+    fields.insert("metric".into(), Value::String(env.name.clone().into_owned()));
     if let Some(object_type) = object_type {
-        fields.insert("object_type".into(), Value::String(object_type.to_owned()));
+        fields.insert("object_type".into(), Value::String(object_type));
     }
     if let Some(ts) = raw.timestamp {
         fields.insert("timestamp".into(), serde_json::from_str(ts.get()).map_err(fields_err)?);
     }
-    fields.extend(data);
 
     // `identifiers.id` is current; `customer_id` is deprecated and blank for deleted people.
     let identifiers = fields.get("identifiers").and_then(Value::as_object);
     let user_id = identifiers
         .and_then(|ids| ids.get("id"))
         .and_then(|v| match v {
-            Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
+            Value::String(s) => super::canonical_id(s),
+            Value::Number(n) => Some(super::canonical_number_id(&n.to_string())),
             _ => None,
         })
-        .or_else(|| fields.get("customer_id").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned));
+        .or_else(|| fields.get("customer_id").and_then(Value::as_str).and_then(super::canonical_id));
     if let Some(user) = &user_id {
         fields.insert("user_id".into(), Value::String(user.clone()));
     }
@@ -111,6 +119,16 @@ mod tests {
     }
 
     #[test]
+    fn the_top_level_metric_wins_over_data_and_ids_are_canonical() {
+        let e = event(
+            r#"{"metric":"bounced","event_id":"e1","object_type":"email","data":{"metric":"sent","object_type":"sms","identifiers":{"id":42.0}}}"#,
+        );
+        assert_eq!(e.fields["metric"], json!("bounced"));
+        assert_eq!(e.fields["object_type"], json!("email"));
+        assert_eq!(e.user_id.as_deref(), Some("42"));
+    }
+
+    #[test]
     fn event_type_stands_in_for_metric() {
         let e = event(r#"{"event_type":"unsubscribed","event_id":"e1","data":{}}"#);
         assert_eq!(e.name, "unsubscribed");
@@ -135,7 +153,9 @@ mod tests {
             ParseError::NotAnObject { .. }
         ));
         assert!(matches!(parse(Source::CustomerIo, b"{").unwrap_err(), ParseError::Json(_)));
-        let env = parse(Source::CustomerIo, br#"{"metric":"sent","event_id":"e","data":[1]}"#).unwrap();
-        assert!(matches!(env[0].to_event(), Err(ParseError::Fields { .. })));
+        let err = parse(Source::CustomerIo, br#"{"metric":"sent","event_id":"e","data":[1]}"#).unwrap_err();
+        assert!(matches!(err, ParseError::WrongType { field: "data", .. }), "{err}");
+        let env = parse(Source::CustomerIo, br#"{"metric":"sent","event_id":"e","data":{"a":1,"a":2}}"#).unwrap();
+        assert!(matches!(env[0].to_event(), Err(ParseError::Fields { .. })), "duplicate keys");
     }
 }

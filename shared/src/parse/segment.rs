@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::{Map, Value, value::RawValue};
 
-use super::{Envelope, ParseError, RawFields, id_from, object_of, scalar_text};
+use super::{Envelope, ParseError, RawFields, check_object, check_scalar, id_from, object_of, scalar_text};
 use crate::domain::{Event, Source};
 
 #[derive(Debug, Deserialize)]
@@ -27,6 +27,12 @@ pub(super) struct Raw<'a> {
     traits: Option<&'a RawValue>,
     #[serde(borrow, default)]
     context: Option<&'a RawValue>,
+    #[serde(rename = "receivedAt", borrow, default)]
+    received_at: Option<&'a RawValue>,
+    #[serde(rename = "sentAt", borrow, default)]
+    sent_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    timestamp: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -37,7 +43,9 @@ struct Context<'a> {
 
 const ID_HINT: &str = " (map `messageId` in the Segment destination's mapping)";
 
-pub(super) fn envelopes(body: &[u8]) -> Result<Vec<Envelope<'_>>, ParseError> {
+/// The events of a body: one object, or an array whose elements are read one by one, so a
+/// bad element spoils only itself. `Err` is a body that holds no events at all.
+pub(super) fn batch(body: &[u8]) -> Result<Vec<Result<Envelope<'_>, ParseError>>, ParseError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     match first {
         Some(b'[') => {
@@ -45,7 +53,7 @@ pub(super) fn envelopes(body: &[u8]) -> Result<Vec<Envelope<'_>>, ParseError> {
             if items.is_empty() {
                 return Err(ParseError::EmptyBatch);
             }
-            items
+            Ok(items
                 .into_iter()
                 .enumerate()
                 .map(|(i, item)| {
@@ -56,11 +64,11 @@ pub(super) fn envelopes(body: &[u8]) -> Result<Vec<Envelope<'_>>, ParseError> {
                         .map_err(|source| ParseError::Fields { index: Some(i), source })?;
                     envelope(raw, Some(i))
                 })
-                .collect()
+                .collect())
         }
         Some(b'{') => {
             let raw: Raw<'_> = serde_json::from_slice(body).map_err(ParseError::Json)?;
-            Ok(vec![envelope(raw, None)?])
+            Ok(vec![envelope(raw, None)])
         }
         _ => {
             // Let serde say what is wrong with it if it is not JSON at all.
@@ -78,7 +86,34 @@ fn envelope(mut raw: Raw<'_>, index: Option<usize>) -> Result<Envelope<'_>, Pars
         (_, Some(k)) if !k.is_empty() => k.clone(),
         _ => return Err(ParseError::MissingName { fields: "`event` nor `type`", index }),
     };
-    Ok(Envelope { source: Source::Segment, id, name, index, raw: RawFields::Segment(raw) })
+    for (value, field) in [(raw.properties, "properties"), (raw.traits, "traits"), (raw.context, "context")] {
+        check_object(value, field, index)?;
+    }
+    for (value, field) in [(raw.user_id, "userId"), (raw.anonymous_id, "anonymousId")] {
+        check_scalar(value, field, index)?;
+    }
+    // When Segment got it (its own clock) is the best bound on when it was first delivered;
+    // the sender's `sentAt` and the event's `timestamp` stand in when a mapping drops it.
+    let mut dates = Vec::with_capacity(3);
+    for (value, field) in [(raw.received_at, "receivedAt"), (raw.sent_at, "sentAt"), (raw.timestamp, "timestamp")] {
+        dates.push(rfc3339(value, field, index)?);
+    }
+    let sent_at = dates.into_iter().flatten().next();
+    Ok(Envelope { source: Source::Segment, id, name, index, sent_at, raw: RawFields::Segment(raw) })
+}
+
+/// An RFC 3339 time in a JSON string, as Segment writes its dates; absent or null is none,
+/// anything else an error naming the field.
+fn rfc3339(
+    raw: Option<&RawValue>,
+    field: &'static str,
+    index: Option<usize>,
+) -> Result<Option<std::time::SystemTime>, ParseError> {
+    let Some(raw) = raw.filter(|r| r.get() != "null") else { return Ok(None) };
+    let wrong = || ParseError::WrongType { field, expected: "an RFC 3339 time, like 2026-11-23T19:11:01.266Z", index };
+    let text: Cow<'_, str> = serde_json::from_str(raw.get()).map_err(|_| wrong())?;
+    let at = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).map_err(|_| wrong())?;
+    Ok(Some(at.into()))
 }
 
 pub(super) fn to_event(env: &Envelope<'_>, raw: &Raw<'_>) -> Result<Event, ParseError> {
@@ -189,15 +224,41 @@ mod tests {
 
     #[test]
     fn fields_that_are_not_objects_are_reported() {
-        let envs =
-            parse(Source::Segment, br#"{"type":"track","event":"a","messageId":"1","properties":"oops"}"#).unwrap();
-        assert!(matches!(envs[0].to_event(), Err(ParseError::Fields { .. })));
+        let err =
+            parse(Source::Segment, br#"{"type":"track","event":"a","messageId":"1","properties":"oops"}"#).unwrap_err();
+        assert!(matches!(err, ParseError::WrongType { field: "properties", .. }), "{err}");
+        for (body, field) in [
+            (r#"{"type":"track","event":"a","messageId":"1","userId":{"id":1}}"#, "userId"),
+            (r#"{"type":"track","event":"a","messageId":"1","receivedAt":1700000000}"#, "receivedAt"),
+            (r#"{"type":"track","event":"a","messageId":"1","sentAt":"yesterday"}"#, "sentAt"),
+        ] {
+            let err = parse(Source::Segment, body.as_bytes()).unwrap_err();
+            assert!(matches!(err, ParseError::WrongType { field: f, .. } if f == field), "{field}: {err}");
+        }
+        let envs = parse(
+            Source::Segment,
+            br#"{"type":"track","event":"a","messageId":"1","properties":{"plan":"free","plan":"pro"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(envs[0].to_event(), Err(ParseError::Fields { .. })), "duplicate keys");
     }
 
     #[test]
     fn numeric_user_ids_become_text() {
         let e = one(r#"{"type":"track","event":"x","messageId":"m","userId":42}"#);
         assert_eq!(e.user_id.as_deref(), Some("42"));
+    }
+
+    #[test]
+    fn one_user_id_has_one_spelling() {
+        // Observed: `42`, `42.0` and `4.2e1` passed once_per_user as three users.
+        for user in ["42", "42.0", "4.2e1", "\"42\"", "\" 42\""] {
+            let e = one(&format!(
+                r#"{{"type":"track","event":"x","messageId":"m","userId":{user},"properties":{{"user_id":"other"}}}}"#
+            ));
+            assert_eq!(e.user_id.as_deref(), Some("42"), "{user}");
+            assert_eq!(e.fields["user_id"], json!("42"), "the relay's user_id wins over a property: {user}");
+        }
     }
 
     #[test]

@@ -56,10 +56,12 @@ impl Action {
                 let mut extra = Map::new();
                 if let Some(field) = &p.context_field {
                     let mut context = Map::new();
-                    context.insert("trigger_event".into(), Value::String(event.name.clone()));
                     for (k, v) in event.scalar_fields() {
                         context.insert(k.to_owned(), v.clone());
                     }
+                    // The relay's own field, written last: an event property of the same
+                    // name cannot pass for it.
+                    context.insert("trigger_event".into(), Value::String(event.name.clone()));
                     extra.insert(field.clone(), Value::Object(context));
                 }
                 extra.extend(render_entries(&p.extra, event));

@@ -196,6 +196,15 @@ mod tests {
     }
 
     #[test]
+    fn an_event_property_cannot_pass_for_the_relays_own_fields() {
+        let rules = crate::triggers::Triggers::embedded().unwrap().rules;
+        let e = event(Source::Segment, "trial_started", json!({"user_id": "u1", "trigger_event": "plan_upgraded"}));
+        let rule = rules.matching(&e).next().unwrap();
+        let MaveraRequest::CreatePersona(p) = rule.action.render(&e) else { panic!("persona expected") };
+        assert_eq!(p.extra["psychographic"]["trigger_event"], "trial_started");
+    }
+
+    #[test]
     fn plan_upgraded_renders_the_seed_prompt() {
         let rules = shipped();
         let e = event(Source::Segment, "plan_upgraded", json!({"previous_plan": "basic", "new_plan": "pro"}));

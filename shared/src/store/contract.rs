@@ -225,8 +225,13 @@ async fn claims_are_exclusive(store: impl Store) {
     assert_eq!(store.claim(&NewJob { key: &k, rule: &r, token: "a", now }).await.unwrap(), Claim::Claimed);
     assert_eq!(
         store.claim(&NewJob { key: &k, rule: &r, token: "b", now }).await.unwrap(),
-        Claim::Duplicate(JobStatus::Claimed),
-        "a live claim makes later deliveries duplicates"
+        Claim::InFlight,
+        "a live claim that may not be sent yet is not a duplicate: the later delivery must retry"
+    );
+    assert_eq!(
+        store.claim(&NewJob { key: &k, rule: &r, token: "a", now }).await.unwrap(),
+        Claim::Claimed,
+        "the holder's own claim, seen again (a retried write that had been applied), is still its own"
     );
 }
 
@@ -245,13 +250,21 @@ async fn only_the_holder_releases_a_claim(store: impl Store) {
     let (k, r, now) = (key("release"), rule(), SystemTime::now());
     store.claim(&NewJob { key: &k, rule: &r, token: "a", now }).await.unwrap();
     store.release_claim(&k, "someone-else").await.unwrap();
-    assert_eq!(
-        store.claim(&NewJob { key: &k, rule: &r, token: "b", now }).await.unwrap(),
-        Claim::Duplicate(JobStatus::Claimed)
-    );
+    assert_eq!(store.claim(&NewJob { key: &k, rule: &r, token: "b", now }).await.unwrap(), Claim::InFlight);
     store.release_claim(&k, "a").await.unwrap();
     assert!(store.get(&k).await.unwrap().is_none(), "a released claim leaves no record");
     assert_eq!(store.claim(&NewJob { key: &k, rule: &r, token: "b", now }).await.unwrap(), Claim::Claimed);
+
+    store.seal_claim(&k, "someone-else").await.unwrap();
+    assert_eq!(store.get(&k).await.unwrap().unwrap().status, JobStatus::Claimed, "only the holder seals");
+    store.seal_claim(&k, "b").await.unwrap();
+    store.seal_claim(&k, "b").await.expect("sealing twice is sealing once");
+    let later = now + CLAIM_LEASE + Duration::from_secs(1);
+    assert_eq!(
+        store.claim(&NewJob { key: &k, rule: &r, token: "c", now: later }).await.unwrap(),
+        Claim::Duplicate(JobStatus::Done),
+        "a sealed claim is never taken over"
+    );
 }
 
 async fn an_expired_record_counts_as_absent(store: impl Store) {
@@ -275,6 +288,11 @@ async fn a_worker_runs_a_claimed_job_under_a_lease(store: impl Store) {
     assert_eq!(store.start(&k, &r, &lease("w1", until), now).await.unwrap(), Start::Started { attempt: 1 });
     let rec = store.get(&k).await.unwrap().unwrap();
     assert_eq!((rec.status, rec.attempts), (JobStatus::Running, 1));
+    assert_eq!(
+        store.start(&k, &r, &lease("w1", until), now).await.unwrap(),
+        Start::Started { attempt: 1 },
+        "the lease holder's own start, seen again (a retried write that had been applied), is still its own"
+    );
     assert_eq!(
         store.start(&k, &r, &lease("w2", until), now).await.unwrap(),
         Start::Busy,
@@ -302,6 +320,7 @@ async fn finished_jobs_are_never_started_again(store: impl Store) {
         store.claim(&NewJob { key: &k, rule: &r, token: "a", now }).await.unwrap();
         store.start(&k, &r, &lease("w", now + Duration::from_secs(60)), now).await.unwrap();
         store.finish(&k, "w", &outcome, &["note one".into()], now).await.unwrap();
+        store.finish(&k, "w", &outcome, &[], now).await.expect("a repeated finish by the same owner is its own");
         let rec = store.get(&k).await.unwrap().unwrap();
         assert_eq!(rec.status, outcome.status());
         assert_eq!(rec.notes, vec!["note one".to_owned()]);
@@ -339,6 +358,7 @@ async fn released_jobs_run_again(store: impl Store) {
     store.claim(&NewJob { key: &k, rule: &r, token: "a", now }).await.unwrap();
     store.start(&k, &r, &lease("w1", now + Duration::from_secs(60)), now).await.unwrap();
     store.release(&k, "w1", "Mavera answered 503", now).await.unwrap();
+    store.release(&k, "w1", "Mavera answered 503", now).await.expect("a repeated release by the same owner is its own");
     let rec = store.get(&k).await.unwrap().unwrap();
     assert_eq!(rec.status, JobStatus::Retrying);
     assert_eq!(rec.error.as_deref(), Some("Mavera answered 503"));

@@ -140,13 +140,50 @@ impl DynamoStore {
         Ok(out.item)
     }
 
-    /// The status of the record that made a condition fail: from the exception when the
-    /// server returns the old item, else by reading it.
-    async fn status_after_conflict(&self, key: &str, old: Option<&Item>) -> Result<Option<JobStatus>, StoreError> {
+    /// The record that made a condition fail: from the exception when the server returns
+    /// the old item, else by reading it.
+    async fn item_after_conflict(&self, key: &str, old: Option<&Item>) -> Result<Option<Item>, StoreError> {
         match old {
-            Some(item) => Ok(status_of(item)),
-            None => Ok(self.current(key).await?.as_ref().and_then(status_of)),
+            Some(item) => Ok(Some(item.clone())),
+            None => self.current(key).await,
         }
+    }
+
+    /// After a conditional update lost: whether the record already is what the update would
+    /// have made it under `holder` (the SDK retried a write that had been applied, and the
+    /// retry's condition failed against our own change).
+    async fn already_applied(
+        &self,
+        key: &JobKey,
+        old: Option<&Item>,
+        holder: &str,
+        status: JobStatus,
+    ) -> Result<bool, StoreError> {
+        let item = self.item_after_conflict(key.as_str(), old).await?;
+        Ok(item.is_some_and(|item| status_of(&item) == Some(status) && holder_of(&item) == Some(holder)))
+    }
+}
+
+fn holder_of(item: &Item) -> Option<&str> {
+    item.get("holder").and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn number_of(item: &Item, name: &str) -> Option<u64> {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+/// What a claim that lost its condition met: our own claim (a retried write that had been
+/// applied), another delivery's claim that may not be sent yet, or a job already sent.
+fn claim_conflict(item: Option<&Item>, token: &str) -> Claim {
+    let Some(item) = item else {
+        // Gone between the write and the read (released or expired): not sent, so not a
+        // duplicate; the sender's retry claims it.
+        return Claim::InFlight;
+    };
+    match status_of(item) {
+        Some(JobStatus::Claimed) if holder_of(item) == Some(token) => Claim::Claimed,
+        Some(JobStatus::Claimed) | None => Claim::InFlight,
+        Some(status) => Claim::Duplicate(status),
     }
 }
 
@@ -180,11 +217,35 @@ impl ClaimStore for DynamoStore {
         match result {
             Ok(_) => Ok(Claim::Claimed),
             Err(ref e) if let Some(old) = lost(e) => {
-                let status = self.status_after_conflict(job.key.as_str(), old).await?;
-                Ok(Claim::Duplicate(status.unwrap_or(JobStatus::Claimed)))
+                let item = self.item_after_conflict(job.key.as_str(), old).await?;
+                Ok(claim_conflict(item.as_ref(), job.token))
             }
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    async fn seal_claim(&self, key: &JobKey, token: &str) -> Result<(), StoreError> {
+        // A whole-item put, not an update: ingest's role allows puts, deletes and reads only.
+        let now = std::time::SystemTime::now();
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY_ATTRIBUTE, s(key.as_str()))
+            .item("status", s(JobStatus::Done.as_str()))
+            .item("holder", s(token))
+            .item("lease_until", n(0))
+            .item("attempts", n(0))
+            .item("updated_at", s(rfc3339(now)))
+            .item(TTL_ATTRIBUTE, expires(now))
+            .condition_expression("#status = :claimed AND holder = :token")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":claimed", s(JobStatus::Claimed.as_str()))
+            .expression_attribute_values(":token", s(token))
+            .send()
+            .await;
+        // Not applied: sealed already (a retried write), or no longer ours.
+        applied(result).map(|_| ())
     }
 
     async fn release_claim(&self, key: &JobKey, token: &str) -> Result<(), StoreError> {
@@ -252,10 +313,19 @@ impl JobStore for DynamoStore {
                     .unwrap_or(1);
                 Ok(Start::Started { attempt })
             }
-            Err(ref e) if let Some(old) = lost(e) => match self.status_after_conflict(key.as_str(), old).await? {
-                Some(status) if status.is_final() => Ok(Start::Finished(status)),
-                _ => Ok(Start::Busy),
-            },
+            Err(ref e) if let Some(old) = lost(e) => {
+                let item = self.item_after_conflict(key.as_str(), old).await?;
+                let status = item.as_ref().and_then(status_of);
+                match status {
+                    Some(status) if status.is_final() => Ok(Start::Finished(status)),
+                    // Our own lease: the SDK retried an update that had been applied.
+                    Some(JobStatus::Running) if item.as_ref().and_then(holder_of) == Some(lease.owner.as_str()) => {
+                        let attempt = item.as_ref().and_then(|i| number_of(i, "attempts")).unwrap_or(1) as u32;
+                        Ok(Start::Started { attempt })
+                    }
+                    _ => Ok(Start::Busy),
+                }
+            }
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -294,9 +364,20 @@ impl JobStore for DynamoStore {
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":now_iso", s(rfc3339(now)))
             .expression_attribute_values(":exp", expires(now))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        if applied(result)? { Ok(()) } else { Err(StoreError::LeaseLost(key.clone())) }
+        match result {
+            Ok(_) => Ok(()),
+            Err(ref e) if let Some(old) = lost(e) => {
+                if self.already_applied(key, old, owner, outcome.status()).await? {
+                    Ok(())
+                } else {
+                    Err(StoreError::LeaseLost(key.clone()))
+                }
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     async fn release(&self, key: &JobKey, owner: &str, reason: &str, now: SystemTime) -> Result<(), StoreError> {
@@ -316,9 +397,20 @@ impl JobStore for DynamoStore {
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":now_iso", s(rfc3339(now)))
             .expression_attribute_values(":exp", expires(now))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        if applied(result)? { Ok(()) } else { Err(StoreError::LeaseLost(key.clone())) }
+        match result {
+            Ok(_) => Ok(()),
+            Err(ref e) if let Some(old) = lost(e) => {
+                if self.already_applied(key, old, owner, JobStatus::Retrying).await? {
+                    Ok(())
+                } else {
+                    Err(StoreError::LeaseLost(key.clone()))
+                }
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     async fn get(&self, key: &JobKey) -> Result<Option<JobRecord>, StoreError> {

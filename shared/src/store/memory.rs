@@ -165,9 +165,13 @@ impl ClaimStore for MemoryStore {
         self.update(|items| {
             let key = job.key.as_str();
             match live(items, key, job.now) {
-                Some(Item::Job(j)) if !(j.status == JobStatus::Claimed && j.lease_until_ms < now_ms) => {
-                    (Claim::Duplicate(j.status), vec![])
+                Some(Item::Job(j)) if j.status == JobStatus::Claimed && j.holder == job.token => {
+                    (Claim::Claimed, vec![])
                 }
+                Some(Item::Job(j)) if j.status == JobStatus::Claimed && j.lease_until_ms >= now_ms => {
+                    (Claim::InFlight, vec![])
+                }
+                Some(Item::Job(j)) if j.status != JobStatus::Claimed => (Claim::Duplicate(j.status), vec![]),
                 _ => {
                     let item = JobItem {
                         status: JobStatus::Claimed,
@@ -185,6 +189,17 @@ impl ClaimStore for MemoryStore {
                     (Claim::Claimed, vec![key.to_owned()])
                 }
             }
+        })
+    }
+
+    async fn seal_claim(&self, key: &JobKey, token: &str) -> Result<(), StoreError> {
+        self.update(|items| match items.get_mut(key.as_str()) {
+            Some(Item::Job(j)) if j.status == JobStatus::Claimed && j.holder == token => {
+                j.status = JobStatus::Done;
+                j.lease_until_ms = 0;
+                ((), vec![key.to_string()])
+            }
+            _ => ((), vec![]),
         })
     }
 
@@ -208,6 +223,9 @@ impl JobStore for MemoryStore {
             let (attempts, notes) = match live(items, k, now) {
                 Some(Item::Job(j)) => match j.status {
                     s if s.is_final() => return (Start::Finished(s), vec![]),
+                    JobStatus::Running if j.holder == lease.owner => {
+                        return (Start::Started { attempt: j.attempts }, vec![]);
+                    }
                     JobStatus::Running if j.lease_until_ms >= now_ms => return (Start::Busy, vec![]),
                     _ => (j.attempts, j.notes.clone()),
                 },
@@ -250,6 +268,8 @@ impl JobStore for MemoryStore {
                 }
                 (Ok(()), vec![key.to_string()])
             }
+            // Recorded already by this owner (the same call, repeated).
+            Some(Item::Job(j)) if j.status == outcome.status() && j.holder == owner => (Ok(()), vec![]),
             _ => (Err(StoreError::LeaseLost(key.clone())), vec![]),
         })?
     }
@@ -263,6 +283,7 @@ impl JobStore for MemoryStore {
                 j.expires_at = expires(now);
                 (Ok(()), vec![key.to_string()])
             }
+            Some(Item::Job(j)) if j.status == JobStatus::Retrying && j.holder == owner => (Ok(()), vec![]),
             _ => (Err(StoreError::LeaseLost(key.clone())), vec![]),
         })?
     }

@@ -35,15 +35,18 @@ use crate::domain::{JobKey, RuleName};
 /// How long every record lives.
 pub const RECORD_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
 
-/// How long an ingest claim holds before another delivery may take it over. Ingest either
-/// sends the job within its SDK timeouts (a few seconds) or deletes the claim; the lease
-/// only matters if the process dies in between.
-pub const CLAIM_LEASE: Duration = Duration::from_secs(30);
+/// How long an ingest claim holds before another delivery may take it over. Ingest answers
+/// every request within its request budget (3.5 s): by then it has sent the job or
+/// deleted the claim, unless the process died in between. A claim that outlives its lease is
+/// therefore sent or abandoned, and a later delivery takes it over and sends the job (again:
+/// the worker runs a job once however often it is queued).
+pub const CLAIM_LEASE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
-    /// Ingest holds it and is putting it on the queue (or has).
+    /// Ingest holds it and is putting it on the queue (or has, or died first: the lease
+    /// says which may still be the case).
     Claimed,
     /// A worker is calling Mavera under a lease.
     Running,
@@ -100,10 +103,17 @@ pub struct NewJob<'a> {
     pub now: SystemTime,
 }
 
-/// The answer to a claim: proceed, or someone already has this job.
+/// The answer to a claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
+    /// This delivery holds the job now (a new claim, a takeover of an expired one, or its own
+    /// claim seen again after a retried write): send it.
     Claimed,
+    /// Another delivery claimed the job under a live lease and may not have sent it yet. Not
+    /// a duplicate: acknowledging it could lose the event if that delivery fails. The sender
+    /// must retry; once the lease has expired the retry takes the claim over.
+    InFlight,
+    /// A worker has the job (it was sent), or it has ended.
     Duplicate(JobStatus),
 }
 
@@ -187,17 +197,22 @@ impl StoreError {
 #[async_trait]
 pub trait ClaimStore: Send + Sync {
     /// Records the job as `CLAIMED` unless a live record exists (an expired claim or an
-    /// expired record counts as absent).
+    /// expired record counts as absent). A live claim under the same token is this caller's
+    /// own (its write was applied, then retried), so the answer is `Claimed` again.
     async fn claim(&self, job: &NewJob<'_>) -> Result<Claim, StoreError>;
     /// Deletes this claim (only if it is still `CLAIMED` under `token`), so the sender's
     /// retry can claim the job again.
     async fn release_claim(&self, key: &JobKey, token: &str) -> Result<(), StoreError>;
+    /// Ends this claim as `DONE` (only if it is still `CLAIMED` under `token`): for a record
+    /// that is only a mark (a batch signature used once), so later claims are duplicates.
+    async fn seal_claim(&self, key: &JobKey, token: &str) -> Result<(), StoreError>;
 }
 
 #[async_trait]
 pub trait JobStore: Send + Sync {
     /// Moves the job to `RUNNING` under `lease` if it is claimed, retrying, running under
-    /// an expired lease, or absent (a redriven message whose record expired).
+    /// an expired lease, or absent (a redriven message whose record expired). A job already
+    /// `RUNNING` under `lease.owner` is this caller's own (a retried write that was applied).
     async fn start(&self, key: &JobKey, rule: &RuleName, lease: &Lease, now: SystemTime) -> Result<Start, StoreError>;
     /// Records how the job ended; fails with `LeaseLost` if `owner` no longer holds it.
     async fn finish(

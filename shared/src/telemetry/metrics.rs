@@ -45,6 +45,9 @@ pub enum Metric {
     Skipped,
     /// Mavera credits a finished job cost, per rule.
     Credits,
+    /// How long ago an accepted Customer.io request was signed, in seconds (a value): a
+    /// retry Customer.io held back shows as hours or days.
+    SignedAge,
     /// A result a destination took (2xx), per destination.
     Delivered,
     /// A delivery that ended `failed` (refused, credentials missing, or uncertain), per destination.
@@ -54,7 +57,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 13] = [
+    pub const ALL: [Metric; 14] = [
         Metric::Received,
         Metric::Rejected,
         Metric::Ignored,
@@ -65,6 +68,7 @@ impl Metric {
         Metric::Retried,
         Metric::Skipped,
         Metric::Credits,
+        Metric::SignedAge,
         Metric::Delivered,
         Metric::DeliveryFailed,
         Metric::DeliveryRetried,
@@ -82,6 +86,7 @@ impl Metric {
             Metric::Retried => "retried",
             Metric::Skipped => "skipped",
             Metric::Credits => "credits",
+            Metric::SignedAge => "signed_age",
             Metric::Delivered => "delivered",
             Metric::DeliveryFailed => "delivery_failed",
             Metric::DeliveryRetried => "delivery_retried",
@@ -91,6 +96,7 @@ impl Metric {
     fn unit(self) -> &'static str {
         match self {
             Metric::Credits => "None",
+            Metric::SignedAge => "Seconds",
             _ => "Count",
         }
     }
@@ -145,7 +151,7 @@ impl Metrics {
     }
 
     pub fn counts(&self) -> Counts {
-        Counts { target: self.target.clone(), plain: Vec::new(), broken_down: Vec::new() }
+        Counts { target: self.target.clone(), plain: Vec::new(), values: Vec::new(), broken_down: Vec::new() }
     }
 }
 
@@ -172,6 +178,8 @@ fn line_level(configured: Option<&str>) -> &'static str {
 pub struct Counts {
     target: Option<Target>,
     plain: Vec<(Metric, u64)>,
+    /// Measured values (not counts), e.g. [`Metric::SignedAge`].
+    values: Vec<(Metric, f64)>,
     /// (metric, the breakdown dimension's value, amount)
     broken_down: Vec<(Metric, String, f64)>,
 }
@@ -183,6 +191,14 @@ impl Counts {
         match self.plain.iter_mut().find(|(m, _)| *m == metric) {
             Some((_, c)) => *c += n,
             None => self.plain.push((metric, n)),
+        }
+    }
+
+    /// A measured value, e.g. [`Metric::SignedAge`]; a later one replaces it.
+    pub fn observe(&mut self, metric: Metric, value: f64) {
+        self.values.retain(|(m, _)| *m != metric);
+        if value.is_finite() {
+            self.values.push((metric, value));
         }
     }
 
@@ -238,10 +254,14 @@ impl Counts {
         let Some(target) = &self.target else { return Vec::new() };
         let base = [dimension::STAGE, dimension::FUNCTION];
         let mut docs = Vec::new();
-        if !self.plain.is_empty() {
-            let mut doc = target.document(now, &[&base], self.plain.iter().map(|(m, _)| *m));
+        if !self.plain.is_empty() || !self.values.is_empty() {
+            let declared = self.plain.iter().map(|(m, _)| *m).chain(self.values.iter().map(|(m, _)| *m));
+            let mut doc = target.document(now, &[&base], declared);
             for (m, c) in &self.plain {
                 doc.insert(m.name().into(), json!(c));
+            }
+            for (m, v) in &self.values {
+                doc.insert(m.name().into(), json!(v));
             }
             docs.push(Value::Object(doc));
         }
@@ -319,6 +339,19 @@ mod tests {
 
     fn metric_names(doc: &Value) -> Vec<Value> {
         doc["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].clone()).collect()
+    }
+
+    #[test]
+    fn a_measured_value_is_declared_with_its_unit() {
+        let mut c = Metrics::to_stdout("ingest", Some("prod"), None).counts();
+        c.add(Metric::Received, 1);
+        c.observe(Metric::SignedAge, 7200.0);
+        let docs = c.documents();
+        assert_eq!(docs[0]["signed_age"], 7200.0);
+        assert_eq!(
+            docs[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"][1],
+            json!({"Name": "signed_age", "Unit": "Seconds"})
+        );
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! Metrics are CloudWatch Embedded Metric Format lines on stdout, one per request or batch.
 
 mod metrics;
+mod safe_writer;
 
 pub use metrics::{Counts, Metric, Metrics, NAMESPACE, UNSET_STAGE, dimension};
+pub use safe_writer::{MIN_REDACTED_CHARS, SafeStdout, clean, redact};
 
 use std::fmt;
 
@@ -35,12 +37,20 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_new(level.to_ascii_lowercase()).unwrap_or_else(|_| EnvFilter::new("info"));
     let in_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    // Every line has the configured secrets replaced; text lines also have control
+    // characters escaped (JSON escapes them itself).
     let result = match (format, in_lambda) {
-        (LogFormat::Json, _) => {
-            builder.json().with_current_span(true).with_span_list(false).flatten_event(true).try_init()
+        (LogFormat::Json, _) => builder
+            .with_writer(SafeStdout { escape: false })
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .flatten_event(true)
+            .try_init(),
+        (LogFormat::Text, true) => {
+            builder.with_writer(SafeStdout { escape: true }).without_time().with_ansi(false).try_init()
         }
-        (LogFormat::Text, true) => builder.without_time().with_ansi(false).try_init(),
-        (LogFormat::Text, false) => builder.try_init(),
+        (LogFormat::Text, false) => builder.with_writer(SafeStdout { escape: true }).with_ansi(false).try_init(),
     };
     // Already installed (tests, or a second call): keep the first.
     let _ = result;

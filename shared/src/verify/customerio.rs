@@ -1,6 +1,14 @@
 //! Customer.io reporting webhooks: `X-CIO-Signature` is hex HMAC-SHA256 over
 //! `v0:{X-CIO-Timestamp}:{raw body}`, keyed with the webhook signing key. The timestamp is
-//! used exactly as received, and must lie within a tolerance of now (either direction).
+//! used exactly as received.
+//!
+//! How old a signed request may be follows Customer.io's retries, not a replay window:
+//! Customer.io does not say whether a retry is signed anew, and it retries a failing event
+//! (holding back every later one) for up to 7 days. So a request signed up to 7 days ago is
+//! accepted by default; a replay within that time finds its dedupe record (kept 8 days) and
+//! is a duplicate. The maximum age can be set lower (stricter); never above 7 days, as a
+//! replay must not outlive its record. A timestamp in the future is refused beyond a small
+//! clock skew.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,34 +19,41 @@ use super::{SigningSecrets, VerifyError, decode_hex, header};
 
 pub const SIGNATURE_HEADER: &str = "x-cio-signature";
 pub const TIMESTAMP_HEADER: &str = "x-cio-timestamp";
-pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+/// The default and the longest allowed maximum age: Customer.io's 7 days of retries.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How far ahead of our clock a timestamp may be (or the maximum age, if that is smaller).
+pub const MAX_FUTURE_SKEW: Duration = Duration::from_secs(300);
 type HmacSha256 = Hmac<Sha256>;
 
 #[derive(Clone)]
 pub struct CustomerIoVerifier {
     keyed: Vec<HmacSha256>,
-    tolerance: Duration,
+    max_age: Duration,
 }
 
 impl std::fmt::Debug for CustomerIoVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CustomerIoVerifier")
             .field("secrets", &format_args!("[REDACTED; {}]", self.keyed.len()))
-            .field("tolerance", &self.tolerance)
+            .field("max_age", &self.max_age)
             .finish()
     }
 }
 
 impl CustomerIoVerifier {
-    pub fn new(secrets: &SigningSecrets, tolerance: Duration) -> Self {
+    /// `max_age`: how old a signed request may be; at most [`DEFAULT_MAX_AGE`] (longer is
+    /// cut to it, as a replay must not outlive its dedupe record).
+    pub fn new(secrets: &SigningSecrets, max_age: Duration) -> Self {
         let keyed = secrets
             .iter_bytes()
             .map(|k| HmacSha256::new_from_slice(k).expect("HMAC accepts keys of any length"))
             .collect();
-        CustomerIoVerifier { keyed, tolerance }
+        CustomerIoVerifier { keyed, max_age: max_age.min(DEFAULT_MAX_AGE) }
     }
 
-    pub fn verify(&self, headers: &http::HeaderMap, body: &[u8], now: SystemTime) -> Result<(), VerifyError> {
+    /// Checks the signature, then the timestamp; `Ok` carries the request's age in seconds
+    /// (negative: its timestamp is ahead of our clock), for the log and the age metric.
+    pub fn verify(&self, headers: &http::HeaderMap, body: &[u8], now: SystemTime) -> Result<i64, VerifyError> {
         let timestamp = header(headers, TIMESTAMP_HEADER)?;
         let signature = decode_hex::<32>(header(headers, SIGNATURE_HEADER)?, SIGNATURE_HEADER)?;
         let sent_at: i64 = timestamp.parse().map_err(|_| VerifyError::MalformedTimestamp)?;
@@ -56,11 +71,15 @@ impl CustomerIoVerifier {
         }
         // Checked after the MAC, so an unsigned request learns nothing about our clock.
         let now_secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
-        let age = now_secs - sent_at;
-        if age.unsigned_abs() > self.tolerance.as_secs() {
-            return Err(VerifyError::StaleTimestamp { age_secs: age, tolerance_secs: self.tolerance.as_secs() });
+        let age = now_secs.saturating_sub(sent_at);
+        let skew = MAX_FUTURE_SKEW.min(self.max_age).as_secs();
+        if age > 0 && age.unsigned_abs() > self.max_age.as_secs() {
+            return Err(VerifyError::StaleTimestamp { age_secs: age, max_age_secs: self.max_age.as_secs() });
         }
-        Ok(())
+        if age < 0 && age.unsigned_abs() > skew {
+            return Err(VerifyError::FutureTimestamp { ahead_secs: age.unsigned_abs(), skew_secs: skew });
+        }
+        Ok(age)
     }
 }
 
@@ -87,7 +106,7 @@ mod tests {
     }
 
     fn verifier(secrets: &str) -> CustomerIoVerifier {
-        CustomerIoVerifier::new(&SigningSecrets::parse("CIO_WEBHOOK_SECRET", Some(secrets)).unwrap(), DEFAULT_TOLERANCE)
+        CustomerIoVerifier::new(&SigningSecrets::single("CIO_WEBHOOK_SECRET", secrets).unwrap(), DEFAULT_MAX_AGE)
     }
 
     fn headers(ts: &str, sig: &str) -> HeaderMap {
@@ -103,13 +122,13 @@ mod tests {
         let expected = "14ec4091757826527e2076a6a6a53e817f526ff3b6df8a1163f8e38f51906e58";
         assert_eq!(sign("whsec", "1700000000", br#"{"a":1}"#), expected);
         let v = verifier("whsec");
-        assert_eq!(v.verify(&headers("1700000000", expected), br#"{"a":1}"#, at(1_700_000_000)), Ok(()));
+        assert_eq!(v.verify(&headers("1700000000", expected), br#"{"a":1}"#, at(1_700_000_000)), Ok(0));
     }
 
     #[test]
-    fn accepts_a_fresh_signed_request() {
+    fn accepts_a_fresh_signed_request_and_reports_its_age() {
         let sig = sign("key", "1700000000", BODY);
-        assert_eq!(verifier("key").verify(&headers("1700000000", &sig), BODY, at(1_700_000_100)), Ok(()));
+        assert_eq!(verifier("key").verify(&headers("1700000000", &sig), BODY, at(1_700_000_100)), Ok(100));
     }
 
     #[test]
@@ -135,28 +154,47 @@ mod tests {
     }
 
     #[test]
-    fn stale_and_future_timestamps_are_rejected() {
+    fn a_retry_signed_days_ago_is_accepted_up_to_seven_days() {
+        // Customer.io retries a failing event for up to 7 days and may not sign it anew.
         let v = verifier("key");
         let sig = sign("key", "1700000000", BODY);
+        let six_days = 6 * 86_400;
+        assert_eq!(v.verify(&headers("1700000000", &sig), BODY, at(1_700_000_000 + six_days)), Ok(six_days as i64));
+        let week = 7 * 86_400;
+        assert_eq!(v.verify(&headers("1700000000", &sig), BODY, at(1_700_000_000 + week)), Ok(week as i64));
         assert_eq!(
-            v.verify(&headers("1700000000", &sig), BODY, at(1_700_000_301)),
-            Err(VerifyError::StaleTimestamp { age_secs: 301, tolerance_secs: 300 })
+            v.verify(&headers("1700000000", &sig), BODY, at(1_700_000_001 + week)),
+            Err(VerifyError::StaleTimestamp { age_secs: week as i64 + 1, max_age_secs: week })
         );
-        assert_eq!(
-            v.verify(&headers("1700000000", &sig), BODY, at(1_699_999_699)),
-            Err(VerifyError::StaleTimestamp { age_secs: -301, tolerance_secs: 300 })
-        );
-        assert_eq!(v.verify(&headers("1700000000", &sig), BODY, at(1_700_000_300)), Ok(()));
     }
 
     #[test]
-    fn tolerance_is_configurable() {
-        let v = CustomerIoVerifier::new(
-            &SigningSecrets::parse("CIO_WEBHOOK_SECRET", Some("key")).unwrap(),
-            Duration::from_secs(3600),
-        );
+    fn a_timestamp_in_the_future_is_refused_beyond_a_small_skew() {
+        let v = verifier("key");
         let sig = sign("key", "1700000000", BODY);
-        assert_eq!(v.verify(&headers("1700000000", &sig), BODY, at(1_700_003_000)), Ok(()));
+        assert_eq!(v.verify(&headers("1700000000", &sig), BODY, at(1_699_999_700)), Ok(-300));
+        assert_eq!(
+            v.verify(&headers("1700000000", &sig), BODY, at(1_699_999_699)),
+            Err(VerifyError::FutureTimestamp { ahead_secs: 301, skew_secs: 300 })
+        );
+    }
+
+    #[test]
+    fn a_stricter_maximum_age_can_be_set_and_a_longer_one_is_cut_to_seven_days() {
+        let strict = CustomerIoVerifier::new(&SigningSecrets::single("C", "key").unwrap(), Duration::from_secs(60));
+        let sig = sign("key", "1700000000", BODY);
+        assert_eq!(strict.verify(&headers("1700000000", &sig), BODY, at(1_700_000_060)), Ok(60));
+        assert_eq!(
+            strict.verify(&headers("1700000000", &sig), BODY, at(1_700_000_061)),
+            Err(VerifyError::StaleTimestamp { age_secs: 61, max_age_secs: 60 })
+        );
+        assert!(matches!(
+            strict.verify(&headers("1700000000", &sig), BODY, at(1_699_999_939)),
+            Err(VerifyError::FutureTimestamp { skew_secs: 60, .. })
+        ));
+        let lax =
+            CustomerIoVerifier::new(&SigningSecrets::single("C", "key").unwrap(), Duration::from_secs(30 * 86_400));
+        assert!(lax.verify(&headers("1700000000", &sig), BODY, at(1_700_000_000 + 8 * 86_400)).is_err());
     }
 
     #[test]
@@ -179,10 +217,13 @@ mod tests {
 
     #[test]
     fn either_secret_of_a_rotation_is_accepted() {
-        let v = verifier("new,old");
+        let v = CustomerIoVerifier::new(
+            &SigningSecrets::new("C", Some("new"), "C_PREVIOUS", Some("old")).unwrap(),
+            DEFAULT_MAX_AGE,
+        );
         for secret in ["new", "old"] {
             let sig = sign(secret, "1700000000", BODY);
-            assert_eq!(v.verify(&headers("1700000000", &sig), BODY, at(1_700_000_000)), Ok(()), "{secret}");
+            assert_eq!(v.verify(&headers("1700000000", &sig), BODY, at(1_700_000_000)), Ok(0), "{secret}");
         }
     }
 }

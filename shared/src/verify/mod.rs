@@ -1,11 +1,13 @@
 //! Webhook signature verification, one module per sender. Each works on the raw request
 //! bytes, before any parsing, and compares decoded MACs in constant time.
 
+mod allow_list;
 mod by_source;
 pub mod customerio;
 mod secrets;
 pub mod segment;
 
+pub use allow_list::{IpAllowList, canonical_ip};
 pub use by_source::{Refused, Verifiers};
 pub use customerio::CustomerIoVerifier;
 pub use secrets::{SecretsError, SigningSecrets};
@@ -29,9 +31,23 @@ pub enum VerifyError {
     #[error("the `X-CIO-Timestamp` header is not a unix timestamp in seconds")]
     MalformedTimestamp,
     #[error(
-        "the `X-CIO-Timestamp` is {age_secs} s from now, outside the {tolerance_secs} s tolerance (CIO_TIMESTAMP_TOLERANCE_SECS)"
+        "the request was signed {age_secs} s ago (`X-CIO-Timestamp`), longer ago than the {max_age_secs} s accepted (CIO_TIMESTAMP_TOLERANCE_SECS)"
     )]
-    StaleTimestamp { age_secs: i64, tolerance_secs: u64 },
+    StaleTimestamp { age_secs: i64, max_age_secs: u64 },
+    #[error("the `X-CIO-Timestamp` is {ahead_secs} s ahead of our clock; at most {skew_secs} s is accepted")]
+    FutureTimestamp { ahead_secs: u64, skew_secs: u64 },
+    #[error(
+        "the event is dated {age_secs} s ago (`receivedAt`, else `sentAt`, else `timestamp`), older than the {max_age_secs} s within which a replay is still recognised; Segment retries for 4 hours, so this is a replay or a very late delivery"
+    )]
+    StaleEvent { age_secs: u64, max_age_secs: u64 },
+    #[error(
+        "a batch signed on its first event only must date that event (`receivedAt`, `sentAt` or `timestamp`), as the signature itself carries no time"
+    )]
+    UndatedFirstEvent,
+    #[error(
+        "this batch's signed first event ({first_event}) was accepted before: a batch signed on its first event only is accepted once, since its other events are unauthenticated"
+    )]
+    BatchReplayed { first_event: String },
 }
 
 impl VerifyError {
@@ -44,6 +60,23 @@ impl VerifyError {
             VerifyError::FirstEventOnly { .. } => "batch_signed_first_event_only",
             VerifyError::MalformedTimestamp => "malformed_timestamp",
             VerifyError::StaleTimestamp { .. } => "stale_timestamp",
+            VerifyError::FutureTimestamp { .. } => "future_timestamp",
+            VerifyError::StaleEvent { .. } => "stale_event",
+            VerifyError::UndatedFirstEvent => "undated_first_event",
+            VerifyError::BatchReplayed { .. } => "batch_replayed",
+        }
+    }
+}
+
+/// Refuses a request to `source` without the headers its signature needs, before its
+/// body is read or parsed: unsigned traffic costs as little as possible.
+pub fn require_signature_headers(source: crate::domain::Source, headers: &http::HeaderMap) -> Result<(), VerifyError> {
+    use crate::domain::Source;
+    match source {
+        Source::Segment => header(headers, segment::SIGNATURE_HEADER).map(|_| ()),
+        Source::CustomerIo => {
+            header(headers, customerio::SIGNATURE_HEADER)?;
+            header(headers, customerio::TIMESTAMP_HEADER).map(|_| ())
         }
     }
 }

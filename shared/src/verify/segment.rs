@@ -3,6 +3,8 @@
 //! configured (`SEGMENT_ALLOW_FIRST_EVENT_SIGNATURE=true`), because events 2..n are then
 //! unauthenticated.
 
+use std::time::{Duration, SystemTime};
+
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::value::RawValue;
 use sha1::Sha1;
@@ -76,6 +78,22 @@ impl SegmentVerifier {
     }
 }
 
+/// How old a signed Segment event may be. Segment signs no timestamp, so a captured request
+/// verifies forever; what stops its replay is the event's dedupe record, which lives 8 days
+/// (`store::RECORD_TTL`) from its first delivery. An event dated further back than this may
+/// have outlived its record, so it is refused. Segment itself retries for 4 hours.
+pub const MAX_EVENT_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Refuses an event dated longer ago than [`MAX_EVENT_AGE`]. An undated event passes: there
+/// is nothing to judge it by (the batch path asks for a date where it matters).
+pub fn check_event_age(sent_at: Option<SystemTime>, now: SystemTime) -> Result<(), VerifyError> {
+    let Some(age) = sent_at.and_then(|t| now.duration_since(t).ok()) else { return Ok(()) };
+    if age > MAX_EVENT_AGE {
+        return Err(VerifyError::StaleEvent { age_secs: age.as_secs(), max_age_secs: MAX_EVENT_AGE.as_secs() });
+    }
+    Ok(())
+}
+
 /// The `X-Signature` Segment would send for `body`: for tests, samples and `relay send`.
 pub fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = HmacSha1::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
@@ -90,7 +108,7 @@ mod tests {
     use super::*;
 
     fn verifier(secrets: &str, allow_first: bool) -> SegmentVerifier {
-        SegmentVerifier::new(&SigningSecrets::parse("SEGMENT_SHARED_SECRET", Some(secrets)).unwrap(), allow_first)
+        SegmentVerifier::new(&SigningSecrets::single("SEGMENT_SHARED_SECRET", secrets).unwrap(), allow_first)
     }
 
     fn headers(sig: &str) -> HeaderMap {
@@ -145,7 +163,10 @@ mod tests {
 
     #[test]
     fn either_secret_of_a_rotation_is_accepted() {
-        let v = verifier("new-secret,old-secret", false);
+        let v = SegmentVerifier::new(
+            &SigningSecrets::new("S", Some("new-secret"), "S_PREVIOUS", Some("old-secret")).unwrap(),
+            false,
+        );
         for secret in ["new-secret", "old-secret"] {
             let sig = sign(secret, b"{}");
             assert_eq!(v.verify(&headers(&sig), b"{}"), Ok(SignatureCoverage::WholeBody), "{secret}");
@@ -174,6 +195,22 @@ mod tests {
         let body = br#"[{"type":"track","messageId":"a"},{"type":"track","messageId":"b"}]"#;
         let sig = sign("abc123", body);
         assert_eq!(verifier("abc123", false).verify(&headers(&sig), body), Ok(SignatureCoverage::WholeBody));
+    }
+
+    #[test]
+    fn events_older_than_the_dedupe_horizon_are_refused() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(check_event_age(None, now), Ok(()));
+        assert_eq!(check_event_age(Some(now - MAX_EVENT_AGE), now), Ok(()));
+        assert_eq!(check_event_age(Some(now + Duration::from_secs(60)), now), Ok(()));
+        assert_eq!(
+            check_event_age(Some(now - MAX_EVENT_AGE - Duration::from_secs(1)), now),
+            Err(VerifyError::StaleEvent { age_secs: 7 * 86_400 + 1, max_age_secs: 7 * 86_400 })
+        );
+        assert!(
+            MAX_EVENT_AGE < crate::store::RECORD_TTL,
+            "a replay must find its record while its event is still accepted"
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Job 3 enrichment: before a rule's action runs, look the person up in Customer.io (App
 //! API attributes, cached in the event store so a campaign blast makes one call per person
 //! rather than one per event) and classify them into `customer.*` fields that conditions
-//! and templates read. A failed lookup never fails the job: it runs with what is known,
-//! and the record says so.
+//! and templates read. When the attributes stay unknown (no id, a failed lookup) a rule's
+//! conditions on `customer.*` never count as met: the worker retries a transient failure and
+//! otherwise records the job `SKIPPED` with the reason.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,33 +24,24 @@ pub struct Enriched {
     /// Remarks for the job record (a failed lookup, a person not found).
     pub notes: Vec<String>,
     /// Whether the person's attributes are known (looked up, cached, or known to be absent).
-    /// When they are not, conditions on `customer.*` cannot be judged and are not applied.
+    /// When they are not, conditions on `customer.*` cannot be judged, and never count as met.
     pub known: bool,
+    /// When not known: why, and whether asking again later may help (Customer.io timed out,
+    /// rate-limited or failed on its side) or not (no id to look up, a rejected key).
+    pub unknown: Option<Unknown>,
+}
+
+/// Why a person's attributes are unknown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unknown {
+    pub reason: String,
+    pub transient: bool,
 }
 
 #[async_trait]
 pub trait Enrich: Send + Sync {
     /// Adds `customer` to the event's fields.
     async fn enrich(&self, event: &mut Event, deadline: Instant) -> Enriched;
-}
-
-/// Enrichment in a dry run without `CIO_APP_KEY`: the lookup is reported as unavailable, as
-/// the worker treats a failed lookup. The rule runs with `customer.*` unknown (templates
-/// read `unknown`) and its `customer.*` conditions unchecked, and the record says so.
-/// `relay serve` uses this only when nothing is sent to Mavera; with a Mavera key it
-/// refuses to start instead, since the unchecked conditions would let every event through.
-pub struct AttributesUnavailable;
-
-#[async_trait]
-impl Enrich for AttributesUnavailable {
-    async fn enrich(&self, _event: &mut Event, _deadline: Instant) -> Enriched {
-        Enriched {
-            notes: vec![
-                "CIO_APP_KEY is not set, so Customer.io attributes were not looked up: customer.* reads `unknown` and conditions on it were not checked".into(),
-            ],
-            known: false,
-        }
-    }
 }
 
 pub struct CioEnricher {
@@ -66,8 +58,8 @@ impl CioEnricher {
         CioEnricher { api, cache, config, lookups: Mutex::default() }
     }
 
-    /// The attributes, from the cache or the App API; `Err` is a note for the record.
-    async fn attributes(&self, id: &str, deadline: Instant) -> Result<(Map<String, Value>, &'static str), String> {
+    /// The attributes, from the cache or the App API; `Err` says why they are unknown.
+    async fn attributes(&self, id: &str, deadline: Instant) -> Result<(Map<String, Value>, &'static str), Unknown> {
         let cache_key = attribute_cache_key(self.config.id_type, id);
         let lock = self.lookups.lock().unwrap_or_else(|p| p.into_inner()).entry(cache_key.clone()).or_default().clone();
         let result = {
@@ -88,7 +80,7 @@ impl CioEnricher {
         &self,
         id: &str,
         deadline: Instant,
-    ) -> Result<(Map<String, Value>, &'static str), String> {
+    ) -> Result<(Map<String, Value>, &'static str), Unknown> {
         let id_type = self.config.id_type;
         let lookup = Lookup { api: self.api.as_ref(), cache: self.cache.as_ref(), ttl: self.config.cache_ttl, id_type };
         match lookup.attributes(id_type, id, deadline).await {
@@ -98,11 +90,14 @@ impl CioEnricher {
             Ok(Found::Nothing { cached: true }) => Ok((Map::new(), "cached")),
             // Cached too: a deleted person stays deleted for the length of a blast.
             Ok(Found::Nothing { cached: false }) => Ok((Map::new(), "not_found")),
-            Err(e) => Err(format!(
-                "Customer.io attribute lookup for {} {id} failed ({}); ran with what the event says",
-                id_type.as_str(),
-                chain(&e)
-            )),
+            Err(e) => Err(Unknown {
+                reason: format!(
+                    "the Customer.io attribute lookup for {} {id} failed ({})",
+                    id_type.as_str(),
+                    chain(&e)
+                ),
+                transient: e.is_transient(),
+            }),
         }
     }
 }
@@ -114,10 +109,12 @@ impl Enrich for CioEnricher {
         let mut enriched = Enriched::default();
         let (attributes, lookup) = match id {
             None => {
-                enriched.notes.push(format!(
-                    "the event has no `{}`, so Customer.io attributes were not looked up",
+                let reason = format!(
+                    "the event has no `{}`, so its Customer.io attributes cannot be looked up",
                     self.config.id_field
-                ));
+                );
+                enriched.notes.push(reason.clone());
+                enriched.unknown = Some(Unknown { reason, transient: false });
                 (Map::new(), "no_id")
             }
             Some(id) => match self.attributes(&id, deadline).await {
@@ -131,8 +128,9 @@ impl Enrich for CioEnricher {
                     }
                     (attributes, source)
                 }
-                Err(note) => {
-                    enriched.notes.push(note);
+                Err(unknown) => {
+                    enriched.notes.push(unknown.reason.clone());
+                    enriched.unknown = Some(unknown);
                     (Map::new(), "failed")
                 }
             },

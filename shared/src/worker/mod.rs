@@ -34,12 +34,12 @@ use tracing::Instrument;
 pub use analysis::{AnalysisTemplates, GenerateStep, MAVE_FIELDS, PROMPT_FIELDS};
 pub use cluster_persona::{CLUSTER_FIELDS, ClusterPersonaTemplate, persona_request};
 pub use deliver::{DRY_RUN_REASON, DeliveryTally};
-pub use enrich::{CioEnricher, Enrich, Enriched, classify};
+pub use enrich::{CioEnricher, Enrich, Enriched, Unknown, classify};
 pub use result::{MAX_TEXT_CHARS, summarize};
 pub use settings::{BuildError, Deliveries, Enrichment, Mavera, Settings, TriggerConfig, build};
 
 use crate::deliver::Destinations;
-use crate::domain::{Event, JobKey, RuleName};
+use crate::domain::{Event, JobKey, PersonaName, RuleName};
 use crate::mavera::{ErrorClass, MaveraApi, MaveraError, MaveraRequest, MaveraResponse};
 use crate::queue::{CampaignAnalysis, ClusterPersona, Job, JobMessage};
 use crate::retry;
@@ -49,6 +49,11 @@ use crate::store::{
     utc_day,
 };
 use crate::telemetry::chain;
+
+/// Deliveries of a job whose Customer.io lookup keeps failing transiently before it is
+/// skipped: fewer than the queue's `maxReceiveCount` (5), so such a job ends `SKIPPED` with the
+/// reason rather than in the DLQ.
+pub const ENRICHMENT_ATTEMPTS: u32 = 3;
 
 /// Retries of the final write after the first try (4 tries in all).
 const RECORD_RETRIES: u32 = 3;
@@ -128,17 +133,17 @@ pub struct Worker {
     /// The client, or in a dry run `mavera::DryRun`.
     mavera: Arc<dyn MaveraApi>,
     enricher: Option<Arc<dyn Enrich>>,
+    /// Rules that cannot run in this configuration, and why (the variable to set). Their jobs
+    /// are recorded `SKIPPED` with the reason; every other rule runs.
+    disabled: Vec<(RuleName, String)>,
     /// Where results go; none until [`Worker::with_destinations`].
     destinations: Destinations,
 }
 
+/// What stops a worker from being built: nothing any more (a rule that cannot run is
+/// disabled, not fatal); kept so the wiring need not change when something can.
 #[derive(Debug, thiserror::Error)]
-pub enum WorkerSetupError {
-    #[error(
-        "rule `{0}` sets `enrich = true`, which needs CIO_APP_KEY (the Customer.io App API key) to look attributes up"
-    )]
-    EnrichmentUnavailable(String),
-}
+pub enum WorkerSetupError {}
 
 /// Why a job could not finish this time (it goes back to the queue).
 struct Transient(String);
@@ -160,6 +165,11 @@ impl From<StoreError> for Transient {
 }
 
 impl Worker {
+    /// The rules this worker cannot run, with the reason.
+    pub fn disabled_rules(&self) -> &[(RuleName, String)] {
+        &self.disabled
+    }
+
     /// Joins ready-made parts. Everything outside the crate goes through [`build`], which makes
     /// them from [`Settings`]; unit tests hand in twins here.
     pub(crate) fn new(
@@ -170,12 +180,22 @@ impl Worker {
         mavera: Arc<dyn MaveraApi>,
         enricher: Option<Arc<dyn Enrich>>,
     ) -> Result<Self, WorkerSetupError> {
-        if enricher.is_none()
-            && let Some(rule) = rules.iter().find(|r| r.enrich)
-        {
-            return Err(WorkerSetupError::EnrichmentUnavailable(rule.name.to_string()));
+        // A missing Customer.io key disables only the rules that look attributes up.
+        let disabled: Vec<(RuleName, String)> = match &enricher {
+            Some(_) => Vec::new(),
+            None => rules
+                .iter()
+                .filter(|r| r.enrich)
+                .map(|r| {
+                    let why = "it looks Customer.io attributes up (`enrich = true`), and CIO_APP_KEY is not set: set the Customer.io App API key to run it";
+                    (r.name.clone(), why.to_owned())
+                })
+                .collect(),
+        };
+        for (rule, why) in &disabled {
+            tracing::warn!(rule = %rule, "rule `{rule}` is disabled: {why}; its jobs are recorded SKIPPED");
         }
-        Ok(Worker { rules, scheduled, jobs, guards, mavera, enricher, destinations: Destinations::none() })
+        Ok(Worker { rules, scheduled, jobs, guards, mavera, enricher, disabled, destinations: Destinations::none() })
     }
 
     /// Delivers results to `destinations` (without them, every rule's deliveries are
@@ -277,7 +297,7 @@ impl Worker {
 
         let mut notes = Vec::new();
         let result = match &mut work {
-            Work::Event { rule, event } => self.execute(rule, event, &key, &mut notes, deadline).await,
+            Work::Event { rule, event } => self.execute(rule, event, &key, attempt, &mut notes, deadline).await,
             Work::Analysis(job) => self.analyse(job, &key, &mut notes, deadline).await,
             Work::Persona(job) => self.create_cluster_persona(job, &mut notes, deadline).await,
         };
@@ -312,20 +332,34 @@ impl Worker {
         rule: &Rule,
         event: &mut Event,
         key: &JobKey,
+        attempt: u32,
         notes: &mut Vec<String>,
         deadline: Instant,
     ) -> Result<Outcome, Transient> {
-        let mut attributes_known = true;
+        if let Some((_, why)) = self.disabled.iter().find(|(name, _)| *name == rule.name) {
+            return Ok(Outcome::Skipped { reason: format!("rule `{}` is disabled: {why}", rule.name) });
+        }
+        let mut unknown = None;
         if rule.enrich
             && let Some(enricher) = &self.enricher
         {
             let enriched = enricher.enrich(event, deadline).await;
-            attributes_known = enriched.known;
+            unknown = enriched.unknown;
             notes.extend(enriched.notes);
         }
-        if !attributes_known && !rule.after_enrichment.is_empty() {
-            notes.push("conditions on customer.* were not checked, as the attributes are unknown".into());
-        } else if let Some(failed) = rule.after_enrichment.iter().find(|c| !c.holds(event)) {
+        // Conditions on attributes that could not be read never count as met (the shipped
+        // rule exists to keep free users from costing credits): ask again while that may help,
+        // then skip the job, saying why.
+        if let Some(unknown) = unknown.filter(|_| !rule.after_enrichment.is_empty()) {
+            if unknown.transient && attempt < ENRICHMENT_ATTEMPTS {
+                return Err(Transient(format!("{} (attempt {attempt} of {ENRICHMENT_ATTEMPTS})", unknown.reason)));
+            }
+            let after = if unknown.transient { format!(" after {attempt} attempts") } else { String::new() };
+            return Ok(Outcome::Skipped {
+                reason: format!("conditions on customer.* could not be checked{after}: {}", unknown.reason),
+            });
+        }
+        if let Some(failed) = rule.after_enrichment.iter().find(|c| !c.holds(event)) {
             return Ok(Outcome::Skipped {
                 reason: format!("condition not met after the attribute lookup: {}", failed.describe()),
             });
@@ -355,7 +389,10 @@ impl Worker {
             }
         }
 
-        let request = rule.action.render(event);
+        let mut request = rule.action.render(event);
+        if let MaveraRequest::CreatePersona(persona) = &mut request {
+            persona.name = PersonaName::for_job(&persona.name, key).into_string();
+        }
         match self.call(&request, deadline).await? {
             Called::Answered(response) => Ok(Outcome::Done { result: summarize(&response) }),
             Called::AlreadyDone(e) => {

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use super::enrich::AttributesUnavailable;
 use super::{CioEnricher, Enrich, ScheduledJobs, Worker, WorkerSetupError, WorkerState};
 use crate::config::{self, ConfigError, Vars};
 use crate::customerio::{CioClient, CioConfig, CioError};
@@ -41,8 +40,8 @@ pub enum Enrichment {
     NotNeeded,
     /// Looked up with the App API.
     Lookup(CioConfig),
-    /// A dry run without `CIO_APP_KEY` (`relay serve` only): the rules run with the
-    /// attributes unknown.
+    /// No `CIO_APP_KEY` while these rules enrich: they are disabled (their jobs recorded
+    /// `SKIPPED` with the reason), the rest run.
     Unavailable { rules: Vec<String> },
 }
 
@@ -72,9 +71,12 @@ impl Settings {
             Some(config) => Mavera::Live(config),
             None => Mavera::DryRun { reason: "DRY_RUN=true" },
         };
-        let enrichment = match config::customerio(vars, triggers.rules.needs_enrichment())? {
+        // Without CIO_APP_KEY the enriching rules are disabled (the worker says so); the rest run.
+        let enriching: Vec<String> = triggers.rules.iter().filter(|r| r.enrich).map(|r| r.name.to_string()).collect();
+        let enrichment = match config::customerio(vars, false)? {
             Some(config) => Enrichment::Lookup(config),
-            None => Enrichment::NotNeeded,
+            None if enriching.is_empty() => Enrichment::NotNeeded,
+            None => Enrichment::Unavailable { rules: enriching },
         };
         // The worker function runs dry only when told to: then nothing is sent anywhere.
         let deliveries = match mavera {
@@ -111,13 +113,8 @@ pub fn build<S: JobStore + WorkerState + 'static>(settings: Settings, store: Arc
             let api = Arc::new(CioClient::new(config)?);
             Some(Arc::new(CioEnricher::new(api, store.clone(), lookup)))
         }
-        Enrichment::Unavailable { rules } => {
-            tracing::warn!(
-                "CIO_APP_KEY is not set: {} looks Customer.io attributes up; in this dry run it runs without them (customer.* reads `unknown`, its conditions on customer.* are not checked). Set CIO_APP_KEY to look them up",
-                rules.join(", ")
-            );
-            Some(Arc::new(AttributesUnavailable))
-        }
+        // The worker disables these rules, with one warning each; every other rule runs.
+        Enrichment::Unavailable { .. } => None,
     };
     let destinations = match deliveries {
         Deliveries::Print => Destinations::dry_run(),
@@ -149,9 +146,15 @@ mod tests {
     }
 
     #[test]
-    fn enriching_rules_need_the_app_key() {
-        let err = Settings::from_vars(&[("DRY_RUN", "true")], shipped()).unwrap_err();
-        assert!(err.to_string().starts_with("CIO_APP_KEY is not set"), "{err}");
+    fn without_the_app_key_only_the_enriching_rules_are_off() {
+        let settings = Settings::from_vars(&[("DRY_RUN", "true")], shipped()).unwrap();
+        assert!(
+            matches!(&settings.enrichment, Enrichment::Unavailable { rules } if rules == &["cio-high-value-alert"])
+        );
+        let worker = build(settings, Arc::new(MemoryStore::new())).unwrap();
+        let disabled: Vec<&str> = worker.disabled_rules().iter().map(|(r, _)| r.as_str()).collect();
+        assert_eq!(disabled, ["cio-high-value-alert"]);
+        assert!(worker.disabled_rules()[0].1.contains("CIO_APP_KEY"));
     }
 
     #[test]
