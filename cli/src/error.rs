@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use shared::config::ConfigError;
 use shared::customerio::CioError;
+use shared::deliver::ClientError;
 use shared::mavera::MaveraConfigError;
 use shared::queue::QueueError;
 use shared::store::{DataDirError, StoreError};
@@ -22,6 +23,8 @@ pub enum RelayError {
     Mavera(#[from] MaveraConfigError),
     #[error("the Customer.io client could not be built: {0}")]
     CustomerIo(#[from] CioError),
+    #[error(transparent)]
+    Destination(#[from] ClientError),
     #[error(transparent)]
     DataDir(#[from] DataDirError),
     #[error("the event store: {0}")]
@@ -89,6 +92,7 @@ impl From<BuildError> for RelayError {
             BuildError::Mavera(e) => RelayError::Mavera(e),
             BuildError::CustomerIo(e) => RelayError::CustomerIo(e),
             BuildError::Setup(e) => RelayError::Worker(e),
+            BuildError::Destination(e) => RelayError::Destination(e),
         }
     }
 }

@@ -10,11 +10,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use shared::deliver::DestinationName;
 use shared::queue::{FileQueue, MemoryQueue};
 use shared::store::{FileStore, JobStatus, MemoryStore, open_database};
 use shared::telemetry::Metrics;
 use shared::worker::local::LocalRunner;
-use shared::worker::{LEASE_MARGIN, Mavera};
+use shared::worker::{Deliveries, LEASE_MARGIN, Mavera};
 use tokio::sync::watch;
 
 use crate::console::{self, ConsoleState};
@@ -93,6 +94,7 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
         Mavera::DryRun { reason } => format!("dry run ({reason}): each Mavera request is printed, none is sent"),
         Mavera::Live(config) => format!("calling Mavera at {}", config.base_url),
     };
+    let deliveries = describe_deliveries(&worker);
     let worker = Arc::new(shared::worker::build(worker, store.clone())?);
     let timeout = Duration::from_secs(args.request_timeout);
     let app = shared::ingest::build_with_body_timeout(
@@ -112,6 +114,9 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let sources: Vec<&str> = rules.sources().iter().map(|s| s.as_str()).collect();
     tracing::info!("rules: {} from {origin} (sources: {})", rules.len(), sources.join(", "));
     tracing::info!("{mode}");
+    if let Some(deliveries) = deliveries {
+        tracing::info!("{deliveries}");
+    }
     match &args.data_dir {
         None => tracing::info!("event store and queue in memory (use --data-dir DIR to keep them over a restart)"),
         Some(dir) => {
@@ -178,6 +183,30 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let finished = tokio::time::timeout_at(deadline, worker_task).await.is_ok();
     report_leftovers(&store, &queue, args.data_dir.is_some(), finished);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where results go, when any rule delivers: printed in a dry run, else each destination
+/// in use and whether it is on (the worker warns of those that are off).
+fn describe_deliveries(worker: &shared::worker::Settings) -> Option<String> {
+    let rules = &worker.triggers.rules;
+    let used: Vec<DestinationName> =
+        DestinationName::ALL.into_iter().filter(|d| !rules.delivering_to(*d).is_empty()).collect();
+    if used.is_empty() {
+        return None;
+    }
+    Some(match &worker.deliveries {
+        Deliveries::Print => "deliveries: dry run, each request is printed, none is sent".to_owned(),
+        Deliveries::Send(settings) => {
+            let states: Vec<String> = used
+                .iter()
+                .map(|d| match settings.problem(*d) {
+                    None => format!("{d} on"),
+                    Some(_) => format!("{d} off"),
+                })
+                .collect();
+            format!("deliveries: {}", states.join(", "))
+        }
+    })
 }
 
 /// Says what is left undone at exit, and whether it survives.

@@ -4,9 +4,9 @@
 
 mod check;
 mod console;
+mod doctor;
 mod operate_aws;
 mod operate_local;
-mod doctor;
 mod poll_sqs;
 mod send;
 mod serve;

@@ -16,6 +16,7 @@ pub use enrichment::{Classifier, EnrichmentConfig};
 pub use raw::MAX_DAILY_CAP;
 pub(crate) use raw::parse;
 
+use crate::deliver::{DestinationName, ResultKind, Target};
 use crate::domain::{Event, RuleName, Source};
 
 #[derive(Debug, Clone)]
@@ -35,12 +36,23 @@ pub struct Rule {
     pub once_per_user: bool,
     /// Look the person's Customer.io attributes up before the action runs.
     pub enrich: bool,
+    /// Where the result goes once Mavera has answered, in the order written.
+    pub deliver: Vec<Target>,
 }
 
 impl Rule {
     /// Whether the event meets the conditions checkable at ingest.
     pub fn matches(&self, event: &Event) -> bool {
         self.conditions.iter().all(|c| c.holds(event))
+    }
+
+    /// What kind of result the rule's action makes.
+    pub fn result_kind(&self) -> ResultKind {
+        match &self.action {
+            Action::CreatePersona(_) => ResultKind::Persona,
+            Action::Research(_) => ResultKind::Research,
+            Action::Generate(_) => ResultKind::Generation,
+        }
     }
 
     /// Whether the enriched event meets the `customer.*` conditions.
@@ -116,6 +128,11 @@ impl Rules {
     /// Whether any rule looks Customer.io attributes up (and so needs `CIO_APP_KEY`).
     pub fn needs_enrichment(&self) -> bool {
         self.rules.iter().any(|r| r.enrich)
+    }
+
+    /// The rules that deliver to `destination`.
+    pub fn delivering_to(&self, destination: DestinationName) -> Vec<&Rule> {
+        self.rules.iter().filter(|r| r.deliver.iter().any(|t| t.name() == destination)).collect()
     }
 }
 

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::Rule;
 use super::action::{Action, GenerateAction, PersonaAction, ResearchAction};
 use super::condition::{Condition, RawCondition};
+use crate::deliver::{DestinationName, ResultKind, options};
 use crate::domain::{FieldPath, RuleName, Source};
 use crate::mavera::{PersonaType, PipelineType};
 use crate::template::{JsonTemplate, Template};
@@ -46,6 +47,13 @@ struct RawRule {
     persona: Option<RawPersona>,
     research: Option<RawResearch>,
     generate: Option<RawGenerate>,
+    /// Where the result goes, and each destination's settings (read by `deliver::options`).
+    #[serde(default)]
+    deliver: Vec<String>,
+    slack: Option<toml::Table>,
+    customerio: Option<toml::Table>,
+    segment: Option<toml::Table>,
+    webhook: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -179,6 +187,33 @@ impl RawRule {
             ));
         }
 
+        let kind = match &action {
+            Action::CreatePersona(_) => ResultKind::Persona,
+            Action::Research(_) => ResultKind::Research,
+            Action::Generate(_) => ResultKind::Generation,
+        };
+        let tables = [
+            (DestinationName::Slack, self.slack),
+            (DestinationName::CustomerIo, self.customerio),
+            (DestinationName::Segment, self.segment),
+            (DestinationName::Webhook, self.webhook),
+        ]
+        .into_iter()
+        .filter_map(|(name, table)| table.map(|t| (name, t)))
+        .collect();
+        let deliver = options::parse(self.deliver, tables, kind).map_err(|(field, problem)| err(&field, problem))?;
+        if !self.enrich
+            && let Some((target, field)) =
+                deliver.iter().find_map(|t| t.fields().into_iter().find(|f| is_customer_field(f)).map(|f| (t, f)))
+        {
+            return Err(err(
+                target.name().as_str(),
+                format!(
+                    "the template reads `{field}`, which comes from the Customer.io lookup: set `enrich = true` on this rule"
+                ),
+            ));
+        }
+
         let daily_cap = match self.daily_cap {
             None => None,
             Some(n) if (1..=MAX_DAILY_CAP as i64).contains(&n) => Some(n as u32),
@@ -196,6 +231,7 @@ impl RawRule {
             daily_cap,
             once_per_user: self.once_per_user,
             enrich: self.enrich,
+            deliver,
         })
     }
 }
@@ -403,6 +439,39 @@ research = { prompt = "p {x}" }
         assert_eq!(field, "daily_cap");
         let (_, field, _) = error(&OK.replace("action =", "daily_cap = 5000\naction ="));
         assert_eq!(field, "daily_cap");
+    }
+
+    #[test]
+    fn destinations_are_checked_with_the_rule() {
+        let with = |extra: &str| OK.replace("action =", &format!("{extra}\naction ="));
+        let rules = parse(&format!(
+            "{}\n[rule.slack]\ntext = \"{{user_id}}: {{result.content:.100}}\"",
+            with("deliver = [\"slack\", \"segment\"]")
+        ))
+        .unwrap();
+        let names: Vec<_> = rules.iter().next().unwrap().deliver.iter().map(|t| t.name().as_str()).collect();
+        assert_eq!(names, ["slack", "segment"]);
+
+        let (rule, field, problem) = error(&with("deliver = [\"slack\", \"teams\"]"));
+        assert_eq!((rule.as_str(), field.as_str()), ("r", "deliver[1]"));
+        assert!(problem.contains("not a destination"), "{problem}");
+
+        let (_, field, problem) =
+            error(&format!("{}\n[rule.slack]\ntext = \"{{result.persona.name}}\"", with("deliver = [\"slack\"]")));
+        assert_eq!(field, "slack.text");
+        assert!(problem.contains("create_persona"), "{problem}");
+
+        let (_, field, _) = error(&format!("{}\n[rule.webhook]\ntyp = \"x\"", with("deliver = [\"webhook\"]")));
+        assert_eq!(field, "webhook.typ");
+
+        let (_, field, problem) = error(&format!("{}\n[rule.segment]\nevent = \"X\"", with("deliver = [\"slack\"]")));
+        assert_eq!(field, "segment");
+        assert!(problem.contains("not in this rule's `deliver` list"), "{problem}");
+
+        let (_, field, problem) =
+            error(&format!("{}\n[rule.slack]\ntext = \"{{customer.plan}}\"", with("deliver = [\"slack\"]")));
+        assert_eq!(field, "slack");
+        assert!(problem.contains("enrich = true"), "{problem}");
     }
 
     #[test]

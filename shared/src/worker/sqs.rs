@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::{Disposition, JobTally, Worker};
 use crate::customerio::LookupTally;
-use crate::store::{FailureClass, JobStatus};
+use crate::store::{DeliveryStatus, FailureClass, JobStatus};
 use crate::telemetry::{Metric, Metrics};
 
 /// Records of one batch processed at once. The Mave cap in the client bounds Mavera calls
@@ -75,6 +75,21 @@ pub async fn handle_batch(worker: &Worker, event: SqsEvent, deadline: Instant, m
             Disposition::Finished(_) => counts.add(Metric::Skipped, 1),
             Disposition::AlreadyFinished(_) | Disposition::HeldElsewhere => counts.add(Metric::Duplicate, 1),
             Disposition::Retry { .. } => counts.add(Metric::Retried, 1),
+            // The job is done (now, or before); only destinations are left.
+            Disposition::Undelivered { finished, .. } => {
+                if *finished == Some(JobStatus::Done) {
+                    counts.add(Metric::Done, 1)
+                }
+            }
+        }
+        for delivery in &tally.deliveries {
+            let destination = delivery.destination.as_str();
+            match delivery.state {
+                DeliveryStatus::Sent => counts.add_delivery(Metric::Delivered, destination, 1),
+                DeliveryStatus::Failed => counts.add_delivery(Metric::DeliveryFailed, destination, 1),
+                DeliveryStatus::Pending | DeliveryStatus::Sending => {}
+            }
+            counts.add_delivery(Metric::DeliveryRetried, destination, u64::from(delivery.retried));
         }
         if let (Some(rule), Some(credits)) = (&tally.rule, tally.credits) {
             counts.add_credits(rule.as_str(), credits);
