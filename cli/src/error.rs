@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use shared::config::ConfigError;
 use shared::customerio::CioError;
+use shared::deliver::ClientError;
 use shared::mavera::MaveraConfigError;
 use shared::queue::QueueError;
 use shared::store::StoreError;
@@ -24,6 +25,8 @@ pub enum RelayError {
     Mavera(#[from] MaveraConfigError),
     #[error("the Customer.io client could not be built: {0}")]
     CustomerIo(#[from] CioError),
+    #[error(transparent)]
+    Destination(#[from] ClientError),
     #[error(transparent)]
     DataDir(#[from] DataDirError),
     #[error("the event store: {0}")]
@@ -91,6 +94,7 @@ impl From<BuildError> for RelayError {
             BuildError::Mavera(e) => RelayError::Mavera(e),
             BuildError::CustomerIo(e) => RelayError::CustomerIo(e),
             BuildError::Setup(e) => RelayError::Worker(e),
+            BuildError::Destination(e) => RelayError::Destination(e),
         }
     }
 }

@@ -2,13 +2,15 @@
 //! an embedded event store and queue, the worker), `send` signs and posts a sample event,
 //! `check` validates the rules and configuration, `poll-sqs` feeds a locally running worker
 //! function from SQS. `events`, `show`, `replay`, `redrive` and `console` operate a
-//! deployment (or a local data directory): see what happened and run it again. This file
+//! deployment (or a local data directory): see what happened and run it again; `doctor` proves
+//! each configured credential with one free call. This file
 //! only parses the command line and wires.
 
 mod aws;
 mod check;
 mod console;
 mod data_dir;
+mod doctor;
 mod embedded;
 mod error;
 mod events;
@@ -60,6 +62,9 @@ enum Command {
     Redrive(redrive::Args),
     /// Serve a read-only page of the jobs on 127.0.0.1 (for a deployment or a data directory)
     Console(console::Args),
+    /// Prove each configured credential with one free call (Mavera, Customer.io; Slack and the
+    /// result webhook with --send-test-messages), here or for a deployed stack (--stack)
+    Doctor(doctor::Args),
 }
 
 #[tokio::main]
@@ -75,6 +80,7 @@ async fn main() -> ExitCode {
         Command::Replay(args) => replay::run(args).await,
         Command::Redrive(args) => redrive::run(args).await,
         Command::Console(args) => console::run(args).await,
+        Command::Doctor(args) => doctor::run(args).await,
     };
     match result {
         Ok(code) => code,

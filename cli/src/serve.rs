@@ -10,9 +10,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use shared::deliver::DestinationName;
 use shared::telemetry::Metrics;
 use shared::worker::local::LocalRunner;
-use shared::worker::{LEASE_MARGIN, Mavera};
+use shared::worker::{Deliveries, LEASE_MARGIN, Mavera};
 use tokio::sync::watch;
 
 use crate::console::{self, ConsoleState};
@@ -89,6 +90,7 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
         Mavera::DryRun { reason } => format!("dry run ({reason}): each Mavera request is printed, none is sent"),
         Mavera::Live(config) => format!("calling Mavera at {}", config.base_url),
     };
+    let deliveries = describe_deliveries(&worker);
     let worker = Arc::new(embedded.build_worker(worker)?);
     let timeout = Duration::from_secs(args.request_timeout);
     let app = shared::ingest::build_with_body_timeout(
@@ -108,6 +110,9 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let sources: Vec<&str> = rules.sources().iter().map(|s| s.as_str()).collect();
     tracing::info!("rules: {} from {origin} (sources: {})", rules.len(), sources.join(", "));
     tracing::info!("{mode}");
+    if let Some(deliveries) = deliveries {
+        tracing::info!("{deliveries}");
+    }
     match &args.data_dir {
         None => tracing::info!("event store and queue in memory (use --data-dir DIR to keep them over a restart)"),
         Some(dir) => {
@@ -177,6 +182,30 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     report_leftovers(store.as_ref(), queue.as_ref(), embedded.is_kept(), finished);
     embedded.close();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where results go, when any rule delivers: printed in a dry run, else each destination
+/// in use and whether it is on (the worker warns of those that are off).
+fn describe_deliveries(worker: &shared::worker::Settings) -> Option<String> {
+    let rules = &worker.triggers.rules;
+    let used: Vec<DestinationName> =
+        DestinationName::ALL.into_iter().filter(|d| !rules.delivering_to(*d).is_empty()).collect();
+    if used.is_empty() {
+        return None;
+    }
+    Some(match &worker.deliveries {
+        Deliveries::Print => "deliveries: dry run, each request is printed, none is sent".to_owned(),
+        Deliveries::Send(settings) => {
+            let states: Vec<String> = used
+                .iter()
+                .map(|d| match settings.problem(*d) {
+                    None => format!("{d} on"),
+                    Some(_) => format!("{d} off"),
+                })
+                .collect();
+            format!("deliveries: {}", states.join(", "))
+        }
+    })
 }
 
 /// Says what is left undone at exit, and whether it survives.

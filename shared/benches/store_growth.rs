@@ -45,6 +45,7 @@ async fn main() {
             user: None,
             message: None,
             history: vec![],
+            delivery: Default::default(),
         })
     };
     let mut hash = HashMap::new();

@@ -21,8 +21,9 @@ use redb::{Database, ReadableTable};
 use serde_json::Value;
 use shared::domain::{JobKey, RuleName};
 use shared::store::{
-    CacheStore, Claim, ClaimStore, GuardStore, Item, JobRecord, JobStatus, JobStore, ListPage, ListQuery, ListStore,
-    MemoryStore, NewJob, Outcome, Persist, ReplayStore, Requeue, Start, StartJob, StoreError, epoch_secs,
+    CacheStore, Claim, ClaimStore, DeliveryClaim, DeliveryState, DeliveryStore, GuardStore, Item, JobRecord, JobStatus,
+    JobStore, Lease, ListPage, ListQuery, ListStore, MemoryStore, NewJob, Outcome, Persist, ReplayStore, Requeue,
+    Start, StartJob, StoreError, epoch_secs,
 };
 
 use super::journal::{Change, Journal, RECORDS};
@@ -182,6 +183,33 @@ impl GuardStore for FileStore {
 
     async fn forget_once_per_user(&self, rule: &RuleName, user: &str, key: &JobKey) -> Result<(), StoreError> {
         self.durable(self.records.forget_once_per_user(rule, user, key).await).await
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for FileStore {
+    async fn open_deliveries(
+        &self,
+        key: &JobKey,
+        destinations: &[&str],
+        lease: &Lease,
+        now: SystemTime,
+    ) -> Result<DeliveryClaim, StoreError> {
+        self.durable(self.records.open_deliveries(key, destinations, lease, now).await).await
+    }
+
+    async fn record_delivery(
+        &self,
+        key: &JobKey,
+        owner: &str,
+        destination: &str,
+        state: &DeliveryState,
+    ) -> Result<(), StoreError> {
+        self.durable(self.records.record_delivery(key, owner, destination, state).await).await
+    }
+
+    async fn release_deliveries(&self, key: &JobKey, owner: &str) -> Result<(), StoreError> {
+        self.durable(self.records.release_deliveries(key, owner).await).await
     }
 }
 

@@ -13,7 +13,7 @@ use shared::config::{self, AwsResources, vars};
 use shared::queue::SqsQueue;
 use shared::startup::{ColdStart, cold_start};
 use shared::store::DynamoStore;
-use shared::telemetry::Fatal;
+use shared::telemetry::{Fatal, Metrics};
 use shared::worker::sqs::deadline_from;
 use tokio::time::Instant;
 
@@ -29,7 +29,7 @@ async fn main() -> Result<(), Fatal> {
     let sync = cio_sync::build(settings, store, queue)?;
     phases.finish();
 
-    let sync = &sync;
+    let (sync, metrics) = (&sync, &Metrics::from_env("cio-sync"));
     // The template's 600 s, for when the runtime gives no usable deadline (cargo lambda watch).
     let timeout = Duration::from_secs(config::number(&vars, vars::FUNCTION_TIMEOUT_SECS, 600)?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
@@ -43,6 +43,9 @@ async fn main() -> Result<(), Fatal> {
             Instant::now()
         });
         let summary = sync.run(request, SystemTime::now(), stop).await;
+        let mut counts = metrics.counts();
+        summary.count_into(&mut counts);
+        counts.flush();
         if summary.failed() {
             return Err(Error::from(RunFailed(summary)));
         }

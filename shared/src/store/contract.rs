@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 
 use super::{
-    CLAIM_LEASE, Claim, FailureClass, JobStatus, Lease, ListFilter, ListQuery, NewJob, Outcome, Position, RECORD_TTL,
-    Requeue, Start, StartJob, Store, StoreError, utc_day,
+    CLAIM_LEASE, Claim, DeliveryClaim, DeliveryState, DeliveryStatus, FailureClass, JobStatus, Lease, ListFilter,
+    ListQuery, NewJob, Outcome, Position, RECORD_TTL, Requeue, Start, StartJob, Store, StoreError, utc_day,
 };
 use crate::domain::{JobKey, RuleName};
 
@@ -52,6 +52,180 @@ where
     listings_run_newest_first_across_days_and_page_without_gaps(make().await).await;
     a_replay_makes_a_new_attempt_and_keeps_the_history(make().await).await;
     a_replay_is_refused_when_the_job_moved_on_or_has_no_message(make().await).await;
+    deliveries_open_only_on_a_done_job(make().await).await;
+    delivery_states_are_kept_and_only_the_holder_writes_them(make().await).await;
+    a_released_delivery_lease_reopens_with_the_states_kept(make().await).await;
+    a_destination_new_to_the_rule_opens_as_pending(make().await).await;
+    a_job_run_again_after_its_record_expired_starts_with_no_deliveries(make().await).await;
+    concurrent_delivery_opens_admit_exactly_one(Arc::new(make().await)).await;
+}
+
+/// A `DONE` job with `result`, as the worker leaves it before delivering.
+async fn done(store: &impl Store, tag: &str, now: SystemTime) -> JobKey {
+    let (k, r) = (key(tag), rule());
+    store.claim(&NewJob { key: &k, rule: &r, token: "a", now }).await.unwrap();
+    store.start(&StartJob::new(&k, &r, &lease("w", now + Duration::from_secs(60)), MESSAGE, now)).await.unwrap();
+    let result = json!({"action": "research", "content": "findings"});
+    store.finish(&k, "w", &Outcome::Done { result }, &[], now).await.unwrap();
+    k
+}
+
+fn state(status: DeliveryStatus, attempts: u32, reason: Option<&str>, now: SystemTime) -> DeliveryState {
+    DeliveryState::new(status, attempts, reason.map(str::to_owned), now)
+}
+
+async fn deliveries_open_only_on_a_done_job(store: impl Store) {
+    let (k, r, now) = (key("deliver-running"), rule(), SystemTime::now());
+    let l = lease("d", now + Duration::from_secs(60));
+    assert_eq!(store.open_deliveries(&k, &["slack"], &l, now).await.unwrap(), DeliveryClaim::NotDone(None));
+    store.claim(&NewJob { key: &k, rule: &r, token: "a", now }).await.unwrap();
+    store.start(&StartJob::new(&k, &r, &lease("w", now + Duration::from_secs(60)), MESSAGE, now)).await.unwrap();
+    assert_eq!(
+        store.open_deliveries(&k, &["slack"], &l, now).await.unwrap(),
+        DeliveryClaim::NotDone(Some(JobStatus::Running)),
+        "no result yet, nothing to deliver"
+    );
+
+    let k = done(&store, "deliver-done", now).await;
+    let DeliveryClaim::Open(open) = store.open_deliveries(&k, &["slack", "segment"], &l, now).await.unwrap() else {
+        panic!("a DONE job opens its deliveries")
+    };
+    assert_eq!(open.result, json!({"action": "research", "content": "findings"}));
+    assert_eq!(open.states.keys().collect::<Vec<_>>(), ["segment", "slack"]);
+    assert!(open.states.values().all(|s| s.state == DeliveryStatus::Pending && s.attempts == 0));
+    assert_eq!(
+        store.open_deliveries(&k, &["slack"], &lease("other", now + Duration::from_secs(60)), now).await.unwrap(),
+        DeliveryClaim::Busy,
+        "a live delivery lease keeps others out"
+    );
+    let rec = store.get(&k).await.unwrap().unwrap();
+    assert_eq!(rec.status, JobStatus::Done, "delivering leaves the job DONE");
+    assert_eq!(rec.deliveries.len(), 2);
+}
+
+async fn delivery_states_are_kept_and_only_the_holder_writes_them(store: impl Store) {
+    let now = SystemTime::now();
+    let k = done(&store, "deliver-record", now).await;
+    let l = lease("d1", now + Duration::from_secs(60));
+    store.open_deliveries(&k, &["slack", "webhook"], &l, now).await.unwrap();
+    let sent = state(DeliveryStatus::Sent, 1, None, now);
+    store.record_delivery(&k, "d1", "slack", &sent).await.unwrap();
+    let failed = state(DeliveryStatus::Failed, 2, Some("the webhook endpoint answered 404"), now);
+    store.record_delivery(&k, "d1", "webhook", &failed).await.unwrap();
+    let err =
+        store.record_delivery(&k, "d2", "slack", &state(DeliveryStatus::Pending, 0, None, now)).await.unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
+    let rec = store.get(&k).await.unwrap().unwrap();
+    assert_eq!(rec.deliveries["slack"], sent);
+    assert_eq!(rec.deliveries["webhook"], failed);
+}
+
+async fn a_released_delivery_lease_reopens_with_the_states_kept(store: impl Store) {
+    let now = SystemTime::now();
+    let k = done(&store, "deliver-release", now).await;
+    let DeliveryClaim::Open(first) = store
+        .open_deliveries(&k, &["slack", "segment"], &lease("d1", now + Duration::from_secs(60)), now)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    store.record_delivery(&k, "d1", "slack", &state(DeliveryStatus::Sent, 1, None, now)).await.unwrap();
+    store
+        .record_delivery(&k, "d1", "segment", &state(DeliveryStatus::Pending, 3, Some("Segment answered 503"), now))
+        .await
+        .unwrap();
+    store.release_deliveries(&k, "someone-else").await.unwrap();
+    assert_eq!(
+        store
+            .open_deliveries(&k, &["slack", "segment"], &lease("d2", now + Duration::from_secs(60)), now)
+            .await
+            .unwrap(),
+        DeliveryClaim::Busy,
+        "only the holder releases"
+    );
+    store.release_deliveries(&k, "d1").await.unwrap();
+    let later = now + Duration::from_secs(5);
+    let DeliveryClaim::Open(again) = store
+        .open_deliveries(&k, &["slack", "segment"], &lease("d2", later + Duration::from_secs(60)), later)
+        .await
+        .unwrap()
+    else {
+        panic!("a released lease can be taken at once")
+    };
+    assert_eq!(again.states["slack"].state, DeliveryStatus::Sent);
+    assert_eq!(again.states["segment"].attempts, 3);
+    assert_eq!(again.opened_at, first.opened_at, "the deliveries keep the time they were first opened");
+    store.record_delivery(&k, "d2", "segment", &state(DeliveryStatus::Sent, 4, None, later)).await.unwrap();
+    assert!(store.record_delivery(&k, "d1", "segment", &state(DeliveryStatus::Failed, 4, None, later)).await.is_err());
+
+    // A holder that died: its lease expires and the next delivery takes over.
+    let k = done(&store, "deliver-expire", now).await;
+    store.open_deliveries(&k, &["slack"], &lease("dead", now + Duration::from_secs(1)), now).await.unwrap();
+    let after = now + Duration::from_secs(2);
+    assert!(matches!(
+        store.open_deliveries(&k, &["slack"], &lease("d3", after + Duration::from_secs(60)), after).await.unwrap(),
+        DeliveryClaim::Open(_)
+    ));
+}
+
+async fn a_destination_new_to_the_rule_opens_as_pending(store: impl Store) {
+    let now = SystemTime::now();
+    let k = done(&store, "deliver-added", now).await;
+    store.open_deliveries(&k, &["slack"], &lease("d1", now + Duration::from_secs(60)), now).await.unwrap();
+    store.record_delivery(&k, "d1", "slack", &state(DeliveryStatus::Sent, 1, None, now)).await.unwrap();
+    store.release_deliveries(&k, "d1").await.unwrap();
+    let DeliveryClaim::Open(open) = store
+        .open_deliveries(&k, &["slack", "customerio"], &lease("d2", now + Duration::from_secs(60)), now)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(open.states["slack"].state, DeliveryStatus::Sent);
+    assert_eq!(open.states["customerio"].state, DeliveryStatus::Pending);
+    store.record_delivery(&k, "d2", "customerio", &state(DeliveryStatus::Sent, 1, None, now)).await.unwrap();
+    assert_eq!(store.get(&k).await.unwrap().unwrap().deliveries.len(), 2);
+}
+
+async fn a_job_run_again_after_its_record_expired_starts_with_no_deliveries(store: impl Store) {
+    let now = SystemTime::now();
+    let k = done(&store, "deliver-ttl", now).await;
+    store.open_deliveries(&k, &["slack"], &lease("d1", now + Duration::from_secs(60)), now).await.unwrap();
+    store.record_delivery(&k, "d1", "slack", &state(DeliveryStatus::Sent, 1, None, now)).await.unwrap();
+    let after_ttl = now + RECORD_TTL + Duration::from_secs(1);
+    assert_eq!(
+        store
+            .open_deliveries(&k, &["slack"], &lease("d2", after_ttl + Duration::from_secs(60)), after_ttl)
+            .await
+            .unwrap(),
+        DeliveryClaim::NotDone(None),
+        "an expired record has nothing to deliver"
+    );
+    let w2 = lease("w2", after_ttl + Duration::from_secs(60));
+    store.start(&StartJob::new(&k, &rule(), &w2, MESSAGE, after_ttl)).await.unwrap();
+    assert!(store.get(&k).await.unwrap().unwrap().deliveries.is_empty(), "a fresh run delivers afresh");
+}
+
+async fn concurrent_delivery_opens_admit_exactly_one<S: Store + 'static>(store: Arc<S>) {
+    let now = SystemTime::now();
+    let k = done(store.as_ref(), "deliver-race", now).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (store, k) = (store.clone(), k.clone());
+            tokio::spawn(async move {
+                let l = lease(&format!("d{i}"), now + Duration::from_secs(60));
+                store.open_deliveries(&k, &["slack"], &l, now).await.unwrap()
+            })
+        })
+        .collect();
+    let mut opened = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), DeliveryClaim::Open(_)) {
+            opened += 1;
+        }
+    }
+    assert_eq!(opened, 1, "20 concurrent deliveries of one job: one holds the lease");
 }
 
 async fn claims_are_exclusive(store: impl Store) {

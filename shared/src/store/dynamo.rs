@@ -6,7 +6,7 @@
 //! start for a job without one), the keys of the `by-day` index that listings query
 //! (`dynamo_listing`); guard and cache records do not, so the index holds jobs only.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -23,9 +23,9 @@ use serde_json::Value;
 
 use super::listing::{self, Position, Step};
 use super::{
-    CLAIM_LEASE, CacheStore, Claim, ClaimStore, GuardStore, JobRecord, JobStatus, JobStore, NewJob, Outcome,
-    RECORD_TTL, Start, StartJob, StoreError, cache_key, cap_key, epoch_millis, epoch_secs, once_key, rfc3339,
-    sortable_millis,
+    CLAIM_LEASE, CacheStore, Claim, ClaimStore, DeliveryClaim, DeliveryState, DeliveryStatus, DeliveryStore,
+    GuardStore, JobRecord, JobStatus, JobStore, Lease, NewJob, OpenDeliveries, Outcome, RECORD_TTL, Start, StartJob,
+    StoreError, cache_key, cap_key, epoch_millis, epoch_secs, once_key, rfc3339, sortable_millis,
 };
 use crate::domain::{JobKey, RuleName};
 
@@ -317,7 +317,8 @@ impl JobStore for DynamoStore {
                  expires_at = :exp, created_at = if_not_exists(created_at, :now_iso), \
                  attempts = if_not_exists(attempts, :zero) + :one, message = :message{set_user}, \
                  #day = if_not_exists(#day, :day), #position = if_not_exists(#position, :position), \
-                 history = list_append(if_not_exists(history, :empty), :step) REMOVE #result, #error"
+                 history = list_append(if_not_exists(history, :empty), :step) \
+                 REMOVE #result, #error, deliveries, delivery_holder, delivery_until, deliveries_opened"
             ))
             .condition_expression(
                 "attribute_not_exists(pk) OR expires_at < :now_s OR #status IN (:claimed, :retrying) \
@@ -519,7 +520,181 @@ impl JobStore for DynamoStore {
                 .and_then(|v| v.as_l().ok())
                 .map(|l| l.iter().filter_map(read_step).collect())
                 .unwrap_or_default(),
+            deliveries: item.get(DELIVERIES).map(|v| delivery_states(key, v)).transpose()?.unwrap_or_default(),
         }))
+    }
+}
+
+/// The job record's map of destination states (`store::delivery` describes it).
+const DELIVERIES: &str = "deliveries";
+
+fn delivery_value(state: &DeliveryState) -> AttributeValue {
+    let mut m = HashMap::from([
+        ("state".to_owned(), s(state.state.as_str())),
+        ("attempts".to_owned(), n(state.attempts)),
+        ("at".to_owned(), s(&state.at)),
+    ]);
+    if let Some(reason) = &state.reason {
+        m.insert("reason".to_owned(), s(reason));
+    }
+    AttributeValue::M(m)
+}
+
+fn delivery_states(key: &JobKey, value: &AttributeValue) -> Result<BTreeMap<String, DeliveryState>, StoreError> {
+    let corrupt = |problem: String| StoreError::Corrupt { key: key.to_string(), problem };
+    let map = value.as_m().map_err(|_| corrupt("deliveries is not a map".into()))?;
+    map.iter()
+        .map(|(name, v)| {
+            let m = v.as_m().map_err(|_| corrupt(format!("deliveries.{name} is not a map")))?;
+            let text = |k: &str| m.get(k).and_then(|v| v.as_s().ok()).cloned();
+            let state = text("state")
+                .and_then(|t| DeliveryStatus::parse(&t))
+                .ok_or_else(|| corrupt(format!("deliveries.{name} has no readable state")))?;
+            let attempts = m.get("attempts").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+            Ok((
+                name.clone(),
+                DeliveryState { state, attempts, reason: text("reason"), at: text("at").unwrap_or_default() },
+            ))
+        })
+        .collect()
+}
+
+#[async_trait]
+impl DeliveryStore for DynamoStore {
+    async fn open_deliveries(
+        &self,
+        key: &JobKey,
+        destinations: &[&str],
+        lease: &Lease,
+        now: SystemTime,
+    ) -> Result<DeliveryClaim, StoreError> {
+        let initial: HashMap<String, AttributeValue> =
+            destinations.iter().map(|d| ((*d).to_owned(), delivery_value(&DeliveryState::pending(now)))).collect();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, s(key.as_str()))
+            .update_expression(
+                "SET delivery_holder = :owner, delivery_until = :until, \
+                 deliveries_opened = if_not_exists(deliveries_opened, :now_ms), \
+                 deliveries = if_not_exists(deliveries, :initial), updated_at = :now_iso",
+            )
+            .condition_expression(
+                "#status = :done AND expires_at > :now_s \
+                 AND (attribute_not_exists(delivery_until) OR delivery_until < :now_ms)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":done", s(JobStatus::Done.as_str()))
+            .expression_attribute_values(":owner", s(&lease.owner))
+            .expression_attribute_values(":until", n(epoch_millis(lease.until)))
+            .expression_attribute_values(":now_ms", n(epoch_millis(now)))
+            .expression_attribute_values(":now_s", n(epoch_secs(now)))
+            .expression_attribute_values(":now_iso", s(rfc3339(now)))
+            .expression_attribute_values(":initial", AttributeValue::M(initial))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let item = match result {
+            Ok(out) => out.attributes.unwrap_or_default(),
+            Err(ref e) if let Some(old) = lost(e) => {
+                let old = match old {
+                    Some(item) => Some(item.clone()),
+                    None => self.current(key.as_str()).await?,
+                };
+                let live = old.as_ref().filter(|i| {
+                    i.get(TTL_ATTRIBUTE).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<u64>().ok())
+                        > Some(epoch_secs(now))
+                });
+                return Ok(match live.and_then(status_of) {
+                    Some(JobStatus::Done) => DeliveryClaim::Busy,
+                    status => DeliveryClaim::NotDone(status),
+                });
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        let mut states = item.get(DELIVERIES).map(|v| delivery_states(key, v)).transpose()?.unwrap_or_default();
+        // A destination the rule gained since the deliveries were opened: add it.
+        let missing: Vec<&str> = destinations.iter().copied().filter(|d| !states.contains_key(*d)).collect();
+        if !missing.is_empty() {
+            let mut update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(KEY_ATTRIBUTE, s(key.as_str()))
+                .condition_expression("delivery_holder = :owner")
+                .expression_attribute_values(":owner", s(&lease.owner));
+            let mut sets = Vec::new();
+            for (i, name) in missing.iter().enumerate() {
+                sets.push(format!("deliveries.#d{i} = :d{i}"));
+                update = update
+                    .expression_attribute_names(format!("#d{i}"), *name)
+                    .expression_attribute_values(format!(":d{i}"), delivery_value(&DeliveryState::pending(now)));
+                states.insert((*name).to_owned(), DeliveryState::pending(now));
+            }
+            let applied = applied(update.update_expression(format!("SET {}", sets.join(", "))).send().await)?;
+            if !applied {
+                return Ok(DeliveryClaim::Busy);
+            }
+        }
+        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+        let result = text("result")
+            .map(|r| serde_json::from_str::<Value>(r))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt { key: key.to_string(), problem: format!("result is not JSON: {e}") })?
+            .unwrap_or(Value::Null);
+        let opened_ms = item
+            .get("deliveries_opened")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| epoch_millis(now));
+        Ok(DeliveryClaim::Open(OpenDeliveries {
+            result,
+            states,
+            opened_at: SystemTime::UNIX_EPOCH + Duration::from_millis(opened_ms),
+        }))
+    }
+
+    async fn record_delivery(
+        &self,
+        key: &JobKey,
+        owner: &str,
+        destination: &str,
+        state: &DeliveryState,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, s(key.as_str()))
+            .update_expression("SET deliveries.#d = :state, updated_at = :at")
+            .condition_expression("delivery_holder = :owner AND #status = :done")
+            .expression_attribute_names("#d", destination)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":state", delivery_value(state))
+            .expression_attribute_values(":at", s(&state.at))
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":done", s(JobStatus::Done.as_str()))
+            .send()
+            .await;
+        if applied(result)? { Ok(()) } else { Err(StoreError::LeaseLost(key.clone())) }
+    }
+
+    async fn release_deliveries(&self, key: &JobKey, owner: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, s(key.as_str()))
+            .update_expression("SET delivery_until = :zero")
+            .condition_expression("delivery_holder = :owner")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        // Not applied: another worker holds it now, which is what releasing allows.
+        applied(result).map(|_| ())
     }
 }
 

@@ -19,15 +19,18 @@ use serde_json::Value;
 
 use super::listing::{self, window_bounds};
 use super::{
-    CLAIM_LEASE, CacheStore, Claim, ClaimStore, GuardStore, JobRecord, JobStatus, JobStore, ListPage, ListQuery,
-    ListStore, NewJob, Outcome, Position, RECORD_TTL, ReplayStore, Requeue, Start, StartJob, Step, StoreError,
-    cache_key, cap_key, epoch_millis, epoch_secs, once_key, sortable_millis,
+    CLAIM_LEASE, CacheStore, Claim, ClaimStore, DeliveryClaim, DeliveryState, DeliveryStore, GuardStore, JobRecord,
+    JobStatus, JobStore, Lease, ListPage, ListQuery, ListStore, NewJob, OpenDeliveries, Outcome, Position, RECORD_TTL,
+    ReplayStore, Requeue, Start, StartJob, Step, StoreError, cache_key, cap_key, epoch_millis, epoch_secs, once_key,
+    sortable_millis,
 };
 use crate::domain::{JobKey, RuleName};
 
 /// One stored record, in the shape the file store persists.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// Nearly every item is a job, so boxing jobs would add an allocation to each and save nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Item {
     Job(JobItem),
     Cap { members: BTreeSet<String>, expires_at: u64 },
@@ -56,6 +59,20 @@ pub struct JobItem {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<Step>,
+    /// A `DONE` job's destinations and their lease (`store::delivery`).
+    #[serde(default)]
+    pub delivery: DeliveryItem,
+}
+
+/// The delivery part of a job record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryItem {
+    pub states: BTreeMap<String, DeliveryState>,
+    /// The delivery lease's owner, and until when it holds (0: free).
+    pub holder: String,
+    pub until_ms: u64,
+    /// When the deliveries were first opened.
+    pub opened_ms: u64,
 }
 
 impl Item {
@@ -161,7 +178,13 @@ impl MemoryStore {
     }
 
     /// A store starting from `items` (read back from disk) that reports changes to `persist`.
-    pub fn with_persistence(items: BTreeMap<String, Item>, persist: Arc<dyn Persist>) -> Self {
+    /// Delivery leases in them belonged to the process that wrote them, which has ended.
+    pub fn with_persistence(mut items: BTreeMap<String, Item>, persist: Arc<dyn Persist>) -> Self {
+        for item in items.values_mut() {
+            if let Item::Job(job) = item {
+                job.delivery.until_ms = 0;
+            }
+        }
         MemoryStore { items: Arc::new(Mutex::new(Records::new(items))), persist: Some(persist) }
     }
 
@@ -259,6 +282,7 @@ fn record(key: &str, j: &JobItem) -> JobRecord {
         user: j.user.clone(),
         message: j.message.clone(),
         history: j.history.clone(),
+        deliveries: j.delivery.states.clone(),
     }
 }
 
@@ -295,6 +319,7 @@ impl ClaimStore for MemoryStore {
                         user: None,
                         message: None,
                         history: vec![],
+                        delivery: DeliveryItem::default(),
                     };
                     items.insert(key.to_owned(), Item::Job(item));
                     (Claim::Claimed, vec![key.to_owned()])
@@ -362,6 +387,7 @@ impl JobStore for MemoryStore {
                 user: user.map(str::to_owned).or(known_user),
                 message: Some(message.to_owned()),
                 history,
+                delivery: DeliveryItem::default(),
             };
             items.insert(k.to_owned(), Item::Job(item));
             (Start::Started { attempt: attempts + 1 }, vec![k.to_owned()])
@@ -415,6 +441,71 @@ impl JobStore for MemoryStore {
         Ok(match self.lock().get(key.as_str()) {
             Some(Item::Job(j)) => Some(record(key.as_str(), j)),
             _ => None,
+        })
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for MemoryStore {
+    async fn open_deliveries(
+        &self,
+        key: &JobKey,
+        destinations: &[&str],
+        lease: &Lease,
+        now: SystemTime,
+    ) -> Result<DeliveryClaim, StoreError> {
+        let now_ms = epoch_millis(now);
+        self.update(|items| {
+            let k = key.as_str();
+            let job = match live(items, k, now) {
+                Some(Item::Job(j)) if j.status == JobStatus::Done => j,
+                Some(Item::Job(j)) => return (DeliveryClaim::NotDone(Some(j.status)), vec![]),
+                _ => return (DeliveryClaim::NotDone(None), vec![]),
+            };
+            if job.delivery.until_ms >= now_ms && job.delivery.until_ms > 0 {
+                return (DeliveryClaim::Busy, vec![]);
+            }
+            let d = &mut job.delivery;
+            d.holder = lease.owner.clone();
+            d.until_ms = epoch_millis(lease.until);
+            if d.opened_ms == 0 {
+                d.opened_ms = now_ms;
+            }
+            for name in destinations {
+                d.states.entry((*name).to_owned()).or_insert_with(|| DeliveryState::pending(now));
+            }
+            let open = OpenDeliveries {
+                result: job.result.clone().unwrap_or(Value::Null),
+                states: d.states.clone(),
+                opened_at: SystemTime::UNIX_EPOCH + Duration::from_millis(d.opened_ms),
+            };
+            (DeliveryClaim::Open(open), vec![k.to_owned()])
+        })
+    }
+
+    async fn record_delivery(
+        &self,
+        key: &JobKey,
+        owner: &str,
+        destination: &str,
+        state: &DeliveryState,
+    ) -> Result<(), StoreError> {
+        self.update(|items| match items.get_mut(key.as_str()) {
+            Some(Item::Job(j)) if j.status == JobStatus::Done && j.delivery.holder == owner => {
+                j.delivery.states.insert(destination.to_owned(), state.clone());
+                (Ok(()), vec![key.to_string()])
+            }
+            _ => (Err(StoreError::LeaseLost(key.clone())), vec![]),
+        })?
+    }
+
+    async fn release_deliveries(&self, key: &JobKey, owner: &str) -> Result<(), StoreError> {
+        self.update(|items| match items.get_mut(key.as_str()) {
+            Some(Item::Job(j)) if j.delivery.holder == owner && j.delivery.until_ms > 0 => {
+                j.delivery.until_ms = 0;
+                ((), vec![key.to_string()])
+            }
+            _ => ((), vec![]),
         })
     }
 }

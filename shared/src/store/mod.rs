@@ -5,10 +5,12 @@
 //! Customer.io's 7 days of retries); expiry is checked in code, since DynamoDB deletes
 //! expired items only eventually and moto never does.
 //!
-//! Narrow traits, one per party: ingest holds a [`ClaimStore`], the worker a [`JobStore`]
-//! and a [`GuardStore`], enrichment a [`CacheStore`], operators (`relay events`, `show`,
-//! `replay`, the console) a [`ListStore`] and a [`ReplayStore`].
+//! Narrow traits, one per party: ingest holds a [`ClaimStore`], the worker a [`JobStore`],
+//! a [`GuardStore`] and a [`DeliveryStore`] (each destination's state on a `DONE` job, see
+//! [`delivery`]), enrichment a [`CacheStore`], operators (`relay events`, `show`, `replay`,
+//! the console) a [`ListStore`] and a [`ReplayStore`].
 
+pub mod delivery;
 mod dynamo;
 mod dynamo_listing;
 mod failure;
@@ -16,12 +18,14 @@ pub mod listing;
 mod memory;
 mod time;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use delivery::{DeliveryClaim, DeliveryState, DeliveryStatus, DeliveryStore, OpenDeliveries};
 pub use dynamo::{
     DAY_ATTRIBUTE, DynamoStore, KEY_ATTRIBUTE, LISTING_INDEX, LISTING_PROJECTION, RECEIVED_ATTRIBUTE, TTL_ATTRIBUTE,
     create_table,
@@ -208,6 +212,9 @@ pub struct JobRecord {
     /// Each attempt's start and end, and each replay, oldest first.
     #[serde(default)]
     pub history: Vec<Step>,
+    /// A `DONE` job's destinations, by name (`slack`, `customerio`, …): see [`delivery`].
+    #[serde(default)]
+    pub deliveries: BTreeMap<String, DeliveryState>,
 }
 
 impl JobRecord {
@@ -346,8 +353,8 @@ pub trait ReplayStore: Send + Sync {
 }
 
 /// Everything at once, for wiring. Handlers take the narrow traits.
-pub trait Store: ClaimStore + JobStore + GuardStore + CacheStore + ListStore + ReplayStore {}
-impl<T: ClaimStore + JobStore + GuardStore + CacheStore + ListStore + ReplayStore> Store for T {}
+pub trait Store: ClaimStore + JobStore + GuardStore + CacheStore + DeliveryStore + ListStore + ReplayStore {}
+impl<T: ClaimStore + JobStore + GuardStore + CacheStore + DeliveryStore + ListStore + ReplayStore> Store for T {}
 
 /// Keys of the non-job records, kept apart from job keys by their prefixes.
 pub(crate) fn cap_key(rule: &RuleName, day: &str) -> String {
