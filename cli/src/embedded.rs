@@ -105,14 +105,24 @@ impl Embedded {
 
     /// Sweeps expired records every [`SWEEP_EVERY`] until the process ends.
     pub fn spawn_sweeper(&self) {
+        self.spawn_sweeper_on(SWEEP_EVERY, SystemTime::now);
+    }
+
+    /// Sweeps the records expired by `clock`'s time every `every` (the first after one
+    /// period). The clock is a parameter so a test can move it past the records' expiry.
+    fn spawn_sweeper_on(
+        &self,
+        every: Duration,
+        clock: impl Fn() -> SystemTime + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         let store = self.store();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(SWEEP_EVERY);
-            every.tick().await;
+            let mut ticks = tokio::time::interval(every);
+            ticks.tick().await;
             loop {
-                every.tick().await;
-                let sweep = store.clone();
-                match tokio::task::spawn_blocking(move || sweep.sweep_expired(SystemTime::now())).await {
+                ticks.tick().await;
+                let (sweep, now) = (store.clone(), clock());
+                match tokio::task::spawn_blocking(move || sweep.sweep_expired(now)).await {
                     Ok(Ok(0)) => {}
                     Ok(Ok(n)) => tracing::debug!("swept {n} expired records from the event store"),
                     Ok(Err(e)) => {
@@ -121,7 +131,7 @@ impl Embedded {
                     Err(e) => tracing::warn!(error = %e, "sweeping expired records failed"),
                 }
             }
-        });
+        })
     }
 
     /// With `--data-dir`, writes what is still waiting (acks, mostly) to the file.
@@ -187,5 +197,68 @@ impl EmbeddedQueue for MemoryQueue {
 impl EmbeddedQueue for FileQueue {
     fn depth(&self) -> usize {
         FileQueue::depth(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use shared::domain::{JobKey, RuleName};
+    use shared::store::{NewJob, RECORD_TTL};
+
+    use super::*;
+
+    /// The sweeper `relay serve` runs, on a clock the test moves: records stay until their
+    /// expiry, then go, in memory and in a data directory alike.
+    #[tokio::test]
+    async fn the_sweeper_removes_records_once_the_clock_passes_their_expiry() {
+        let dir = std::env::temp_dir().join(format!("relay-sweeper-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let visibility = Duration::from_secs(60);
+        for embedded in [Embedded::in_memory(visibility, 5), Embedded::in_dir(&dir, visibility, 5).unwrap()] {
+            let store = embedded.store();
+            let rule = RuleName::parse("r").unwrap();
+            let t0 = SystemTime::now();
+            let day = Duration::from_secs(24 * 3600);
+            let (old, young) = (JobKey::from_stored("segment#old#r"), JobKey::from_stored("segment#young#r"));
+            store.claim(&NewJob { key: &old, rule: &rule, token: "t", now: t0 }).await.unwrap();
+            store.claim(&NewJob { key: &young, rule: &rule, token: "t", now: t0 + day }).await.unwrap();
+
+            let clock = Arc::new(Mutex::new(t0 + RECORD_TTL - Duration::from_secs(1)));
+            let read = clock.clone();
+            let sweeper = embedded.spawn_sweeper_on(Duration::from_millis(10), move || *read.lock().unwrap());
+            let count = || async {
+                let mut n = 0;
+                for key in [&old, &young] {
+                    // `get` reads on the real clock, by which nothing has expired: a record
+                    // is gone only if the sweeper removed it.
+                    n += usize::from(store.get(key).await.unwrap().is_some());
+                }
+                n
+            };
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(count().await, 2, "nothing has expired yet");
+
+            *clock.lock().unwrap() = t0 + RECORD_TTL + Duration::from_secs(1);
+            assert!(eventually(|| async { count().await == 1 }).await, "the older record is swept");
+            assert_eq!(count().await, 1, "the younger one stays");
+
+            *clock.lock().unwrap() = t0 + day + RECORD_TTL + Duration::from_secs(1);
+            assert!(eventually(|| async { count().await == 0 }).await, "then the younger one goes too");
+            sweeper.abort();
+            embedded.close();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    async fn eventually<F: std::future::Future<Output = bool>>(check: impl Fn() -> F) -> bool {
+        for _ in 0..200 {
+            if check().await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
     }
 }
