@@ -35,8 +35,9 @@ pub const MAX_BATCH: usize = 4096;
 /// One change to the data file.
 #[derive(Debug)]
 pub enum Change {
-    /// A store record written (`Some`) or deleted.
-    Record { key: String, item: Option<Item> },
+    /// A store record written (`Some`) or deleted. Boxed: a record is ten times the size of
+    /// the other changes, and every change in the channel would take its size.
+    Record { key: String, item: Option<Box<Item>> },
     /// A queue message accepted or handed back, with its deliveries so far.
     PutMessage { id: u64, body: String, receives: u32 },
     /// A queue message deleted; kept among the dead letters when `dead`.

@@ -40,7 +40,9 @@ struct Journaled(Arc<Journal>);
 
 impl Persist for Journaled {
     fn write(&self, key: &str, item: Option<&Item>) -> Result<(), StoreError> {
-        self.0.record(Change::Record { key: key.to_owned(), item: item.cloned() }).map_err(StoreError::unavailable)
+        self.0
+            .record(Change::Record { key: key.to_owned(), item: item.cloned().map(Box::new) })
+            .map_err(StoreError::unavailable)
     }
 }
 
