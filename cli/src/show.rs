@@ -87,6 +87,17 @@ pub fn render(record: &JobRecord) -> String {
         section(&mut out, "Result");
         value_lines(&mut out, result, 1);
     }
+    if !record.deliveries.is_empty() {
+        section(&mut out, "Deliveries");
+        for (destination, d) in &record.deliveries {
+            let tries = match d.attempts {
+                1 => "1 try".to_owned(),
+                n => format!("{n} tries"),
+            };
+            let reason = d.reason.as_deref().map(|r| format!("  {r}")).unwrap_or_default();
+            let _ = writeln!(out, "  {destination:<10} {:<8} {tries}, {}{reason}", d.state, short_time(&d.at));
+        }
+    }
     if !record.history.is_empty() {
         section(&mut out, "History");
         let mut attempt = 0;
@@ -185,4 +196,37 @@ fn scalar(value: &Value) -> String {
 /// Epoch milliseconds as `2026-11-28T10:15:30.123Z`.
 fn millis_text(ms: u64) -> String {
     shared::store::sortable_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_done_job_shows_where_its_result_went() {
+        let record: JobRecord = serde_json::from_value(json!({
+            "key": "segment#m-1#churn", "status": "DONE", "rule": "churn", "attempts": 1,
+            "result": {"action": "research", "content": "They miss the export."}, "error": null,
+            "notes": [], "lease_until_ms": null, "expires_at": 1_900_000_000u64,
+            "deliveries": {
+                "slack": {"state": "sent", "attempts": 1, "at": "2026-11-28T07:00:00Z"},
+                "webhook": {"state": "failed", "attempts": 2, "reason": "the endpoint answered 410 Gone",
+                            "at": "2026-11-28T07:00:01Z"}
+            }
+        }))
+        .unwrap();
+        let text = render(&record);
+        let section = &text[text.find("Deliveries").expect(&text)..];
+        let lines: Vec<&str> = section.lines().skip(1).take(2).collect();
+        assert!(lines[0].contains("slack") && lines[0].contains("sent") && lines[0].contains("1 try"), "{text}");
+        assert!(
+            lines[1].contains("webhook")
+                && lines[1].contains("failed")
+                && lines[1].contains("2 tries")
+                && lines[1].contains("410 Gone"),
+            "{text}"
+        );
+    }
 }

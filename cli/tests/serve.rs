@@ -373,6 +373,22 @@ async fn serve_delivers_to_a_test_slack_channel_without_spending_credits() {
     assert!(slack.messages()[0].to_string().contains("Dry run: Mavera was not called"));
     assert!(receiver.messages()[0].verified);
     assert!(!serve.output().contains("standin-secret-token"), "the Slack URL is a credential: never printed");
+
+    // The job's console page says where the result went.
+    let url = format!("{}/console/job?key=segment%23m-deliver%23churn", serve.base);
+    let deadline = std::time::Instant::now() + WAIT;
+    let page = loop {
+        let page = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        if page.matches(">sent<").count() == 2 || std::time::Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(page.contains("<h2>Deliveries</h2>"), "{page}");
+    for destination in ["<td>slack</td>", "<td>webhook</td>"] {
+        assert!(page.contains(destination), "{destination}: {page}");
+    }
+    assert_eq!(page.matches(">sent<").count(), 2, "both destinations sent: {page}");
 }
 
 #[tokio::test]

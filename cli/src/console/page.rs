@@ -152,7 +152,7 @@ fn recent(body: &mut String, jobs: &[JobSummary]) {
     }
 }
 
-/// One job: its fields, Mavera's answer in full, the history, the event.
+/// One job: its fields, Mavera's answer in full, where it was delivered, the history, the event.
 pub fn job_page(place: &str, record: &JobRecord, replay_hint: &str) -> String {
     let mut body = String::new();
     let key = &record.key;
@@ -181,7 +181,24 @@ pub fn job_page(place: &str, record: &JobRecord, replay_hint: &str) -> String {
         let _ = write!(body, "<h2>Mavera's answer</h2>");
         result_html(&mut body, result);
     }
-    let _ = write!(body, "<h2>Deliveries</h2><p class=\"note\">{}</p>", deliveries_note());
+    if !record.deliveries.is_empty() {
+        let _ = write!(
+            body,
+            "<h2>Deliveries</h2><table><tr><th>destination</th><th>state</th><th>tries</th><th>at (UTC)</th><th>reason</th></tr>"
+        );
+        for (destination, d) in &record.deliveries {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td><span class=\"status {1}\">{1}</span></td><td>{2}</td><td>{3}</td><td>{4}</td></tr>",
+                esc(destination),
+                d.state,
+                d.attempts,
+                esc(&d.at),
+                esc(d.reason.as_deref().unwrap_or_default()),
+            );
+        }
+        let _ = write!(body, "</table>");
+    }
     if !record.history.is_empty() {
         let _ = write!(body, "<h2>Attempts</h2><table><tr><th>at (UTC)</th><th>status</th><th>detail</th></tr>");
         for step in &record.history {
@@ -226,12 +243,6 @@ pub fn job_page(place: &str, record: &JobRecord, replay_hint: &str) -> String {
         esc(replay_hint)
     );
     page(&format!("mavera-relay: {key}"), place, &body)
-}
-
-/// Delivery to destinations is recorded per destination once the worker delivers results;
-/// until then the record carries none.
-fn deliveries_note() -> &'static str {
-    "This relay version records no deliveries: results stay in the record and in Mavera."
 }
 
 /// Texts (research, generations) as readable paragraphs; everything else as fields.

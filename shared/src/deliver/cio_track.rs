@@ -24,7 +24,6 @@ use tokio::time::Instant;
 
 use super::context::Context;
 use super::options::{CioOptions, TrackIdType};
-use super::result::ResultKind;
 use super::send::{Port, SendError};
 use super::transport::{self, Answer, exchange};
 use super::{InvalidSetting, checked_url, fit_text};
@@ -98,21 +97,8 @@ pub fn update(ctx: &Context<'_>, options: &CioOptions) -> Result<CioUpdate, Send
             attributes.insert(name.into(), json!(truncate_bytes(v, MAX_ATTRIBUTE_BYTES)));
         }
     };
-    if !ctx.result.is_dry_run() {
-        match ctx.kind {
-            ResultKind::Persona => {
-                set("mavera_persona_id", ctx.result.persona_id());
-                set("mavera_persona_name", ctx.result.persona_name());
-            }
-            ResultKind::Research => {
-                set("mavera_last_research", ctx.result.text());
-                set("mavera_thread_id", ctx.result.thread_id());
-            }
-            ResultKind::Generation => {
-                set("mavera_last_generation", ctx.result.text());
-                set("mavera_generation_id", ctx.result.generation_id());
-            }
-        }
+    for (name, value) in ctx.profile_fields() {
+        set(name, Some(value));
     }
     for (name, template) in &options.attributes {
         set(name, Some(&template.render(ctx)));
@@ -132,24 +118,10 @@ fn event_data(ctx: &Context<'_>) -> Value {
         "source": ctx.event.source.as_str(),
         "event_name": ctx.event.name,
         "event_id": ctx.event.id.as_str(),
-        "action": ctx.kind.action(),
-        "credits": ctx.result.credits(),
     });
-    let map = data.as_object_mut().expect("an object");
-    if ctx.result.is_dry_run() {
-        map.insert("dry_run".into(), json!(true));
-    }
-    let mut put = |k: &str, v: Option<&str>| {
-        if let Some(v) = v {
-            map.insert(k.into(), json!(v));
-        }
-    };
-    put("persona_id", ctx.result.persona_id());
-    put("persona_name", ctx.result.persona_name());
-    put("thread_id", ctx.result.thread_id());
-    put("generation_id", ctx.result.generation_id());
+    ctx.put_result_facts(data.as_object_mut().expect("an object"));
     let Some(text) = ctx.result.text() else { return data };
-    map.insert("content_truncated".into(), json!(ctx.result.truncated()));
+    data["content_truncated"] = json!(ctx.result.truncated());
     if fit_text(&mut data, "", "content", text, MAX_EVENT_DATA_BYTES) {
         data["content_truncated"] = json!(true);
     }
@@ -300,6 +272,7 @@ impl Port<CioUpdate> for CioTrack {
 
 #[cfg(test)]
 mod tests {
+    use super::super::result::ResultKind;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     use super::*;

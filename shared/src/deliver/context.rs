@@ -4,6 +4,7 @@
 
 use std::time::SystemTime;
 
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::result::{JobResult, ResultKind};
@@ -48,6 +49,47 @@ impl Context<'_> {
 
     pub fn at_rfc3339(&self) -> String {
         crate::store::rfc3339(self.at)
+    }
+
+    /// The result's facts every destination's body carries: the action, the credits, whether
+    /// it was a dry run, and the ids and names Mavera gave.
+    pub fn put_result_facts(&self, map: &mut Map<String, Value>) {
+        map.insert("action".into(), json!(self.kind.action()));
+        map.insert("credits".into(), json!(self.result.credits()));
+        if self.result.is_dry_run() {
+            map.insert("dry_run".into(), json!(true));
+        }
+        for (name, value) in [
+            ("persona_id", self.result.persona_id()),
+            ("persona_name", self.result.persona_name()),
+            ("thread_id", self.result.thread_id()),
+            ("generation_id", self.result.generation_id()),
+        ] {
+            if let Some(value) = value {
+                map.insert(name.into(), json!(value));
+            }
+        }
+    }
+
+    /// What a person's profile keeps of the result (Customer.io attributes, Segment traits):
+    /// the persona's id and name, or the latest research or generation and its id. None for a
+    /// dry run, whose result is no answer of Mavera's.
+    pub fn profile_fields(&self) -> Vec<(&'static str, &str)> {
+        if self.result.is_dry_run() {
+            return Vec::new();
+        }
+        let fields = match self.kind {
+            ResultKind::Persona => {
+                [("mavera_persona_id", self.result.persona_id()), ("mavera_persona_name", self.result.persona_name())]
+            }
+            ResultKind::Research => {
+                [("mavera_last_research", self.result.text()), ("mavera_thread_id", self.result.thread_id())]
+            }
+            ResultKind::Generation => {
+                [("mavera_last_generation", self.result.text()), ("mavera_generation_id", self.result.generation_id())]
+            }
+        };
+        fields.into_iter().filter_map(|(name, value)| Some((name, value?))).collect()
     }
 }
 

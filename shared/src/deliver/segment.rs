@@ -17,7 +17,6 @@ use tokio::time::Instant;
 use super::cio_track::basic_auth;
 use super::context::Context;
 use super::options::SegmentOptions;
-use super::result::ResultKind;
 use super::send::{Port, SendError};
 use super::transport::{self, exchange};
 use super::{InvalidSetting, checked_url, fit_text};
@@ -81,21 +80,7 @@ pub fn calls(ctx: &Context<'_>, options: &SegmentOptions) -> Result<SegmentCalls
     properties.insert("source".into(), json!(ctx.event.source.as_str()));
     properties.insert("event_name".into(), json!(ctx.event.name));
     properties.insert("event_id".into(), json!(ctx.event.id.as_str()));
-    properties.insert("action".into(), json!(ctx.kind.action()));
-    properties.insert("credits".into(), json!(ctx.result.credits()));
-    if ctx.result.is_dry_run() {
-        properties.insert("dry_run".into(), json!(true));
-    }
-    for (k, v) in [
-        ("persona_id", ctx.result.persona_id()),
-        ("persona_name", ctx.result.persona_name()),
-        ("thread_id", ctx.result.thread_id()),
-        ("generation_id", ctx.result.generation_id()),
-    ] {
-        if let Some(v) = v {
-            properties.insert(k.into(), json!(v));
-        }
-    }
+    ctx.put_result_facts(&mut properties);
     properties.extend(render_entries(&options.properties, ctx));
     let mut track = json!({
         "userId": user,
@@ -115,26 +100,8 @@ pub fn calls(ctx: &Context<'_>, options: &SegmentOptions) -> Result<SegmentCalls
 
     if options.identify {
         let mut traits = Map::new();
-        let mut set = |k: &str, v: Option<&str>| {
-            if let Some(v) = v {
-                traits.insert(k.into(), json!(truncate_chars(v, MAX_TRAIT_CHARS)));
-            }
-        };
-        if !ctx.result.is_dry_run() {
-            match ctx.kind {
-                ResultKind::Persona => {
-                    set("mavera_persona_id", ctx.result.persona_id());
-                    set("mavera_persona_name", ctx.result.persona_name());
-                }
-                ResultKind::Research => {
-                    set("mavera_last_research", ctx.result.text());
-                    set("mavera_thread_id", ctx.result.thread_id());
-                }
-                ResultKind::Generation => {
-                    set("mavera_last_generation", ctx.result.text());
-                    set("mavera_generation_id", ctx.result.generation_id());
-                }
-            }
+        for (name, value) in ctx.profile_fields() {
+            traits.insert(name.into(), json!(truncate_chars(value, MAX_TRAIT_CHARS)));
         }
         traits.insert("mavera_updated_at".into(), json!(timestamp));
         let identify = json!({
@@ -273,6 +240,7 @@ impl Port<SegmentCalls> for SegmentApi {
 
 #[cfg(test)]
 mod tests {
+    use super::super::result::ResultKind;
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;

@@ -63,23 +63,8 @@ pub fn message(ctx: &Context<'_>, options: &WebhookOptions) -> WebhookMessage {
             "name": ctx.event.name,
             "user_id": ctx.event.user_id,
         },
-        "action": ctx.kind.action(),
-        "credits": ctx.result.credits(),
     });
-    let map = data.as_object_mut().expect("an object");
-    if ctx.result.is_dry_run() {
-        map.insert("dry_run".into(), json!(true));
-    }
-    for (k, v) in [
-        ("persona_id", ctx.result.persona_id()),
-        ("persona_name", ctx.result.persona_name()),
-        ("thread_id", ctx.result.thread_id()),
-        ("generation_id", ctx.result.generation_id()),
-    ] {
-        if let Some(v) = v {
-            map.insert(k.into(), json!(v));
-        }
-    }
+    ctx.put_result_facts(data.as_object_mut().expect("an object"));
     let mut payload = json!({"type": options.event_type, "timestamp": ctx.at_rfc3339(), "data": data});
     if let Some(text) = ctx.result.text() {
         payload["data"]["content_truncated"] = json!(ctx.result.truncated());
