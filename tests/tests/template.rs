@@ -255,6 +255,55 @@ fn each_function_gets_the_variables_it_needs() {
 }
 
 #[test]
+fn the_customerio_tolerance_defaults_to_and_stops_at_what_the_code_accepts() {
+    // Customer.io retries with (perhaps) the first signature for 7 days: a deployed stack must
+    // accept what the code accepts, and nothing the code would cut.
+    let longest = shared::verify::customerio::DEFAULT_MAX_AGE.as_secs() as i64;
+    let parameter = at(&TEMPLATE, &["Parameters", "CioTimestampToleranceSecs"]);
+    assert_eq!(integer(parameter, &["Default"]), longest, "CioTimestampToleranceSecs' default");
+    assert_eq!(integer(parameter, &["MaxValue"]), longest, "CioTimestampToleranceSecs' maximum");
+    assert!(integer(parameter, &["MinValue"]) >= 1, "the code refuses 0");
+    let ingest = environment("ingest");
+    assert_eq!(
+        ingest.get(vars::CIO_TIMESTAMP_TOLERANCE_SECS).and_then(|v| reference(v)),
+        Some("CioTimestampToleranceSecs")
+    );
+}
+
+/// A parameter's default as the docs write it: `none (required)`, `empty`, or the value.
+fn scalar_text(node: &Yaml) -> String {
+    node.as_str()
+        .map(str::to_owned)
+        .or_else(|| node.as_integer().map(|n| n.to_string()))
+        .or_else(|| node.as_bool().map(|b| b.to_string()))
+        .unwrap_or_else(|| panic!("a default that is not a scalar: {node:?}"))
+}
+
+#[test]
+fn the_docs_parameter_table_shows_the_template_defaults() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/deploy.md")).unwrap();
+    let table = docs.split("| Parameter | Default | Notes |").nth(1).expect("docs/deploy.md has a parameter table");
+    let parameters = at(&TEMPLATE, &["Parameters"]);
+    let mut rows = 0;
+    for line in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (names, default) = (cells[1], cells[2]);
+        let expected = match default {
+            "none (required)" => None,
+            "empty" => Some(String::new()),
+            quoted => Some(quoted.trim_matches('`').to_owned()),
+        };
+        for name in names.split(',').map(|n| n.trim().trim_matches('`')) {
+            let parameter = get(parameters, name).unwrap_or_else(|| panic!("the docs list {name}, not a parameter"));
+            let actual = get(parameter, "Default").map(scalar_text);
+            assert_eq!(actual, expected, "docs/deploy.md's default for {name}");
+            rows += 1;
+        }
+    }
+    assert!(rows >= 20, "read only {rows} parameters from the docs' table");
+}
+
+#[test]
 fn the_table_matches_the_store() {
     let table = properties("EventsTable");
     assert_eq!(text(resource("EventsTable"), &["Type"]), "AWS::DynamoDB::Table");
