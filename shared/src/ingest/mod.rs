@@ -234,7 +234,7 @@ impl Ingest {
                 Ok(report) => reports.push(report),
                 Err((event_id, error)) if batch => {
                     prepared.truncate(jobs_before);
-                    reports.push(EventReport::rejected(event_id, index, error.code(), error.to_string()));
+                    reports.push(EventReport::rejected(event_id, index, error.code(), error.kind(), error.to_string()));
                     first_refusal.get_or_insert(error);
                 }
                 Err((_, error)) => return Err(error),

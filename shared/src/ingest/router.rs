@@ -69,7 +69,7 @@ async fn webhook(State(state): State<AppState>, Path(source): Path<String>, requ
             for event in report.events() {
                 counts.add(Metric::Received, 1);
                 if let Some(error) = &event.error {
-                    counts.add_rejected(error.code);
+                    counts.add_rejected(error.code, error.kind);
                     tracing::warn!(source = %source_name, event_id = %event.event_id, index = event.index, outcome = "rejected", code = error.code, reason = %error.message, "event of a batch rejected; the others go on");
                     continue;
                 }
@@ -90,7 +90,7 @@ async fn webhook(State(state): State<AppState>, Path(source): Path<String>, requ
             (StatusCode::OK, Json(report)).into_response()
         }
         Err(error) => {
-            counts.add_rejected(error.code());
+            counts.add_rejected(error.code(), error.kind());
             counts.flush();
             if !error.is_server_error() {
                 tracing::warn!(source = %source_name, status = error.status().as_u16(), code = error.code(), "webhook rejected: {error}");

@@ -13,6 +13,8 @@ pub use customerio::CustomerIoVerifier;
 pub use secrets::{SecretsError, SigningSecrets};
 pub use segment::{SegmentVerifier, SignatureCoverage};
 
+use crate::telemetry::RejectionKind;
+
 /// Why a request's signature was not accepted. Every variant answers 401.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum VerifyError {
@@ -64,6 +66,22 @@ impl VerifyError {
             VerifyError::StaleEvent { .. } => "stale_event",
             VerifyError::UndatedFirstEvent => "undated_first_event",
             VerifyError::BatchReplayed { .. } => "batch_replayed",
+        }
+    }
+
+    /// Who has to act on it (the `Kind` the alarms watch).
+    pub fn kind(&self) -> RejectionKind {
+        match self {
+            VerifyError::MissingHeader(_) => RejectionKind::NotAllowed,
+            VerifyError::MalformedSignature { .. }
+            | VerifyError::BadSignature
+            | VerifyError::FirstEventOnly { .. }
+            | VerifyError::MalformedTimestamp
+            | VerifyError::StaleTimestamp { .. }
+            | VerifyError::FutureTimestamp { .. } => RejectionKind::Signature,
+            VerifyError::StaleEvent { .. } | VerifyError::UndatedFirstEvent | VerifyError::BatchReplayed { .. } => {
+                RejectionKind::Replay
+            }
         }
     }
 }
