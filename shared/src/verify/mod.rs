@@ -10,7 +10,7 @@ pub mod segment;
 pub use allow_list::{IpAllowList, canonical_ip};
 pub use by_source::{Refused, Verifiers};
 pub use customerio::CustomerIoVerifier;
-pub use secrets::{SecretsError, SigningSecrets};
+pub use secrets::{MIN_SECRET_CHARS, SecretsError, SigningSecrets};
 pub use segment::{SegmentVerifier, SignatureCoverage};
 
 use crate::telemetry::RejectionKind;

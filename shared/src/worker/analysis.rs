@@ -26,7 +26,7 @@ use crate::store::{FailureClass, Outcome, RECORD_TTL};
 use crate::telemetry::chain;
 use crate::template::{JsonTemplate, Template, render_entries};
 
-/// Fields a campaign-strategy prompt can name: what [`fields`] provides.
+/// Fields a campaign-strategy prompt can name: what `fields` (below) provides.
 pub const PROMPT_FIELDS: [&str; 8] = [
     "winners",
     "winner_count",
