@@ -19,8 +19,9 @@
 //!
 //! 1. Foundations: [`domain`] (checked values, `truncate_chars`, `PersonaName`), [`toml_table`]
 //!    (how a `triggers.toml` table is read), [`vars`] (environment variable names),
-//!    [`retry`] (waits between tries), [`telemetry`], [`aws`], [`verify`]. `domain`,
-//!    `toml_table`, `vars` and `retry` *never* use another module.
+//!    [`retry`] (waits between tries), [`deadline`] (an invocation's), [`telemetry`], [`aws`],
+//!    [`verify`]. `domain`, `toml_table`, `vars`, `retry` and `deadline` *never* use another
+//!    module.
 //! 2. [`template`]: `{field}` and JSON templates over a `FieldSource`; *never* anything but
 //!    `domain`.
 //! 3. Ports and their adapters: [`mavera`] (with the dry-run adapter), [`store`], [`queue`]
@@ -40,6 +41,7 @@ pub mod aws;
 pub mod cio_sync;
 pub mod config;
 pub mod customerio;
+pub mod deadline;
 pub mod domain;
 pub mod ingest;
 pub mod mavera;

@@ -123,7 +123,7 @@ fn lower_layers_never_use_higher_ones() {
     for port in ["mavera", "store", "queue", "parse", "customerio"] {
         never(&graph, port, &["rules", "worker", "cio_sync", "triggers", "ingest", "config"]);
     }
-    for foundation in ["domain", "template", "toml_table", "vars", "retry"] {
+    for foundation in ["domain", "template", "toml_table", "vars", "retry", "deadline"] {
         let above: Vec<&str> = graph.keys().map(String::as_str).filter(|m| *m != "domain").collect();
         never(&graph, foundation, &above);
     }

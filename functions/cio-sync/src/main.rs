@@ -10,11 +10,11 @@ use serde_json::Value;
 
 use shared::cio_sync::{self, RunFailed, RunRequest, STOP_MARGIN, Settings};
 use shared::config::{self, AwsResources, vars};
+use shared::deadline::deadline_from;
 use shared::queue::SqsQueue;
 use shared::startup::{ColdStart, cold_start};
 use shared::store::DynamoStore;
 use shared::telemetry::Fatal;
-use shared::worker::sqs::deadline_from;
 use tokio::time::Instant;
 
 #[tokio::main]

@@ -35,7 +35,7 @@ async fn main() -> Result<(), Fatal> {
     let timeout = std::time::Duration::from_secs(timeout);
     let (worker, metrics) = (&worker, &Metrics::from_env("worker"));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let deadline = sqs::deadline_from(event.context.deadline(), timeout);
+        let deadline = shared::deadline::deadline_from(event.context.deadline(), timeout);
         Ok::<SqsBatchResponse, Error>(sqs::handle_batch(worker, event.payload, deadline, metrics).await)
     }))
     .await
