@@ -222,6 +222,29 @@ async fn a_generate_failure_after_mave_is_retried_without_asking_mave_again() {
     assert_eq!(result["mave"]["content"], brief, "the retry generated from the kept analysis");
 }
 
+#[tokio::test]
+async fn an_analysis_whose_generate_fails_still_counts_what_mave_cost() {
+    let r = rig(STRATEGY).await;
+    seed_campaigns(&r.cio);
+    r.run(SyncJob::CampaignStrategy, wednesday()).await;
+    let body = r.aws.drain(&r.aws.queue_url).await.remove(0);
+    // Generate first asks to wait past the job's time (a retry, nothing counted yet), then
+    // refuses the request for good.
+    r.mavera.script("/generations", [Reply::RateLimited { retry_after_secs: Some(600) }, Reply::BadRequest]);
+
+    let (first, tally) = r.worker.process_tallied(&body, Instant::now() + JOB_TIME).await;
+    assert!(matches!(first, Disposition::Retry { .. }), "{first:?}");
+    assert_eq!(tally.credits, None, "a job that goes back to the queue counts nothing yet");
+
+    let (second, tally) = r.worker.process_tallied(&body, Instant::now() + JOB_TIME).await;
+    assert_eq!(second, Disposition::Finished(JobStatus::Failed));
+    assert_eq!(r.mavera.count("/mave/chat"), 1, "Mave was asked once");
+    assert_eq!(tally.credits, Some(25.0), "the stand-in charges 25 per Mave answer, spent on the first attempt");
+    assert!(tally.failure.is_some());
+    let record = r.record("cio-sync#campaign-strategy#2026-03-02_7d").await;
+    assert!(record.notes.iter().any(|n| n.contains("cost 25 credits")), "{:?}", record.notes);
+}
+
 /// 15 pro/saas, 10 free/retail, 6 team/saas, 3 enterprise/fintech, and 2 members Customer.io
 /// has no attributes for; identifiers and value spellings vary as they do in real workspaces.
 fn seed_segment(cio: &CioStandIn) -> Vec<Person> {

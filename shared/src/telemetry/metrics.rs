@@ -45,7 +45,8 @@ pub enum Metric {
     Failed,
     Retried,
     Skipped,
-    /// Mavera credits a finished job cost, per rule.
+    /// Mavera credits a job cost, per rule: a job done, or one that failed after spending some
+    /// (a campaign analysis whose Generate failed after Mave answered).
     Credits,
     /// How long ago an accepted Customer.io request was signed, in seconds (a value): a
     /// retry Customer.io held back shows as hours or days.

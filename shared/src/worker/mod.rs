@@ -86,16 +86,18 @@ impl Disposition {
 pub struct JobTally {
     pub rule: Option<RuleName>,
     pub failure: Option<FailureClass>,
-    /// Credits Mavera reported for the job (none in dry run).
+    /// Credits Mavera reported for the job (none in dry run), including what a job that then
+    /// failed had spent (a campaign analysis whose Generate failed after Mave answered).
     pub credits: Option<f64>,
 }
 
 impl JobTally {
-    fn of(rule: &RuleName, outcome: &Outcome) -> Self {
+    /// `spent`: credits a job that did not finish `Done` is known to have cost.
+    fn of(rule: &RuleName, outcome: &Outcome, spent: Option<f64>) -> Self {
         let (failure, credits) = match outcome {
             Outcome::Done { result } => (None, result.get("credits").and_then(serde_json::Value::as_f64)),
-            Outcome::Failed { class, .. } => (Some(*class), None),
-            Outcome::Skipped { .. } => (None, None),
+            Outcome::Failed { class, .. } => (Some(*class), spent),
+            Outcome::Skipped { .. } => (None, spent),
         };
         JobTally { rule: Some(rule.clone()), failure, credits }
     }
@@ -262,16 +264,17 @@ impl Worker {
         };
 
         let mut notes = Vec::new();
+        let mut spent = None;
         let result = match &mut work {
             Work::Event { rule, event } => self.execute(rule, event, &key, attempt, &mut notes, deadline).await,
-            Work::Analysis(job) => self.analyse(job, &key, &mut notes, deadline).await,
+            Work::Analysis(job) => self.analyse(job, &key, &mut notes, &mut spent, deadline).await,
             Work::Persona(job) => self.create_cluster_persona(job, &mut notes, deadline).await,
         };
         match result {
             Ok(outcome) => {
                 let status = outcome.status();
                 log_outcome(&outcome, attempt, started);
-                *tally = JobTally::of(&rule_name, &outcome);
+                *tally = JobTally::of(&rule_name, &outcome, spent);
                 self.record(&key, &owner, &outcome, &notes).await;
                 Disposition::Finished(status)
             }
