@@ -26,8 +26,9 @@
 //!    `domain`.
 //! 3. Ports and their adapters: [`mavera`] (with the dry-run adapter), [`store`], [`queue`]
 //!    (its `message` is the one contract between producers and the worker), [`parse`],
-//!    [`customerio`] (with the attribute lookup, cached in the `store`). *Never* `rules`,
-//!    `config`, or anything above.
+//!    [`customerio`] (with the attribute lookup, cached in the `store`), [`health`] (what
+//!    each function has live, kept in the `store`). *Never* `rules`, `config`, or anything
+//!    above.
 //! 4. [`rules`]: webhook rules, matching, `[enrichment]`.
 //! 5. [`config`] (environment variables, and the verifiers the rules need) and [`secrets`].
 //! 6. The three jobs: [`ingest`]; [`worker`], which renders scheduled jobs' requests itself
@@ -43,6 +44,7 @@ pub mod config;
 pub mod customerio;
 pub mod deadline;
 pub mod domain;
+pub mod health;
 pub mod ingest;
 pub mod mavera;
 pub mod parse;

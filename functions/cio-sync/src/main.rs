@@ -25,7 +25,8 @@ async fn main() -> Result<(), Fatal> {
     let AwsResources { table, queue_url } = settings.resources.clone();
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
     let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url));
-    let sync = cio_sync::build(settings, store, queue)?;
+    let sync = cio_sync::build(settings, store.clone(), queue)?;
+    shared::health::publish_at_start(store.as_ref(), &sync.health_report(SystemTime::now())).await;
 
     let sync = &sync;
     // The template's 600 s, for when the runtime gives no usable deadline (cargo lambda watch).

@@ -46,10 +46,16 @@ pub fn router_with_body_timeout(ingest: Arc<Ingest>, metrics: Metrics, body_time
         .with_state(AppState { ingest, metrics, body_timeout })
 }
 
+/// What is live, for all three functions: ingest's sources and rules, then what the worker and
+/// cio-sync reported at their cold starts (see `shared::health`).
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
     let sources: serde_json::Map<String, serde_json::Value> =
         state.ingest.source_states().into_iter().map(|(source, s)| (source.as_str().to_owned(), json!(s))).collect();
-    Json(json!({"status": "ok", "rules": state.ingest.rules().len(), "sources": sources}))
+    let rules = state.ingest.rules().len();
+    let mut functions = serde_json::Map::new();
+    functions.insert("ingest".into(), json!({"rules": rules, "sources": sources}));
+    functions.extend(state.ingest.other_functions().await);
+    Json(json!({"status": "ok", "rules": rules, "sources": sources, "functions": functions}))
 }
 
 async fn not_found() -> Response {

@@ -160,6 +160,18 @@ impl Worker {
         &self.disabled
     }
 
+    /// What this worker runs and what it cannot, for `/healthz` ([`crate::health`]).
+    pub fn health_report(&self, now: SystemTime) -> crate::health::Report {
+        let is_off = |name: &RuleName| self.disabled.iter().any(|(off, _)| off == name);
+        let live = self.rules.iter().filter(|r| !is_off(&r.name)).map(|r| r.name.as_str().to_owned()).collect();
+        let off = self
+            .disabled
+            .iter()
+            .map(|(name, reason)| crate::health::Off { name: name.as_str().to_owned(), reason: reason.clone() })
+            .collect();
+        crate::health::Report::new("worker", live, off, now)
+    }
+
     /// Joins ready-made parts. Everything outside the crate goes through [`build`], which makes
     /// them from [`Settings`]; unit tests hand in twins here.
     pub(crate) fn new(
