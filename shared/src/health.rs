@@ -76,10 +76,10 @@ impl Report {
 /// Writes `report` unless a newer one is stored (a cold start that began later).
 pub async fn publish(store: &dyn CacheStore, report: &Report, now: SystemTime) -> Result<(), StoreError> {
     let key = key(&report.function);
-    if let Some(stored) = store.cached(&key, now).await? {
-        if serde_json::from_value::<Report>(stored).is_ok_and(|s| s.reported_at > report.reported_at) {
-            return Ok(());
-        }
+    if let Some(stored) = store.cached(&key, now).await?
+        && serde_json::from_value::<Report>(stored).is_ok_and(|s| s.reported_at > report.reported_at)
+    {
+        return Ok(());
     }
     let value = serde_json::to_value(report).unwrap_or(Value::Null);
     store.cache(&key, &value, RECORD_TTL, now).await
@@ -105,10 +105,10 @@ impl Board {
 
     /// Each reporting function's latest report, or why there is none.
     pub async fn read(&self) -> Map<String, Value> {
-        if let Some((at, read)) = self.last.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            if at.elapsed() < READ_CACHE {
-                return read.clone();
-            }
+        if let Some((at, read)) = self.last.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+            && at.elapsed() < READ_CACHE
+        {
+            return read.clone();
         }
         let now = SystemTime::now();
         let reads = futures::future::join_all(REPORTING.iter().map(|function| {
