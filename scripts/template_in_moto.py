@@ -140,6 +140,12 @@ def check_stack(name, stage, outputs, template):
 
     table = ddb.describe_table(TableName=outputs["EventsTableName"])["Table"]
     check(table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}], f"{name}: key schema {table['KeySchema']}")
+    indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", [])}
+    listing = indexes.get("by-day", {})
+    check(
+        listing.get("KeySchema") == [{"AttributeName": "day", "KeyType": "HASH"}, {"AttributeName": "position", "KeyType": "RANGE"}],
+        f"{name}: the listing index by-day is {listing or 'missing'}",
+    )
     # (moto's CloudFormation leaves TTL and point-in-time recovery unset; the drift tests
     # read them from the template.)
     prod = stage == "prod"

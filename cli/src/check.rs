@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use shared::config::{self, Vars, vars};
+use shared::deliver::DestinationName;
 use shared::domain::Source;
 use shared::rules::{Rule, Rules};
 use shared::triggers::Triggers;
@@ -44,6 +45,10 @@ pub fn run(args: Args) -> Result<ExitCode, RelayError> {
     }
     println!("\nMavera and Customer.io:");
     for line in services(&vars, rules) {
+        println!("  {line}");
+    }
+    println!("\ndestinations (results go where a rule's `deliver` says; one without credentials is off alone):");
+    for line in destinations(&vars, rules) {
         println!("  {line}");
     }
 
@@ -94,6 +99,29 @@ fn services(vars: &dyn Vars, rules: &Rules) -> Vec<String> {
     lines
 }
 
+/// Each destination: whether its credentials are usable, and which rules deliver there. A
+/// destination that is off turns off only those deliveries (recorded `failed` with the reason).
+fn destinations(vars: &dyn Vars, rules: &Rules) -> Vec<String> {
+    let settings = config::destinations(vars);
+    DestinationName::ALL
+        .into_iter()
+        .map(|d| {
+            let using: Vec<&str> = rules.delivering_to(d).iter().map(|r| r.name.as_str()).collect();
+            let by = if using.is_empty() {
+                "no rule delivers here".to_owned()
+            } else {
+                format!("used by {}", using.join(", "))
+            };
+            let state = match settings.problem(d) {
+                None => "ready".to_owned(),
+                Some(problem) if using.is_empty() => format!("not set ({problem})"),
+                Some(problem) => format!("OFF, its deliveries are recorded failed: {problem}"),
+            };
+            format!("{:<11} {by}; {state}", d.as_str())
+        })
+        .collect()
+}
+
 fn describe(settings: &Settings) -> String {
     let mavera = match &settings.worker.mavera {
         Mavera::DryRun { reason } => format!("dry run, as {reason}"),
@@ -111,11 +139,11 @@ fn describe(settings: &Settings) -> String {
     format!("{mavera}{enrichment}")
 }
 
-/// The rules as an aligned table: name, source, events, conditions, action, guards.
+/// The rules as an aligned table: name, source, events, conditions, action, guards, destinations.
 pub fn table(rules: &Rules) -> String {
-    let header = ["NAME", "SOURCE", "EVENTS", "CONDITIONS", "ACTION", "GUARDS"].map(str::to_owned);
-    let rows: Vec<[String; 6]> = std::iter::once(header).chain(rules.iter().map(row)).collect();
-    let mut widths = [0usize; 6];
+    let header = ["NAME", "SOURCE", "EVENTS", "CONDITIONS", "ACTION", "GUARDS", "DELIVER"].map(str::to_owned);
+    let rows: Vec<[String; 7]> = std::iter::once(header).chain(rules.iter().map(row)).collect();
+    let mut widths = [0usize; 7];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -130,7 +158,7 @@ pub fn table(rules: &Rules) -> String {
     out
 }
 
-fn row(rule: &Rule) -> [String; 6] {
+fn row(rule: &Rule) -> [String; 7] {
     let mut conditions: Vec<String> = rule.conditions.iter().map(|c| c.describe()).collect();
     conditions.extend(rule.after_enrichment.iter().map(|c| format!("{} (after lookup)", c.describe())));
     let mut guards = Vec::new();
@@ -150,6 +178,11 @@ fn row(rule: &Rule) -> [String; 6] {
         if conditions.is_empty() { "-".to_owned() } else { conditions.join("; ") },
         rule.action.describe(),
         if guards.is_empty() { "-".to_owned() } else { guards.join(", ") },
+        if rule.deliver.is_empty() {
+            "-".to_owned()
+        } else {
+            rule.deliver.iter().map(|t| t.name().as_str()).collect::<Vec<_>>().join(", ")
+        },
     ]
 }
 

@@ -114,8 +114,9 @@ fn clock() -> String {
 }
 
 /// Fields shown in the columns or the detail of an event line, not repeated as `key=value`.
-const SHOWN: [&str; 12] = [
+const SHOWN: [&str; 13] = [
     "message",
+    "method",
     "source",
     "event_id",
     "rule",
@@ -140,13 +141,15 @@ fn render(fields: &Fields, level: Level, clock: &str) -> String {
     let head = |outcome: &str| format!("{clock}  {source:<10} {event_id:<26} {rule:<26} {outcome:<9}");
 
     if let (Some(path), Some(body)) = (fields.get("path"), fields.get("body")) {
-        // The dry-run request: method and path, then the body as it would be sent.
+        // The dry-run request (Mavera's, or a destination's): method and path, then the body
+        // as it would be sent.
         let pretty = serde_json::from_str::<Value>(body)
             .ok()
             .and_then(|v| serde_json::to_string_pretty(&v).ok())
             .unwrap_or_else(|| body.to_owned());
         let indented: String = pretty.lines().map(|l| format!("    {l}\n")).collect();
-        return format!("{} POST {path}\n{indented}", head("would send"));
+        let method = fields.get("method").unwrap_or("POST");
+        return format!("{} {method} {path}\n{indented}", head("would send"));
     }
 
     let outcome = fields.get("outcome");
@@ -243,6 +246,24 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].ends_with("would send POST /mave/chat"), "{text}");
         assert_eq!(&lines[1..], ["    {", "      \"message\": \"hi\"", "    }"]);
+    }
+
+    #[test]
+    fn a_dry_run_delivery_is_printed_with_its_method() {
+        let text = render(
+            &fields(&[
+                ("source", "segment"),
+                ("event_id", "m"),
+                ("rule", "r"),
+                ("destination", "customerio"),
+                ("method", "PUT"),
+                ("path", "Customer.io /api/v1/customers/u1"),
+                ("body", r#"{"_update":true}"#),
+            ]),
+            Level::INFO,
+            "t",
+        );
+        assert!(text.lines().next().unwrap().ends_with("would send PUT Customer.io /api/v1/customers/u1"), "{text}");
     }
 
     #[test]

@@ -10,20 +10,33 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use shared::deliver::DestinationName;
 use shared::queue::{FileQueue, MemoryQueue};
 use shared::store::{FileStore, JobStatus, MemoryStore, open_database};
 use shared::telemetry::Metrics;
 use shared::worker::local::LocalRunner;
-use shared::worker::{LEASE_MARGIN, Mavera};
+use shared::worker::{Deliveries, LEASE_MARGIN, Mavera};
 use tokio::sync::watch;
 
+use crate::console::{self, ConsoleState};
 use crate::error::RelayError;
 use crate::listen;
 use crate::output::{self, LogFormat};
+use crate::records::running::{self, Running};
+use crate::records::{Direct, Records};
 use crate::settings::{self, Settings};
 
 /// Deliveries of one message before it is dead-lettered, as the SQS redrive policy.
-const MAX_RECEIVES: u32 = 5;
+pub const MAX_RECEIVES: u32 = 5;
+
+/// The time one job may take unless `--job-timeout` says otherwise.
+pub const DEFAULT_JOB_TIME: Duration = Duration::from_secs(300);
+
+/// How long a received message stays hidden: longer than the job's lease, so it comes back
+/// only once the worker that had it is surely done with it.
+pub fn visibility(job_time: Duration) -> Duration {
+    job_time + LEASE_MARGIN + Duration::from_secs(30)
+}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -47,7 +60,7 @@ pub struct Args {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     workers: u16,
     /// Time one job may take, as a Lambda timeout would (seconds)
-    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    #[arg(long, default_value_t = DEFAULT_JOB_TIME.as_secs(), value_name = "SECS")]
     job_timeout: u64,
     /// How long a client may take to send a request's headers, and then its body (seconds);
     /// a half-sent request is cut off after it
@@ -66,9 +79,7 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     shared::telemetry::redact(shared::config::secret_values(&vars));
 
     let job_time = Duration::from_secs(args.job_timeout);
-    // A message stays hidden longer than the job's lease, so it comes back only once the
-    // worker that had it is surely done with it.
-    let visibility = job_time + LEASE_MARGIN + Duration::from_secs(30);
+    let visibility = visibility(job_time);
     let (store, queue) = match &args.data_dir {
         None => (MemoryStore::new(), MemoryQueue::new(visibility, MAX_RECEIVES)),
         Some(dir) => {
@@ -83,6 +94,7 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
         Mavera::DryRun { reason } => format!("dry run ({reason}): each Mavera request is printed, none is sent"),
         Mavera::Live(config) => format!("calling Mavera at {}", config.base_url),
     };
+    let deliveries = describe_deliveries(&worker);
     let worker = Arc::new(shared::worker::build(worker, store.clone())?);
     let timeout = Duration::from_secs(args.request_timeout);
     // The worker runs in this process: its report is on /healthz like a deployed one's.
@@ -105,6 +117,9 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let sources: Vec<&str> = rules.sources().iter().map(|s| s.as_str()).collect();
     tracing::info!("rules: {} from {origin} (sources: {})", rules.len(), sources.join(", "));
     tracing::info!("{mode}");
+    if let Some(deliveries) = deliveries {
+        tracing::info!("{deliveries}");
+    }
     match &args.data_dir {
         None => tracing::info!("event store and queue in memory (use --data-dir DIR to keep them over a restart)"),
         Some(dir) => {
@@ -113,6 +128,23 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     }
     for source in &sources {
         tracing::info!("listening on http://{addr}/webhooks/{source}");
+    }
+    // The console and its records API, on loopback only.
+    let token = running::new_token();
+    let console = addr.ip().is_loopback().then(|| {
+        let records: Arc<dyn Records> = Arc::new(Direct::new(store.clone(), Some(queue.clone()), "relay serve".into()));
+        let replay_with = args.data_dir.as_ref().map(|d| format!("--data-dir '{}'", d.display()));
+        console::router(ConsoleState { records, token: Some(token.clone()), replay_with })
+    });
+    let _announced = match &args.data_dir {
+        Some(dir) => {
+            Some(running::announce(dir, &Running { url: format!("http://{addr}"), token, pid: std::process::id() })?)
+        }
+        None => None,
+    };
+    match &console {
+        Some(_) => tracing::info!("console: http://{addr}/console"),
+        None => tracing::info!("console off: --addr {addr} is not a loopback address"),
     }
     tracing::info!("try: relay send segment examples/segment/trial_started.json   (Ctrl-C stops)");
 
@@ -126,6 +158,10 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let consumer = queue.clone();
     let until_stopped = wait(stopped.clone());
     let worker_task = tokio::spawn(async move { runner.run(worker, consumer, until_stopped).await });
+    let app = match console {
+        Some(console) => app.merge(console),
+        None => app,
+    };
     let mut http = tokio::spawn(listen::serve(listener, app, timeout, wait(stopped.clone())));
 
     // Serve until Ctrl-C; then let requests and jobs in flight finish, within one grace period.
@@ -150,6 +186,30 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let finished = tokio::time::timeout_at(deadline, worker_task).await.is_ok();
     report_leftovers(&store, &queue, args.data_dir.is_some(), finished);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where results go, when any rule delivers: printed in a dry run, else each destination
+/// in use and whether it is on (the worker warns of those that are off).
+fn describe_deliveries(worker: &shared::worker::Settings) -> Option<String> {
+    let rules = &worker.triggers.rules;
+    let used: Vec<DestinationName> =
+        DestinationName::ALL.into_iter().filter(|d| !rules.delivering_to(*d).is_empty()).collect();
+    if used.is_empty() {
+        return None;
+    }
+    Some(match &worker.deliveries {
+        Deliveries::Print => "deliveries: dry run, each request is printed, none is sent".to_owned(),
+        Deliveries::Send(settings) => {
+            let states: Vec<String> = used
+                .iter()
+                .map(|d| match settings.problem(*d) {
+                    None => format!("{d} on"),
+                    Some(_) => format!("{d} off"),
+                })
+                .collect();
+            format!("deliveries: {}", states.join(", "))
+        }
+    })
 }
 
 /// Says what is left undone at exit, and whether it survives.

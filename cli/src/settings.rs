@@ -9,7 +9,7 @@ use std::sync::Arc;
 use shared::config::{self, Layered, ProcessEnv, Vars, vars};
 use shared::ingest;
 use shared::triggers::Triggers;
-use shared::worker::{self, Enrichment, Mavera};
+use shared::worker::{self, Deliveries, Enrichment, Mavera};
 
 use crate::error::RelayError;
 
@@ -55,7 +55,13 @@ impl Settings {
             (Some(cio), Some(_)) => Enrichment::Lookup(cio),
             (None, Some(_)) => Enrichment::Unavailable { rules: enriching },
         };
-        let worker = worker::Settings { triggers: triggers.for_worker(), mavera, enrichment };
+        // An explicit dry run prints deliveries too; without MAVERA_API_KEY alone they are sent,
+        // so a developer can see a (dry-run) result reach a test Slack channel or endpoint.
+        let deliveries = match mavera {
+            Mavera::DryRun { reason: "--dry-run" | "DRY_RUN=true" } => Deliveries::Print,
+            _ => Deliveries::Send(Box::new(config::destinations(vars))),
+        };
+        let worker = worker::Settings { triggers: triggers.for_worker(), mavera, enrichment, deliveries };
         Ok(Settings { origin: triggers.origin().to_owned(), ingest, worker })
     }
 }

@@ -55,3 +55,41 @@ fn a_bad_rules_file_names_the_rule_and_the_field() {
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains(": 1 rule\n"), "{stdout}");
 }
+
+#[test]
+fn destinations_show_which_rules_use_them_and_what_is_missing() {
+    let dir = TempDir::new("check-deliver");
+    let path = dir.0.join("triggers.toml");
+    let file = "[[rule]]\nname = \"upgrade\"\nsource = \"segment\"\nevent = \"plan_upgraded\"\naction = \"research\"\nresearch = { prompt = \"p\" }\ndeliver = [\"slack\", \"segment\"]\n";
+    std::fs::write(&path, file).unwrap();
+    let env = [
+        ("SEGMENT_SHARED_SECRET", "s"),
+        ("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/check-secret-part"),
+    ];
+    let out = run(&["check", "--triggers", path.to_str().unwrap()], &env);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "a destination without credentials does not stop the relay: {stdout}");
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("{name}: {stdout}"))
+            .to_owned()
+    };
+    assert!(stdout.lines().any(|l| l.starts_with("upgrade") && l.ends_with("slack, segment")), "{stdout}");
+    assert!(line("slack ").contains("used by upgrade; ready"), "{stdout}");
+    let segment = line("segment ");
+    assert!(segment.contains("used by upgrade; OFF") && segment.contains("SEGMENT_WRITE_KEY is not set"), "{segment}");
+    assert!(line("webhook ").contains("no rule delivers here; not set"), "{stdout}");
+    assert!(!stdout.contains("check-secret-part"), "a credential is never printed: {stdout}");
+
+    // An unknown destination names the rule and the field.
+    std::fs::write(&path, file.replace("\"segment\"]", "\"teams\"]")).unwrap();
+    let out = run(&["check", "--triggers", path.to_str().unwrap()], &env);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("rule `upgrade`, field `deliver[1]`: `teams` is not a destination"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -3,6 +3,10 @@
 //! it answers, prints and sends.
 
 mod check;
+mod console;
+mod doctor;
+mod operate_aws;
+mod operate_local;
 mod poll_sqs;
 mod send;
 mod serve;

@@ -5,6 +5,8 @@ use std::time::Duration;
 use relay_tests::cio_standin::{CioStandIn, Person};
 use relay_tests::mavera_standin::{MaveraStandIn, Reply};
 use relay_tests::payloads::{cio_email, segment_track};
+use relay_tests::slack_standin::SlackStandIn;
+use relay_tests::webhook_receiver::{self, WebhookReceiver};
 use serde_json::{Value, json};
 
 use crate::support::{Serve, TempDir, eventually, run, secrets, text};
@@ -335,4 +337,80 @@ async fn an_upstream_error_that_echoes_the_api_key_is_logged_without_it() {
     let output = serve.output();
     assert!(!output.contains(&key), "the key reached the log:\n{output}");
     assert!(output.contains("[REDACTED]"), "{output}");
+}
+
+/// A research rule that delivers to Slack and the signed webhook.
+const DELIVERING_RULES: &str = r#"
+[[rule]]
+name = "churn"
+source = "segment"
+event = "churn_signal"
+action = "research"
+research = { prompt = "Why would {user_id} leave?" }
+deliver = ["slack", "webhook"]
+"#;
+
+async fn delivering(args: &[&str]) -> (Serve, SlackStandIn, WebhookReceiver, TempDir) {
+    let (slack, receiver) = (SlackStandIn::start().await, WebhookReceiver::start().await);
+    let dir = TempDir::new("serve-deliver");
+    let path = dir.0.join("triggers.toml");
+    std::fs::write(&path, DELIVERING_RULES).unwrap();
+    let mut env: Vec<(&'static str, String)> = secrets().into_iter().map(|(k, v)| (k, v.to_owned())).collect();
+    env.push(("TRIGGERS_PATH", path.display().to_string()));
+    env.push(("SLACK_WEBHOOK_URL", slack.webhook_url()));
+    env.push(("RESULT_WEBHOOK_URL", receiver.url()));
+    env.push(("RESULT_WEBHOOK_SECRET", webhook_receiver::SECRET.to_owned()));
+    env.push(("RESULT_WEBHOOK_ALLOW_LOCAL", "true".to_owned()));
+    let serve = Serve::start(args, &refs(&env)).await;
+    (serve, slack, receiver, dir)
+}
+
+#[tokio::test]
+async fn serve_delivers_to_a_test_slack_channel_without_spending_credits() {
+    // No MAVERA_API_KEY: Mavera's part is a dry run, but the result still goes out.
+    let (mut serve, slack, receiver, _dir) = delivering(&[]).await;
+    serve.wait_for_line(|l| l.contains("deliveries: slack on, webhook on"), WAIT).await;
+    let event = segment_track("m-deliver", "churn_signal", "usr_1", json!({}));
+    assert_eq!(serve.post_segment(&event).await.1["status"], "queued");
+    assert!(
+        eventually(WAIT, || slack.messages().len() == 1 && receiver.messages().len() == 1).await,
+        "not delivered:\n{}",
+        serve.output()
+    );
+    assert!(slack.messages()[0].to_string().contains("Dry run: Mavera was not called"));
+    assert!(receiver.messages()[0].verified);
+    assert!(!serve.output().contains("standin-secret-token"), "the Slack URL is a credential: never printed");
+
+    // The job's console page says where the result went.
+    let url = format!("{}/console/job?key=segment%23m-deliver%23churn", serve.base);
+    let deadline = std::time::Instant::now() + WAIT;
+    let page = loop {
+        let page = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        if page.matches(">sent<").count() == 2 || std::time::Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(page.contains("<h2>Deliveries</h2>"), "{page}");
+    for destination in ["<td>slack</td>", "<td>webhook</td>"] {
+        assert!(page.contains(destination), "{destination}: {page}");
+    }
+    assert_eq!(page.matches(">sent<").count(), 2, "both destinations sent: {page}");
+}
+
+#[tokio::test]
+async fn a_dry_run_prints_each_delivery_request_and_sends_nothing() {
+    let (mut serve, slack, receiver, _dir) = delivering(&["--dry-run"]).await;
+    serve.wait_for_line(|l| l.contains("deliveries: dry run"), WAIT).await;
+    let event = segment_track("m-dry-deliver", "churn_signal", "usr_2", json!({}));
+    assert_eq!(serve.post_segment(&event).await.1["status"], "queued");
+    let slack_line =
+        serve.wait_for_line(|l| l.contains("would send POST Slack incoming webhook (SLACK_WEBHOOK_URL)"), WAIT).await;
+    assert!(slack_line.contains("m-dry-deliver") && slack_line.contains("churn"), "{slack_line}");
+    serve.wait_for_line(|l| l.contains("would send POST RESULT_WEBHOOK_URL"), WAIT).await;
+    // The body follows, pretty-printed, as for the Mavera request.
+    assert!(serve.output().contains("\"blocks\": ["), "{}", serve.output());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(slack.posts().is_empty() && receiver.deliveries().is_empty(), "a dry run sends nothing");
+    assert!(!serve.output().contains("standin-secret-token"));
 }

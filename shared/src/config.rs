@@ -7,6 +7,10 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::deliver::{
+    CioTrackConfig, DestinationSettings, InvalidSetting, SegmentConfig, SegmentRegion, Setting, SlackConfig,
+    WebhookConfig,
+};
 use crate::rules::Rules;
 use crate::verify::{CustomerIoVerifier, SecretsError, SegmentVerifier, SigningSecrets, Verifiers, customerio};
 
@@ -232,7 +236,116 @@ pub fn customerio(vars: &dyn Vars, needed: bool) -> Result<Option<crate::custome
     if let Some(url) = optional(vars, vars::CIO_APP_API_URL) {
         config = config.with_base_url(url);
     }
-    Ok(Some(config))
+    Ok(Some(config.with_requests_per_second(cio_requests_per_second(vars)?)))
+}
+
+/// `CIO_REQUESTS_PER_SECOND`: this process's share of Customer.io's per-account 10 per second
+/// (all of it when unset, as for one local process).
+pub fn cio_requests_per_second(vars: &dyn Vars) -> Result<u32, ConfigError> {
+    let max = crate::customerio::DEFAULT_REQUESTS_PER_SECOND;
+    let rate = number(vars, vars::CIO_REQUESTS_PER_SECOND, max)?;
+    if !(1..=max).contains(&rate) {
+        return Err(ConfigError::Invalid {
+            name: vars::CIO_REQUESTS_PER_SECOND,
+            value: rate.to_string(),
+            problem: format!(
+                "Customer.io allows {max} App API requests a second per account, shared by every process: give each \
+                 process 1 to {max}"
+            ),
+        });
+    }
+    Ok(rate)
+}
+
+/// The destinations' settings (`deliver = [...]` in `triggers.toml`), each usable, missing
+/// (with what to set) or invalid (with what is wrong, never the value). A destination that
+/// cannot be used turns off only its own deliveries.
+pub fn destinations(vars: &dyn Vars) -> DestinationSettings {
+    DestinationSettings {
+        slack: slack(vars),
+        customerio: cio_track(vars),
+        segment: segment(vars),
+        webhook: webhook(vars),
+    }
+}
+
+fn setting<T>(result: Result<T, InvalidSetting>) -> Setting<T> {
+    result.map_or_else(Setting::Invalid, Setting::Set)
+}
+
+/// Slack: `SLACK_WEBHOOK_URL`.
+pub fn slack(vars: &dyn Vars) -> Setting<SlackConfig> {
+    match optional(vars, vars::SLACK_WEBHOOK_URL) {
+        None => Setting::Missing(format!(
+            "{} is not set (a Slack app's incoming webhook URL, https://hooks.slack.com/services/…)",
+            vars::SLACK_WEBHOOK_URL
+        )),
+        Some(url) => setting(SlackConfig::new(&url)),
+    }
+}
+
+/// Customer.io's Track API: `CIO_SITE_ID`, `CIO_TRACK_API_KEY`, `CIO_REGION` (and
+/// `CIO_TRACK_API_URL` for a stand-in).
+pub fn cio_track(vars: &dyn Vars) -> Setting<CioTrackConfig> {
+    let (site, key) = (optional(vars, vars::CIO_SITE_ID), optional(vars, vars::CIO_TRACK_API_KEY));
+    let (Some(site), Some(key)) = (&site, &key) else {
+        let unset: Vec<&str> = [(vars::CIO_SITE_ID, &site), (vars::CIO_TRACK_API_KEY, &key)]
+            .into_iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(n, _)| n)
+            .collect();
+        return Setting::Missing(format!(
+            "{} not set (Customer.io: Settings > Workspace settings > API and webhook credentials > Track API keys)",
+            if unset.len() == 1 { format!("{} is", unset[0]) } else { format!("{} are", unset.join(" and ")) }
+        ));
+    };
+    let region = match optional(vars, vars::CIO_REGION).map(|r| r.parse::<crate::customerio::CioRegion>()) {
+        None => crate::customerio::CioRegion::default(),
+        Some(Ok(region)) => region,
+        Some(Err(e)) => return Setting::Invalid(InvalidSetting::new(vars::CIO_REGION, &e.to_string())),
+    };
+    let config = CioTrackConfig::new(site, key, region);
+    setting(match optional(vars, vars::CIO_TRACK_API_URL) {
+        Some(url) => config.and_then(|c| c.with_base_url(&url)),
+        None => config,
+    })
+}
+
+/// Segment: `SEGMENT_WRITE_KEY`, `SEGMENT_REGION` (and `SEGMENT_API_URL` for a stand-in).
+pub fn segment(vars: &dyn Vars) -> Setting<SegmentConfig> {
+    let Some(key) = optional(vars, vars::SEGMENT_WRITE_KEY) else {
+        return Setting::Missing(format!(
+            "{} is not set (the write key of an HTTP API source: Segment > Connections > Sources)",
+            vars::SEGMENT_WRITE_KEY
+        ));
+    };
+    let config = SegmentRegion::parse(&optional(vars, vars::SEGMENT_REGION).unwrap_or_default())
+        .and_then(|region| SegmentConfig::new(&key, region));
+    setting(match optional(vars, vars::SEGMENT_API_URL) {
+        Some(url) => config.and_then(|c| c.with_base_url(&url)),
+        None => config,
+    })
+}
+
+/// The signed webhook: `RESULT_WEBHOOK_URL`, `RESULT_WEBHOOK_SECRET`,
+/// `RESULT_WEBHOOK_SECRET_PREVIOUS`, and `RESULT_WEBHOOK_ALLOW_LOCAL` for local development.
+pub fn webhook(vars: &dyn Vars) -> Setting<WebhookConfig> {
+    let (url, secret) = (optional(vars, vars::RESULT_WEBHOOK_URL), optional(vars, vars::RESULT_WEBHOOK_SECRET));
+    let (Some(url), Some(secret)) = (url.as_deref(), secret.as_deref()) else {
+        return Setting::Missing(match url {
+            None => format!("{} is not set (your endpoint's https URL)", vars::RESULT_WEBHOOK_URL),
+            Some(_) => format!(
+                "{} is not set (a Standard Webhooks secret: whsec_ and the base64 of 24 to 64 random bytes); results are never sent unsigned",
+                vars::RESULT_WEBHOOK_SECRET
+            ),
+        });
+    };
+    let allow_local = match flag(vars, vars::RESULT_WEBHOOK_ALLOW_LOCAL, false) {
+        Ok(allow) => allow,
+        Err(_) => return Setting::Invalid(InvalidSetting::new(vars::RESULT_WEBHOOK_ALLOW_LOCAL, "use true or false")),
+    };
+    let previous = optional(vars, vars::RESULT_WEBHOOK_SECRET_PREVIOUS);
+    setting(WebhookConfig::new(url, secret, previous.as_deref(), allow_local))
 }
 
 /// The AWS resources the functions use.
@@ -374,6 +487,66 @@ mod tests {
         assert!(err.to_string().starts_with("CIO_REGION=\"asia\""), "{err}");
         let config = customerio(&[("CIO_APP_KEY", "k"), ("CIO_REGION", "EU")], true).unwrap().unwrap();
         assert_eq!(config.region, crate::customerio::CioRegion::Eu);
+    }
+
+    #[test]
+    fn the_customerio_rate_is_this_processs_share_of_ten() {
+        let rate = |value: &str| customerio(&[("CIO_APP_KEY", "k"), ("CIO_REQUESTS_PER_SECOND", value)], true);
+        assert_eq!(rate("").unwrap().unwrap().requests_per_second, 10, "unset: one process has all of it");
+        assert_eq!(rate("3").unwrap().unwrap().requests_per_second, 3);
+        for bad in ["0", "11", "2.5"] {
+            let err = rate(bad).unwrap_err().to_string();
+            assert!(err.starts_with("CIO_REQUESTS_PER_SECOND="), "{err}");
+        }
+        assert!(rate("11").unwrap_err().to_string().contains("per account"));
+    }
+
+    #[test]
+    fn each_destination_is_usable_missing_or_invalid_on_its_own() {
+        let none = destinations(&[("CIO_REGION", "eu")]);
+        for name in crate::deliver::DestinationName::ALL {
+            let problem = none.problem(name).unwrap();
+            assert!(name.variables().iter().any(|v| problem.contains(v)), "{name}: {problem}");
+        }
+        let secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+        let vars = [
+            ("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/slacksecret"),
+            ("CIO_SITE_ID", "site1"),
+            ("CIO_TRACK_API_KEY", "trackkey"),
+            ("CIO_REGION", "eu"),
+            ("SEGMENT_WRITE_KEY", "writekey"),
+            ("SEGMENT_REGION", "eu"),
+            ("RESULT_WEBHOOK_URL", "https://hooks.example.com/mavera"),
+            ("RESULT_WEBHOOK_SECRET", secret),
+        ];
+        let all = destinations(&vars);
+        assert!(crate::deliver::DestinationName::ALL.iter().all(|d| all.problem(*d).is_none()), "{all:?}");
+        let Setting::Set(cio) = &all.customerio else { panic!() };
+        assert_eq!(cio.base_url(), "https://track-eu.customer.io");
+        let Setting::Set(segment) = &all.segment else { panic!() };
+        assert_eq!(segment.base_url(), "https://events.eu1.segmentapis.com");
+        assert!(!format!("{all:?}").contains("slacksecret") && !format!("{all:?}").contains("trackkey"));
+
+        let only_site = destinations(&[("CIO_SITE_ID", "site1")]);
+        assert!(
+            only_site
+                .problem(crate::deliver::DestinationName::CustomerIo)
+                .unwrap()
+                .starts_with("CIO_TRACK_API_KEY is not set")
+        );
+        let no_secret = destinations(&[("RESULT_WEBHOOK_URL", "https://hooks.example.com/x")]);
+        assert!(no_secret.problem(crate::deliver::DestinationName::Webhook).unwrap().contains("never sent unsigned"));
+        let bad = destinations(&[
+            ("SLACK_WEBHOOK_URL", "http://hooks.slack.com/services/T0/B0/slacksecret"),
+            ("SEGMENT_WRITE_KEY", "k"),
+            ("SEGMENT_REGION", "asia"),
+        ]);
+        assert!(matches!(bad.slack, Setting::Invalid(_)) && matches!(bad.segment, Setting::Invalid(_)));
+        assert!(!bad.problem(crate::deliver::DestinationName::Slack).unwrap().contains("slacksecret"));
+        let local = [("RESULT_WEBHOOK_URL", "http://127.0.0.1:9/hook"), ("RESULT_WEBHOOK_SECRET", secret)];
+        assert!(matches!(webhook(&local), Setting::Invalid(_)), "loopback needs RESULT_WEBHOOK_ALLOW_LOCAL");
+        let allowed = [local[0], local[1], ("RESULT_WEBHOOK_ALLOW_LOCAL", "true")];
+        assert!(matches!(webhook(&allowed), Setting::Set(_)));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! The request path is [`ingest`]: [`verify`] the signature on the raw bytes, [`parse`]
 //! into [`domain::Event`]s, match [`rules`], claim each job in the [`store`] and put it on
-//! the [`queue`]. The [`worker`] takes jobs off the queue and calls [`mavera`]. The scheduled
+//! the [`queue`]. The [`worker`] takes jobs off the queue, calls [`mavera`] and hands the
+//! result to the rule's destinations ([`deliver`]). The scheduled
 //! [`cio_sync`] jobs read [`customerio`] and put their work on the same queue. [`triggers`]
 //! loads `triggers.toml` (rules, enrichment, scheduled jobs) for all three. Every retry
 //! loop (Mavera, Customer.io, the worker's own writes) is backon's, waiting as [`retry`] says.
@@ -26,7 +27,8 @@
 //!    `domain`.
 //! 3. Ports and their adapters: [`mavera`] (with the dry-run adapter), [`store`], [`queue`]
 //!    (its `message` is the one contract between producers and the worker), [`parse`],
-//!    [`customerio`] (with the attribute lookup, cached in the `store`), [`health`] (what
+//!    [`customerio`] (with the attribute lookup, cached in the `store`), [`deliver`] (the
+//!    destinations a result goes to, and each rule's settings for them), [`health`] (what
 //!    each function has live, kept in the `store`). *Never* `rules`, `config`, or anything
 //!    above.
 //! 4. [`rules`]: webhook rules, matching, `[enrichment]`.
@@ -43,6 +45,7 @@ pub mod cio_sync;
 pub mod config;
 pub mod customerio;
 pub mod deadline;
+pub mod deliver;
 pub mod domain;
 pub mod health;
 pub mod ingest;

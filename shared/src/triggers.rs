@@ -168,6 +168,23 @@ research = { prompt = "p {x}" }
     }
 
     #[test]
+    fn the_shipped_commented_deliver_example_is_valid_once_uncommented() {
+        let start = EMBEDDED_TRIGGERS.find("# deliver = [").expect("the shipped file shows `deliver`");
+        let end = start + EMBEDDED_TRIGGERS[start..].find("# --- Customer.io").expect("the next section");
+        let example: String = EMBEDDED_TRIGGERS[start..end]
+            .lines()
+            .map(|l| l.strip_prefix("# ").or_else(|| l.strip_prefix('#')).unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let text = format!("{}\n{example}\n{}", &EMBEDDED_TRIGGERS[..start], &EMBEDDED_TRIGGERS[end..]);
+        let triggers = Triggers::parse(&text, "uncommented").unwrap();
+        let churn = triggers.rules.iter().find(|r| r.name.as_str() == "segment-churn-signal").unwrap();
+        let names: Vec<&str> = churn.deliver.iter().map(|t| t.name().as_str()).collect();
+        assert_eq!(names, ["slack", "customerio", "segment", "webhook"]);
+        assert!(Triggers::embedded().unwrap().rules.iter().all(|r| r.deliver.is_empty()), "shipped off");
+    }
+
+    #[test]
     fn unknown_tables_are_refused() {
         assert!(matches!(Triggers::parse("[rules]\nx = 1", "t.toml"), Err(TriggersError::Syntax { .. })));
     }

@@ -164,6 +164,17 @@ impl Person {
     }
 }
 
+/// How `GET /v1/customers/{id}/attributes?id_type=cio_id` wants the cio_id written: the spec is
+/// silent (other endpoints' paths take `cio_<id>`, membership lists it bare).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CioIdPath {
+    /// `a3000001` only.
+    #[default]
+    Bare,
+    /// `cio_a3000001` only; the bare form is a 404.
+    Prefixed,
+}
+
 #[derive(Default)]
 struct Workspace {
     campaigns: BTreeMap<u64, CampaignSeed>,
@@ -173,6 +184,7 @@ struct Workspace {
     email_disabled: bool,
     phone_disabled: bool,
     empty_next_on_last_page: bool,
+    cio_id_path: CioIdPath,
 }
 
 struct Shared {
@@ -257,6 +269,11 @@ impl CioStandIn {
 
     pub fn set_phone_identifier(&self, enabled: bool) {
         lock(&self.shared.workspace).phone_disabled = !enabled;
+    }
+
+    /// How the attributes endpoint wants a `cio_id` spelled.
+    pub fn set_cio_id_path(&self, form: CioIdPath) {
+        lock(&self.shared.workspace).cio_id_path = form;
     }
 
     /// End the last membership page with `"next": ""` instead of leaving `next` out.
@@ -420,7 +437,12 @@ async fn customer_attributes(
         "email" | "phone" => {}
         _ => return api_error(StatusCode::BAD_REQUEST, "id_type must be id, email, phone or cio_id"),
     }
-    let Some(person) = workspace.people.iter().find(|p| identifier(p, id_type) == Some(customer_id.as_str())) else {
+    let wanted = match (id_type, workspace.cio_id_path) {
+        ("cio_id", CioIdPath::Prefixed) => customer_id.strip_prefix("cio_").map(str::to_owned),
+        _ => Some(customer_id.clone()),
+    };
+    let found = wanted.and_then(|id| workspace.people.iter().find(|p| identifier(p, id_type) == Some(id.as_str())));
+    let Some(person) = found else {
         return api_error(StatusCode::NOT_FOUND, "The customer_id does not exist.");
     };
     // As in the documented example: identifiers appear among the attributes, as strings.

@@ -118,13 +118,16 @@ impl<S> Dying<S> {
 }
 
 use shared::domain::RuleName;
-use shared::store::{CacheStore, GuardStore, JobRecord, JobStore, Lease, Outcome, Start};
+use shared::store::{
+    CacheStore, DeliveryClaim, DeliveryState, DeliveryStore, GuardStore, JobRecord, JobStore, Lease, Outcome, Start,
+    StartJob,
+};
 use std::time::{Duration, SystemTime};
 
 #[async_trait]
 impl<S: JobStore> JobStore for Dying<S> {
-    async fn start(&self, key: &JobKey, rule: &RuleName, lease: &Lease, now: SystemTime) -> Result<Start, StoreError> {
-        self.step(self.inner.start(key, rule, lease, now)).await
+    async fn start(&self, job: &StartJob<'_>) -> Result<Start, StoreError> {
+        self.step(self.inner.start(job)).await
     }
 
     async fn finish(
@@ -189,5 +192,32 @@ impl<S: CacheStore> CacheStore for Dying<S> {
         now: SystemTime,
     ) -> Result<(), StoreError> {
         self.step(self.inner.cache(key, value, ttl, now)).await
+    }
+}
+
+#[async_trait]
+impl<S: DeliveryStore> DeliveryStore for Dying<S> {
+    async fn open_deliveries(
+        &self,
+        key: &JobKey,
+        destinations: &[&str],
+        lease: &Lease,
+        now: SystemTime,
+    ) -> Result<DeliveryClaim, StoreError> {
+        self.step(self.inner.open_deliveries(key, destinations, lease, now)).await
+    }
+
+    async fn record_delivery(
+        &self,
+        key: &JobKey,
+        owner: &str,
+        destination: &str,
+        state: &DeliveryState,
+    ) -> Result<(), StoreError> {
+        self.step(self.inner.record_delivery(key, owner, destination, state)).await
+    }
+
+    async fn release_deliveries(&self, key: &JobKey, owner: &str) -> Result<(), StoreError> {
+        self.step(self.inner.release_deliveries(key, owner)).await
     }
 }

@@ -5,6 +5,8 @@
 pub mod app;
 pub mod aws;
 pub mod cio_standin;
+pub mod cio_track_standin;
+pub mod doctor_peers;
 pub mod env;
 pub mod fault_proxy;
 pub mod faults;
@@ -12,5 +14,9 @@ pub mod lambda_watch;
 pub mod logs;
 pub mod mavera_standin;
 pub mod payloads;
+pub mod reply;
+pub mod segment_standin;
+pub mod slack_standin;
 pub mod sqs_driver;
 pub mod standin;
+pub mod webhook_receiver;

@@ -8,6 +8,13 @@
 //! `X-RateLimit-*` headers on every answer. Tests script what happens next per path
 //! ([`Reply`]), set latencies, and read back every request and the peak concurrency.
 //!
+//! Where Mavera's documentation leaves a choice open, the stand-in can be told which way to go,
+//! so that tests cover each reading: [`MaveraStandIn::strict_personas`] (the reference's
+//! persona fields only, `pipeline_type` and `type` required), [`MaveraStandIn::set_duplicate_error`]
+//! (the undocumented body of the duplicate-name 422), [`MaveraStandIn::ignore_name_filter`]
+//! (whether `GET /personas?name=` filters), [`MaveraStandIn::require_workspace`] (the workspaces
+//! page calls `workspace_id` required for generations; the reference calls it optional).
+//!
 //! ```no_run
 //! # async fn demo() {
 //! use relay_tests::mavera_standin::{MaveraStandIn, Reply};
@@ -62,7 +69,7 @@ pub enum Reply {
     ServerError(u16),
     /// 402 `credits_exhausted`.
     CreditsExhausted,
-    /// 422: a persona with this name exists.
+    /// 422: a persona with this name exists (in the shape [`MaveraStandIn::set_duplicate_error`] chose).
     DuplicateName,
     /// 400 `invalid_field`.
     BadRequest,
@@ -112,7 +119,77 @@ struct StandInState {
     personas: Vec<Value>,
     window: RateWindow,
     enforced_limit: Option<u32>,
+    strict_personas: bool,
+    duplicate_error: DuplicateError,
+    ignore_name_filter: bool,
+    require_workspace: bool,
 }
+
+/// The body of the duplicate-name 422. Mavera's Shopify page documents the status only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DuplicateError {
+    /// `code: "duplicate_name"`, `param: "name"`.
+    #[default]
+    Coded,
+    /// `code: "invalid_field"`, `param: "name"`: names the field, not the reason.
+    NameField,
+    /// `code: "unprocessable_entity"`, `param: null`: only the message says it.
+    MessageOnly,
+}
+
+/// The persona fields Mavera's API reference shows: the create example's keys, `description`
+/// (in the answer, and updatable by PATCH), and the `details` fields (PATCH updates "any custom
+/// persona fields"). Written out here from the reference, independently of the client.
+pub const REFERENCE_PERSONA_FIELDS: [&str; 46] = [
+    "name",
+    "description",
+    "pipeline_type",
+    "type",
+    // the create example
+    "role_segment",
+    "buying_stage",
+    "decision_role",
+    "primary_objectives",
+    "mcda_weights",
+    "goals",
+    "pains",
+    "triggers",
+    "channels",
+    "proof_types",
+    "alternatives",
+    "win_factors",
+    "objections",
+    // `details`
+    "persona_type",
+    "primary_use_case",
+    "values",
+    "proof_preferences",
+    "brand_voice_fit",
+    "reading_level",
+    "tone_guardrails",
+    "role_title",
+    "seniority",
+    "industry",
+    "company_size",
+    "tech_stack",
+    "budget_authority",
+    "procurement_constraints",
+    "committee_mapping",
+    "life_stage",
+    "age_band",
+    "income_band",
+    "household_context",
+    "lifestyle_affinities",
+    "purchase_cadence",
+    "key_differentiators",
+    "regulatory_context",
+    "is_localized",
+    "locale_scope",
+    "locale_value",
+    "local_channels",
+    "local_objections",
+    "local_keywords",
+];
 
 #[derive(Default, Clone, Copy)]
 struct Gauge {
@@ -179,6 +256,45 @@ impl MaveraStandIn {
     pub fn set_path_latency(&self, path: &str, latency: Duration) {
         let path = known_path(path);
         self.shared.lock().latency.insert(path.to_owned(), latency);
+    }
+
+    /// Refuses persona bodies outside the reference: `pipeline_type` and `type` required (with
+    /// their documented values), only [`REFERENCE_PERSONA_FIELDS`], lists of text where the
+    /// reference shows lists. Off by default, as Mavera's integration pages send other fields.
+    pub fn strict_personas(&self, strict: bool) {
+        self.shared.lock().strict_personas = strict;
+    }
+
+    /// The shape of the duplicate-name 422.
+    pub fn set_duplicate_error(&self, shape: DuplicateError) {
+        self.shared.lock().duplicate_error = shape;
+    }
+
+    /// `GET /personas` ignores `name=` (an undocumented filter) and lists from the start.
+    pub fn ignore_name_filter(&self, ignore: bool) {
+        self.shared.lock().ignore_name_filter = ignore;
+    }
+
+    /// `POST /generations` without `workspace_id` answers 400 `missing_field`.
+    pub fn require_workspace(&self, require: bool) {
+        self.shared.lock().require_workspace = require;
+    }
+
+    /// Creates a custom persona directly, as if made in Mavera's app; returns its id.
+    pub fn add_persona(&self, name: &str) -> String {
+        let mut body = Map::new();
+        body.insert("name".into(), json!(name));
+        let persona = persona_body(&body);
+        let mut state = self.shared.lock();
+        state.persona_names.insert(name.to_owned());
+        state.personas.push(persona.clone());
+        persona["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The id of the persona created with `name`, if any.
+    pub fn persona_id(&self, name: &str) -> Option<String> {
+        let state = self.shared.lock();
+        state.personas.iter().find(|p| p["name"] == name).and_then(|p| p["id"].as_str()).map(str::to_owned)
     }
 
     /// Answers 429 to authenticated requests beyond `per_minute` in the current 60 s window,
@@ -446,7 +562,7 @@ fn scripted_error(reply: &Reply) -> Option<Answer> {
             "Insufficient credits. Please upgrade your subscription or wait for your next billing cycle.",
             None,
         ),
-        Reply::DuplicateName => duplicate_name(),
+        Reply::DuplicateName => return None,
         Reply::BadRequest => Answer::invalid(None, "The request could not be processed as sent."),
         Reply::Error { status, kind, code, message, param } => {
             Answer::error(*status, kind, code, message, param.as_deref())
@@ -454,14 +570,17 @@ fn scripted_error(reply: &Reply) -> Option<Answer> {
     })
 }
 
-fn duplicate_name() -> Answer {
-    Answer::error(
-        422,
-        "invalid_request_error",
-        "duplicate_name",
-        "A persona with this name already exists. Use PATCH /personas/{id} to update it.",
-        Some("name"),
-    )
+fn duplicate_name(shape: DuplicateError) -> Answer {
+    let message = "A persona with this name already exists. Use PATCH /personas/{id} to update it.";
+    match shape {
+        DuplicateError::Coded => Answer::error(422, "invalid_request_error", "duplicate_name", message, Some("name")),
+        DuplicateError::NameField => {
+            Answer::error(422, "invalid_request_error", "invalid_field", message, Some("name"))
+        }
+        DuplicateError::MessageOnly => {
+            Answer::error(422, "invalid_request_error", "unprocessable_entity", message, None)
+        }
+    }
 }
 
 // ---- handlers ---------------------------------------------------------------------------
@@ -511,20 +630,43 @@ async fn answer_post(shared: &Arc<Shared>, route: Route, arrival: &Arrival) -> A
     let Some(body) = arrival.body.as_ref().and_then(Value::as_object) else {
         return Answer::invalid(None, "The request body must be a JSON object.");
     };
+    let (strict, require_workspace, duplicate_shape) = {
+        let state = shared.lock();
+        (state.strict_personas, state.require_workspace, state.duplicate_error)
+    };
     if let Err(invalid) = validate(route, body) {
         return invalid;
     }
+    if route == Route::CreatePersona
+        && strict
+        && let Err(invalid) = validate_strict_persona(body)
+    {
+        return invalid;
+    }
+    if route == Route::Generate && require_workspace && body.get("workspace_id").is_none_or(Value::is_null) {
+        return Answer::missing("workspace_id");
+    }
     let (reply, latency) = shared.next_reply(route.path());
+    if reply == Reply::DuplicateName {
+        return duplicate_name(duplicate_shape);
+    }
     if let Some(error) = scripted_error(&reply) {
         return error;
     }
-    // Claim the name before the wait: Mavera finishes a call even if the client hangs up.
-    if route == Route::CreatePersona {
+    // Create the persona before the wait: Mavera finishes a call even if the client hangs up,
+    // and lists it from then on.
+    let created = if route == Route::CreatePersona {
         let name = body.get("name").and_then(Value::as_str).unwrap_or_default();
-        if !shared.lock().persona_names.insert(name.to_owned()) {
-            return duplicate_name();
+        let mut state = shared.lock();
+        if !state.persona_names.insert(name.to_owned()) {
+            return duplicate_name(duplicate_shape);
         }
-    }
+        let persona = persona_body(body);
+        state.personas.push(persona.clone());
+        Some(persona)
+    } else {
+        None
+    };
     let wait = match reply {
         Reply::Slow(latency) => latency,
         Reply::Hang => Duration::MAX,
@@ -540,12 +682,8 @@ async fn answer_post(shared: &Arc<Shared>, route: Route, arrival: &Arrival) -> A
         };
     }
     match route {
-        Route::CreatePersona => {
-            let persona = persona_body(body);
-            shared.lock().personas.push(persona.clone());
-            // The general guide: 201 for POSTs that create a resource.
-            Answer::ok(StatusCode::CREATED, persona)
-        }
+        // The general guide: 201 for POSTs that create a resource.
+        Route::CreatePersona => Answer::ok(StatusCode::CREATED, created.unwrap_or_default()),
         Route::MaveChat => Answer::ok(StatusCode::OK, mave_body(body)),
         Route::Generate => Answer::ok(StatusCode::OK, generation_body(body)),
     }
@@ -617,6 +755,50 @@ fn validate(route: Route, body: &Map<String, Value>) -> Result<(), Answer> {
             }
             Ok(())
         }
+    }
+}
+
+/// The reference's persona body: its two enums required, only its fields, lists of text
+/// where its example has lists, numbers in `mcda_weights`.
+fn validate_strict_persona(body: &Map<String, Value>) -> Result<(), Answer> {
+    if let Some(unknown) = body.keys().find(|k| !REFERENCE_PERSONA_FIELDS.contains(&k.as_str())) {
+        let message = format!("Unknown field: '{unknown}'.");
+        return Err(Answer::invalid(Some(unknown), &message));
+    }
+    for field in ["pipeline_type", "type"] {
+        required_str(body, field)?;
+    }
+    const LISTS: [&str; 12] = [
+        "role_segment",
+        "primary_objectives",
+        "goals",
+        "pains",
+        "triggers",
+        "channels",
+        "proof_types",
+        "alternatives",
+        "win_factors",
+        "objections",
+        "values",
+        "tone_guardrails",
+    ];
+    for field in LISTS {
+        match body.get(field) {
+            None => {}
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
+            Some(_) => {
+                let message = format!("Invalid value for '{field}': must be an array of strings.");
+                return Err(Answer::invalid(Some(field), &message));
+            }
+        }
+    }
+    match body.get("mcda_weights") {
+        None => Ok(()),
+        Some(Value::Object(weights)) if weights.values().all(Value::is_number) => Ok(()),
+        Some(_) => Err(Answer::invalid(
+            Some("mcda_weights"),
+            "Invalid value for 'mcda_weights': must map criteria to numbers.",
+        )),
     }
 }
 
@@ -724,14 +906,11 @@ async fn list_personas(State(shared): State<Arc<Shared>>, RawQuery(query): RawQu
     if let Some(refusal) = refuse(&arrival) {
         return refusal.into_response(rate);
     }
-    let limit = query
-        .as_deref()
-        .unwrap_or_default()
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("limit="))
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(50)
-        .min(100);
+    let pairs = form_pairs(query.as_deref().unwrap_or_default());
+    let param = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let limit = param("limit").and_then(|v| v.parse::<usize>().ok()).unwrap_or(50).min(100);
+    // "Search by name or description": a case-insensitive substring, so near names come too.
+    let search = param("name").filter(|_| !shared.lock().ignore_name_filter).map(|s| s.to_lowercase());
     let base = json!({
         "id": "clx1abc2d0001abcdef123456",
         "object": "persona",
@@ -753,9 +932,21 @@ async fn list_personas(State(shared): State<Arc<Shared>>, RawQuery(query): RawQu
             })
         })
         .collect();
-    let data: Vec<Value> = std::iter::once(base).chain(custom).take(limit).collect();
+    let matches = |p: &Value| {
+        search.as_deref().is_none_or(|needle| {
+            ["name", "description"].iter().any(|f| p[*f].as_str().is_some_and(|t| t.to_lowercase().contains(needle)))
+        })
+    };
+    let data: Vec<Value> = std::iter::once(base).chain(custom).filter(matches).take(limit).collect();
     drop(arrival.guard);
     Answer::ok(StatusCode::OK, json!({"object": "list", "data": data})).into_response(rate)
+}
+
+/// Decodes `application/x-www-form-urlencoded` pairs.
+fn form_pairs(query: &str) -> Vec<(String, String)> {
+    reqwest::Url::parse(&format!("http://stand-in/?{query}"))
+        .map(|url| url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        .unwrap_or_default()
 }
 
 async fn not_found(

@@ -4,10 +4,11 @@
 use std::time::{Duration, SystemTime};
 
 use futures::future::join_all;
-use relay_tests::cio_standin::{CampaignSeed, CioStandIn, Person, RATE_LIMIT_MESSAGE, Reply};
+use relay_tests::cio_standin::{CampaignSeed, CioIdPath, CioStandIn, Person, RATE_LIMIT_MESSAGE, Reply};
 use secrecy::SecretString;
 use shared::customerio::{
-    CioClient, CioConfig, CioError, CioRegion, CustomerIoApi, IdType, Identifiers, MetricsWindow, Resolution, ScanStop,
+    CioClient, CioConfig, CioError, CioIdForm, CioRegion, CustomerIoApi, IdType, Identifiers, MetricsWindow,
+    Resolution, ScanStop,
 };
 use tokio::time::Instant;
 
@@ -90,6 +91,59 @@ async fn a_burst_through_clones_never_exceeds_ten_requests_a_second() {
     assert!(busiest <= 10, "{busiest} requests arrived within one second");
     // Paced rather than sent at once: 35 starts at 10 per second need at least 3.4 s.
     assert!(started.elapsed() >= Duration::from_millis(3400), "took only {:?}", started.elapsed());
+}
+
+/// One client per process, configured from `CIO_REQUESTS_PER_SECOND` as a cold start reads it.
+fn process_client(cio: &CioStandIn, per_second: Option<i64>) -> CioClient {
+    let (url, rate) = (cio.base_url(), per_second.map(|r| r.to_string()).unwrap_or_default());
+    let vars = [("CIO_APP_KEY", cio.app_key()), ("CIO_APP_API_URL", url.as_str()), ("CIO_REQUESTS_PER_SECOND", &rate)];
+    let config = shared::config::customerio(&vars, true).unwrap().unwrap();
+    CioClient::new(config).unwrap()
+}
+
+/// Every client looks people up as fast as its gate allows, 5 at a time, until `deadline`.
+async fn flood(clients: &[CioClient], deadline: Instant) {
+    join_all(clients.iter().map(|client| async move {
+        join_all(
+            (0..5)
+                .map(|_| async move { while client.customer_attributes("p1", IdType::Id, deadline).await.is_ok() {} }),
+        )
+        .await
+    }))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_and_cio_sync_together_stay_within_ten_a_second_as_the_template_splits_it() {
+    let cio = CioStandIn::start().await;
+    cio.add_person(Person::new("c1").id("p1"));
+    // As many processes as the template lets run at once, each with its own gate.
+    let mut clients = Vec::new();
+    for share in crate::template::cio_budget() {
+        clients.extend((0..share.processes).map(|_| process_client(&cio, Some(share.per_second))));
+    }
+    assert!(clients.len() >= 4, "two workers and two cio-sync runs");
+
+    flood(&clients, within(3)).await;
+
+    assert_eq!(cio.throttled(), 0, "the stand-in's 10-per-second window refused requests");
+    let most = cio.max_arrivals_within(Duration::from_secs(1));
+    assert!(most <= 10, "{most} requests arrived within one second");
+    let sent = cio.requests().len();
+    assert!(sent >= 24, "the split still uses the budget: {sent} requests in 3 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_split_the_same_processes_are_refused() {
+    let cio = CioStandIn::start().await;
+    cio.add_person(Person::new("c1").id("p1"));
+    // Each process at the whole account's 10 per second, as before the split.
+    let processes: i64 = crate::template::cio_budget().iter().map(|s| s.processes).sum();
+    let clients: Vec<CioClient> = (0..processes).map(|_| process_client(&cio, None)).collect();
+
+    flood(&clients, within(2)).await;
+
+    assert!(cio.throttled() > 0, "{processes} processes at 10/s each should overrun the account's 10/s");
 }
 
 #[tokio::test]
@@ -257,6 +311,64 @@ async fn a_missing_person_is_none_and_a_missing_campaign_is_not_found() {
     let error = client.campaign_metrics(404, &window, within(10)).await.unwrap_err();
     assert!(matches!(error, CioError::NotFound { .. }), "{error:?}");
     assert_eq!(cio.requests().len(), 2, "404s are not retried");
+}
+
+/// The attribute paths requested, in order.
+fn attribute_paths(cio: &CioStandIn) -> Vec<String> {
+    cio.requests_to("/v1/customers/").iter().map(|r| r.path.clone()).collect()
+}
+
+#[tokio::test]
+async fn a_cio_id_is_tried_in_the_other_spelling_on_a_404_and_the_one_that_works_is_kept() {
+    let cio = CioStandIn::start().await;
+    cio.set_cio_id_path(CioIdPath::Prefixed);
+    cio.add_person(Person::new("a3000001").attribute("plan_type", "pro"));
+    cio.add_person(Person::new("a3000002").attribute("plan_type", "team"));
+    let client = client_for(&cio);
+
+    let found = client.customer_attributes("a3000001", IdType::CioId, within(10)).await.unwrap().unwrap();
+    assert_eq!(found.attributes["plan_type"], "pro");
+    assert_eq!(client.cio_id_form(), Some(CioIdForm::Prefixed));
+    // Known now: one request each, in the working spelling, whichever spelling comes in.
+    let found = client.customer_attributes("cio_a3000002", IdType::CioId, within(10)).await.unwrap().unwrap();
+    assert_eq!(found.attributes["plan_type"], "team");
+    assert_eq!(client.customer_attributes("a3000009", IdType::CioId, within(10)).await.unwrap(), None);
+    assert_eq!(
+        attribute_paths(&cio),
+        [
+            "/v1/customers/a3000001/attributes",
+            "/v1/customers/cio_a3000001/attributes",
+            "/v1/customers/cio_a3000002/attributes",
+            "/v1/customers/cio_a3000009/attributes",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_bare_cio_id_endpoint_is_asked_once_and_a_prefixed_input_is_stripped() {
+    let cio = CioStandIn::start().await;
+    cio.add_person(Person::new("a3000001").attribute("plan_type", "pro"));
+    let client = client_for(&cio);
+
+    assert!(client.customer_attributes("cio_a3000001", IdType::CioId, within(10)).await.unwrap().is_some());
+    assert_eq!(client.cio_id_form(), Some(CioIdForm::Bare));
+    assert_eq!(attribute_paths(&cio), ["/v1/customers/a3000001/attributes"]);
+}
+
+#[tokio::test]
+async fn until_a_spelling_has_worked_nobody_costs_both_and_ids_are_never_rewritten() {
+    let cio = CioStandIn::start().await;
+    cio.set_cio_id_path(CioIdPath::Prefixed);
+    let client = client_for(&cio);
+
+    assert_eq!(client.customer_attributes("zz", IdType::CioId, within(10)).await.unwrap(), None);
+    assert_eq!(client.cio_id_form(), None, "nothing learned from two 404s");
+    // A person's `id` that happens to start with `cio_` is sent as it is.
+    assert_eq!(client.customer_attributes("cio_7", IdType::Id, within(10)).await.unwrap(), None);
+    assert_eq!(
+        attribute_paths(&cio),
+        ["/v1/customers/zz/attributes", "/v1/customers/cio_zz/attributes", "/v1/customers/cio_7/attributes"]
+    );
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use relay_tests::aws::{Aws, text};
-use relay_tests::cio_standin::{CampaignSeed, CioStandIn, Person, Reply as CioReply};
+use relay_tests::cio_standin::{CampaignSeed, CioIdPath, CioStandIn, Person, Reply as CioReply};
 use relay_tests::env::Env;
 use relay_tests::mavera_standin::{MaveraStandIn, Reply};
 use relay_tests::sqs_driver::drive;
@@ -16,6 +16,7 @@ use shared::customerio::{CioClient, CioConfig, CioRegion};
 use shared::domain::{EventId, JobKey, Source};
 use shared::queue::{Job, JobMessage};
 use shared::store::{DynamoStore, JobRecord, JobStatus, JobStore};
+use shared::telemetry::{Metric, Metrics};
 use shared::triggers::Triggers;
 use shared::worker::{self, CioEnricher, Disposition, Enrich, Worker};
 use tokio::time::Instant;
@@ -50,6 +51,8 @@ clusters = 3
 min_cluster_size = 4
 cluster_by = [{ attribute = "plan_type", name = "plan" }, { attribute = "industry" }]
 describe = ["country"]
+# The cluster's facts as an object too, as Mavera's Stripe page sends them.
+persona = { context_field = "attributes" }
 "#;
 
 struct Rig {
@@ -62,11 +65,14 @@ struct Rig {
 }
 
 async fn rig(triggers: &str) -> Rig {
+    rig_from(Triggers::parse(triggers, "t.toml").unwrap()).await
+}
+
+async fn rig_from(triggers: Triggers) -> Rig {
     // maxReceiveCount 3 and a 1 s visibility timeout, so a redelivery comes quickly.
     let aws = Aws::fresh_with(3, 1).await;
     let cio = CioStandIn::start().await;
     let mavera = MaveraStandIn::start().await;
-    let triggers = Triggers::parse(triggers, "t.toml").unwrap();
     let store = aws.store();
     // Two functions, as deployed: cio-sync and the worker, each with its own clients.
     let env = Env::new().aws(&aws).mavera(&mavera).customerio(&cio).set("CIO_REGION", "eu");
@@ -438,6 +444,70 @@ async fn the_persona_job_reuses_what_enrichment_cached() {
 
     r.run(SyncJob::AttributePersonas, wednesday()).await;
     assert_eq!(r.answered("/v1/customers/cust-01/attributes"), 1, "looked up once, by the enrichment");
+}
+
+#[tokio::test]
+async fn members_without_an_id_are_found_when_the_endpoint_wants_cio_ids_prefixed() {
+    let r = rig(PERSONAS).await;
+    r.cio.set_cio_id_path(CioIdPath::Prefixed);
+    let members = seed_segment(&r.cio);
+
+    let summary = r.run(SyncJob::AttributePersonas, wednesday()).await;
+
+    assert_eq!(summary.status, RunStatus::Done, "{summary:?}");
+    assert_eq!(summary.counts["not_found"], 2, "only the two members Customer.io no longer has: {summary:?}");
+    assert_eq!(summary.counts["queued"], 3);
+    assert!(!summary.message.as_deref().unwrap_or_default().contains("found nobody"), "most were found: {summary:?}");
+    let by_cio_id: Vec<String> = r
+        .cio
+        .requests_to("/v1/customers/")
+        .into_iter()
+        .filter(|q| q.query_param("id_type").as_deref() == Some("cio_id") && q.status == Some(200))
+        .map(|q| q.path)
+        .collect();
+    let without_id = members.iter().filter(|m| m.id.is_none()).count();
+    assert_eq!(by_cio_id.len(), without_id, "each member without an id found once");
+    assert!(by_cio_id.iter().all(|p| p.starts_with("/v1/customers/cio_cio")), "{by_cio_id:?}");
+    r.assert_within_rate_limit();
+}
+
+#[tokio::test]
+async fn a_run_whose_lookups_mostly_find_nobody_says_to_check_the_identifier() {
+    let r = rig(PERSONAS).await;
+    let members: Vec<Person> = (0..8).map(|i| Person::new(&format!("x{i}")).id(&format!("u{i}"))).collect();
+    for known in &members[..2] {
+        r.cio.add_person(known.clone().attribute("plan_type", "pro"));
+    }
+    r.cio.add_segment(42, members);
+
+    let summary = r.run(SyncJob::AttributePersonas, wednesday()).await;
+
+    assert_eq!((summary.counts["not_found"], summary.counts["without_attributes"]), (6, 6), "{summary:?}");
+    let message = summary.message.clone().unwrap();
+    assert!(message.contains("found nobody for 6 of 8 attribute lookups (by id)"), "{message}");
+    let mut counts = Metrics::to_stdout("cio-sync", Some("test"), None).counts();
+    summary.count_into(&mut counts);
+    assert_eq!(counts.get(Metric::CustomersNotFound), 6.0);
+}
+
+#[tokio::test]
+async fn the_shipped_cluster_persona_body_passes_a_strict_mavera() {
+    let mut triggers = Triggers::parse(PERSONAS, "t.toml").unwrap();
+    let shipped = Triggers::embedded().unwrap().cio_sync.attribute_personas.persona;
+    triggers.cio_sync.attribute_personas.persona = shipped;
+    let r = rig_from(triggers).await;
+    r.mavera.strict_personas(true);
+    seed_segment(&r.cio);
+
+    assert_eq!(r.run(SyncJob::AttributePersonas, wednesday()).await.counts["queued"], 3);
+    r.work().await;
+
+    assert_eq!(r.mavera.persona_names().len(), 3, "all three created: none refused");
+    for request in r.mavera.requests_to("/personas") {
+        let body = request.body.unwrap();
+        assert_eq!((&body["pipeline_type"], &body["type"]), (&json!("north_star"), &json!("B2B")));
+        assert!(body["description"].as_str().unwrap().contains("people read from Customer.io segment 42"), "{body}");
+    }
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use serde_json::json;
 use shared::domain::JobKey;
 use shared::ingest::MAX_BODY_BYTES;
 use shared::queue::{Job, JobMessage, MemoryQueue};
-use shared::store::{JobStatus, JobStore, MemoryStore};
+use shared::store::{JobStatus, JobStore, MemoryStore, StartJob};
 use shared::triggers::Triggers;
 use shared::verify;
 
@@ -71,7 +71,7 @@ async fn a_redelivered_event_is_a_duplicate_and_not_queued_again() {
     let rule = shared::domain::RuleName::parse("segment-trial-started").unwrap();
     let now = std::time::SystemTime::now();
     let lease = shared::store::Lease { owner: "w".into(), until: now + std::time::Duration::from_secs(60) };
-    s.store.start(&key, &rule, &lease, now).await.unwrap();
+    s.store.start(&StartJob::new(&key, &rule, &lease, "{}", now)).await.unwrap();
     let r = s.app.post_segment(&trial_started("msg-2")).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["status"], "duplicate");

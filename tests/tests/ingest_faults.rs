@@ -13,7 +13,7 @@ use relay_tests::payloads::{cio_email, segment_track};
 use serde_json::json;
 use shared::domain::{JobKey, RuleName};
 use shared::queue::{JobMessage, SqsQueue};
-use shared::store::{CLAIM_LEASE, ClaimStore, DynamoStore, JobStore, Lease, NewJob, Start};
+use shared::store::{CLAIM_LEASE, ClaimStore, DynamoStore, JobStore, Lease, NewJob, Start, StartJob};
 
 /// The table and queue on moto, and clients for both through the proxy.
 struct Rig {
@@ -81,7 +81,7 @@ async fn a_worker_start_whose_response_was_lost_still_runs_the_job() {
     rig.aws.store().claim(&NewJob { key: &key, rule: &rule, token: "t", now }).await.unwrap();
     rig.proxy.inject("UpdateItem", Fault::LoseResponse, 1);
     let lease = Lease { owner: "worker-1".into(), until: now + Duration::from_secs(60) };
-    let started = rig.store.start(&key, &rule, &lease, now).await.unwrap();
+    let started = rig.store.start(&StartJob::new(&key, &rule, &lease, "{}", now)).await.unwrap();
     assert_eq!(rig.proxy.injected("UpdateItem"), 1);
     assert_eq!(
         started,

@@ -4,6 +4,8 @@
 mod adversarial;
 mod cio_client;
 mod cio_sync;
+mod deliver;
+mod destination_standins;
 mod iam;
 mod ingest;
 mod ingest_aws;

@@ -39,6 +39,8 @@ fn persona(name: &str) -> MaveraRequest {
     MaveraRequest::CreatePersona(CreatePersonaRequest {
         name: name.to_owned(),
         description: "Real-time persona created when user usr_k8m2n started a trial. Plan: pro.".to_owned(),
+        pipeline_type: None,
+        persona_type: None,
         extra: object(
             json!({"psychographic": {"trigger_event": "trial_started", "user_id": "usr_k8m2n", "plan": "pro"}}),
         ),
@@ -325,6 +327,50 @@ async fn a_duplicate_persona_name_reads_as_already_done() {
     assert_eq!(err.status(), Some(422));
     assert_eq!(mavera.count("/personas"), 2);
     assert_eq!(mavera.persona_names(), ["Segment RT: Trial User — usr_dup"]);
+}
+
+#[tokio::test]
+async fn an_existing_persona_is_found_by_its_exact_name_for_free() {
+    let mavera = MaveraStandIn::start().await;
+    let client = client_for(&mavera);
+    let near = mavera.add_persona("Segment RT: Trial User — usr_dup 2");
+    let id = mavera.add_persona("Segment RT: Trial User — usr_dup");
+
+    let found = client.find_persona("Segment RT: Trial User — usr_dup", after(ROOMY)).await.unwrap().unwrap();
+    assert_eq!(found.id, id);
+    assert_ne!(found.id, near, "the stand-in's search also lists the longer name; only the exact one counts");
+    assert_eq!(client.find_persona("Segment RT: Trial User", after(ROOMY)).await.unwrap(), None);
+    // Mavera's base persona shares the list, but is never the workspace's own.
+    assert_eq!(client.find_persona("Gen Z Consumer", after(ROOMY)).await.unwrap(), None);
+
+    let lookups = mavera.requests_to("/personas");
+    assert!(lookups.iter().all(|r| r.method == "GET"), "GET /personas only: it costs no credits");
+    assert_eq!(
+        lookups[0].query.as_deref(),
+        Some("name=Segment%20RT%3A%20Trial%20User%20%E2%80%94%20usr_dup&limit=100")
+    );
+}
+
+#[tokio::test]
+async fn a_lookup_still_finds_the_persona_when_the_name_filter_is_ignored() {
+    let mavera = MaveraStandIn::start().await;
+    mavera.ignore_name_filter(true);
+    let id = mavera.add_persona("Customer.io cluster: plan: pro");
+    mavera.add_persona("Customer.io cluster: plan: free");
+
+    let found = client_for(&mavera).find_persona("Customer.io cluster: plan: pro", after(ROOMY)).await.unwrap();
+    assert_eq!(found.map(|p| p.id), Some(id));
+}
+
+#[tokio::test]
+async fn a_refused_lookup_is_an_error_of_the_get() {
+    let mavera = MaveraStandIn::start().await;
+    let client = client_with(&mavera, "mvra_live_wrong_key_not_real_0042", 10);
+
+    let err = client.find_persona("x", after(ROOMY)).await.unwrap_err();
+
+    assert_eq!((err.status(), err.class()), (Some(401), ErrorClass::Permanent));
+    assert!(err.to_string().contains("on GET /personas"), "{err}");
 }
 
 #[tokio::test]

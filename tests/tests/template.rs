@@ -23,7 +23,7 @@ pub(crate) static TEMPLATE: LazyLock<Yaml> = LazyLock::new(|| {
 });
 
 /// Every name in `shared::config::vars`. A constant renamed there stops this compiling.
-const KNOWN_VARS: [&str; 18] = [
+const KNOWN_VARS: [&str; 30] = [
     vars::EVENTS_TABLE,
     vars::JOBS_QUEUE_URL,
     vars::TRIGGERS_PATH,
@@ -42,6 +42,18 @@ const KNOWN_VARS: [&str; 18] = [
     vars::STAGE,
     vars::FUNCTION_TIMEOUT_SECS,
     vars::CIO_ALLOWED_SOURCE_IPS,
+    vars::CIO_REQUESTS_PER_SECOND,
+    vars::SLACK_WEBHOOK_URL,
+    vars::CIO_SITE_ID,
+    vars::CIO_TRACK_API_KEY,
+    vars::SEGMENT_WRITE_KEY,
+    vars::SEGMENT_REGION,
+    vars::RESULT_WEBHOOK_URL,
+    vars::RESULT_WEBHOOK_SECRET,
+    vars::RESULT_WEBHOOK_SECRET_PREVIOUS,
+    vars::RESULT_WEBHOOK_ALLOW_LOCAL,
+    vars::CIO_TRACK_API_URL,
+    vars::SEGMENT_API_URL,
 ];
 
 // ----------------------------------------------------------------- reading the template
@@ -212,9 +224,19 @@ fn each_function_gets_the_variables_it_needs() {
                 vars::DRY_RUN,
                 vars::MAVE_CONCURRENCY,
                 vars::CIO_REGION,
+                vars::CIO_REQUESTS_PER_SECOND,
             ],
         ),
-        ("cio-sync", &[vars::EVENTS_TABLE, vars::JOBS_QUEUE_URL, vars::SECRETS_ARN, vars::CIO_REGION]),
+        (
+            "cio-sync",
+            &[
+                vars::EVENTS_TABLE,
+                vars::JOBS_QUEUE_URL,
+                vars::SECRETS_ARN,
+                vars::CIO_REGION,
+                vars::CIO_REQUESTS_PER_SECOND,
+            ],
+        ),
     ];
     for (binary, needed) in needs {
         let env = environment(binary);
@@ -312,12 +334,39 @@ fn the_table_matches_the_store() {
     assert_eq!(text(&keys[0], &["AttributeName"]), shared::store::KEY_ATTRIBUTE);
     assert_eq!(text(&keys[0], &["KeyType"]), "HASH");
     let attributes = at(table, &["AttributeDefinitions"]).as_vec().expect("AttributeDefinitions is a list");
-    assert_eq!(attributes.len(), 1);
-    assert_eq!(text(&attributes[0], &["AttributeName"]), shared::store::KEY_ATTRIBUTE);
-    assert_eq!(text(&attributes[0], &["AttributeType"]), "S", "keys are strings");
+    let defined: Vec<(&str, &str)> =
+        attributes.iter().map(|a| (text(a, &["AttributeName"]), text(a, &["AttributeType"]))).collect();
+    assert_eq!(
+        defined,
+        vec![
+            (shared::store::KEY_ATTRIBUTE, "S"),
+            (shared::store::DAY_ATTRIBUTE, "S"),
+            (shared::store::RECEIVED_ATTRIBUTE, "S")
+        ],
+        "the table key and the listing index's keys, all strings"
+    );
     assert_eq!(text(table, &["TimeToLiveSpecification", "AttributeName"]), shared::store::TTL_ATTRIBUTE);
     assert_eq!(at(table, &["TimeToLiveSpecification", "Enabled"]).as_bool(), Some(true));
     assert_eq!(text(table, &["BillingMode"]), "PAY_PER_REQUEST");
+}
+
+#[test]
+fn the_listing_index_is_the_one_the_store_queries() {
+    let indexes = at(properties("EventsTable"), &["GlobalSecondaryIndexes"]).as_vec().expect("a list of indexes");
+    assert_eq!(indexes.len(), 1, "one index: the listing's");
+    let index = &indexes[0];
+    assert_eq!(text(index, &["IndexName"]), shared::store::LISTING_INDEX);
+    let keys: Vec<(&str, &str)> = at(index, &["KeySchema"])
+        .as_vec()
+        .expect("KeySchema is a list")
+        .iter()
+        .map(|k| (text(k, &["AttributeName"]), text(k, &["KeyType"])))
+        .collect();
+    assert_eq!(keys, vec![(shared::store::DAY_ATTRIBUTE, "HASH"), (shared::store::RECEIVED_ATTRIBUTE, "RANGE")]);
+    assert_eq!(text(index, &["Projection", "ProjectionType"]), "INCLUDE", "a listing reads the index only");
+    let mut projected = Vec::new();
+    strings(at(index, &["Projection", "NonKeyAttributes"]), &mut projected);
+    assert_eq!(projected, shared::store::LISTING_PROJECTION, "exactly what a listing line shows");
 }
 
 #[test]
@@ -347,6 +396,52 @@ fn the_worker_takes_the_jobs_queue_and_reports_partial_failures() {
 
     // Nothing else feeds the worker.
     assert_eq!(events.len(), 1, "the worker has no other triggers");
+}
+
+/// Who shares Customer.io's per-account App API budget, as the template runs them: for each
+/// function, how many of its invocations can run at once and the rate each one is given.
+pub(crate) struct CioShare {
+    pub binary: &'static str,
+    pub processes: i64,
+    pub per_second: i64,
+}
+
+pub(crate) fn cio_budget() -> Vec<CioShare> {
+    let worker = at(function("worker"), &["Properties", "Events"]).as_mapping().expect("Events is a mapping");
+    let worker_fleet = worker
+        .values()
+        .filter(|e| get(e, "Type").and_then(Yaml::as_str) == Some("SQS"))
+        .map(|e| integer(e, &["Properties", "ScalingConfig", "MaximumConcurrency"]))
+        .sum();
+    // cio-sync runs once per schedule firing: at most one run per schedule at a time.
+    let cio_sync = at(function("cio-sync"), &["Properties", "Events"]).as_mapping().expect("Events is a mapping");
+    let runs = cio_sync.values().filter(|e| get(e, "Type").and_then(Yaml::as_str) == Some("ScheduleV2")).count();
+    vec![
+        CioShare {
+            binary: "worker",
+            processes: worker_fleet,
+            per_second: env_number("worker", vars::CIO_REQUESTS_PER_SECOND),
+        },
+        CioShare {
+            binary: "cio-sync",
+            processes: runs as i64,
+            per_second: env_number("cio-sync", vars::CIO_REQUESTS_PER_SECOND),
+        },
+    ]
+}
+
+#[test]
+fn every_process_together_stays_within_customerios_ten_a_second() {
+    let budget = cio_budget();
+    let total: i64 = budget.iter().map(|s| s.processes * s.per_second).sum();
+    let shown: Vec<String> =
+        budget.iter().map(|s| format!("{} {} x {}/s", s.binary, s.processes, s.per_second)).collect();
+    assert!(
+        total <= i64::from(shared::customerio::DEFAULT_REQUESTS_PER_SECOND),
+        "{} = {total} App API requests a second, over Customer.io's 10 per account",
+        shown.join(" + ")
+    );
+    assert!(budget.iter().all(|s| s.processes >= 1 && s.per_second >= 1), "{shown:?}");
 }
 
 #[test]
@@ -411,26 +506,35 @@ fn ingest_outlasts_its_sdk_calls_and_serves_the_webhook_routes() {
 #[test]
 fn each_secret_holds_exactly_its_keys_and_no_values() {
     let mut all = BTreeSet::new();
-    for (name, keys) in
-        [("SigningSecret", &vars::SIGNING_SECRET_KEYS[..]), ("ApiKeysSecret", &vars::API_KEYS_SECRET_KEYS[..])]
-    {
+    // The API keys secret is created with its first two keys only: the destinations' keys are
+    // added by hand, as a changed SecretString would overwrite the stored values on update.
+    for (name, keys, created_with) in [
+        ("SigningSecret", &vars::SIGNING_SECRET_KEYS[..], &vars::SIGNING_SECRET_KEYS[..]),
+        ("ApiKeysSecret", &vars::API_KEYS_SECRET_KEYS[..], &vars::API_KEYS_SECRET_CREATED_WITH[..]),
+    ] {
         let secret = properties(name);
         let value: serde_json::Value =
             serde_json::from_str(text(secret, &["SecretString"])).expect("SecretString is JSON");
         let object = value.as_object().expect("SecretString is a JSON object");
         let found: BTreeSet<String> = object.keys().cloned().collect();
-        assert_eq!(found, keys.iter().map(|k| k.to_string()).collect(), "{name}'s keys");
+        assert_eq!(found, created_with.iter().map(|k| k.to_string()).collect(), "{name}'s keys");
+        assert!(created_with.iter().all(|k| keys.contains(k)), "{name} is created with keys it may hold");
         for (key, value) in object {
             assert_eq!(
                 value, "",
                 "{name}.{key} must start empty: the user fills it in, and a template value is public"
             );
         }
-        all.extend(found);
+        all.extend(keys.iter().map(|k| k.to_string()));
         // Kept on a stack delete: the values were typed in by hand.
         assert_eq!(text(resource(name), &["DeletionPolicy"]), "Retain", "{name}");
     }
     assert_eq!(all, vars::SECRET_KEYS.iter().map(|k| k.to_string()).collect(), "the two secrets hold every key");
+    // Every key added by hand is named where the user reads how to fill the secret.
+    let deploy = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/deploy.md")).unwrap();
+    for key in vars::API_KEYS_SECRET_KEYS.iter().filter(|k| !vars::API_KEYS_SECRET_CREATED_WITH.contains(k)) {
+        assert!(deploy.contains(key), "docs/deploy.md does not say how to add {key} to the API keys secret");
+    }
     // Nothing that looks like a real Mavera key anywhere in the template.
     let raw = std::fs::read_to_string(TEMPLATE_PATH).unwrap();
     assert!(!raw.contains("mvra_live_"), "template.yaml must not contain a Mavera key");

@@ -5,16 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use relay_tests::app::{TestApp, verifiers};
-use relay_tests::aws::Aws;
+use relay_tests::aws::{Aws, text};
 use relay_tests::cio_standin::{CioStandIn, Person};
 use relay_tests::env::Env;
-use relay_tests::mavera_standin::{MaveraStandIn, Reply};
+use relay_tests::mavera_standin::{DuplicateError, MaveraStandIn, Reply};
 use relay_tests::payloads::{cio_email, segment_track};
 use relay_tests::sqs_driver::{drive, sqs_event};
 use serde_json::{Value, json};
-use shared::domain::{EventId, JobKey, RuleName, Source};
+use shared::customerio::NOT_FOUND_TTL;
+use shared::domain::{EventId, JobKey, PersonaName, RuleName, Source};
 use shared::queue::JobMessage;
-use shared::store::{DynamoStore, FailureClass, JobRecord, JobStatus, JobStore, Lease, Start};
+use shared::store::{DynamoStore, FailureClass, JobRecord, JobStatus, JobStore, Lease, Start, StartJob};
 use shared::telemetry::Metrics;
 use shared::triggers::Triggers;
 use shared::worker::{self, Disposition, Worker, sqs};
@@ -92,6 +93,8 @@ fn message(id: &str, event: &str, user: &str, rule: &str, properties: Value) -> 
 #[tokio::test]
 async fn each_shipped_segment_rule_sends_its_request_and_keeps_the_result() {
     let r = rig().await;
+    // The shipped persona bodies are the reference's: they pass the stand-in's strict mode.
+    r.mavera.strict_personas(true);
     for (id, event, props) in [
         ("t-1", "trial_started", json!({"plan": "pro", "source": "google"})),
         ("u-1", "plan_upgraded", json!({"previous_plan": "basic", "new_plan": "pro"})),
@@ -113,9 +116,14 @@ async fn each_shipped_segment_rule_sends_its_request_and_keeps_the_result() {
         body["description"],
         "Real-time persona created when user usr_k8m2n started a trial. Plan: pro. Source: google."
     );
-    assert_eq!(body["psychographic"]["trigger_event"], "trial_started");
-    assert_eq!(body["psychographic"]["plan"], "pro");
-    assert_eq!(body["psychographic"]["user_id"], "usr_k8m2n");
+    assert_eq!((&body["pipeline_type"], &body["type"]), (&json!("north_star"), &json!("B2B")));
+    assert_eq!(body["triggers"], json!(["Started a trial of the pro plan"]));
+    assert_eq!(body["channels"], json!(["google"]));
+    assert_eq!(body.get("psychographic"), None, "not in Mavera's reference");
+    let champion = personas.iter().find(|p| p.body.as_ref().unwrap()["name"] != trial.body.as_ref().unwrap()["name"]);
+    let champion = champion.unwrap().body.as_ref().unwrap();
+    assert_eq!(champion["triggers"], json!(["Reached the 100 reports milestone in Dashboards"]));
+    assert_eq!(champion["win_factors"], json!(["Dashboards"]));
     assert!(trial.headers["authorization"].to_str().unwrap().starts_with("Bearer mvra_live_"));
 
     let research: Vec<String> = r
@@ -238,7 +246,7 @@ async fn a_job_whose_worker_died_while_running_is_retried_once_the_lease_expires
     // A worker took the job and died: its lease runs out two seconds from now.
     let dead = Lease { owner: "dead-worker".into(), until: now + Duration::from_secs(2) };
     assert_eq!(
-        r.store.start(&JobKey::from_stored(&key), &rule, &dead, now).await.unwrap(),
+        r.store.start(&StartJob::new(&JobKey::from_stored(&key), &rule, &dead, "{}", now)).await.unwrap(),
         Start::Started { attempt: 1 }
     );
 
@@ -295,8 +303,140 @@ async fn a_duplicate_persona_name_counts_as_done() {
     let (key, body) = message("dup-1", "trial_started", "u1", "segment-trial-started", json!({}));
     assert_eq!(r.worker.process(&body, Instant::now() + JOB_TIME).await, Disposition::Finished(JobStatus::Done));
     let record = r.record(&key).await;
-    assert_eq!(record.result.unwrap()["already_existed"], true);
+    let result = record.result.unwrap();
+    assert_eq!(result["already_existed"], true);
+    // Mavera's code said duplicate, but it lists no persona of that name: done, id unknown.
+    assert_eq!(result["persona_id"], Value::Null);
     assert!(record.notes.iter().any(|n| n.contains("422")), "{:?}", record.notes);
+    assert!(record.notes.iter().any(|n| n.contains("its id is not recorded")), "{:?}", record.notes);
+}
+
+/// The name the shipped trial rule gives user `u1`'s persona in the job `key` (the worker
+/// tags each job's persona name, so only this job's earlier call can have made it).
+fn trial_persona_name(key: &str) -> String {
+    PersonaName::for_job("Segment RT: Trial User — u1", &JobKey::from_stored(key)).into_string()
+}
+
+#[tokio::test]
+async fn a_duplicate_records_the_existing_personas_id() {
+    let r = rig().await;
+    let (key, body) = message("dup-2", "trial_started", "u1", "segment-trial-started", json!({}));
+    // Made by this job's earlier call, whose answer was lost.
+    let id = r.mavera.add_persona(&trial_persona_name(&key));
+
+    assert_eq!(r.worker.process(&body, Instant::now() + JOB_TIME).await, Disposition::Finished(JobStatus::Done));
+
+    let result = r.record(&key).await.result.unwrap();
+    assert_eq!((&result["already_existed"], &result["persona_id"]), (&json!(true), &json!(id)));
+    let methods: Vec<String> = r.mavera.requests_to("/personas").iter().map(|q| q.method.to_string()).collect();
+    assert_eq!(methods, ["POST", "GET"], "one refused POST, then the free lookup");
+}
+
+#[tokio::test]
+async fn a_422_that_only_names_the_name_field_is_a_duplicate_only_if_the_name_exists() {
+    let r = rig().await;
+    r.mavera.set_duplicate_error(DuplicateError::NameField);
+    let (key, body) = message("nf-1", "trial_started", "u1", "segment-trial-started", json!({}));
+    let id = r.mavera.add_persona(&trial_persona_name(&key));
+    assert_eq!(r.worker.process(&body, Instant::now() + JOB_TIME).await, Disposition::Finished(JobStatus::Done));
+    assert_eq!(r.record(&key).await.result.unwrap()["persona_id"], json!(id));
+
+    // The same refusal when no persona has the name: the name itself was refused.
+    r.mavera.script(
+        "/personas",
+        [Reply::Error {
+            status: 422,
+            kind: "invalid_request_error".into(),
+            code: "invalid_field".into(),
+            message: "Invalid value for 'name': contains unsupported characters.".into(),
+            param: Some("name".into()),
+        }],
+    );
+    let (key, body) = message("nf-2", "trial_started", "u2", "segment-trial-started", json!({}));
+    let (disposition, tally) = r.worker.process_tallied(&body, Instant::now() + JOB_TIME).await;
+    assert_eq!((disposition, tally.failure), (Disposition::Finished(JobStatus::Failed), Some(FailureClass::Rejected)));
+    let record = r.record(&key).await;
+    assert!(record.error.as_deref().unwrap().contains("unsupported characters"), "{record:?}");
+    assert!(record.notes.iter().any(|n| n.contains("not a duplicate")), "{:?}", record.notes);
+}
+
+#[tokio::test]
+async fn any_other_422_fails_with_maveras_message_and_creates_nothing() {
+    let r = rig().await;
+    let unprocessable = |code: &str, param: Option<&str>, message: &str| Reply::Error {
+        status: 422,
+        kind: "invalid_request_error".into(),
+        code: code.into(),
+        message: message.into(),
+        param: param.map(str::to_owned),
+    };
+    r.mavera.script(
+        "/personas",
+        [
+            unprocessable("invalid_field", Some("type"), "Persona type B2B is not enabled for this workspace."),
+            // A duplicate said only in words: not read as one (the safe side: FAILED, not a
+            // silent DONE), and Mavera's words are in the record.
+            unprocessable("unprocessable_entity", None, "A persona with this name already exists."),
+        ],
+    );
+    for (id, user, words) in [("u422-1", "u1", "not enabled for this workspace"), ("u422-2", "u2", "already exists")] {
+        let (key, body) = message(id, "trial_started", user, "segment-trial-started", json!({}));
+        let (disposition, tally) = r.worker.process_tallied(&body, Instant::now() + JOB_TIME).await;
+        assert_eq!(disposition, Disposition::Finished(JobStatus::Failed));
+        assert_eq!(tally.failure, Some(FailureClass::Rejected));
+        let record = r.record(&key).await;
+        assert!(record.error.as_deref().unwrap().contains(words), "{record:?}");
+        assert_eq!(record.result, None);
+    }
+    assert!(r.mavera.requests_to("/personas").iter().all(|q| q.method == "POST"), "no lookup for these");
+    assert!(r.mavera.persona_names().is_empty());
+}
+
+#[tokio::test]
+async fn a_strict_mavera_refuses_a_persona_body_outside_the_reference() {
+    let triggers = Triggers::parse(
+        r#"[[rule]]
+name = "legacy-persona"
+source = "segment"
+event = "trial_started"
+action = "create_persona"
+[rule.persona]
+name = "Legacy {user_id}"
+description = "As Mavera's Segment page sends it."
+context_field = "psychographic""#,
+        "t.toml",
+    )
+    .unwrap();
+    let r = rig_with(Options { triggers, ..Options::default() }).await;
+    r.mavera.strict_personas(true);
+    let (key, body) = message("strict-1", "trial_started", "u1", "legacy-persona", json!({"plan": "pro"}));
+    assert_eq!(r.worker.process(&body, Instant::now() + JOB_TIME).await, Disposition::Finished(JobStatus::Failed));
+    let error = r.record(&key).await.error.unwrap();
+    assert!(error.contains("(400 invalid_field)") && error.contains("field `psychographic`"), "{error}");
+}
+
+#[tokio::test]
+async fn a_generation_mavera_wants_a_workspace_for_fails_saying_to_set_it() {
+    let rule = |workspace: &str| {
+        format!(
+            "[[rule]]\nname = \"copy\"\nsource = \"segment\"\nevent = \"churn_signal\"\naction = \"generate\"\n\
+             [rule.generate]\napp_id = \"email-variations\"\ninput = {{ topic = \"{{plan}}\" }}\n{workspace}"
+        )
+    };
+    let r = rig_with(Options { triggers: Triggers::parse(&rule(""), "t.toml").unwrap(), ..Options::default() }).await;
+    r.mavera.require_workspace(true);
+    let (key, body) = message("ws-1", "churn_signal", "u1", "copy", json!({"plan": "pro"}));
+    assert_eq!(r.worker.process(&body, Instant::now() + JOB_TIME).await, Disposition::Finished(JobStatus::Failed));
+    let error = r.record(&key).await.error.unwrap();
+    assert!(error.contains("set `workspace_id` in the rule's [rule.generate]"), "{error}");
+
+    let triggers = Triggers::parse(&rule("workspace_id = \"ws_42\""), "t.toml").unwrap();
+    let r = rig_with(Options { triggers, ..Options::default() }).await;
+    r.mavera.require_workspace(true);
+    let (key, body) = message("ws-2", "churn_signal", "u1", "copy", json!({"plan": "pro"}));
+    assert_eq!(r.worker.process(&body, Instant::now() + JOB_TIME).await, Disposition::Finished(JobStatus::Done));
+    assert_eq!(r.mavera.requests_to("/generations")[0].body.as_ref().unwrap()["workspace_id"], "ws_42");
+    assert!(r.record(&key).await.result.unwrap()["generation_id"].is_string());
 }
 
 #[tokio::test]
@@ -314,7 +454,13 @@ async fn a_persona_call_that_timed_out_but_ran_reads_as_done_on_retry() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(r.worker.process(&body, Instant::now() + JOB_TIME).await, Disposition::Finished(JobStatus::Done));
     assert_eq!(r.mavera.persona_names().len(), 1, "one persona, not two");
-    assert_eq!(r.record(&key).await.result.unwrap()["already_existed"], true);
+    let result = r.record(&key).await.result.unwrap();
+    assert_eq!(result["already_existed"], true);
+    assert_eq!(
+        result["persona_id"],
+        json!(r.mavera.persona_id(&trial_persona_name(&key)).unwrap()),
+        "the one that ran"
+    );
 }
 
 #[tokio::test]
@@ -400,6 +546,44 @@ async fn customerio_alerts_look_attributes_up_once_and_research_only_high_value_
     let skipped = r.record("customerio#e-3#cio-high-value-alert").await;
     assert_eq!(skipped.status, JobStatus::Skipped);
     assert!(skipped.error.unwrap().contains("customer.plan"), "a free plan is not high-value");
+}
+
+/// A queue message body for a Customer.io event, as ingest would write it.
+fn cio_message(id: &str, metric: &str, customer: &str) -> (String, String) {
+    let body = cio_email(id, metric, customer).to_string();
+    let event = shared::parse::envelopes(Source::CustomerIo, body.as_bytes()).unwrap().remove(0).to_event().unwrap();
+    let rule = RuleName::parse("cio-high-value-alert").unwrap();
+    let key = JobKey::for_event(Source::CustomerIo, &EventId::parse(id).unwrap(), &rule);
+    (key.to_string(), JobMessage::event_body(&key, &rule, &event).unwrap())
+}
+
+#[tokio::test]
+async fn a_person_customerio_does_not_know_is_counted_and_only_briefly_cached() {
+    let r = rig().await;
+    r.cio.add_person(Person::new("c1").id("cust-1").attribute("plan_type", "pro"));
+
+    let (_, known) = cio_message("nf-known", "unsubscribed", "cust-1");
+    let (_, tally) = r.worker.process_tallied(&known, Instant::now() + JOB_TIME).await;
+    assert_eq!(tally.lookup_not_found, Some(false));
+
+    let (key, unknown) = cio_message("nf-unknown", "unsubscribed", "cust-404");
+    let (disposition, tally) = r.worker.process_tallied(&unknown, Instant::now() + JOB_TIME).await;
+    assert_eq!(disposition, Disposition::Finished(JobStatus::Skipped), "the plan is unknown, so not high-value");
+    assert_eq!(tally.lookup_not_found, Some(true), "counted for the customers_not_found metric");
+    let record = r.record(&key).await;
+    assert!(record.notes.iter().any(|n| n.contains("no attributes for id cust-404")), "{:?}", record.notes);
+
+    let cached = r
+        .aws
+        .items()
+        .await
+        .into_iter()
+        .find(|i| text(i, "pk") == Some("cache#cio-attributes#id#cust-404"))
+        .expect("the not-found answer is cached");
+    let fresh_ms: u64 = cached["fresh_until"].as_n().unwrap().parse().unwrap();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    assert!(fresh_ms <= now_ms + NOT_FOUND_TTL.as_millis() as u64, "kept at most {NOT_FOUND_TTL:?}");
+    assert_eq!(text(&cached, "value"), Some("null"));
 }
 
 #[tokio::test]

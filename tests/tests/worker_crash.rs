@@ -61,6 +61,8 @@ fn worker<S: JobStore + shared::worker::WorkerState + 'static>(store: Arc<S>, ma
         triggers: Triggers::embedded().unwrap().for_worker(),
         mavera: shared::worker::Mavera::Live(config),
         enrichment: shared::worker::Enrichment::NotNeeded,
+        // The shipped rules deliver nowhere.
+        deliveries: shared::worker::Deliveries::Print,
     };
     shared::worker::build(settings, store).unwrap()
 }

@@ -14,7 +14,7 @@ use shared::deadline::deadline_from;
 use shared::queue::SqsQueue;
 use shared::startup::{ColdStart, cold_start};
 use shared::store::DynamoStore;
-use shared::telemetry::Fatal;
+use shared::telemetry::{Fatal, Metrics};
 use tokio::time::Instant;
 
 #[tokio::main]
@@ -28,7 +28,7 @@ async fn main() -> Result<(), Fatal> {
     let sync = cio_sync::build(settings, store.clone(), queue)?;
     shared::health::publish_at_start(store.as_ref(), &sync.health_report(SystemTime::now())).await;
 
-    let sync = &sync;
+    let (sync, metrics) = (&sync, &Metrics::from_env("cio-sync"));
     // The template's 600 s, for when the runtime gives no usable deadline (cargo lambda watch).
     let timeout = Duration::from_secs(config::number(&vars, vars::FUNCTION_TIMEOUT_SECS, 600)?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
@@ -42,6 +42,9 @@ async fn main() -> Result<(), Fatal> {
             Instant::now()
         });
         let summary = sync.run(request, SystemTime::now(), stop).await;
+        let mut counts = metrics.counts();
+        summary.count_into(&mut counts);
+        counts.flush();
         if summary.failed() {
             return Err(Error::from(RunFailed(summary)));
         }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::customerio::IdType;
 use crate::domain::{FieldPath, PersonaName, RankBy};
+use crate::mavera::{PersonaType, PipelineType};
 use crate::template::{JsonTemplate, MISSING, Template};
 use crate::toml_table::{self, Number, TableError, Whole};
 use crate::worker::{
@@ -294,6 +295,9 @@ struct RawClusterAttribute {
 struct RawPersonaTemplate {
     name: Option<String>,
     description: Option<String>,
+    pipeline_type: Option<String>,
+    #[serde(rename = "type")]
+    persona_type: Option<String>,
     context_field: Option<String>,
     extra: Option<toml::Table>,
 }
@@ -431,7 +435,7 @@ impl RawAttributePersonas {
                 self.max_members,
                 500,
                 1..=50_000,
-                "each member is one App API call at 10 per second",
+                "each member is one App API call, at most 10 a second per account",
             )? as usize,
             page_size: whole(
                 "page_size",
@@ -528,22 +532,33 @@ impl RawPersonaTemplate {
             ));
         }
         let description = template("description", self.description, DEFAULT_PERSONA_DESCRIPTION, allowed)?;
-        // Unset: the facts go under `attributes`; `""` leaves them out.
-        let context_field = match self.context_field.map(|f| f.trim().to_owned()) {
-            None => Some("attributes".to_owned()),
-            Some(f) if f.is_empty() => None,
-            Some(f) => Some(f),
+        // Unset: the reference's body (see triggers.toml's notes on the values); `""` leaves one out.
+        let pipeline_type = match self.pipeline_type {
+            None => Some(PipelineType::NorthStar),
+            Some(v) if v.trim().is_empty() => None,
+            v => PipelineType::setting(v).map_err(|e| field("pipeline_type", e))?,
         };
+        let persona_type = match self.persona_type {
+            None => Some(PersonaType::B2B),
+            Some(v) if v.trim().is_empty() => None,
+            v => PersonaType::setting(v).map_err(|e| field("type", e))?,
+        };
+        // Unset or `""`: the cluster's facts are only in the description, as the reference has
+        // no field for them.
+        let context_field = self.context_field.map(|f| f.trim().to_owned()).filter(|f| !f.is_empty());
         let extra = json_templates("extra", self.extra.unwrap_or_default(), allowed)?;
+        let own_keys = ["name", "description", "pipeline_type", "type"];
         if let Some((k, _)) =
-            extra.iter().find(|(k, _)| k == "name" || k == "description" || Some(k) == context_field.as_ref())
+            extra.iter().find(|(k, _)| own_keys.contains(&k.as_str()) || Some(k) == context_field.as_ref())
         {
             return Err(field(
                 &format!("extra.{k}"),
-                "is set by the job itself; set `name`, `description` or `context_field` instead".into(),
+                "is set by the job from its own key in the table: set `name`, `description`, `pipeline_type`, `type` \
+                 or `context_field` instead"
+                    .into(),
             ));
         }
-        Ok(ClusterPersonaTemplate { name, description, context_field, extra })
+        Ok(ClusterPersonaTemplate { name, description, pipeline_type, persona_type, context_field, extra })
     }
 }
 
@@ -720,7 +735,7 @@ mod tests {
     fn a_name_with_every_cluster_field_tells_clusters_apart() {
         let c = parse_text(
             "[cio_sync.attribute_personas]\ncluster_by = [{ attribute = \"plan_type\", name = \"plan\" }, { attribute = \"ltv\", buckets = [100, 1000] }]\n\
-             persona = { name = \"{cluster.plan} at {cluster.ltv}\", extra = { type = \"B2C\", tags = [\"{cluster.plan}\"] } }",
+             persona = { name = \"{cluster.plan} at {cluster.ltv}\", type = \"B2C\", extra = { goals = [\"Grow\"], tags = [\"{cluster.plan}\"] } }",
         )
         .unwrap();
         let p = &c.attribute_personas;
@@ -730,12 +745,35 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_context_field_leaves_the_facts_out() {
+    fn the_facts_go_into_a_body_field_only_when_one_is_named() {
         let c = parse_text("[cio_sync.attribute_personas.persona]\ncontext_field = \"\"").unwrap();
         assert_eq!(c.attribute_personas.persona.context_field, None);
         let c = parse_text("[cio_sync.attribute_personas.persona]\ncontext_field = \"facts\"").unwrap();
         assert_eq!(c.attribute_personas.persona.context_field.as_deref(), Some("facts"));
-        assert_eq!(SyncConfig::default().attribute_personas.persona.context_field.as_deref(), Some("attributes"));
+        // Mavera's reference has no field for them; the description carries them.
+        assert_eq!(SyncConfig::default().attribute_personas.persona.context_field, None);
+    }
+
+    #[test]
+    fn the_persona_enums_take_only_the_documented_values() {
+        let c =
+            parse_text("[cio_sync.attribute_personas.persona]\npipeline_type = \"advanced\"\ntype = \"B2C\"").unwrap();
+        let p = &c.attribute_personas.persona;
+        assert_eq!((p.pipeline_type, p.persona_type), (Some(PipelineType::Advanced), Some(PersonaType::B2C)));
+        let p = SyncConfig::default().attribute_personas.persona;
+        assert_eq!((p.pipeline_type, p.persona_type), (Some(PipelineType::NorthStar), Some(PersonaType::B2B)));
+        let c = parse_text("[cio_sync.attribute_personas.persona]\npipeline_type = \"\"\ntype = \"\"").unwrap();
+        let p = &c.attribute_personas.persona;
+        assert_eq!((p.pipeline_type, p.persona_type), (None, None), "\"\" leaves them out");
+        for (text, key, hint) in [
+            ("pipeline_type = \"northstar\"", "persona.pipeline_type", "`north_star`, `intermediate`, `advanced`"),
+            ("type = \"b2b\"", "persona.type", "`B2B`, `B2C`"),
+            ("extra = { type = \"B2B\" }", "persona.extra.type", "`type`"),
+        ] {
+            let (section, field, problem) = error(&format!("[cio_sync.attribute_personas.persona]\n{text}"));
+            assert_eq!((section, field.as_str()), (ATTRIBUTE_PERSONAS, key), "{problem}");
+            assert!(problem.contains(hint), "{problem}");
+        }
     }
 
     #[test]

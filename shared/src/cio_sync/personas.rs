@@ -1,5 +1,6 @@
 //! Job 2, attribute personas: read a segment's members a page at a time, look up each
-//! member's attributes (cached; at most 10 App API calls a second across the process), count
+//! member's attributes (cached; at most the process's `CIO_REQUESTS_PER_SECOND` App API calls a
+//! second), count
 //! them into clusters, and once the segment is read queue a persona for each of the largest.
 //!
 //! Checkpoints: after each page, that page's cluster counts are stored as their own record
@@ -24,13 +25,13 @@ use super::config::AttributePersonasConfig;
 use super::summary::{RunStatus, Summary};
 use super::window::RunWindow;
 use super::{CioSync, Enqueued, SyncError, SyncJob};
-use crate::customerio::{CioError, CustomerIoApi, Found, Identifiers, Lookup, ScanStop};
+use crate::customerio::{CioError, CustomerIoApi, Found, Identifiers, Lookup, LookupTally, ScanStop};
 use crate::domain::{JobKey, percent};
 use crate::mavera::MaveraRequest;
 use crate::queue::{Job, JobMessage, MESSAGE_VERSION};
 use crate::worker::persona_request;
 
-/// Lookups in flight at once; the client's gate keeps them to 10 starts a second.
+/// Lookups in flight at once; the client's gate keeps them to its rate.
 const LOOKUPS_IN_FLIGHT: usize = 10;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -88,6 +89,7 @@ pub(super) async fn run(
         progress: Progress::default(),
         first_new_page: 0,
         new_pages: Vec::new(),
+        lookups: LookupTally::default(),
     };
     if let Err(error) = run.go().await {
         run.summary.status = RunStatus::Failed;
@@ -95,6 +97,13 @@ pub(super) async fn run(
             Some(format!("{}; the next run resumes from the checkpoint", crate::telemetry::chain(&error)));
     }
     run.summary.counts.insert("members_read", run.progress.members_read);
+    if let Some(warning) = run.lookups.warning(config.id_type) {
+        tracing::warn!("{warning}");
+        run.summary.message = Some(match run.summary.message.take() {
+            Some(message) => format!("{message}; {warning}"),
+            None => warning,
+        });
+    }
     run.summary
 }
 
@@ -113,6 +122,8 @@ struct Run<'a> {
     first_new_page: u32,
     /// Pages counted by this run, in order.
     new_pages: Vec<Tally>,
+    /// This run's attribute lookups, to warn when most found nobody.
+    lookups: LookupTally,
 }
 
 impl Run<'_> {
@@ -220,15 +231,21 @@ impl Run<'_> {
                 continue;
             };
             match result {
-                Ok(Found::Attributes { attributes, cached }) => {
-                    self.count(if cached { "attributes_cached" } else { "attributes_fetched" }, 1);
-                    tally.add(self.config, &attributes);
+                Ok(found @ Found::Attributes { .. }) => {
+                    self.lookups.add(&found);
+                    self.count(if found.cached() { "attributes_cached" } else { "attributes_fetched" }, 1);
+                    tally.add(self.config, &found.into_attributes());
                 }
-                Ok(Found::Nothing { cached }) => {
+                Ok(found @ (Found::Nothing { .. } | Found::NotFound { .. })) => {
+                    // Both count as without attributes; nobody found is also counted apart.
                     self.count("without_attributes", 1);
-                    if !cached {
+                    if !found.cached() {
                         self.count("attributes_fetched", 1);
                     }
+                    if matches!(found, Found::NotFound { .. }) {
+                        self.count("not_found", 1);
+                    }
+                    self.lookups.add(&found);
                 }
                 // One person Customer.io will not look up (an identifier it refuses) does not
                 // hold the whole segment up.
@@ -375,7 +392,7 @@ mod tests {
     use crate::customerio::memory::{Call, MemoryCustomerIo};
     use crate::queue::ClusterPersona;
     use crate::queue::MemoryQueue;
-    use crate::store::{JobStore, Lease, MemoryStore, Outcome};
+    use crate::store::{JobStore, Lease, MemoryStore, Outcome, StartJob};
     use crate::triggers::Triggers;
 
     /// Segment 7: 12 pro/saas, 8 free/retail, 3 team/saas, 2 without attributes of
@@ -435,7 +452,7 @@ mod tests {
         for delivery in queue.receive(50, Duration::ZERO).await {
             let message = JobMessage::from_body(&delivery.body).unwrap();
             let lease = Lease { owner: "w".into(), until: SystemTime::now() + Duration::from_secs(60) };
-            store.start(&message.key, &message.rule, &lease, SystemTime::now()).await.unwrap();
+            store.start(&StartJob::new(&message.key, &message.rule, &lease, "{}", SystemTime::now())).await.unwrap();
             let done = Outcome::Done { result: json!({}) };
             store.finish(&message.key, "w", &done, &[], SystemTime::now()).await.unwrap();
             let Job::ClusterPersona(p) = message.job else { panic!() };

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::SyncJob;
+use crate::telemetry::{Counts, Metric};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,6 +80,13 @@ impl Summary {
                 };
                 tracing::info!(job, status, window, dry_run = self.dry_run, counts, "cio-sync run finished: {message}")
             }
+        }
+    }
+
+    /// What the run adds to the metrics: the Customer.io lookups that found nobody.
+    pub fn count_into(&self, counts: &mut Counts) {
+        if let Some(&n) = self.counts.get("not_found").filter(|n| **n > 0) {
+            counts.add(Metric::CustomersNotFound, n);
         }
     }
 

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::SystemTime;
 
 use backon::Retryable;
@@ -54,6 +55,61 @@ struct Inner {
     /// `Bearer <key>`, marked sensitive so `http` and `reqwest` redact it.
     auth: HeaderValue,
     gate: RateGate,
+    /// The `cio_id` spelling the attributes endpoint answered to ([`CioIdForm`]), once one has.
+    cio_id_form: AtomicU8,
+}
+
+/// How a `cio_id` is written in the attributes path. Customer.io's spec writes it `cio_<id>`
+/// in other endpoints' paths, and is silent for `GET /v1/customers/{id}/attributes?id_type=cio_id`;
+/// segment membership lists it without the prefix. The client tries the bare form first and
+/// the prefixed one on a 404, and keeps the form that found someone for the rest of the
+/// process (one 404 more per lookup until then, none after).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CioIdForm {
+    /// `a3000001`
+    Bare,
+    /// `cio_a3000001`
+    Prefixed,
+}
+
+impl CioIdForm {
+    const UNKNOWN: u8 = 0;
+
+    fn code(self) -> u8 {
+        match self {
+            CioIdForm::Bare => 1,
+            CioIdForm::Prefixed => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(CioIdForm::Bare),
+            2 => Some(CioIdForm::Prefixed),
+            _ => None,
+        }
+    }
+
+    /// `id` in this form; `id` may come in either.
+    pub fn write(self, id: &str) -> String {
+        let bare = bare_cio_id(id);
+        match self {
+            CioIdForm::Bare => bare.to_owned(),
+            CioIdForm::Prefixed => format!("cio_{bare}"),
+        }
+    }
+
+    fn other(self) -> Self {
+        match self {
+            CioIdForm::Bare => CioIdForm::Prefixed,
+            CioIdForm::Prefixed => CioIdForm::Bare,
+        }
+    }
+}
+
+/// A `cio_id` without the `cio_` prefix the Track API puts in paths.
+pub fn bare_cio_id(id: &str) -> &str {
+    id.strip_prefix("cio_").unwrap_or(id)
 }
 
 impl fmt::Debug for CioClient {
@@ -104,7 +160,8 @@ impl CioClient {
             .build()
             .map_err(|e| CioError::Config(format!("cannot build the HTTPS client: {e}")))?;
         let gate = RateGate::per_second(rate);
-        Ok(CioClient { inner: Arc::new(Inner { http, base_url, auth, gate }) })
+        let cio_id_form = AtomicU8::new(CioIdForm::UNKNOWN);
+        Ok(CioClient { inner: Arc::new(Inner { http, base_url, auth, gate, cio_id_form }) })
     }
 
     /// Where requests go, e.g. `https://api-eu.customer.io`.
@@ -136,9 +193,48 @@ impl CioClient {
 
     /// `GET /v1/customers/{id}/attributes?id_type=…`; `None` when no such person exists.
     ///
-    /// `id` is sent exactly as given (percent-encoded): whether `id_type=cio_id` wants the
-    /// `cio_` prefix the Track API uses is not documented.
+    /// An `id`, `email` or `phone` is sent as given (percent-encoded). A `cio_id` may come with
+    /// or without its `cio_` prefix: it is sent in the form the endpoint is known to take, or,
+    /// until one has found someone, bare and then prefixed on a 404 ([`CioIdForm`]).
     pub async fn customer_attributes(
+        &self,
+        id: &str,
+        id_type: IdType,
+        deadline: Instant,
+    ) -> Result<Option<Attributes>, CioError> {
+        if id_type != IdType::CioId {
+            return self.attributes_as_sent(id, id_type, deadline).await;
+        }
+        let known = CioIdForm::from_code(self.inner.cio_id_form.load(Ordering::Relaxed));
+        let first = known.unwrap_or(CioIdForm::Bare);
+        if let Some(found) = self.attributes_as_sent(&first.write(id), id_type, deadline).await? {
+            self.learn(first);
+            return Ok(Some(found));
+        }
+        if known.is_some() {
+            return Ok(None);
+        }
+        let second = first.other();
+        let found = self.attributes_as_sent(&second.write(id), id_type, deadline).await?;
+        if found.is_some() {
+            self.learn(second);
+        }
+        Ok(found)
+    }
+
+    /// The `cio_id` form this client has seen the attributes endpoint answer to.
+    pub fn cio_id_form(&self) -> Option<CioIdForm> {
+        CioIdForm::from_code(self.inner.cio_id_form.load(Ordering::Relaxed))
+    }
+
+    fn learn(&self, form: CioIdForm) {
+        let before = self.inner.cio_id_form.swap(form.code(), Ordering::Relaxed);
+        if before != form.code() {
+            tracing::info!(form = ?form, "Customer.io's attributes endpoint found a person by cio_id in this form; it is used from now on");
+        }
+    }
+
+    async fn attributes_as_sent(
         &self,
         id: &str,
         id_type: IdType,

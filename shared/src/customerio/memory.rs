@@ -121,7 +121,9 @@ impl CustomerIoApi for MemoryCustomerIo {
 
     async fn customer_attributes(&self, id: &str, id_type: IdType, _: Instant) -> Result<Option<Attributes>, CioError> {
         let state = self.record(Call::Attributes { id: id.to_owned(), id_type })?;
-        let person = state.people.iter().find(|(ids, _)| identifier(ids, id_type) == Some(id));
+        // The ideal API: a cio_id is found in either spelling (the HTTPS client's concern).
+        let wanted = if id_type == IdType::CioId { super::bare_cio_id(id) } else { id };
+        let person = state.people.iter().find(|(ids, _)| identifier(ids, id_type) == Some(wanted));
         Ok(person.map(|(ids, attributes)| Attributes { id: ids.id.clone(), attributes: attributes.clone() }))
     }
 

@@ -19,7 +19,7 @@
 //! Not documented, so handled defensively: how the last membership page signals its end (an
 //! absent, null or empty `next` all stop), whether 429s carry `Retry-After` (honoured when
 //! present), how series periods align with `start`/`end`, and whether `id_type=cio_id`
-//! expects the `cio_` prefix.
+//! expects the `cio_` prefix (both are tried, see [`CioIdForm`]).
 
 mod client;
 mod config;
@@ -37,11 +37,11 @@ mod types;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-pub use client::{CioClient, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use client::{CioClient, CioIdForm, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, bare_cio_id};
 pub use config::{CioConfig, CioRegion, DEFAULT_REQUESTS_PER_SECOND, RegionError};
 pub use error::CioError;
 pub use id_type::IdType;
-pub use lookup::{Found, Lookup, attribute_cache_key};
+pub use lookup::{Found, Lookup, LookupTally, NOT_FOUND_TTL, attribute_cache_key};
 pub use path::encode_segment;
 pub use types::{
     Attributes, Campaign, CampaignAction, CampaignMetrics, Identifiers, MembershipPage, MetricsWindow, Resolution,

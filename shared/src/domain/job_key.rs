@@ -34,6 +34,21 @@ impl JobKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Who sent the job: `segment`, `customerio`, or `cio-sync` for scheduled work.
+    pub fn source(&self) -> &str {
+        self.0.split_once('#').map_or(&self.0, |(source, _)| source)
+    }
+
+    /// The sender's event id (which may itself hold `#`), or for scheduled work what follows
+    /// the job's name (the run window and part).
+    pub fn event_id(&self) -> &str {
+        let Some((source, rest)) = self.0.split_once('#') else { return "" };
+        if source == "cio-sync" {
+            return rest.split_once('#').map_or("", |(_, parts)| parts);
+        }
+        rest.rsplit_once('#').map_or(rest, |(id, _)| id)
+    }
 }
 
 impl fmt::Display for JobKey {
@@ -57,5 +72,13 @@ mod tests {
     fn sync_keys_join_parts() {
         let key = JobKey::for_sync(&RuleName::parse("personas").unwrap(), &["2026-11-23", "c3"]);
         assert_eq!(key.as_str(), "cio-sync#personas#2026-11-23#c3");
+        assert_eq!((key.source(), key.event_id()), ("cio-sync", "2026-11-23#c3"));
+    }
+
+    #[test]
+    fn keys_give_their_source_and_event_id_back() {
+        let key =
+            JobKey::for_event(Source::CustomerIo, &EventId::parse("a#b").unwrap(), &RuleName::parse("r").unwrap());
+        assert_eq!((key.source(), key.event_id()), ("customerio", "a#b"));
     }
 }

@@ -17,4 +17,4 @@ pub use persona_name::PersonaName;
 pub use rank_by::RankBy;
 pub use rule_name::{RuleName, RuleNameError};
 pub use source::{Source, UnknownSource};
-pub use text::{percent, share, truncate_chars};
+pub use text::{percent, share, truncate_bytes, truncate_chars};

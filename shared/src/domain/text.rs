@@ -1,5 +1,5 @@
 //! Text helpers shared by whatever cuts or shows texts: one way to cut a text to a number of
-//! characters, one way to write a share as a percentage.
+//! characters (or bytes), one way to write a share as a percentage.
 
 /// The first `max` characters of `text` (all of it when shorter). Cuts on a character
 /// boundary, never inside a UTF-8 sequence.
@@ -8,6 +8,19 @@ pub fn truncate_chars(text: &str, max: usize) -> &str {
         Some((at, _)) => &text[..at],
         None => text,
     }
+}
+
+/// The longest prefix of `text` that fits in `max` bytes, cut on a character boundary (for
+/// limits counted in bytes, such as Customer.io's 1000-byte attribute values).
+pub fn truncate_bytes(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// `part / whole` as a fraction, or 0 for an empty whole.
@@ -39,5 +52,13 @@ mod tests {
         assert_eq!(truncate_chars("hé", 2), "hé");
         assert_eq!(truncate_chars("", 3), "");
         assert_eq!(truncate_chars("abc", 0), "");
+    }
+
+    #[test]
+    fn texts_are_cut_by_bytes_on_a_character_boundary() {
+        assert_eq!(truncate_bytes("héllo", 2), "h", "é is two bytes: never half of it");
+        assert_eq!(truncate_bytes("héllo", 3), "hé");
+        assert_eq!(truncate_bytes("abc", 10), "abc");
+        assert_eq!(truncate_bytes("😀x", 3), "");
     }
 }

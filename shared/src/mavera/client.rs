@@ -1,11 +1,12 @@
 //! The Mavera HTTPS client: one request in, its final outcome out, with retries, timeouts
 //! and the Mave concurrency cap handled inside.
 //!
-//! Hazard: every call is a `POST`, none is idempotent, and Mavera documents no idempotency
-//! key. A retry after a timeout or a broken connection may repeat a call that did run (and
-//! was charged). For personas, the repeat answers 422 (duplicate name), which reads as
-//! [`ErrorClass::AlreadyDone`]; Mave and generation repeats simply run twice. Rejected
-//! calls (429, 5xx) and refused connections are safe to repeat.
+//! Hazard: every call but the free `GET /personas` is a `POST`, none is idempotent, and
+//! Mavera documents no idempotency key. A retry after a timeout or a broken connection may
+//! repeat a call that did run (and was charged). For personas, the repeat answers 422
+//! (duplicate name), which reads as [`ErrorClass::AlreadyDone`] and is confirmed by looking
+//! the name up ([`MaveraApi::find_persona`]); Mave and generation repeats simply run twice.
+//! Rejected calls (429, 5xx) and refused connections are safe to repeat.
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,7 +24,9 @@ use super::config::{MaveraConfig, MaveraConfigError, bearer_header, key_hint, no
 use super::endpoint::Endpoint;
 use super::error::{ErrorClass, MaveraError};
 use super::retry;
-use super::types::{ApiErrorBody, ApiErrorEnvelope, Generation, MaveMessage, MaveraRequest, Persona};
+use super::types::{
+    ApiErrorBody, ApiErrorEnvelope, Generation, MaveMessage, MaveraRequest, Persona, PersonaList, PersonaSummary,
+};
 
 /// Long enough for DNS, TCP and TLS to a distant region; a stuck connect fails fast.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,13 +45,27 @@ pub enum MaveraResponse {
 
 impl MaveraResponse {
     fn decode(endpoint: Endpoint, status: StatusCode, body: &[u8]) -> Result<Self, MaveraError> {
-        let (decoded, expected) = match endpoint {
-            Endpoint::CreatePersona => (serde_json::from_slice(body).map(Self::Persona), "custom_persona"),
-            Endpoint::MaveChat => (serde_json::from_slice(body).map(Self::Research), "mave_message"),
-            Endpoint::Generate => (serde_json::from_slice(body).map(Self::Generation), "generation"),
-        };
-        decoded.map_err(|source| MaveraError::Decode { endpoint, status: status.as_u16(), expected, source })
+        match endpoint {
+            Endpoint::CreatePersona => decode(endpoint, status, body, "custom_persona").map(Self::Persona),
+            Endpoint::MaveChat => decode(endpoint, status, body, "mave_message").map(Self::Research),
+            Endpoint::Generate => decode(endpoint, status, body, "generation").map(Self::Generation),
+            Endpoint::ListPersonas => unreachable!("GET /personas is no MaveraRequest"),
+        }
     }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    endpoint: Endpoint,
+    status: StatusCode,
+    body: &[u8],
+    expected: &'static str,
+) -> Result<T, MaveraError> {
+    serde_json::from_slice(body).map_err(|source| MaveraError::Decode {
+        endpoint,
+        status: status.as_u16(),
+        expected,
+        source,
+    })
 }
 
 /// The Mavera port: what the worker needs from Mavera.
@@ -56,6 +73,10 @@ impl MaveraResponse {
 pub trait MaveraApi: Send + Sync {
     /// Sends one request, retrying transient failures until `deadline`; returns the final outcome.
     async fn send(&self, request: &MaveraRequest, deadline: Instant) -> Result<MaveraResponse, MaveraError>;
+
+    /// The workspace's own persona named exactly `name`, if `GET /personas` lists it (0
+    /// credits). Used when Mavera refuses a persona as a duplicate, to record its id.
+    async fn find_persona(&self, name: &str, deadline: Instant) -> Result<Option<PersonaSummary>, MaveraError>;
 
     /// Opens the connection during a cold start, before the first job needs it. An adapter
     /// with nothing to open does nothing.
@@ -159,25 +180,81 @@ impl MaveraClient {
         }
     }
 
-    /// One attempt: wait for a Mave slot if needed, send, read the whole answer, interpret it.
+    /// `GET /personas` with `query` (0 credits; one page, retried like any call until
+    /// `deadline`). Mavera documents the list's filters only by description, not by name.
+    pub async fn list_personas(&self, query: &[(&str, &str)], deadline: Instant) -> Result<PersonaList, MaveraError> {
+        let endpoint = Endpoint::ListPersonas;
+        let (status, body) =
+            self.with_retries(endpoint, deadline, || self.attempt(endpoint, Outgoing::Query(query), deadline)).await?;
+        decode(endpoint, status, &body, "list")
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the next try would not fit
+    /// before `deadline`.
+    async fn with_retries<F, Fut>(
+        &self,
+        endpoint: Endpoint,
+        deadline: Instant,
+        mut attempt: F,
+    ) -> Result<(StatusCode, Bytes), MaveraError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(StatusCode, Bytes), MaveraError>>,
+    {
+        let started = Instant::now();
+        let mut attempts = 0_u32;
+        let result = (|| {
+            attempts += 1;
+            attempt()
+        })
+        .retry(retry::backoff())
+        .when(|error: &MaveraError| error.class() == ErrorClass::Transient)
+        .adjust(|error, ceiling| retry::next_wait(error, ceiling, Instant::now(), deadline))
+        .notify(|error, wait| {
+            tracing::warn!(
+                %endpoint,
+                status = error.status(),
+                code = error.code().unwrap_or("-"),
+                wait_ms = wait.as_millis() as u64,
+                error = %error,
+                "Mavera call failed; retrying"
+            );
+        })
+        .await;
+        tracing::debug!(
+            %endpoint,
+            attempts,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            ok = result.is_ok(),
+            "Mavera call finished"
+        );
+        result
+    }
+
+    /// One attempt: wait for a Mave slot if needed, send, read the whole answer; a status
+    /// other than 2xx is an error.
     async fn attempt(
         &self,
         endpoint: Endpoint,
-        body: &Value,
+        outgoing: Outgoing<'_>,
         deadline: Instant,
-    ) -> Result<MaveraResponse, MaveraError> {
+    ) -> Result<(StatusCode, Bytes), MaveraError> {
         ensure_time(endpoint, deadline)?;
         // Held for this attempt only, not across backoff waits, so others may use the slot.
         let _slot = match endpoint {
             Endpoint::MaveChat => Some(self.mave_slot(deadline).await?),
-            Endpoint::CreatePersona | Endpoint::Generate => None,
+            Endpoint::CreatePersona | Endpoint::Generate | Endpoint::ListPersonas => None,
         };
         let started = ensure_time(endpoint, deadline)?;
         let attempt_deadline = deadline.min(started + endpoint.timeout());
 
         let url = format!("{}{}", self.base_url, endpoint.path());
+        let request = match outgoing {
+            Outgoing::Json(body) => self.http.post(url).json(body),
+            Outgoing::Query(query) => self.http.get(format!("{url}?{}", query_string(query))),
+        };
         let exchange = async {
-            let response = self.http.post(url).json(body).send().await?;
+            let response = request.send().await?;
             let status = response.status();
             let retry_after = if status.is_success() {
                 None
@@ -204,7 +281,7 @@ impl MaveraClient {
             rate_limit_remaining = remaining.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
             "Mavera answered"
         );
-        interpret(endpoint, status, retry_after, &bytes)
+        answer(endpoint, status, retry_after, bytes)
     }
 
     /// Waits for a Mave slot, but only as long as a minimal attempt still fits afterwards.
@@ -219,44 +296,50 @@ impl MaveraClient {
     }
 }
 
+/// What an attempt sends: a JSON body (`POST`) or a query (`GET`).
+#[derive(Clone, Copy)]
+enum Outgoing<'a> {
+    Json(&'a Value),
+    Query(&'a [(&'a str, &'a str)]),
+}
+
 #[async_trait::async_trait]
 impl MaveraApi for MaveraClient {
     async fn send(&self, request: &MaveraRequest, deadline: Instant) -> Result<MaveraResponse, MaveraError> {
         let endpoint = Endpoint::of(request);
         let body = request.body();
-        let started = Instant::now();
-        let mut attempts = 0_u32;
-        let result = (|| {
-            attempts += 1;
-            self.attempt(endpoint, &body, deadline)
-        })
-        .retry(retry::backoff())
-        .when(|error: &MaveraError| error.class() == ErrorClass::Transient)
-        .adjust(|error, ceiling| retry::next_wait(error, ceiling, Instant::now(), deadline))
-        .notify(|error, wait| {
-            tracing::warn!(
-                %endpoint,
-                status = error.status(),
-                code = error.code().unwrap_or("-"),
-                wait_ms = wait.as_millis() as u64,
-                error = %error,
-                "Mavera call failed; retrying"
-            );
-        })
-        .await;
-        tracing::debug!(
-            %endpoint,
-            attempts,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            ok = result.is_ok(),
-            "Mavera call finished"
-        );
-        result
+        let (status, bytes) =
+            self.with_retries(endpoint, deadline, || self.attempt(endpoint, Outgoing::Json(&body), deadline)).await?;
+        MaveraResponse::decode(endpoint, status, &bytes)
+    }
+
+    /// Asks with `name=` (the filter Mavera's Shopify page uses; the reference describes a
+    /// search without naming its parameter) and `limit=100` (the documented maximum), then
+    /// keeps only an exact match among the workspace's own personas: a server that searches
+    /// by substring, or ignores the filter, cannot hand back the wrong persona.
+    async fn find_persona(&self, name: &str, deadline: Instant) -> Result<Option<PersonaSummary>, MaveraError> {
+        let list = self.list_personas(&[("name", name), ("limit", "100")], deadline).await?;
+        Ok(exact_custom(list, name))
     }
 
     async fn warm(&self) {
         MaveraClient::warm(self).await;
     }
+}
+
+/// `k=v&…`, every byte but RFC 3986's unreserved characters percent-encoded.
+fn query_string(pairs: &[(&str, &str)]) -> String {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    let pairs = pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", utf8_percent_encode(k, COMPONENT), utf8_percent_encode(v, COMPONENT)));
+    pairs.collect::<Vec<_>>().join("&")
+}
+
+/// The custom persona named exactly `name` (base personas are `is_custom: false`).
+fn exact_custom(list: PersonaList, name: &str) -> Option<PersonaSummary> {
+    list.data.into_iter().find(|p| p.name.as_deref() == Some(name) && p.is_custom != Some(false))
 }
 
 /// Returns now, or `NoTimeLeft` if a minimal attempt no longer fits before the deadline.
@@ -270,16 +353,17 @@ fn ensure_time(endpoint: Endpoint, deadline: Instant) -> Result<Instant, MaveraE
     Ok(now)
 }
 
-fn interpret(
+/// A 2xx answer as it came, any other status as the error it means.
+fn answer(
     endpoint: Endpoint,
     status: StatusCode,
     retry_after: Option<Duration>,
-    body: &Bytes,
-) -> Result<MaveraResponse, MaveraError> {
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), MaveraError> {
     if status.is_success() {
-        return MaveraResponse::decode(endpoint, status, body);
+        return Ok((status, body));
     }
-    Err(MaveraError::Api { endpoint, status: status.as_u16(), error: error_body(body), retry_after })
+    Err(MaveraError::Api { endpoint, status: status.as_u16(), error: error_body(&body), retry_after })
 }
 
 /// Mavera's documented error body, or an empty one if the body is another shape (a proxy's
@@ -305,6 +389,16 @@ mod tests {
     use super::*;
 
     const KEY: &str = "mvra_live_test_0123456789abcdefghijklmnop";
+
+    fn interpret(
+        endpoint: Endpoint,
+        status: StatusCode,
+        retry_after: Option<Duration>,
+        body: &Bytes,
+    ) -> Result<MaveraResponse, MaveraError> {
+        let (status, body) = answer(endpoint, status, retry_after, body.clone())?;
+        MaveraResponse::decode(endpoint, status, &body)
+    }
 
     fn client() -> MaveraClient {
         MaveraClient::new(MaveraConfig::new(SecretString::from(KEY))).unwrap()
@@ -358,6 +452,27 @@ mod tests {
         let body = Bytes::from_static(br#"{"id":"clx1","object":"custom_persona","name":"A","credits_charged":300}"#);
         let persona = interpret(Endpoint::CreatePersona, StatusCode::CREATED, None, &body).unwrap();
         assert!(matches!(persona, MaveraResponse::Persona(p) if p.id == "clx1"));
+    }
+
+    #[test]
+    fn a_lookup_keeps_only_the_exact_custom_name() {
+        let list: PersonaList = serde_json::from_value(serde_json::json!({"object": "list", "data": [
+            {"id": "base", "name": "Trial User", "is_custom": false},
+            {"id": "near", "name": "Trial User 2", "is_custom": true},
+            {"id": "case", "name": "trial user", "is_custom": true},
+            {"id": "mine", "name": "Trial User", "is_custom": true},
+        ]}))
+        .unwrap();
+        assert_eq!(exact_custom(list.clone(), "Trial User").map(|p| p.id), Some("mine".to_owned()));
+        assert_eq!(exact_custom(list, "Trial"), None);
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(
+            query_string(&[("name", "Segment RT: Trial User — usr&x=1"), ("limit", "100")]),
+            "name=Segment%20RT%3A%20Trial%20User%20%E2%80%94%20usr%26x%3D1&limit=100"
+        );
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::client::{MaveraApi, MaveraResponse};
 use super::error::MaveraError;
-use super::types::MaveraRequest;
+use super::types::{MaveraRequest, PersonaSummary};
 
 /// Records requests instead of sending them (`DRY_RUN=true`, `relay serve --dry-run`, or
 /// `relay serve` without `MAVERA_API_KEY`).
@@ -39,6 +39,11 @@ impl MaveraApi for DryRun {
         let would = WouldSend::of(request);
         tracing::info!(path = would.path, body = %would.body, "dry run: would send POST {}", would.path);
         Ok(MaveraResponse::DryRun(would))
+    }
+
+    /// Nothing was ever created, so nothing can be found.
+    async fn find_persona(&self, _name: &str, _deadline: Instant) -> Result<Option<PersonaSummary>, MaveraError> {
+        Ok(None)
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::types::MaveraRequest;
 
-/// One of the `POST` endpoints behind [`MaveraRequest`].
+/// One of the `POST` endpoints behind [`MaveraRequest`], or the free `GET /personas`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     /// `POST /personas`
@@ -14,6 +14,8 @@ pub enum Endpoint {
     MaveChat,
     /// `POST /generations`
     Generate,
+    /// `GET /personas` (0 credits): finding a persona Mavera says exists, and `relay doctor`.
+    ListPersonas,
 }
 
 impl Endpoint {
@@ -27,9 +29,16 @@ impl Endpoint {
 
     pub fn path(self) -> &'static str {
         match self {
-            Endpoint::CreatePersona => "/personas",
+            Endpoint::CreatePersona | Endpoint::ListPersonas => "/personas",
             Endpoint::MaveChat => "/mave/chat",
             Endpoint::Generate => "/generations",
+        }
+    }
+
+    pub fn method(self) -> &'static str {
+        match self {
+            Endpoint::ListPersonas => "GET",
+            Endpoint::CreatePersona | Endpoint::MaveChat | Endpoint::Generate => "POST",
         }
     }
 
@@ -47,6 +56,8 @@ impl Endpoint {
             Endpoint::MaveChat => Duration::from_secs(120),
             // Template generation is one model call of undocumented length, well under Mave's.
             Endpoint::Generate => Duration::from_secs(60),
+            // A free read of one page.
+            Endpoint::ListPersonas => Duration::from_secs(15),
         }
     }
 
@@ -55,6 +66,7 @@ impl Endpoint {
     pub fn min_attempt(self) -> Duration {
         match self {
             Endpoint::CreatePersona | Endpoint::Generate => Duration::from_secs(2),
+            Endpoint::ListPersonas => Duration::from_secs(1),
             // Mave's fastest documented answer.
             Endpoint::MaveChat => Duration::from_secs(5),
         }
@@ -63,7 +75,7 @@ impl Endpoint {
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "POST {}", self.path())
+        write!(f, "{} {}", self.method(), self.path())
     }
 }
 
@@ -80,6 +92,8 @@ mod tests {
             MaveraRequest::CreatePersona(CreatePersonaRequest {
                 name: "n".into(),
                 description: "d".into(),
+                pipeline_type: None,
+                persona_type: None,
                 extra: Map::new(),
             }),
             MaveraRequest::Research(MaveChatRequest { message: "m".into(), thread_id: None, workspace_id: None }),
@@ -99,7 +113,7 @@ mod tests {
 
     #[test]
     fn every_attempt_budget_is_below_its_timeout() {
-        for e in [Endpoint::CreatePersona, Endpoint::MaveChat, Endpoint::Generate] {
+        for e in [Endpoint::CreatePersona, Endpoint::MaveChat, Endpoint::Generate, Endpoint::ListPersonas] {
             assert!(e.min_attempt() < e.timeout(), "{e}");
         }
     }

@@ -14,8 +14,22 @@ pub enum ErrorClass {
     Transient,
     /// Trying again gives the same answer: mark the job failed.
     Permanent,
-    /// The thing the call would create already exists (duplicate persona name).
+    /// The thing the call would create may already exist: a 422 on `POST /personas` that
+    /// names a duplicate ([`MaveraError::duplicate`] says how sure that is).
     AlreadyDone,
+}
+
+/// Why a 422 on `POST /personas` reads as "a persona with this name exists". Mavera documents
+/// the 422 (on its Shopify page) but not its body, so this is read from the documented error
+/// fields, never the message text:
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duplicate {
+    /// The `code` names a duplicate (`duplicate…`, `…exists`, `…taken`): taken as said, and
+    /// the persona is looked up for its id.
+    Stated,
+    /// Only the `param` is `name`: a duplicate, or a name Mavera refuses for another reason.
+    /// A duplicate only if the lookup finds a persona with exactly this name.
+    NameRefused,
 }
 
 /// A failed Mavera call. The API key never appears in any message.
@@ -95,7 +109,8 @@ impl MaveraError {
     /// Sorts the error by status and kind, never by message text.
     pub fn class(&self) -> ErrorClass {
         match self {
-            MaveraError::Api { endpoint, status, .. } => classify_status(*endpoint, *status),
+            MaveraError::Api { .. } if self.duplicate().is_some() => ErrorClass::AlreadyDone,
+            MaveraError::Api { status, .. } => classify_status(*status),
             MaveraError::Timeout { .. }
             | MaveraError::Connect { .. }
             | MaveraError::Transport { .. }
@@ -179,6 +194,21 @@ impl MaveraError {
         self.api_body()?.param.as_deref()
     }
 
+    /// Whether this is `POST /personas` refusing a duplicate name, and how sure that is; `None`
+    /// for every other error, 422s with other codes and fields included.
+    pub fn duplicate(&self) -> Option<Duplicate> {
+        match self {
+            MaveraError::Api { endpoint: Endpoint::CreatePersona, status: 422, error, .. } => duplicate_evidence(error),
+            _ => None,
+        }
+    }
+
+    /// Whether Mavera's error is about `workspace_id` (its `param`, or the field named in its
+    /// message): only the advice in the message depends on it, never the class.
+    pub fn names_workspace_id(&self) -> bool {
+        self.api_body().is_some_and(names_workspace_id)
+    }
+
     /// How long Mavera asked the caller to wait before trying again.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -188,10 +218,42 @@ impl MaveraError {
     }
 }
 
-fn classify_status(endpoint: Endpoint, status: u16) -> ErrorClass {
+fn duplicate_evidence(error: &ApiErrorBody) -> Option<Duplicate> {
+    let code = error.code.as_deref().unwrap_or_default().to_ascii_lowercase();
+    if code.contains("duplicate") || code.ends_with("exists") || code.ends_with("taken") {
+        Some(Duplicate::Stated)
+    } else if error.param.as_deref() == Some("name") {
+        Some(Duplicate::NameRefused)
+    } else {
+        None
+    }
+}
+
+fn names_workspace_id(error: &ApiErrorBody) -> bool {
+    // The message is read only for advice: a 400 is permanent whatever it says.
+    error.param.as_deref() == Some("workspace_id")
+        || error.message.as_deref().is_some_and(|m| m.contains("workspace_id"))
+}
+
+/// Where a request's `workspace_id` is set, for the advice on an error that names it.
+fn workspace_advice(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Generate => {
+            "Mavera wants a workspace for this generation: set `workspace_id` in the rule's [rule.generate] table \
+             (or in [cio_sync.campaign_strategy.generate] for the scheduled job) to your workspace's id"
+        }
+        Endpoint::MaveChat => {
+            "Mavera wants a workspace for this research: set `workspace_id` in the rule's [rule.research] table \
+             (or in [cio_sync.campaign_strategy] for the scheduled job) to your workspace's id"
+        }
+        Endpoint::CreatePersona | Endpoint::ListPersonas => {
+            "Mavera wants a workspace for this call, which mavera-relay does not send; report it"
+        }
+    }
+}
+
+fn classify_status(status: u16) -> ErrorClass {
     match status {
-        // Mavera's only server-side duplicate guard (documented on its Shopify page).
-        422 if endpoint == Endpoint::CreatePersona => ErrorClass::AlreadyDone,
         408 | 429 => ErrorClass::Transient,
         // Not implemented / unsupported HTTP version will not change on a retry.
         501 | 505 => ErrorClass::Permanent,
@@ -213,8 +275,13 @@ fn describe_status(endpoint: Endpoint, status: u16, error: &ApiErrorBody, retry_
         403 => "refused access",
         404 => "did not find a resource the request names",
         408 => "timed out waiting for the request",
-        422 if endpoint == Endpoint::CreatePersona => "reports that a persona with this name already exists",
-        422 => "could not process the request",
+        422 => match (endpoint, duplicate_evidence(error)) {
+            (Endpoint::CreatePersona, Some(Duplicate::Stated)) => {
+                "reports that a persona with this name already exists"
+            }
+            (Endpoint::CreatePersona, Some(Duplicate::NameRefused)) => "refused the persona's name",
+            _ => "could not process the request",
+        },
         429 => "rate-limited the call",
         300..=399 => "redirected the call, which the client does not follow",
         501 | 505 => "does not support this request",
@@ -222,14 +289,23 @@ fn describe_status(endpoint: Endpoint, status: u16, error: &ApiErrorBody, retry_
         _ => "answered with an unexpected status",
     };
     let advice = match status {
+        400 if names_workspace_id(error) => format!("{}; {FAILED}", workspace_advice(endpoint)),
         400 => format!("fix the trigger rule that renders this request; {FAILED}"),
         401 => format!("set a valid, unrevoked key (mvra_live_…) in MAVERA_API_KEY or the relay secret; {FAILED}"),
         402 => format!("top up credits, raise the workspace budget or wait for the billing cycle; {FAILED}"),
         403 => format!("check that the key's workspace may use this resource; {FAILED}"),
         404 => format!("check the ids the rule sends (persona_id, app_id, workspace_id); {FAILED}"),
-        422 if endpoint == Endpoint::CreatePersona => {
-            "nothing to create; the job counts as done (update the persona with PATCH if needed)".to_owned()
-        }
+        422 if endpoint == Endpoint::CreatePersona => match duplicate_evidence(error) {
+            Some(Duplicate::Stated) => {
+                "nothing to create; the job counts as done and its record names the existing persona (update it with \
+                 PATCH if needed)"
+                    .to_owned()
+            }
+            Some(Duplicate::NameRefused) => "the name is looked up: if a persona has exactly this name the job counts \
+                 as done, otherwise it is marked FAILED"
+                .to_owned(),
+            None => format!("check the persona fields the rule sends against Mavera's message; {FAILED}"),
+        },
         429 => match retry_after {
             Some(wait) => format!("Mavera asks to wait {}s; {REQUEUED}", wait.as_secs_f64().ceil()),
             None => REQUEUED.to_owned(),
@@ -237,7 +313,7 @@ fn describe_status(endpoint: Endpoint, status: u16, error: &ApiErrorBody, retry_
         300..=399 | 501 | 505 => {
             format!("check MAVERA_BASE_URL (it should end in /api/v1); {FAILED}")
         }
-        _ if classify_status(endpoint, status) == ErrorClass::Transient => REQUEUED.to_owned(),
+        _ if classify_status(status) == ErrorClass::Transient => REQUEUED.to_owned(),
         _ => FAILED.to_owned(),
     };
 
@@ -296,11 +372,67 @@ mod tests {
         }
     }
 
+    fn error_422(endpoint: Endpoint, code: Option<&str>, param: Option<&str>) -> MaveraError {
+        let error = ApiErrorBody {
+            // Words that would mislead a reader of the text: only code and param count.
+            message: Some("A persona with this name already exists.".into()),
+            kind: Some("invalid_request_error".into()),
+            code: code.map(str::to_owned),
+            param: param.map(str::to_owned),
+        };
+        MaveraError::Api { endpoint, status: 422, error, retry_after: None }
+    }
+
     #[test]
-    fn duplicate_persona_is_already_done_but_other_422s_are_permanent() {
-        assert_eq!(api(Endpoint::CreatePersona, 422).class(), ErrorClass::AlreadyDone);
-        assert_eq!(api(Endpoint::MaveChat, 422).class(), ErrorClass::Permanent);
-        assert_eq!(api(Endpoint::Generate, 422).class(), ErrorClass::Permanent);
+    fn only_a_422_naming_a_duplicate_is_already_done() {
+        use Duplicate::*;
+        let p = Endpoint::CreatePersona;
+        for code in ["duplicate_name", "DUPLICATE", "persona_already_exists", "name_exists", "name_taken"] {
+            let err = error_422(p, Some(code), None);
+            assert_eq!((err.class(), err.duplicate()), (ErrorClass::AlreadyDone, Some(Stated)), "{code}");
+        }
+        let name_only = error_422(p, Some("invalid_field"), Some("name"));
+        assert_eq!((name_only.class(), name_only.duplicate()), (ErrorClass::AlreadyDone, Some(NameRefused)));
+        assert!(name_only.to_string().contains("looked up"), "{name_only}");
+        for other in [error_422(p, Some("invalid_field"), Some("type")), error_422(p, None, None), api(p, 422)] {
+            assert_eq!((other.class(), other.duplicate()), (ErrorClass::Permanent, None), "{other}");
+            assert_eq!(other.failure_class(), FailureClass::Rejected);
+            assert!(other.to_string().contains("will not be retried"), "{other}");
+        }
+        assert!(error_422(p, None, None).to_string().contains("already exists."), "Mavera's message is kept");
+        for endpoint in [Endpoint::MaveChat, Endpoint::Generate, Endpoint::ListPersonas] {
+            let err = error_422(endpoint, Some("duplicate_name"), Some("name"));
+            assert_eq!((err.class(), err.duplicate()), (ErrorClass::Permanent, None), "{endpoint}");
+        }
+    }
+
+    #[test]
+    fn a_400_naming_workspace_id_says_where_to_set_it() {
+        let missing = |endpoint, param: Option<&str>, message: &str| MaveraError::Api {
+            endpoint,
+            status: 400,
+            error: ApiErrorBody {
+                message: Some(message.into()),
+                kind: Some("invalid_request_error".into()),
+                code: Some("missing_field".into()),
+                param: param.map(str::to_owned),
+            },
+            retry_after: None,
+        };
+        let by_param = missing(Endpoint::Generate, Some("workspace_id"), "Missing required field.");
+        let by_message = missing(Endpoint::Generate, None, "Missing required field: 'workspace_id'.");
+        for err in [&by_param, &by_message] {
+            let text = err.to_string();
+            assert!(err.names_workspace_id());
+            assert!(text.contains("set `workspace_id` in the rule's [rule.generate]"), "{text}");
+            assert!(text.contains("[cio_sync.campaign_strategy.generate]"), "{text}");
+            assert_eq!((err.class(), err.failure_class()), (ErrorClass::Permanent, FailureClass::Rejected));
+        }
+        let mave = missing(Endpoint::MaveChat, Some("workspace_id"), "Missing required field.");
+        assert!(mave.to_string().contains("[rule.research]"), "{mave}");
+        let other = missing(Endpoint::Generate, Some("app_id"), "Missing required field: 'app_id'.");
+        assert!(!other.names_workspace_id());
+        assert!(other.to_string().contains("fix the trigger rule"), "{other}");
     }
 
     #[test]

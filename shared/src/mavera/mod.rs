@@ -13,5 +13,5 @@ pub use client::{MaveraApi, MaveraClient, MaveraResponse};
 pub use config::{DEFAULT_BASE_URL, DEFAULT_MAVE_CONCURRENCY, MaveraConfig, MaveraConfigError};
 pub use dry_run::{DryRun, WouldSend};
 pub use endpoint::Endpoint;
-pub use error::{ErrorClass, MaveraError};
+pub use error::{Duplicate, ErrorClass, MaveraError};
 pub use types::*;

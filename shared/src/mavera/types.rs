@@ -36,15 +36,90 @@ impl MaveraRequest {
     }
 }
 
-/// The persona body. The docs conflict on its fields, so beyond `name` and `description`
-/// everything is the rule's choice (`extra`), with the event's scalar fields under
-/// `psychographic` by default, as Mavera's Segment page sends.
+/// The persona body. Mavera's API reference sends `pipeline_type`, `name`, `type` and
+/// structured lists (`goals`, `pains`, `triggers`, `channels`, …); its integration pages send
+/// `name` and `description` (plus `psychographic` or `attributes`). Which fields are required,
+/// and whether unknown ones are refused, is not documented: the two enums are typed here, the
+/// structured fields are the rule's choice (`extra`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreatePersonaRequest {
     pub name: String,
     pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_type: Option<PipelineType>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub persona_type: Option<PersonaType>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// `pipeline_type`: how much Mavera generates itself. The reference documents the three
+/// values; what each asks for is not documented beyond its example (`intermediate`, with
+/// structured fields). An unofficial page says `north_star` needs only a name and description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineType {
+    NorthStar,
+    Intermediate,
+    Advanced,
+}
+
+/// `type`: a business buyer or a consumer (`B2B` | `B2C`, as the reference spells them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PersonaType {
+    B2B,
+    B2C,
+}
+
+impl PipelineType {
+    pub const ALL: [PipelineType; 3] = [PipelineType::NorthStar, PipelineType::Intermediate, PipelineType::Advanced];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PipelineType::NorthStar => "north_star",
+            PipelineType::Intermediate => "intermediate",
+            PipelineType::Advanced => "advanced",
+        }
+    }
+
+    /// The documented spelling, exactly.
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == value)
+    }
+
+    /// A `triggers.toml` value: unset, or one of the documented values; the error says which.
+    pub fn setting(value: Option<String>) -> Result<Option<Self>, String> {
+        setting(value, Self::parse, &Self::ALL.map(Self::as_str))
+    }
+}
+
+impl PersonaType {
+    pub const ALL: [PersonaType; 2] = [PersonaType::B2B, PersonaType::B2C];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PersonaType::B2B => "B2B",
+            PersonaType::B2C => "B2C",
+        }
+    }
+
+    /// The documented spelling, exactly (`B2B`, not `b2b`).
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == value)
+    }
+
+    /// A `triggers.toml` value: unset, or one of the documented values; the error says which.
+    pub fn setting(value: Option<String>) -> Result<Option<Self>, String> {
+        setting(value, Self::parse, &Self::ALL.map(Self::as_str))
+    }
+}
+
+fn setting<T>(value: Option<String>, parse: fn(&str) -> Option<T>, allowed: &[&str]) -> Result<Option<T>, String> {
+    let Some(value) = value else { return Ok(None) };
+    parse(value.trim()).map(Some).ok_or_else(|| {
+        let allowed: Vec<String> = allowed.iter().map(|a| format!("`{a}`")).collect();
+        format!("`{value}` is not one of Mavera's documented values: {}", allowed.join(", "))
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +160,24 @@ pub struct Persona {
     pub name: Option<String>,
     #[serde(default)]
     pub credits_charged: Option<f64>,
+}
+
+/// One persona as `GET /personas` lists it (base and custom alike; `prompt` is never sent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersonaSummary {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `false` for Mavera's base personas, which share the list with the workspace's own.
+    #[serde(default)]
+    pub is_custom: Option<bool>,
+}
+
+/// `GET /personas` answer: `{"object": "list", "data": [...]}`. Its pagination fields are not
+/// documented, so only the first page is read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersonaList {
+    pub data: Vec<PersonaSummary>,
 }
 
 /// `POST /mave/chat` answer.

@@ -3,7 +3,9 @@
 use serde_json::{Map, Value};
 
 use crate::domain::{Event, FieldPath, PersonaName, truncate_chars};
-use crate::mavera::{CreatePersonaRequest, GenerationRequest, MaveChatRequest, MaveraRequest};
+use crate::mavera::{
+    CreatePersonaRequest, GenerationRequest, MaveChatRequest, MaveraRequest, PersonaType, PipelineType,
+};
 use crate::template::{JsonTemplate, Template, render_entries};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -17,9 +19,13 @@ pub enum Action {
 pub struct PersonaAction {
     pub name: Template,
     pub description: Template,
-    /// Where the event's scalar fields go (`psychographic` by default); `None` leaves them out.
+    /// The reference's `pipeline_type` and `type`, checked against their documented values.
+    pub pipeline_type: Option<PipelineType>,
+    pub persona_type: Option<PersonaType>,
+    /// A body field that receives the event's scalar fields (as Mavera's Segment page sends
+    /// `psychographic`); `None` (the default) leaves them out, as the reference has no such field.
     pub context_field: Option<String>,
-    /// Further body fields, e.g. `pipeline_type` or `type`, since the docs disagree on them.
+    /// Further body fields: the reference's structured lists (`goals`, `triggers`, `channels`, …).
     pub extra: Vec<(String, JsonTemplate)>,
 }
 
@@ -68,6 +74,8 @@ impl Action {
                 MaveraRequest::CreatePersona(CreatePersonaRequest {
                     name: name.into_string(),
                     description: p.description.render(event),
+                    pipeline_type: p.pipeline_type,
+                    persona_type: p.persona_type,
                     extra,
                 })
             }

@@ -16,6 +16,7 @@ pub use enrichment::{Classifier, EnrichmentConfig};
 pub use raw::MAX_DAILY_CAP;
 pub(crate) use raw::parse;
 
+use crate::deliver::{DestinationName, ResultKind, Target};
 use crate::domain::{Event, RuleName, Source};
 
 #[derive(Debug, Clone)]
@@ -35,12 +36,23 @@ pub struct Rule {
     pub once_per_user: bool,
     /// Look the person's Customer.io attributes up before the action runs.
     pub enrich: bool,
+    /// Where the result goes once Mavera has answered, in the order written.
+    pub deliver: Vec<Target>,
 }
 
 impl Rule {
     /// Whether the event meets the conditions checkable at ingest.
     pub fn matches(&self, event: &Event) -> bool {
         self.conditions.iter().all(|c| c.holds(event))
+    }
+
+    /// What kind of result the rule's action makes.
+    pub fn result_kind(&self) -> ResultKind {
+        match &self.action {
+            Action::CreatePersona(_) => ResultKind::Persona,
+            Action::Research(_) => ResultKind::Research,
+            Action::Generate(_) => ResultKind::Generation,
+        }
     }
 
     /// Whether the enriched event meets the `customer.*` conditions.
@@ -117,6 +129,11 @@ impl Rules {
     pub fn needs_enrichment(&self) -> bool {
         self.rules.iter().any(|r| r.enrich)
     }
+
+    /// The rules that deliver to `destination`.
+    pub fn delivering_to(&self, destination: DestinationName) -> Vec<&Rule> {
+        self.rules.iter().filter(|r| r.deliver.iter().any(|t| t.name() == destination)).collect()
+    }
 }
 
 #[cfg(test)]
@@ -173,14 +190,25 @@ mod tests {
             "Real-time persona created when user usr_k8m2n started a trial. Plan: pro. Source: google."
         );
         assert_eq!(
-            p.extra["psychographic"],
-            json!({"trigger_event": "trial_started", "user_id": "usr_k8m2n", "plan": "pro", "source": "google", "seats": 3})
+            MaveraRequest::CreatePersona(p).body(),
+            json!({
+                "name": "Segment RT: Trial User — usr_k8m2n",
+                "description": "Real-time persona created when user usr_k8m2n started a trial. Plan: pro. Source: google.",
+                "pipeline_type": "north_star",
+                "type": "B2B",
+                "triggers": ["Started a trial of the pro plan"],
+                "channels": ["google"],
+            }),
+            "the reference's fields only: no psychographic"
         );
     }
 
     #[test]
     fn an_event_property_cannot_pass_for_the_relays_own_fields() {
-        let rules = crate::triggers::Triggers::embedded().unwrap().rules;
+        // The shipped rules send no such object; a rule that asks for one gets the event's name.
+        let text = "[[rule]]\nname = \"p\"\nsource = \"segment\"\nevent = \"trial_started\"\naction = \"create_persona\"\n\
+                    [rule.persona]\nname = \"N\"\ndescription = \"D\"\ncontext_field = \"psychographic\"\n";
+        let rules = crate::triggers::Triggers::parse(text, "t.toml").unwrap().rules;
         let e = event(Source::Segment, "trial_started", json!({"user_id": "u1", "trigger_event": "plan_upgraded"}));
         let rule = rules.matching(&e).next().unwrap();
         let MaveraRequest::CreatePersona(p) = rule.action.render(&e) else { panic!("persona expected") };

@@ -9,9 +9,14 @@ use serde::Deserialize;
 use super::Rule;
 use super::action::{Action, GenerateAction, PersonaAction, ResearchAction};
 use super::condition::{Condition, RawCondition};
+use crate::deliver::{DestinationName, ResultKind, options};
 use crate::domain::{FieldPath, RuleName, Source};
+use crate::mavera::{PersonaType, PipelineType};
 use crate::template::{JsonTemplate, Template};
 use crate::toml_table::{self, TableError};
+
+/// Persona body keys with their own `[rule.persona]` key, never set through `extra`.
+const PERSONA_KEYS: [&str; 4] = ["name", "description", "pipeline_type", "type"];
 
 /// A daily cap is counted in one store item that lists the jobs it admitted; this bound
 /// keeps that item far below DynamoDB's 400 KB.
@@ -42,6 +47,13 @@ struct RawRule {
     persona: Option<RawPersona>,
     research: Option<RawResearch>,
     generate: Option<RawGenerate>,
+    /// Where the result goes, and each destination's settings (read by `deliver::options`).
+    #[serde(default)]
+    deliver: Vec<String>,
+    slack: Option<toml::Table>,
+    customerio: Option<toml::Table>,
+    segment: Option<toml::Table>,
+    webhook: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +68,9 @@ enum OneOrMany {
 struct RawPersona {
     name: Option<String>,
     description: Option<String>,
+    pipeline_type: Option<String>,
+    #[serde(rename = "type")]
+    persona_type: Option<String>,
     context_field: Option<String>,
     #[serde(default)]
     extra: toml::Table,
@@ -172,6 +187,33 @@ impl RawRule {
             ));
         }
 
+        let kind = match &action {
+            Action::CreatePersona(_) => ResultKind::Persona,
+            Action::Research(_) => ResultKind::Research,
+            Action::Generate(_) => ResultKind::Generation,
+        };
+        let tables = [
+            (DestinationName::Slack, self.slack),
+            (DestinationName::CustomerIo, self.customerio),
+            (DestinationName::Segment, self.segment),
+            (DestinationName::Webhook, self.webhook),
+        ]
+        .into_iter()
+        .filter_map(|(name, table)| table.map(|t| (name, t)))
+        .collect();
+        let deliver = options::parse(self.deliver, tables, kind).map_err(|(field, problem)| err(&field, problem))?;
+        if !self.enrich
+            && let Some((target, field)) =
+                deliver.iter().find_map(|t| t.fields().into_iter().find(|f| is_customer_field(f)).map(|f| (t, f)))
+        {
+            return Err(err(
+                target.name().as_str(),
+                format!(
+                    "the template reads `{field}`, which comes from the Customer.io lookup: set `enrich = true` on this rule"
+                ),
+            ));
+        }
+
         let daily_cap = match self.daily_cap {
             None => None,
             Some(n) if (1..=MAX_DAILY_CAP as i64).contains(&n) => Some(n as u32),
@@ -189,6 +231,7 @@ impl RawRule {
             daily_cap,
             once_per_user: self.once_per_user,
             enrich: self.enrich,
+            deliver,
         })
     }
 }
@@ -240,20 +283,25 @@ fn action(
                 err("persona", "`create_persona` needs a `[rule.persona]` table with `name` and `description`".into())
             })?;
             let extra = json("persona.extra", p.extra)?;
-            if let Some((k, _)) = extra.iter().find(|(k, _)| k == "name" || k == "description") {
-                return Err(err(&format!("persona.extra.{k}"), "set it with `persona.{k}` instead".into()));
+            if let Some((k, _)) = extra.iter().find(|(k, _)| PERSONA_KEYS.contains(&k.as_str())) {
+                return Err(err(&format!("persona.extra.{k}"), format!("set it with `persona.{k}` instead")));
             }
-            let context_field = match p.context_field {
-                None => Some("psychographic".to_owned()),
-                Some(f) if f.is_empty() => None,
-                Some(f) => Some(f),
-            };
+            let pipeline_type = PipelineType::setting(p.pipeline_type).map_err(|e| err("persona.pipeline_type", e))?;
+            let persona_type = PersonaType::setting(p.persona_type).map_err(|e| err("persona.type", e))?;
+            let context_field = p.context_field.map(|f| f.trim().to_owned()).filter(|f| !f.is_empty());
+            if let Some(field) = context_field.as_deref()
+                && (PERSONA_KEYS.contains(&field) || extra.iter().any(|(k, _)| k == field))
+            {
+                return Err(err("persona.context_field", format!("`{field}` is set elsewhere in the body")));
+            }
             let needs = "`create_persona` needs a `[rule.persona]` table with `name` and `description`";
             let name = p.name.ok_or_else(|| err("persona.name", missing(needs)))?;
             let description = p.description.ok_or_else(|| err("persona.description", missing(needs)))?;
             Ok(Action::CreatePersona(PersonaAction {
                 name: template("persona.name", &name)?,
                 description: template("persona.description", &description)?,
+                pipeline_type,
+                persona_type,
                 context_field,
                 extra,
             }))
@@ -394,6 +442,39 @@ research = { prompt = "p {x}" }
     }
 
     #[test]
+    fn destinations_are_checked_with_the_rule() {
+        let with = |extra: &str| OK.replace("action =", &format!("{extra}\naction ="));
+        let rules = parse(&format!(
+            "{}\n[rule.slack]\ntext = \"{{user_id}}: {{result.content:.100}}\"",
+            with("deliver = [\"slack\", \"segment\"]")
+        ))
+        .unwrap();
+        let names: Vec<_> = rules.iter().next().unwrap().deliver.iter().map(|t| t.name().as_str()).collect();
+        assert_eq!(names, ["slack", "segment"]);
+
+        let (rule, field, problem) = error(&with("deliver = [\"slack\", \"teams\"]"));
+        assert_eq!((rule.as_str(), field.as_str()), ("r", "deliver[1]"));
+        assert!(problem.contains("not a destination"), "{problem}");
+
+        let (_, field, problem) =
+            error(&format!("{}\n[rule.slack]\ntext = \"{{result.persona.name}}\"", with("deliver = [\"slack\"]")));
+        assert_eq!(field, "slack.text");
+        assert!(problem.contains("create_persona"), "{problem}");
+
+        let (_, field, _) = error(&format!("{}\n[rule.webhook]\ntyp = \"x\"", with("deliver = [\"webhook\"]")));
+        assert_eq!(field, "webhook.typ");
+
+        let (_, field, problem) = error(&format!("{}\n[rule.segment]\nevent = \"X\"", with("deliver = [\"slack\"]")));
+        assert_eq!(field, "segment");
+        assert!(problem.contains("not in this rule's `deliver` list"), "{problem}");
+
+        let (_, field, problem) =
+            error(&format!("{}\n[rule.slack]\ntext = \"{{customer.plan}}\"", with("deliver = [\"slack\"]")));
+        assert_eq!(field, "slack");
+        assert!(problem.contains("enrich = true"), "{problem}");
+    }
+
+    #[test]
     fn complained_is_refused_for_customerio() {
         let text = OK
             .replace("source = \"segment\"", "source = \"customerio\"")
@@ -401,6 +482,60 @@ research = { prompt = "p {x}" }
         let (_, field, problem) = error(&text);
         assert_eq!(field, "event");
         assert!(problem.contains("spammed"), "{problem}");
+    }
+
+    #[test]
+    fn persona_enums_take_the_documented_values_in_their_own_keys() {
+        let persona = |lines: &str| {
+            format!(
+                "[[rule]]\nname = \"p\"\nsource = \"segment\"\nevent = \"e\"\naction = \"create_persona\"\n\
+                 [rule.persona]\nname = \"N\"\ndescription = \"D\"\n{lines}\n"
+            )
+        };
+        let rules = parse(&persona("pipeline_type = \"advanced\"\ntype = \"B2C\"")).unwrap();
+        let event = crate::domain::Event {
+            source: crate::domain::Source::Segment,
+            id: crate::domain::EventId::parse("m").unwrap(),
+            name: "e".into(),
+            user_id: None,
+            fields: serde_json::Map::new(),
+        };
+        let body = rules.matching(&event).next().unwrap().action.render(&event).body();
+        assert_eq!(
+            body,
+            serde_json::json!({"name": "N", "description": "D", "pipeline_type": "advanced", "type": "B2C"})
+        );
+
+        for (lines, field, hint) in [
+            ("pipeline_type = \"North Star\"", "persona.pipeline_type", "`north_star`"),
+            ("type = \"consumer\"", "persona.type", "`B2B`, `B2C`"),
+            ("extra = { pipeline_type = \"advanced\" }", "persona.extra.pipeline_type", "persona.pipeline_type"),
+            ("extra = { type = \"B2B\" }", "persona.extra.type", "persona.type"),
+            ("context_field = \"type\"", "persona.context_field", "set elsewhere"),
+        ] {
+            let (_, got, problem) = error(&persona(lines));
+            assert_eq!(got, field, "{lines}: {problem}");
+            assert!(problem.contains(hint), "{lines}: {problem}");
+        }
+    }
+
+    #[test]
+    fn the_events_fields_go_into_a_body_field_only_when_one_is_named() {
+        let text = "[[rule]]\nname = \"p\"\nsource = \"segment\"\nevent = \"e\"\naction = \"create_persona\"\n\
+                    [rule.persona]\nname = \"N\"\ndescription = \"D\"\n";
+        let event = crate::domain::Event {
+            source: crate::domain::Source::Segment,
+            id: crate::domain::EventId::parse("m").unwrap(),
+            name: "e".into(),
+            user_id: Some("u1".into()),
+            fields: serde_json::json!({"user_id": "u1", "plan": "pro"}).as_object().unwrap().clone(),
+        };
+        let body = |text: &str| parse(text).unwrap().matching(&event).next().unwrap().action.render(&event).body();
+        assert_eq!(body(text), serde_json::json!({"name": "N", "description": "D"}));
+        assert_eq!(
+            body(&format!("{text}context_field = \"psychographic\"\n")),
+            serde_json::json!({"name": "N", "description": "D", "psychographic": {"trigger_event": "e", "user_id": "u1", "plan": "pro"}})
+        );
     }
 
     #[test]
@@ -415,8 +550,8 @@ action = "create_persona"
 [rule.persona]
 name = "N {x}"
 description = "D"
-context_field = ""
-extra = { type = "B2C", attributes = { plan = "{plan}", n = 3 } }
+type = "B2C"
+extra = { attributes = { plan = "{plan}", n = 3 } }
 
 [[rule]]
 name = "g"

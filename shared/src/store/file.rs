@@ -119,7 +119,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{JobKey, RuleName};
-    use crate::store::{Claim, ClaimStore, JobStore, Lease, NewJob, Outcome, Start, contract};
+    use crate::store::{Claim, ClaimStore, JobStore, Lease, NewJob, Outcome, Start, StartJob, contract};
 
     use redb::ReadableDatabase;
 
@@ -183,9 +183,12 @@ mod tests {
             let store = FileStore::open(open_database(&dir.0).unwrap()).unwrap();
             store.claim(&NewJob { key: &key, rule: &rule, token: "t", now }).await.unwrap();
             let lease = Lease { owner: "w1".into(), until: now + Duration::from_secs(300) };
-            assert_eq!(store.start(&key, &rule, &lease, now).await.unwrap(), Start::Started { attempt: 1 });
+            assert_eq!(
+                store.start(&StartJob::new(&key, &rule, &lease, "{}", now)).await.unwrap(),
+                Start::Started { attempt: 1 }
+            );
             store.claim(&NewJob { key: &done, rule: &rule, token: "t", now }).await.unwrap();
-            store.start(&done, &rule, &lease, now).await.unwrap();
+            store.start(&StartJob::new(&done, &rule, &lease, "{}", now)).await.unwrap();
             store.finish(&done, "w1", &Outcome::Done { result: serde_json::json!({"ok": 1}) }, &[], now).await.unwrap();
         }
         let store = FileStore::open(open_database(&dir.0).unwrap()).unwrap();
@@ -197,7 +200,7 @@ mod tests {
         assert_eq!(store.get(&done).await.unwrap().unwrap().result, Some(serde_json::json!({"ok": 1})));
         let lease = Lease { owner: "w2".into(), until: now + Duration::from_secs(300) };
         assert_eq!(
-            store.start(&key, &rule, &lease, now).await.unwrap(),
+            store.start(&StartJob::new(&key, &rule, &lease, "{}", now)).await.unwrap(),
             Start::Started { attempt: 2 },
             "the dead process's lease no longer blocks the job"
         );

@@ -1,8 +1,10 @@
 //! The in-memory twin of the DynamoDB store: the same state machine over a map, for unit
 //! tests and `relay serve`. An optional [`Persist`] hook writes every changed record
-//! through to disk, so `relay serve --data-dir` survives a restart.
+//! through to disk, so `relay serve --data-dir` survives a restart. Beside the map, the job
+//! keys in the order they were received ([`Records`]), as the table's listing index.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -10,15 +12,20 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::listing::{self, window_bounds};
 use super::{
-    CLAIM_LEASE, CacheStore, Claim, ClaimStore, GuardStore, JobRecord, JobStatus, JobStore, Lease, NewJob, Outcome,
-    RECORD_TTL, Start, StoreError, cache_key, cap_key, epoch_millis, epoch_secs, once_key,
+    CLAIM_LEASE, CacheStore, Claim, ClaimStore, DeliveryClaim, DeliveryState, DeliveryStore, GuardStore, JobRecord,
+    JobStatus, JobStore, Lease, ListPage, ListQuery, ListStore, NewJob, OpenDeliveries, Outcome, Position, RECORD_TTL,
+    ReplayStore, Requeue, Start, StartJob, Step, StoreError, cache_key, cap_key, epoch_millis, epoch_secs, once_key,
+    sortable_millis,
 };
 use crate::domain::{JobKey, RuleName};
 
 /// One stored record, in the shape the file store persists.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// Nearly every item is a job, so boxing jobs would add an allocation to each and save nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Item {
     Job(JobItem),
     Cap { members: BTreeSet<String>, expires_at: u64 },
@@ -38,6 +45,29 @@ pub struct JobItem {
     pub error: Option<String>,
     pub notes: Vec<String>,
     pub expires_at: u64,
+    /// Set when the record is first written and never changed (the listing's order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Step>,
+    /// A `DONE` job's destinations and their lease (`store::delivery`).
+    #[serde(default)]
+    pub delivery: DeliveryItem,
+}
+
+/// The delivery part of a job record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryItem {
+    pub states: BTreeMap<String, DeliveryState>,
+    /// The delivery lease's owner, and until when it holds (0: free).
+    pub holder: String,
+    pub until_ms: u64,
+    /// When the deliveries were first opened.
+    pub opened_ms: u64,
 }
 
 impl Item {
@@ -50,6 +80,13 @@ impl Item {
             }
         }
     }
+
+    fn position(&self) -> Option<&Position> {
+        match self {
+            Item::Job(j) => j.position.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 /// Receives every change: `Some(item)` written, `None` deleted.
@@ -57,9 +94,60 @@ pub trait Persist: Send + Sync {
     fn write(&self, key: &str, item: Option<&Item>) -> Result<(), StoreError>;
 }
 
+/// The records by key, and the jobs' positions in time order (the listing index). Every
+/// write goes through `insert` and `remove`, which keep the two in step; a job's position is
+/// set when it is first written and never changed in place.
+#[derive(Debug, Default)]
+pub(super) struct Records {
+    items: HashMap<String, Item>,
+    by_position: BTreeSet<Position>,
+}
+
+impl Records {
+    fn new(items: HashMap<String, Item>) -> Self {
+        let by_position = items.values().filter_map(Item::position).cloned().collect();
+        Records { items, by_position }
+    }
+
+    fn get(&self, key: &str) -> Option<&Item> {
+        self.items.get(key)
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut Item> {
+        self.items.get_mut(key)
+    }
+
+    fn insert(&mut self, key: String, item: Item) {
+        if let Some(position) = item.position() {
+            self.by_position.insert(position.clone());
+        }
+        if let Some(old) = self.items.insert(key, item)
+            && let Some(position) = old.position()
+        {
+            self.unindex_if_moved(position.clone());
+        }
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Item> {
+        let old = self.items.remove(key)?;
+        if let Some(position) = old.position() {
+            self.by_position.remove(position);
+        }
+        Some(old)
+    }
+
+    /// Drops `position` unless the record under its key still has it.
+    fn unindex_if_moved(&mut self, position: Position) {
+        let key = position.key();
+        if self.items.get(key.as_str()).and_then(Item::position) != Some(&position) {
+            self.by_position.remove(&position);
+        }
+    }
+}
+
 #[derive(Default, Clone)]
 pub struct MemoryStore {
-    items: Arc<Mutex<HashMap<String, Item>>>,
+    items: Arc<Mutex<Records>>,
     persist: Option<Arc<dyn Persist>>,
 }
 
@@ -79,14 +167,21 @@ impl MemoryStore {
     }
 
     /// A store starting from `items` (read back from disk) that reports changes to `persist`.
-    pub fn with_persistence(items: HashMap<String, Item>, persist: Arc<dyn Persist>) -> Self {
-        MemoryStore { items: Arc::new(Mutex::new(items)), persist: Some(persist) }
+    /// Delivery leases in them belonged to the process that wrote them, which has ended.
+    pub fn with_persistence(mut items: HashMap<String, Item>, persist: Arc<dyn Persist>) -> Self {
+        for item in items.values_mut() {
+            if let Item::Job(job) = item {
+                job.delivery.until_ms = 0;
+            }
+        }
+        MemoryStore { items: Arc::new(Mutex::new(Records::new(items))), persist: Some(persist) }
     }
 
     /// Every job record, for tests and `relay` status output.
     pub fn jobs(&self) -> Vec<JobRecord> {
-        let items = self.lock();
-        let mut jobs: Vec<_> = items
+        let records = self.lock();
+        let mut jobs: Vec<_> = records
+            .items
             .iter()
             .filter_map(|(k, item)| match item {
                 Item::Job(j) => Some(record(k, j)),
@@ -97,8 +192,8 @@ impl MemoryStore {
         jobs
     }
 
-    /// Runs `change` on the map under the lock, then persists the keys it reports.
-    fn update<T>(&self, change: impl FnOnce(&mut HashMap<String, Item>) -> (T, Vec<String>)) -> Result<T, StoreError> {
+    /// Runs `change` on the records under the lock, then persists the keys it reports.
+    fn update<T>(&self, change: impl FnOnce(&mut Records) -> (T, Vec<String>)) -> Result<T, StoreError> {
         let mut items = self.lock();
         let (out, touched) = change(&mut items);
         if let Some(persist) = &self.persist {
@@ -109,7 +204,7 @@ impl MemoryStore {
         Ok(out)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Item>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Records> {
         // A panic while holding the lock cannot leave a half-written record: every change
         // replaces whole items. So a poisoned lock is still consistent.
         self.items.lock().unwrap_or_else(|p| p.into_inner())
@@ -117,7 +212,7 @@ impl MemoryStore {
 }
 
 /// A live (unexpired) item under `key`.
-fn live<'a>(items: &'a mut HashMap<String, Item>, key: &str, now: SystemTime) -> Option<&'a mut Item> {
+fn live<'a>(items: &'a mut Records, key: &str, now: SystemTime) -> Option<&'a mut Item> {
     let now_secs = epoch_secs(now);
     items.get_mut(key).filter(|i| i.expires_at() > now_secs)
 }
@@ -133,7 +228,16 @@ fn record(key: &str, j: &JobItem) -> JobRecord {
         notes: j.notes.clone(),
         lease_until_ms: (j.lease_until_ms > 0).then_some(j.lease_until_ms),
         expires_at: j.expires_at,
+        position: j.position.clone(),
+        user: j.user.clone(),
+        message: j.message.clone(),
+        history: j.history.clone(),
+        deliveries: j.delivery.states.clone(),
     }
+}
+
+fn step(now: SystemTime, status: JobStatus, detail: Option<String>) -> Step {
+    Step { at: sortable_millis(now), status, detail }
 }
 
 #[async_trait]
@@ -161,6 +265,11 @@ impl ClaimStore for MemoryStore {
                         error: None,
                         notes: vec![],
                         expires_at: expires(job.now),
+                        position: Some(Position::new(job.now, job.key)),
+                        user: None,
+                        message: None,
+                        history: vec![],
+                        delivery: DeliveryItem::default(),
                     };
                     items.insert(key.to_owned(), Item::Job(item));
                     (Claim::Claimed, vec![key.to_owned()])
@@ -170,10 +279,11 @@ impl ClaimStore for MemoryStore {
     }
 
     async fn seal_claim(&self, key: &JobKey, token: &str) -> Result<(), StoreError> {
-        self.update(|items| match items.get_mut(key.as_str()) {
+        self.update(|items| match items.get(key.as_str()) {
             Some(Item::Job(j)) if j.status == JobStatus::Claimed && j.holder == token => {
-                j.status = JobStatus::Done;
-                j.lease_until_ms = 0;
+                // A mark, not a job: out of the listing, as DynamoDB's whole-item seal leaves it.
+                let sealed = JobItem { status: JobStatus::Done, lease_until_ms: 0, position: None, ..j.clone() };
+                items.insert(key.to_string(), Item::Job(sealed));
                 ((), vec![key.to_string()])
             }
             _ => ((), vec![]),
@@ -193,21 +303,26 @@ impl ClaimStore for MemoryStore {
 
 #[async_trait]
 impl JobStore for MemoryStore {
-    async fn start(&self, key: &JobKey, rule: &RuleName, lease: &Lease, now: SystemTime) -> Result<Start, StoreError> {
+    async fn start(&self, job: &StartJob<'_>) -> Result<Start, StoreError> {
+        let StartJob { key, rule, lease, message, user, now } = *job;
         let now_ms = epoch_millis(now);
         self.update(|items| {
             let k = key.as_str();
-            let (attempts, notes) = match live(items, k, now) {
+            let (attempts, notes, position, known_user, history) = match live(items, k, now) {
                 Some(Item::Job(j)) => match j.status {
                     s if s.is_final() => return (Start::Finished(s), vec![]),
                     JobStatus::Running if j.holder == lease.owner => {
                         return (Start::Started { attempt: j.attempts }, vec![]);
                     }
                     JobStatus::Running if j.lease_until_ms >= now_ms => return (Start::Busy, vec![]),
-                    _ => (j.attempts, j.notes.clone()),
+                    _ => {
+                        (j.attempts, j.notes.clone(), j.position.clone(), j.user.take(), std::mem::take(&mut j.history))
+                    }
                 },
-                _ => (0, vec![]),
+                _ => (0, vec![], None, None, vec![]),
             };
+            let mut history = history;
+            history.push(step(now, JobStatus::Running, None));
             let item = JobItem {
                 status: JobStatus::Running,
                 rule: rule.to_string(),
@@ -218,6 +333,11 @@ impl JobStore for MemoryStore {
                 error: None,
                 notes,
                 expires_at: expires(now),
+                position: Some(position.unwrap_or_else(|| Position::new(now, key))),
+                user: user.map(str::to_owned).or(known_user),
+                message: Some(message.to_owned()),
+                history,
+                delivery: DeliveryItem::default(),
             };
             items.insert(k.to_owned(), Item::Job(item));
             (Start::Started { attempt: attempts + 1 }, vec![k.to_owned()])
@@ -242,6 +362,8 @@ impl JobStore for MemoryStore {
                     Outcome::Done { result } => j.result = Some(result.clone()),
                     Outcome::Failed { reason, .. } | Outcome::Skipped { reason } => j.error = Some(reason.clone()),
                 }
+                let detail = listing::summary_text(j.result.as_ref(), j.error.as_deref());
+                j.history.push(step(now, j.status, detail));
                 (Ok(()), vec![key.to_string()])
             }
             // Recorded already by this owner (the same call, repeated).
@@ -257,6 +379,7 @@ impl JobStore for MemoryStore {
                 j.lease_until_ms = 0;
                 j.error = Some(reason.to_owned());
                 j.expires_at = expires(now);
+                j.history.push(step(now, JobStatus::Retrying, listing::summary_text(None, Some(reason))));
                 (Ok(()), vec![key.to_string()])
             }
             Some(Item::Job(j)) if j.status == JobStatus::Retrying && j.holder == owner => (Ok(()), vec![]),
@@ -273,6 +396,71 @@ impl JobStore for MemoryStore {
 }
 
 #[async_trait]
+impl DeliveryStore for MemoryStore {
+    async fn open_deliveries(
+        &self,
+        key: &JobKey,
+        destinations: &[&str],
+        lease: &Lease,
+        now: SystemTime,
+    ) -> Result<DeliveryClaim, StoreError> {
+        let now_ms = epoch_millis(now);
+        self.update(|items| {
+            let k = key.as_str();
+            let job = match live(items, k, now) {
+                Some(Item::Job(j)) if j.status == JobStatus::Done => j,
+                Some(Item::Job(j)) => return (DeliveryClaim::NotDone(Some(j.status)), vec![]),
+                _ => return (DeliveryClaim::NotDone(None), vec![]),
+            };
+            if job.delivery.until_ms >= now_ms && job.delivery.until_ms > 0 {
+                return (DeliveryClaim::Busy, vec![]);
+            }
+            let d = &mut job.delivery;
+            d.holder = lease.owner.clone();
+            d.until_ms = epoch_millis(lease.until);
+            if d.opened_ms == 0 {
+                d.opened_ms = now_ms;
+            }
+            for name in destinations {
+                d.states.entry((*name).to_owned()).or_insert_with(|| DeliveryState::pending(now));
+            }
+            let open = OpenDeliveries {
+                result: job.result.clone().unwrap_or(Value::Null),
+                states: d.states.clone(),
+                opened_at: SystemTime::UNIX_EPOCH + Duration::from_millis(d.opened_ms),
+            };
+            (DeliveryClaim::Open(open), vec![k.to_owned()])
+        })
+    }
+
+    async fn record_delivery(
+        &self,
+        key: &JobKey,
+        owner: &str,
+        destination: &str,
+        state: &DeliveryState,
+    ) -> Result<(), StoreError> {
+        self.update(|items| match items.get_mut(key.as_str()) {
+            Some(Item::Job(j)) if j.status == JobStatus::Done && j.delivery.holder == owner => {
+                j.delivery.states.insert(destination.to_owned(), state.clone());
+                (Ok(()), vec![key.to_string()])
+            }
+            _ => (Err(StoreError::LeaseLost(key.clone())), vec![]),
+        })?
+    }
+
+    async fn release_deliveries(&self, key: &JobKey, owner: &str) -> Result<(), StoreError> {
+        self.update(|items| match items.get_mut(key.as_str()) {
+            Some(Item::Job(j)) if j.delivery.holder == owner && j.delivery.until_ms > 0 => {
+                j.delivery.until_ms = 0;
+                ((), vec![key.to_string()])
+            }
+            _ => ((), vec![]),
+        })
+    }
+}
+
+#[async_trait]
 impl GuardStore for MemoryStore {
     async fn take_daily_slot(
         &self,
@@ -284,16 +472,10 @@ impl GuardStore for MemoryStore {
     ) -> Result<bool, StoreError> {
         let k = cap_key(rule, day);
         self.update(|items| {
-            let members = match live(items, &k, now) {
-                Some(Item::Cap { members, .. }) => members,
-                _ => {
-                    items.insert(k.clone(), Item::Cap { members: BTreeSet::new(), expires_at: expires(now) });
-                    match items.get_mut(&k) {
-                        Some(Item::Cap { members, .. }) => members,
-                        _ => unreachable!("just inserted"),
-                    }
-                }
-            };
+            if !matches!(live(items, &k, now), Some(Item::Cap { .. })) {
+                items.insert(k.clone(), Item::Cap { members: BTreeSet::new(), expires_at: expires(now) });
+            }
+            let Some(Item::Cap { members, .. }) = items.get_mut(&k) else { unreachable!("just inserted") };
             if members.contains(key.as_str()) {
                 (true, vec![])
             } else if members.len() < cap as usize {
@@ -353,6 +535,68 @@ impl CacheStore for MemoryStore {
             ((), vec![k])
         })
     }
+}
+
+#[async_trait]
+impl ListStore for MemoryStore {
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError> {
+        let (low, high) = window_bounds(query.since, query.until);
+        let records = self.lock();
+        // Newest first: from the window's end (or below the previous page's last job) down.
+        let upper = match &query.after {
+            Some(after) if after.as_str() < high.as_str() => Bound::Excluded(after.as_str()),
+            _ => Bound::Included(high.as_str()),
+        };
+        let now_secs = epoch_secs(SystemTime::now());
+        let mut page = ListPage::default();
+        for position in records.by_position.range::<str, _>((Bound::Included(low.as_str()), upper)).rev() {
+            if page.jobs.len() == query.limit {
+                page.next = page.jobs.last().map(|j| j.position.clone());
+                break;
+            }
+            let key = position.key();
+            let Some(Item::Job(job)) = records.get(key.as_str()) else { continue };
+            if job.expires_at <= now_secs {
+                continue;
+            }
+            let summary = record(key.as_str(), job).summary();
+            if query.filter.keeps(&summary) {
+                page.jobs.push(summary);
+            }
+        }
+        Ok(page)
+    }
+}
+
+#[async_trait]
+impl ReplayStore for MemoryStore {
+    async fn requeue(&self, key: &JobKey, seen: JobStatus, now: SystemTime) -> Result<Requeue, StoreError> {
+        let now_ms = epoch_millis(now);
+        self.update(|items| match live(items, key.as_str(), now) {
+            Some(Item::Job(j))
+                if j.status != seen
+                    || (matches!(j.status, JobStatus::Running | JobStatus::Claimed) && j.lease_until_ms >= now_ms) =>
+            {
+                (Requeue::Changed(Some(j.status)), vec![])
+            }
+            Some(Item::Job(j)) => match j.message.clone() {
+                None => (Requeue::NoMessage, vec![]),
+                Some(message) => {
+                    j.status = JobStatus::Retrying;
+                    j.lease_until_ms = 0;
+                    j.expires_at = expires(now);
+                    j.history.push(step(now, JobStatus::Retrying, Some(replay_note(seen))));
+                    (Requeue::Requeued { message }, vec![key.to_string()])
+                }
+            },
+            _ => (Requeue::Changed(None), vec![]),
+        })
+    }
+}
+
+/// The history line of a replay.
+pub(super) fn replay_note(seen: JobStatus) -> String {
+    format!("replayed by an operator (it was {seen})")
 }
 
 #[cfg(test)]

@@ -5,26 +5,37 @@
 //! Customer.io's 7 days of retries); expiry is checked in code, since DynamoDB deletes
 //! expired items only eventually and moto never does.
 //!
-//! Narrow traits, one per party: ingest holds a [`ClaimStore`], the worker a [`JobStore`]
-//! and a [`GuardStore`], enrichment a [`CacheStore`].
+//! Narrow traits, one per party: ingest holds a [`ClaimStore`], the worker a [`JobStore`],
+//! a [`GuardStore`] and a [`DeliveryStore`] (each destination's state on a `DONE` job, see
+//! [`delivery`]), enrichment a [`CacheStore`], operators (`relay events`, `show`, `replay`,
+//! the console) a [`ListStore`] and a [`ReplayStore`].
 
+pub mod delivery;
 mod dynamo;
+mod dynamo_listing;
 mod failure;
 mod file;
+pub mod listing;
 mod memory;
 mod time;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use dynamo::{DynamoStore, KEY_ATTRIBUTE, TTL_ATTRIBUTE, create_table};
+pub use delivery::{DeliveryClaim, DeliveryState, DeliveryStatus, DeliveryStore, OpenDeliveries};
+pub use dynamo::{
+    DAY_ATTRIBUTE, DynamoStore, KEY_ATTRIBUTE, LISTING_INDEX, LISTING_PROJECTION, RECEIVED_ATTRIBUTE, TTL_ATTRIBUTE,
+    create_table,
+};
 pub use failure::FailureClass;
 pub use file::{DATA_FILE, DataDirError, FileStore, open_database};
+pub use listing::{JobSummary, ListFilter, ListPage, ListQuery, Position, Step};
 pub use memory::MemoryStore;
-pub use time::{epoch_millis, epoch_secs, rfc3339, utc_day};
+pub use time::{epoch_millis, epoch_secs, rfc3339, sortable_millis, utc_day};
 
 use crate::domain::{JobKey, RuleName};
 
@@ -99,6 +110,27 @@ pub struct NewJob<'a> {
     pub now: SystemTime,
 }
 
+/// What the worker asks for when it starts a job.
+#[derive(Debug, Clone)]
+pub struct StartJob<'a> {
+    pub key: &'a JobKey,
+    pub rule: &'a RuleName,
+    pub lease: &'a Lease,
+    /// The queue message being run, kept on the record so that an operator can replay the
+    /// job (`relay replay`) after its message has left the queue.
+    pub message: &'a str,
+    /// Whom the event is about, so an operator can find the job by user.
+    pub user: Option<&'a str>,
+    pub now: SystemTime,
+}
+
+impl<'a> StartJob<'a> {
+    /// A start for a job about no particular user.
+    pub fn new(key: &'a JobKey, rule: &'a RuleName, lease: &'a Lease, message: &'a str, now: SystemTime) -> Self {
+        StartJob { key, rule, lease, message, user: None, now }
+    }
+}
+
 /// The answer to a claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
@@ -158,7 +190,7 @@ impl Outcome {
 }
 
 /// A job record as an operator (or a test) reads it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
     pub key: JobKey,
     pub status: JobStatus,
@@ -170,6 +202,56 @@ pub struct JobRecord {
     pub notes: Vec<String>,
     pub lease_until_ms: Option<u64>,
     pub expires_at: u64,
+    /// Its place in the listing (when it was received); none for records written before
+    /// the listing index existed.
+    #[serde(default)]
+    pub position: Option<Position>,
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The queue message the worker last ran (to replay the job).
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Each attempt's start and end, and each replay, oldest first.
+    #[serde(default)]
+    pub history: Vec<Step>,
+    /// A `DONE` job's destinations, by name (`slack`, `customerio`, …): see [`delivery`].
+    #[serde(default)]
+    pub deliveries: BTreeMap<String, DeliveryState>,
+}
+
+impl JobRecord {
+    /// The record as a listing shows it.
+    pub fn summary(&self) -> JobSummary {
+        JobSummary {
+            key: self.key.clone(),
+            position: self.position.clone().unwrap_or_else(|| Position::new(std::time::UNIX_EPOCH, &self.key)),
+            status: self.status,
+            rule: self.rule.clone(),
+            user: self.user.clone(),
+            summary: listing::summary_text(self.result.as_ref(), self.error.as_deref()),
+            credits: listing::credits_of(self.result.as_ref()),
+            attempts: self.attempts,
+        }
+    }
+
+    /// Whether a worker holds it under a lease that has not run out at `now`.
+    pub fn is_held(&self, now: SystemTime) -> bool {
+        matches!(self.status, JobStatus::Running | JobStatus::Claimed)
+            && self.lease_until_ms.is_some_and(|until| until >= epoch_millis(now))
+    }
+}
+
+/// The answer to a replay's requeue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requeue {
+    /// The record is `RETRYING` now, as a new attempt: send `message` to the queue.
+    Requeued { message: String },
+    /// The record was no longer in the status the operator saw (it is this one now), or is
+    /// held under a live lease; nothing changed.
+    Changed(Option<JobStatus>),
+    /// The record keeps no queue message (it never started, or was written before messages
+    /// were kept), so there is nothing to replay; nothing changed.
+    NoMessage,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -207,7 +289,9 @@ pub trait JobStore: Send + Sync {
     /// Moves the job to `RUNNING` under `lease` if it is claimed, retrying, running under
     /// an expired lease, or absent (a redriven message whose record expired). A job already
     /// `RUNNING` under `lease.owner` is this caller's own (a retried write that was applied).
-    async fn start(&self, key: &JobKey, rule: &RuleName, lease: &Lease, now: SystemTime) -> Result<Start, StoreError>;
+    /// The record keeps the message and the user, and gets a place in the listing if it had
+    /// none.
+    async fn start(&self, job: &StartJob<'_>) -> Result<Start, StoreError>;
     /// Records how the job ended; fails with `LeaseLost` if `owner` no longer holds it.
     async fn finish(
         &self,
@@ -253,9 +337,26 @@ pub trait CacheStore: Send + Sync {
     async fn cache(&self, key: &str, value: &Value, ttl: Duration, now: SystemTime) -> Result<(), StoreError>;
 }
 
+/// Listing the jobs received in a time window, newest first: one index query per UTC day
+/// of the window, never a scan of the table.
+#[async_trait]
+pub trait ListStore: Send + Sync {
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError>;
+}
+
+/// An operator's replay: the job becomes a new attempt.
+#[async_trait]
+pub trait ReplayStore: Send + Sync {
+    /// Moves the job from `seen` (the status the operator was shown) to `RETRYING`, noting
+    /// the replay in its history, and hands back the message to queue again. Refused when the
+    /// status is no longer `seen` or a lease is live. The caller decides which statuses may
+    /// be replayed (`relay replay` refuses `DONE` without `--force`).
+    async fn requeue(&self, key: &JobKey, seen: JobStatus, now: SystemTime) -> Result<Requeue, StoreError>;
+}
+
 /// Everything at once, for wiring. Handlers take the narrow traits.
-pub trait Store: ClaimStore + JobStore + GuardStore + CacheStore {}
-impl<T: ClaimStore + JobStore + GuardStore + CacheStore> Store for T {}
+pub trait Store: ClaimStore + JobStore + GuardStore + CacheStore + DeliveryStore + ListStore + ReplayStore {}
+impl<T: ClaimStore + JobStore + GuardStore + CacheStore + DeliveryStore + ListStore + ReplayStore> Store for T {}
 
 /// Keys of the non-job records, kept apart from job keys by their prefixes.
 pub(crate) fn cap_key(rule: &RuleName, day: &str) -> String {

@@ -5,7 +5,8 @@
 //! Every metric carries the `Stage` (env `STAGE`, set by the template) and `Function`
 //! dimensions, so two stacks in one account (prod and staging) never add up. Some are also
 //! broken down by a third dimension: `rejected` by `Reason`, the worker's `failed` by
-//! `Class`, and `credits` by `Rule`. Those are published under both dimension sets, so the
+//! `Class`, `credits` by `Rule`, and the deliveries (`delivered`, `delivery_failed`,
+//! `delivery_retried`) by `Destination`. Those are published under both dimension sets, so the
 //! total and the breakdown come from one line. `rejected` is also published by `Kind` (what
 //! the alarms watch, see [`RejectionKind`]).
 
@@ -29,6 +30,7 @@ pub mod dimension {
     pub const KIND: &str = "Kind";
     pub const CLASS: &str = "Class";
     pub const RULE: &str = "Rule";
+    pub const DESTINATION: &str = "Destination";
 }
 
 /// The `Stage` of a process that was not given one (local runs).
@@ -51,10 +53,18 @@ pub enum Metric {
     /// How long ago an accepted Customer.io request was signed, in seconds (a value): a
     /// retry Customer.io held back shows as hours or days.
     SignedAge,
+    /// Customer.io attribute lookups that found no such person (worker enrichment, cio-sync).
+    CustomersNotFound,
+    /// A result a destination took (2xx), per destination.
+    Delivered,
+    /// A delivery that ended `failed` (refused, credentials missing, or uncertain), per destination.
+    DeliveryFailed,
+    /// A send that failed transiently and is tried again (here or by the queue), per destination.
+    DeliveryRetried,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 11] = [
+    pub const ALL: [Metric; 15] = [
         Metric::Received,
         Metric::Rejected,
         Metric::Ignored,
@@ -66,6 +76,10 @@ impl Metric {
         Metric::Skipped,
         Metric::Credits,
         Metric::SignedAge,
+        Metric::CustomersNotFound,
+        Metric::Delivered,
+        Metric::DeliveryFailed,
+        Metric::DeliveryRetried,
     ];
 
     pub fn name(self) -> &'static str {
@@ -81,6 +95,10 @@ impl Metric {
             Metric::Skipped => "skipped",
             Metric::Credits => "credits",
             Metric::SignedAge => "signed_age",
+            Metric::CustomersNotFound => "customers_not_found",
+            Metric::Delivered => "delivered",
+            Metric::DeliveryFailed => "delivery_failed",
+            Metric::DeliveryRetried => "delivery_retried",
         }
     }
 
@@ -98,6 +116,7 @@ impl Metric {
             Metric::Rejected => Some(dimension::REASON),
             Metric::Failed => Some(dimension::CLASS),
             Metric::Credits => Some(dimension::RULE),
+            Metric::Delivered | Metric::DeliveryFailed | Metric::DeliveryRetried => Some(dimension::DESTINATION),
             _ => None,
         }
     }
@@ -207,6 +226,19 @@ impl Counts {
     pub fn add_credits(&mut self, rule: &str, credits: f64) {
         if credits.is_finite() && credits >= 0.0 {
             self.add_broken_down(Metric::Credits, rule, credits);
+        }
+    }
+
+    /// A delivery metric (`delivered`, `delivery_failed`, `delivery_retried`) for `destination`.
+    pub fn add_delivery(&mut self, metric: Metric, destination: &str, n: u64) {
+        debug_assert_eq!(
+            metric.breakdown(),
+            Some(dimension::DESTINATION),
+            "{} is not a delivery metric",
+            metric.name()
+        );
+        if n > 0 {
+            self.add_broken_down(metric, destination, n as f64);
         }
     }
 
@@ -408,6 +440,25 @@ mod tests {
         assert!(!docs.iter().any(|d| d["Rule"] == "broken"), "a non-number is not a cost");
         assert_eq!(c.get(Metric::Failed), 3.0);
         assert_eq!(c.get(Metric::Done), 2.0);
+    }
+
+    #[test]
+    fn deliveries_are_counted_per_destination() {
+        let mut c = Metrics::to_stdout("worker", Some("prod"), None).counts();
+        c.add_delivery(Metric::Delivered, "slack", 1);
+        c.add_delivery(Metric::Delivered, "slack", 1);
+        c.add_delivery(Metric::DeliveryFailed, "webhook", 1);
+        c.add_delivery(Metric::DeliveryRetried, "segment", 3);
+        c.add_delivery(Metric::DeliveryRetried, "slack", 0);
+        let docs = c.documents();
+        assert_eq!(docs.len(), 3, "nothing for a zero count: {docs:?}");
+        let slack = docs.iter().find(|d| d["Destination"] == "slack").unwrap();
+        assert_eq!(slack["delivered"], 2);
+        assert_eq!(
+            slack["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Stage", "Function"], ["Stage", "Function", "Destination"]])
+        );
+        assert_eq!(c.get(Metric::DeliveryRetried), 3.0);
     }
 
     #[test]

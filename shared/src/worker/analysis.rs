@@ -432,6 +432,15 @@ mod tests {
         assert_eq!(Value::Object(g.input_data), json!({"brief": "Lead with the value.", "n": 3}));
         assert_eq!(g.brand_voice_id.as_deref(), Some("bv1"));
         assert_eq!(g.title.as_deref(), Some("Customer.io message variations, 2026-01-31 to 2026-03-01"));
+        assert_eq!(g.workspace_id, None, "optional in Mavera's reference: sent only when set");
+    }
+
+    #[test]
+    fn the_scheduled_job_sends_the_workspace_it_is_given() {
+        let triggers = config("app_id = \"email-variations\"\nworkspace_id = \"ws_42\"");
+        let templates = &triggers.cio_sync.campaign_strategy.analysis;
+        let MaveraRequest::Generate(g) = generate_request(&analysis(), templates, "x", "t1") else { panic!() };
+        assert_eq!(g.workspace_id.as_deref(), Some("ws_42"));
     }
 
     #[test]

@@ -10,9 +10,9 @@
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
-use super::{Called, Transient, Worker, already_done_result, summarize};
+use super::{Called, Transient, Worker, summarize};
 use crate::domain::{PersonaName, percent, share};
-use crate::mavera::{CreatePersonaRequest, MaveraRequest};
+use crate::mavera::{CreatePersonaRequest, MaveraRequest, PersonaType, PipelineType};
 use crate::queue::ClusterPersona;
 use crate::store::Outcome;
 use crate::template::{JsonTemplate, Template, render_entries};
@@ -26,8 +26,11 @@ pub const CLUSTER_FIELDS: [&str; 6] =
 pub struct ClusterPersonaTemplate {
     pub name: Template,
     pub description: Template,
-    /// Where the cluster's facts go in the body (`attributes`, as Mavera's Stripe page sends);
-    /// `None` leaves them out.
+    /// The reference's `pipeline_type` and `type`.
+    pub pipeline_type: Option<PipelineType>,
+    pub persona_type: Option<PersonaType>,
+    /// A body field for the cluster's facts as an object (Mavera's Stripe page sends
+    /// `attributes`); `None` (the default) leaves them out: the description carries them.
     pub context_field: Option<String>,
     pub extra: Vec<(String, JsonTemplate)>,
 }
@@ -45,14 +48,17 @@ impl Worker {
             });
         };
         let request = persona_request(job, template);
-        match self.call(&request, deadline).await? {
-            Called::Answered(response) => Ok(Outcome::Done { result: with_cluster(summarize(&response), job) }),
-            Called::AlreadyDone(e) => {
-                notes.push(format!("Mavera: {e}"));
-                Ok(Outcome::Done { result: with_cluster(already_done_result(&request), job) })
+        let failed = match self.call(&request, deadline).await? {
+            Called::Answered(response) => {
+                return Ok(Outcome::Done { result: with_cluster(summarize(&response), job) });
             }
-            Called::Failed(e) => Ok(Outcome::Failed { reason: e.to_string(), class: e.failure_class() }),
-        }
+            Called::AlreadyDone(e) => match self.existing_persona(&request, &e, notes, deadline).await? {
+                Some(result) => return Ok(Outcome::Done { result: with_cluster(result, job) }),
+                None => e,
+            },
+            Called::Failed(e) => e,
+        };
+        Ok(Outcome::Failed { reason: failed.to_string(), class: failed.failure_class() })
     }
 }
 
@@ -87,6 +93,8 @@ pub fn persona_request(job: &ClusterPersona, p: &ClusterPersonaTemplate) -> Mave
     MaveraRequest::CreatePersona(CreatePersonaRequest {
         name: name.into_string(),
         description: p.description.render(&fields).trim().to_owned(),
+        pipeline_type: p.pipeline_type,
+        persona_type: p.persona_type,
         extra,
     })
 }
@@ -140,7 +148,7 @@ mod tests {
     fn a_cluster_persona_is_named_by_its_values_and_described_by_size_and_spread() {
         let triggers = Triggers::parse(
             "[cio_sync.attribute_personas]\ncluster_by = [{ attribute = \"plan_type\", name = \"plan\" }, { attribute = \"ltv\", buckets = [100, 1000] }]\n\
-             persona = { extra = { type = \"B2C\", note = \"{cluster.plan} buyers\" } }",
+             persona = { type = \"B2C\", context_field = \"attributes\", extra = { note = \"{cluster.plan} buyers\" } }",
             "t.toml",
         )
         .unwrap();
@@ -154,7 +162,8 @@ mod tests {
             p.description,
             "30 of the 120 people read from Customer.io segment 42 (25%) share plan: pro, ltv: 100-1000. country: us 60%, de 30%, others 10%"
         );
-        assert_eq!(p.extra["type"], "B2C");
+        assert_eq!(p.persona_type, Some(PersonaType::B2C));
+        assert_eq!(p.pipeline_type, Some(PipelineType::NorthStar), "the job's default");
         assert_eq!(p.extra["note"], "pro buyers");
         assert_eq!(
             p.extra["attributes"],

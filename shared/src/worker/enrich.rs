@@ -29,6 +29,9 @@ pub struct Enriched {
     /// When not known: why, and whether asking again later may help (Customer.io timed out,
     /// rate-limited or failed on its side) or not (no id to look up, a rejected key).
     pub unknown: Option<Unknown>,
+    /// Customer.io has no such person (counted: mostly not-found lookups mean a wrong `id_field`
+    /// or `id_type`, not missing people).
+    pub not_found: bool,
 }
 
 /// Why a person's attributes are unknown.
@@ -87,9 +90,9 @@ impl CioEnricher {
             Ok(Found::Attributes { attributes, cached }) => {
                 Ok((attributes, if cached { "cached" } else { "customer.io" }))
             }
-            Ok(Found::Nothing { cached: true }) => Ok((Map::new(), "cached")),
-            // Cached too: a deleted person stays deleted for the length of a blast.
-            Ok(Found::Nothing { cached: false }) => Ok((Map::new(), "not_found")),
+            Ok(Found::Nothing { cached }) => Ok((Map::new(), if cached { "cached" } else { "customer.io" })),
+            // Cached briefly (`NOT_FOUND_TTL`): a blast asks once, a wrong id guess is not kept.
+            Ok(Found::NotFound { .. }) => Ok((Map::new(), "not_found")),
             Err(e) => Err(Unknown {
                 reason: format!(
                     "the Customer.io attribute lookup for {} {id} failed ({})",
@@ -120,6 +123,7 @@ impl Enrich for CioEnricher {
             Some(id) => match self.attributes(&id, deadline).await {
                 Ok((attributes, source)) => {
                     enriched.known = true;
+                    enriched.not_found = source == "not_found";
                     if source == "not_found" {
                         enriched.notes.push(format!(
                             "Customer.io has no attributes for {} {id} (no such person?); classified with defaults",

@@ -17,6 +17,7 @@
 
 mod analysis;
 mod cluster_persona;
+mod deliver;
 mod enrich;
 pub mod local;
 mod result;
@@ -32,17 +33,20 @@ use tracing::Instrument;
 
 pub use analysis::{AnalysisTemplates, GenerateStep, MAVE_FIELDS, PROMPT_FIELDS};
 pub use cluster_persona::{CLUSTER_FIELDS, ClusterPersonaTemplate, persona_request};
+pub use deliver::{DRY_RUN_REASON, DeliveryTally};
 pub use enrich::{CioEnricher, Enrich, Enriched, Unknown, classify};
 pub use result::{MAX_TEXT_CHARS, summarize};
-pub use settings::{BuildError, Enrichment, Mavera, Settings, TriggerConfig, build};
+pub use settings::{BuildError, Deliveries, Enrichment, Mavera, Settings, TriggerConfig, build};
 
+use crate::deliver::Destinations;
 use crate::domain::{Event, JobKey, PersonaName, RuleName};
-use crate::mavera::{ErrorClass, MaveraApi, MaveraError, MaveraRequest, MaveraResponse};
+use crate::mavera::{Duplicate, ErrorClass, MaveraApi, MaveraError, MaveraRequest, MaveraResponse};
 use crate::queue::{CampaignAnalysis, ClusterPersona, Job, JobMessage};
 use crate::retry;
 use crate::rules::{Rule, Rules};
 use crate::store::{
-    CacheStore, FailureClass, GuardStore, JobStatus, JobStore, Lease, Outcome, Start, StoreError, utc_day,
+    CacheStore, DeliveryStore, FailureClass, GuardStore, JobStatus, JobStore, Lease, Outcome, Start, StartJob,
+    StoreError, utc_day,
 };
 use crate::telemetry::chain;
 
@@ -71,12 +75,16 @@ pub enum Disposition {
     HeldElsewhere,
     /// Hand the message back to the queue; after `maxReceiveCount` receives it goes to the DLQ.
     Retry { reason: String },
+    /// The job's result is saved, but some destinations are still unsent: hand the message
+    /// back, so its next delivery sends only those. `finished` is set when the job ended
+    /// now (this delivery called Mavera), not on an earlier one.
+    Undelivered { finished: Option<JobStatus>, reason: String },
 }
 
 impl Disposition {
     /// Whether the message can be deleted from the queue.
     pub fn ack(&self) -> bool {
-        !matches!(self, Disposition::Retry { .. })
+        !matches!(self, Disposition::Retry { .. } | Disposition::Undelivered { .. })
     }
 }
 
@@ -89,6 +97,10 @@ pub struct JobTally {
     /// Credits Mavera reported for the job (none in dry run), including what a job that then
     /// failed had spent (a campaign analysis whose Generate failed after Mave answered).
     pub credits: Option<f64>,
+    /// The job looked the person up in Customer.io: whether nobody was found.
+    pub lookup_not_found: Option<bool>,
+    /// What each destination came to in this delivery.
+    pub deliveries: Vec<DeliveryTally>,
 }
 
 impl JobTally {
@@ -99,15 +111,15 @@ impl JobTally {
             Outcome::Failed { class, .. } => (Some(*class), spent),
             Outcome::Skipped { .. } => (None, spent),
         };
-        JobTally { rule: Some(rule.clone()), failure, credits }
+        JobTally { rule: Some(rule.clone()), failure, credits, lookup_not_found: None, deliveries: Vec::new() }
     }
 }
 
-/// What the worker keeps in the event store beside job records: guard marks (daily caps, once
-/// per user) and the progress of multi-step jobs (a campaign analysis keeps Mave's answer
-/// until Generate has run). Every store implements both.
-pub trait WorkerState: GuardStore + CacheStore {}
-impl<T: GuardStore + CacheStore> WorkerState for T {}
+/// What the worker keeps in the event store beside the job's status: guard marks (daily caps,
+/// once per user), the progress of multi-step jobs (a campaign analysis keeps Mave's answer
+/// until Generate has run) and each destination's delivery state. Every store implements all.
+pub trait WorkerState: GuardStore + CacheStore + DeliveryStore {}
+impl<T: GuardStore + CacheStore + DeliveryStore> WorkerState for T {}
 
 /// How the worker runs the scheduled jobs' messages: the `[cio_sync.*]` templates of its own
 /// `triggers.toml`. `None` for a job that is off there; its queued messages are skipped.
@@ -128,6 +140,8 @@ pub struct Worker {
     /// Rules that cannot run in this configuration, and why (the variable to set). Their jobs
     /// are recorded `SKIPPED` with the reason; every other rule runs.
     disabled: Vec<(RuleName, String)>,
+    /// Where results go; none until [`Worker::with_destinations`].
+    destinations: Destinations,
 }
 
 /// What stops a worker from being built: nothing any more (a rule that cannot run is
@@ -142,7 +156,7 @@ struct Transient(String);
 enum Called {
     /// Mavera's answer; in a dry run, the record of the request.
     Answered(MaveraResponse),
-    /// Mavera says it was done before: a persona with this name exists.
+    /// Mavera refused a persona as a duplicate name (see [`Worker::existing_persona`]).
     AlreadyDone(MaveraError),
     /// Refused for good; a retry would not help.
     Failed(MaveraError),
@@ -197,7 +211,25 @@ impl Worker {
         for (rule, why) in &disabled {
             tracing::warn!(rule = %rule, "rule `{rule}` is disabled: {why}; its jobs are recorded SKIPPED");
         }
-        Ok(Worker { rules, scheduled, jobs, guards, mavera, enricher, disabled })
+        Ok(Worker { rules, scheduled, jobs, guards, mavera, enricher, disabled, destinations: Destinations::none() })
+    }
+
+    /// Delivers results to `destinations` (without them, every rule's deliveries are
+    /// recorded failed). Warns of each rule whose destination is off, once, at start-up.
+    pub fn with_destinations(mut self, destinations: Destinations) -> Self {
+        for destination in crate::deliver::DestinationName::ALL {
+            let rules = self.rules.delivering_to(destination);
+            if let (Some(why), false) = (destinations.off(destination), rules.is_empty()) {
+                let names: Vec<&str> = rules.iter().map(|r| r.name.as_str()).collect();
+                tracing::warn!(
+                    destination = destination.as_str(),
+                    "{destination} is off ({why}): the deliveries of {} to it are recorded failed; the rest run",
+                    names.join(", ")
+                );
+            }
+        }
+        self.destinations = destinations;
+        self
     }
 
     /// Opens the Mavera connection during a cold start (the dry-run adapter has none to open).
@@ -228,11 +260,12 @@ impl Worker {
                 tracing::info_span!("job", key = %message.key, rule = %message.rule)
             }
         };
-        let disposition = self.run(message, deadline, &mut tally).instrument(span).await;
+        let disposition = self.run(message, body, deadline, &mut tally).instrument(span).await;
         (disposition, tally)
     }
 
-    async fn run(&self, message: JobMessage, deadline: Instant, tally: &mut JobTally) -> Disposition {
+    /// Runs `message`; `body` is its text, which the record keeps for a replay.
+    async fn run(&self, message: JobMessage, body: &str, deadline: Instant, tally: &mut JobTally) -> Disposition {
         let started = Instant::now();
         let JobMessage { key, rule: rule_name, job, .. } = message;
         let mut work = match job {
@@ -256,8 +289,18 @@ impl Worker {
             owner: owner.clone(),
             until: now + deadline.saturating_duration_since(Instant::now()) + LEASE_MARGIN,
         };
-        let attempt = match self.jobs.start(&key, &rule_name, &lease, now).await {
+        let user = match &work {
+            Work::Event { event, .. } => event.user_id.clone(),
+            Work::Analysis(_) | Work::Persona(_) => None,
+        };
+        let starting =
+            StartJob { key: &key, rule: &rule_name, lease: &lease, message: body, user: user.as_deref(), now };
+        let attempt = match self.jobs.start(&starting).await {
             Ok(Start::Started { attempt }) => attempt,
+            Ok(Start::Finished(JobStatus::Done)) if let Work::Event { rule, event } = &mut work => {
+                // Mavera's part is done; the result may still be owed to some destinations.
+                return self.deliver_again(rule, event, &key, deadline, tally).await;
+            }
             Ok(Start::Finished(status)) => {
                 tracing::info!(outcome = "already_finished", status = %status, "job already ended; message dropped");
                 return Disposition::AlreadyFinished(status);
@@ -275,22 +318,30 @@ impl Worker {
             }
         };
 
-        let mut notes = Vec::new();
+        let mut trail = Trail::default();
         let mut spent = None;
         let result = match &mut work {
-            Work::Event { rule, event } => self.execute(rule, event, &key, attempt, &mut notes, deadline).await,
-            Work::Analysis(job) => self.analyse(job, &key, &mut notes, &mut spent, deadline).await,
-            Work::Persona(job) => self.create_cluster_persona(job, &mut notes, deadline).await,
+            Work::Event { rule, event } => self.execute(rule, event, &key, attempt, &mut trail, deadline).await,
+            Work::Analysis(job) => self.analyse(job, &key, &mut trail.notes, &mut spent, deadline).await,
+            Work::Persona(job) => self.create_cluster_persona(job, &mut trail.notes, deadline).await,
         };
         match result {
             Ok(outcome) => {
                 let status = outcome.status();
                 log_outcome(&outcome, attempt, started);
-                *tally = JobTally::of(&rule_name, &outcome, spent);
-                self.record(&key, &owner, &outcome, &notes).await;
+                *tally =
+                    JobTally { lookup_not_found: trail.lookup_not_found, ..JobTally::of(&rule_name, &outcome, spent) };
+                let recorded = self.record(&key, &owner, &outcome, &trail.notes).await;
+                if let (JobStatus::Done, true, Work::Event { rule, event }) = (status, recorded, &work)
+                    && let deliver::Delivered::Unsent(reason) =
+                        self.deliver(rule, event, &key, deadline, &mut tally.deliveries).await
+                {
+                    return Disposition::Undelivered { finished: Some(status), reason };
+                }
                 Disposition::Finished(status)
             }
             Err(Transient(reason)) => {
+                tally.lookup_not_found = trail.lookup_not_found;
                 tracing::warn!(outcome = "retry", attempt, elapsed_ms = started.elapsed().as_millis() as u64, reason = %reason, "transient failure; the job goes back to the queue");
                 if let Err(e) = self.jobs.release(&key, &owner, &reason, SystemTime::now()).await {
                     // The lease expires by itself; the redelivered message takes it then.
@@ -308,9 +359,10 @@ impl Worker {
         event: &mut Event,
         key: &JobKey,
         attempt: u32,
-        notes: &mut Vec<String>,
+        trail: &mut Trail,
         deadline: Instant,
     ) -> Result<Outcome, Transient> {
+        let Trail { notes, lookup_not_found } = trail;
         if let Some((_, why)) = self.disabled.iter().find(|(name, _)| *name == rule.name) {
             return Ok(Outcome::Skipped { reason: format!("rule `{}` is disabled: {why}", rule.name) });
         }
@@ -320,6 +372,9 @@ impl Worker {
         {
             let enriched = enricher.enrich(event, deadline).await;
             unknown = enriched.unknown;
+            if enriched.known {
+                *lookup_not_found = Some(enriched.not_found);
+            }
             notes.extend(enriched.notes);
         }
         // Conditions on attributes that could not be read never count as met (the shipped
@@ -368,19 +423,67 @@ impl Worker {
         if let MaveraRequest::CreatePersona(persona) = &mut request {
             persona.name = PersonaName::for_job(&persona.name, key).into_string();
         }
-        match self.call(&request, deadline).await? {
-            Called::Answered(response) => Ok(Outcome::Done { result: summarize(&response) }),
-            Called::AlreadyDone(e) => {
-                notes.push(format!("Mavera: {e}"));
-                Ok(Outcome::Done { result: already_done_result(&request) })
+        let failed = match self.call(&request, deadline).await? {
+            Called::Answered(response) => return Ok(Outcome::Done { result: summarize(&response) }),
+            Called::AlreadyDone(e) => match self.existing_persona(&request, &e, notes, deadline).await? {
+                Some(result) => return Ok(Outcome::Done { result }),
+                None => e,
+            },
+            Called::Failed(e) => e,
+        };
+        if let Some(user) = reserved_user
+            && let Err(forget) = self.guards.forget_once_per_user(&rule.name, &user, key).await
+        {
+            tracing::warn!(error = %chain(&forget), "could not drop the once_per_user mark after a permanent failure");
+        }
+        Ok(Outcome::Failed { reason: failed.to_string(), class: failed.failure_class() })
+    }
+
+    /// Mavera refused a persona as a duplicate (`refusal`): the persona that has the name, looked
+    /// up with the free `GET /personas`, so the record names it. `Some(result)` when the job
+    /// counts as done; `None` when the refusal turns out not to be a duplicate (its reason
+    /// only named the `name` field, and no persona has the name), which fails the job.
+    async fn existing_persona(
+        &self,
+        request: &MaveraRequest,
+        refusal: &MaveraError,
+        notes: &mut Vec<String>,
+        deadline: Instant,
+    ) -> Result<Option<serde_json::Value>, Transient> {
+        let MaveraRequest::CreatePersona(persona) = request else {
+            return Ok(None);
+        };
+        let name = persona.name.as_str();
+        let stated = refusal.duplicate() == Some(Duplicate::Stated);
+        let lookup_deadline = deadline.checked_sub(FINISH_MARGIN).unwrap_or_else(Instant::now);
+        match self.mavera.find_persona(name, lookup_deadline).await {
+            Ok(Some(existing)) => {
+                notes.push(format!("Mavera: {refusal}; persona {} has this name", existing.id));
+                Ok(Some(already_done_result(name, Some(&existing.id))))
             }
-            Called::Failed(e) => {
-                if let Some(user) = reserved_user
-                    && let Err(forget) = self.guards.forget_once_per_user(&rule.name, &user, key).await
-                {
-                    tracing::warn!(error = %chain(&forget), "could not drop the once_per_user mark after a permanent failure");
-                }
-                Ok(Outcome::Failed { reason: e.to_string(), class: e.failure_class() })
+            Ok(None) if stated => {
+                notes.push(format!("Mavera: {refusal}"));
+                notes.push(format!(
+                    "GET /personas does not list a persona named exactly \"{name}\", so its id is not recorded"
+                ));
+                Ok(Some(already_done_result(name, None)))
+            }
+            Ok(None) => {
+                notes.push(format!("no persona is named exactly \"{name}\", so Mavera's 422 is not a duplicate"));
+                Ok(None)
+            }
+            Err(e) if e.class() == ErrorClass::Transient => Err(Transient(format!(
+                "Mavera refused the persona as a duplicate and looking it up failed: {e}; the retry asks again (a \
+                 refused POST costs nothing)"
+            ))),
+            Err(e) if stated => {
+                notes.push(format!("Mavera: {refusal}"));
+                notes.push(format!("looking the persona up failed, so its id is not recorded: {e}"));
+                Ok(Some(already_done_result(name, None)))
+            }
+            Err(e) => {
+                notes.push(format!("looking the name up to confirm a duplicate failed: {e}"));
+                Ok(None)
             }
         }
     }
@@ -400,10 +503,43 @@ impl Worker {
         }
     }
 
+    /// A message of a job already `DONE`: sends what its destinations still lack. Mavera is
+    /// not called again.
+    async fn deliver_again(
+        &self,
+        rule: &Rule,
+        event: &mut Event,
+        key: &JobKey,
+        deadline: Instant,
+        tally: &mut JobTally,
+    ) -> Disposition {
+        if rule.deliver.is_empty() {
+            tracing::info!(outcome = "already_finished", status = %JobStatus::Done, "job already ended; message dropped");
+            return Disposition::AlreadyFinished(JobStatus::Done);
+        }
+        tally.rule = Some(rule.name.clone());
+        // Templates reading customer.* need the attributes again (usually from the cache).
+        if rule.enrich
+            && rule.deliver.iter().any(|t| t.fields().iter().any(|f| f.first() == "customer"))
+            && let Some(enricher) = &self.enricher
+        {
+            enricher.enrich(event, deadline).await;
+        }
+        match self.deliver(rule, event, key, deadline, &mut tally.deliveries).await {
+            deliver::Delivered::Unsent(reason) => Disposition::Undelivered { finished: None, reason },
+            deliver::Delivered::Busy => Disposition::HeldElsewhere,
+            deliver::Delivered::Ended | deliver::Delivered::Nothing => {
+                tracing::info!(outcome = "already_finished", status = %JobStatus::Done, "job already ended; nothing left to deliver");
+                Disposition::AlreadyFinished(JobStatus::Done)
+            }
+        }
+    }
+
     /// Records the outcome, trying a little harder than usual: the Mavera call has happened,
     /// and a retry would repeat it. If it still fails the message is deleted anyway (a
     /// stuck `RUNNING` record beats a second 300-credit persona) and the log says so.
-    async fn record(&self, key: &JobKey, owner: &str, outcome: &Outcome, notes: &[String]) {
+    /// `true` once it is recorded.
+    async fn record(&self, key: &JobKey, owner: &str, outcome: &Outcome, notes: &[String]) -> bool {
         let mut failed_attempts = 0u32;
         let recorded = (|| self.jobs.finish(key, owner, outcome, notes, SystemTime::now()))
             .retry(retry::store_write(RECORD_RETRIES))
@@ -414,7 +550,7 @@ impl Worker {
             })
             .await;
         match recorded {
-            Ok(()) => {}
+            Ok(()) => return true,
             Err(StoreError::LeaseLost(_)) => {
                 tracing::warn!(
                     "lost the lease while calling Mavera (the call outlived it); another delivery owns the job now"
@@ -424,7 +560,16 @@ impl Worker {
                 tracing::error!(error = %chain(&e), status = %outcome.status(), result = ?outcome, "could not record the outcome; the message is deleted so Mavera is not called twice, and the record stays RUNNING");
             }
         }
+        false
     }
+}
+
+/// What a job leaves besides its outcome: remarks for its record, and whether its attribute
+/// lookup found nobody (for the `customers_not_found` metric).
+#[derive(Debug, Default)]
+struct Trail {
+    notes: Vec<String>,
+    lookup_not_found: Option<bool>,
 }
 
 /// One message's work, once its rule is known.
@@ -434,12 +579,9 @@ enum Work<'a> {
     Persona(ClusterPersona),
 }
 
-fn already_done_result(request: &MaveraRequest) -> serde_json::Value {
-    let name = match request {
-        MaveraRequest::CreatePersona(p) => Some(p.name.as_str()),
-        _ => None,
-    };
-    serde_json::json!({"action": "create_persona", "already_existed": true, "name": name})
+/// A persona that existed before the job: its name and, when found, its id.
+fn already_done_result(name: &str, persona_id: Option<&str>) -> serde_json::Value {
+    serde_json::json!({"action": "create_persona", "already_existed": true, "name": name, "persona_id": persona_id})
 }
 
 fn log_outcome(outcome: &Outcome, attempt: u32, started: Instant) {

@@ -53,7 +53,8 @@ pub(super) fn bounded(text: &str, max: usize) -> (&str, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mavera::{MaveMessage, Usage};
+    use crate::mavera::{Generation, MaveMessage, Persona, Usage};
+    use crate::store::listing::summary_text;
 
     #[test]
     fn research_keeps_thread_content_and_credits() {
@@ -76,5 +77,27 @@ mod tests {
         let s = summarize(&r);
         assert_eq!(s["content"].as_str().unwrap().chars().count(), MAX_TEXT_CHARS);
         assert_eq!(s["truncated"], true);
+    }
+
+    #[test]
+    fn a_listing_line_shows_each_kind_of_result() {
+        let line = |r: MaveraResponse| summary_text(Some(&summarize(&r)), None);
+        let persona = Persona { id: "p1".into(), name: Some("Trial User — u1".into()), credits_charged: Some(300.0) };
+        assert_eq!(line(MaveraResponse::Persona(persona)).as_deref(), Some("Trial User — u1"));
+        let research = MaveMessage {
+            id: None,
+            thread_id: "t".into(),
+            content: "Upgrades follow team invites.".into(),
+            usage: None,
+        };
+        assert_eq!(line(MaveraResponse::Research(research)).as_deref(), Some("Upgrades follow team invites."));
+        let generation = Generation {
+            id: "g".into(),
+            output: Some("Subject: come back".into()),
+            content: None,
+            markdown: None,
+            usage: None,
+        };
+        assert_eq!(line(MaveraResponse::Generation(generation)).as_deref(), Some("Subject: come back"));
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::{CioEnricher, Enrich, ScheduledJobs, Worker, WorkerSetupError, WorkerState};
 use crate::config::{self, ConfigError, Vars};
 use crate::customerio::{CioClient, CioConfig, CioError};
+use crate::deliver::{ClientError, DestinationSettings, Destinations};
 use crate::mavera::{DryRun, MaveraApi, MaveraClient, MaveraConfig, MaveraConfigError};
 use crate::rules::{EnrichmentConfig, Rules};
 use crate::store::JobStore;
@@ -44,11 +45,22 @@ pub enum Enrichment {
     Unavailable { rules: Vec<String> },
 }
 
+/// Where results go after Mavera answers (the rules' `deliver = [...]`).
+#[derive(Debug)]
+pub enum Deliveries {
+    /// Printed, never sent: an explicit dry run (`DRY_RUN=true`, `relay serve --dry-run`).
+    Print,
+    /// Sent to each destination whose settings are usable; the others are off, each with the
+    /// reason its deliveries are recorded `failed` with.
+    Send(Box<DestinationSettings>),
+}
+
 #[derive(Debug)]
 pub struct Settings {
     pub triggers: TriggerConfig,
     pub mavera: Mavera,
     pub enrichment: Enrichment,
+    pub deliveries: Deliveries,
 }
 
 impl Settings {
@@ -66,7 +78,12 @@ impl Settings {
             None if enriching.is_empty() => Enrichment::NotNeeded,
             None => Enrichment::Unavailable { rules: enriching },
         };
-        Ok(Settings { triggers, mavera, enrichment })
+        // The worker function runs dry only when told to: then nothing is sent anywhere.
+        let deliveries = match mavera {
+            Mavera::DryRun { .. } => Deliveries::Print,
+            Mavera::Live(_) => Deliveries::Send(Box::new(config::destinations(vars))),
+        };
+        Ok(Settings { triggers, mavera, enrichment, deliveries })
     }
 }
 
@@ -79,11 +96,13 @@ pub enum BuildError {
     CustomerIo(#[from] CioError),
     #[error(transparent)]
     Setup(#[from] WorkerSetupError),
+    #[error(transparent)]
+    Destination(#[from] ClientError),
 }
 
 /// Puts the worker together over `store` (job records, guards and the attribute cache).
 pub fn build<S: JobStore + WorkerState + 'static>(settings: Settings, store: Arc<S>) -> Result<Worker, BuildError> {
-    let Settings { triggers: TriggerConfig { rules, lookup, scheduled }, mavera, enrichment } = settings;
+    let Settings { triggers: TriggerConfig { rules, lookup, scheduled }, mavera, enrichment, deliveries } = settings;
     let mavera: Arc<dyn MaveraApi> = match mavera {
         Mavera::DryRun { .. } => Arc::new(DryRun),
         Mavera::Live(config) => Arc::new(MaveraClient::new(config)?),
@@ -97,7 +116,11 @@ pub fn build<S: JobStore + WorkerState + 'static>(settings: Settings, store: Arc
         // The worker disables these rules, with one warning each; every other rule runs.
         Enrichment::Unavailable { .. } => None,
     };
-    Ok(Worker::new(rules, scheduled, store.clone(), store, mavera, enricher)?)
+    let destinations = match deliveries {
+        Deliveries::Print => Destinations::dry_run(),
+        Deliveries::Send(settings) => Destinations::live(*settings)?,
+    };
+    Ok(Worker::new(rules, scheduled, store.clone(), store, mavera, enricher)?.with_destinations(destinations))
 }
 
 #[cfg(test)]
@@ -116,6 +139,9 @@ mod tests {
         assert!(err.to_string().contains("DRY_RUN=true"), "{err}");
         let dry = Settings::from_vars(&[("DRY_RUN", "true"), ("CIO_APP_KEY", "k")], shipped()).unwrap();
         assert!(matches!(dry.mavera, Mavera::DryRun { reason: "DRY_RUN=true" }));
+        assert!(matches!(dry.deliveries, Deliveries::Print), "a dry run sends nothing anywhere");
+        let live = Settings::from_vars(&[("MAVERA_API_KEY", "mvra_live_x"), ("CIO_APP_KEY", "k")], shipped()).unwrap();
+        assert!(matches!(live.deliveries, Deliveries::Send(_)));
         assert!(matches!(dry.enrichment, Enrichment::Lookup(_)));
     }
 
