@@ -205,8 +205,8 @@ async fn customerio_app(sources: &Sources<'_>, needs: Needs) -> Line {
 
 async fn customerio_track(sources: &Sources<'_>) -> Line {
     const CHECK: &str = "customerio-track";
-    let site = config::optional(sources.vars, messages::CIO_SITE_ID);
-    let key = config::optional(sources.vars, messages::CIO_TRACK_API_KEY);
+    let site = config::optional(sources.vars, vars::CIO_SITE_ID);
+    let key = config::optional(sources.vars, vars::CIO_TRACK_API_KEY);
     let (site, key) = match (site, key) {
         (None, None) => {
             return line(
@@ -216,7 +216,7 @@ async fn customerio_track(sources: &Sources<'_>) -> Line {
         }
         (Some(site), Some(key)) => (site, key),
         (site, _) => {
-            let missing = if site.is_none() { messages::CIO_SITE_ID } else { messages::CIO_TRACK_API_KEY };
+            let missing = if site.is_none() { vars::CIO_SITE_ID } else { vars::CIO_TRACK_API_KEY };
             return line(
                 CHECK,
                 Verdict::fail(
@@ -233,7 +233,7 @@ async fn customerio_track(sources: &Sources<'_>) -> Line {
             return line(CHECK, Verdict::fail(e.to_string(), sources.origin.setting(vars::CIO_REGION, "CioRegion")));
         }
     };
-    let host = config::optional(sources.vars, messages::CIO_TRACK_API_URL)
+    let host = config::optional(sources.vars, vars::CIO_TRACK_API_URL)
         .unwrap_or_else(|| track_host(configured).to_owned())
         .trim_end_matches('/')
         .to_owned();
@@ -291,8 +291,8 @@ async fn customerio_track(sources: &Sources<'_>) -> Line {
                 format!(
                     "{} and {} (Customer.io: Account settings → API credentials → Track API keys); a US account's \
                      credentials also fail at the EU host: check CIO_REGION",
-                    sources.origin.store(messages::CIO_SITE_ID),
-                    messages::CIO_TRACK_API_KEY
+                    sources.origin.store(vars::CIO_SITE_ID),
+                    vars::CIO_TRACK_API_KEY
                 ),
             ),
         ),

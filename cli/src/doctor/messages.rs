@@ -1,43 +1,22 @@
 //! The checks that leave a trace, run only with `--send-test-messages`: a test message to the
 //! Slack webhook and a signed test event (Standard Webhooks) to the result webhook.
 //!
-//! The destinations' own adapters are not on this branch yet, so these are small clients of
-//! their own, on the variable names agreed for the destinations (below); the signing follows
-//! the Standard Webhooks spec and is checked against its known answer.
+//! They read the destinations' own variables and sign as the webhook destination does
+//! (`shared::deliver::webhook`), so a test event that verifies proves the real ones will.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, KeyInit, Mac};
 use reqwest::Url;
 use serde_json::json;
-use sha2::Sha256;
 use shared::config;
+use shared::deliver::WebhookSecret;
+use shared::deliver::webhook::signature_header;
+use shared::vars::{
+    RESULT_WEBHOOK_ALLOW_LOCAL, RESULT_WEBHOOK_SECRET, RESULT_WEBHOOK_SECRET_PREVIOUS, RESULT_WEBHOOK_URL,
+    SLACK_WEBHOOK_URL,
+};
 
 use super::{Line, Sources, Verdict};
-
-/// The destinations' variables, as agreed between the helpers (all in the API keys secret).
-pub const SLACK_WEBHOOK_URL: &str = "SLACK_WEBHOOK_URL";
-pub const CIO_SITE_ID: &str = "CIO_SITE_ID";
-pub const CIO_TRACK_API_KEY: &str = "CIO_TRACK_API_KEY";
-pub const RESULT_WEBHOOK_URL: &str = "RESULT_WEBHOOK_URL";
-pub const RESULT_WEBHOOK_SECRET: &str = "RESULT_WEBHOOK_SECRET";
-pub const RESULT_WEBHOOK_SECRET_PREVIOUS: &str = "RESULT_WEBHOOK_SECRET_PREVIOUS";
-/// Local runs only: lets the result webhook be `http` on a loopback or private address.
-pub const RESULT_WEBHOOK_ALLOW_LOCAL: &str = "RESULT_WEBHOOK_ALLOW_LOCAL";
-/// The Track API's host, replaced (tests, local runs).
-pub const CIO_TRACK_API_URL: &str = "CIO_TRACK_API_URL";
-
-/// Values that are secrets (a URL that is its own credential included).
-pub const DESTINATION_SECRETS: [&str; 6] = [
-    SLACK_WEBHOOK_URL,
-    CIO_SITE_ID,
-    CIO_TRACK_API_KEY,
-    RESULT_WEBHOOK_URL,
-    RESULT_WEBHOOK_SECRET,
-    RESULT_WEBHOOK_SECRET_PREVIOUS,
-];
 
 const FLAG: &str = "pass --send-test-messages to send one";
 
@@ -147,15 +126,15 @@ async fn send_signed(sources: &Sources<'_>, url: &str, secret: &str) -> Verdict 
             );
         }
     };
-    let mut keys = Vec::new();
+    let mut secrets = Vec::new();
     for (var, value) in [
         (RESULT_WEBHOOK_SECRET, Some(secret.to_owned())),
         (RESULT_WEBHOOK_SECRET_PREVIOUS, config::optional(sources.vars, RESULT_WEBHOOK_SECRET_PREVIOUS)),
     ] {
         let Some(value) = value else { continue };
-        match secret_key(&value) {
-            Some(key) => keys.push(key),
-            None => {
+        match WebhookSecret::parse(var, &value) {
+            Ok(secret) => secrets.push(secret),
+            Err(_) => {
                 return Verdict::fail(
                     format!("{var} is not a Standard Webhooks secret"),
                     sources.origin.store(var) + " to `whsec_` followed by the base64 of 24 to 64 random bytes",
@@ -164,14 +143,14 @@ async fn send_signed(sources: &Sources<'_>, url: &str, secret: &str) -> Verdict 
         }
     }
     let id = format!("msg_doctor_{}", uuid::Uuid::new_v4().simple());
-    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()).to_string();
+    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let body = json!({
         "type": "relay.doctor.test",
         "timestamp": now_rfc3339(),
         "data": {"message": "A test event from `relay doctor`; nothing to do.", "from": sources.origin.label()},
     })
     .to_string();
-    let signatures: Vec<String> = keys.iter().map(|k| format!("v1,{}", sign(k, &id, &timestamp, &body))).collect();
+    let signature = signature_header(&secrets, &id, timestamp, body.as_bytes());
     let http = match http(sources) {
         Ok(http) => http,
         Err(verdict) => return verdict,
@@ -181,8 +160,8 @@ async fn send_signed(sources: &Sources<'_>, url: &str, secret: &str) -> Verdict 
         .post(parsed)
         .header("content-type", "application/json")
         .header("webhook-id", &id)
-        .header("webhook-timestamp", &timestamp)
-        .header("webhook-signature", signatures.join(" "))
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
         .body(body)
         .send()
         .await;
@@ -213,19 +192,6 @@ async fn send_signed(sources: &Sources<'_>, url: &str, secret: &str) -> Verdict 
     }
 }
 
-/// The key bytes of a `whsec_<base64>` secret (24 to 64 bytes).
-fn secret_key(secret: &str) -> Option<Vec<u8>> {
-    let key = STANDARD.decode(secret.trim().strip_prefix("whsec_")?).ok()?;
-    (24..=64).contains(&key.len()).then_some(key)
-}
-
-/// base64 of HMAC-SHA256 over `{id}.{timestamp}.{body}`.
-fn sign(key: &[u8], id: &str, timestamp: &str, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
-    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
-    STANDARD.encode(mac.finalize().into_bytes())
-}
-
 fn is_loopback(url: &Url) -> bool {
     url.scheme() == "http" && matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
 }
@@ -234,29 +200,4 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| "now".to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signing_matches_the_standard_webhooks_known_answer() {
-        let key = secret_key("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap();
-        let signature = sign(
-            &key,
-            "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
-            "1649367553",
-            r#"{"email":"test@example.com","username":"test_user"}"#,
-        );
-        assert_eq!(signature, "tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=");
-    }
-
-    #[test]
-    fn only_whsec_secrets_of_24_to_64_bytes_are_keys() {
-        assert!(secret_key("C2FVsBQIhrscChlQIMV+b5sSYspob7oD").is_none(), "no prefix");
-        assert!(secret_key("whsec_not base64!").is_none());
-        assert!(secret_key(&format!("whsec_{}", STANDARD.encode([7u8; 16]))).is_none(), "too short");
-        assert_eq!(secret_key(&format!("whsec_{}", STANDARD.encode([7u8; 32]))), Some(vec![7u8; 32]));
-    }
 }

@@ -191,7 +191,7 @@ struct WithoutSecrets;
 
 impl Vars for WithoutSecrets {
     fn get(&self, name: &str) -> Option<String> {
-        let secret = vars::SECRET_KEYS.contains(&name) || messages::DESTINATION_SECRETS.contains(&name);
+        let secret = vars::SECRET_KEYS.contains(&name);
         if secret { None } else { ProcessEnv.get(name) }
     }
 }
