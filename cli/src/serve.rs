@@ -93,10 +93,13 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let deliveries = describe_deliveries(&worker);
     let worker = Arc::new(embedded.build_worker(worker)?);
     let timeout = Duration::from_secs(args.request_timeout);
+    // The worker runs in this process: its report is on /healthz like a deployed one's.
+    shared::health::publish_at_start(store.as_ref(), &worker.health_report(std::time::SystemTime::now())).await;
     let app = shared::ingest::build_with_body_timeout(
         ingest,
         store.clone(),
         queue.clone(),
+        store.clone(),
         Metrics::from_env("relay"),
         timeout,
     );

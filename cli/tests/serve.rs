@@ -267,6 +267,13 @@ async fn the_readmes_first_command_and_the_same_with_a_mavera_key_both_just_work
     let line = serve.wait_for_line(|l| l.contains("e-off") && l.contains(" skipped "), WAIT).await;
     assert!(line.contains("disabled") && line.contains("CIO_APP_KEY"), "the job is recorded with the reason: {line}");
     assert_eq!(mavera.count("/mave/chat"), 0);
+    // One URL says what is live in every function: here the worker runs in the same process.
+    let health: Value = reqwest::get(format!("{}/healthz", serve.base)).await.unwrap().json().await.unwrap();
+    let worker = &health["functions"]["worker"];
+    assert_eq!(worker["off"][0]["name"], "cio-high-value-alert", "{health}");
+    assert!(worker["off"][0]["reason"].as_str().unwrap_or("").contains("CIO_APP_KEY"), "{health}");
+    assert!(worker["live"].as_array().unwrap().iter().any(|r| r == "segment-trial-started"), "{health}");
+    assert_eq!(health["functions"]["ingest"]["sources"]["segment"], "live", "{health}");
 }
 
 #[tokio::test]

@@ -20,15 +20,17 @@
 //!
 //! 1. Foundations: [`domain`] (checked values, `truncate_chars`, `PersonaName`), [`toml_table`]
 //!    (how a `triggers.toml` table is read), [`vars`] (environment variable names),
-//!    [`retry`] (waits between tries), [`telemetry`], [`aws`], [`verify`]. `domain`,
-//!    `toml_table`, `vars` and `retry` *never* use another module.
+//!    [`retry`] (waits between tries), [`deadline`] (an invocation's), [`telemetry`], [`aws`],
+//!    [`verify`]. `domain`, `toml_table`, `vars`, `retry` and `deadline` *never* use another
+//!    module.
 //! 2. [`template`]: `{field}` and JSON templates over a `FieldSource`; *never* anything but
 //!    `domain`.
 //! 3. Ports and their adapters: [`mavera`] (with the dry-run adapter), [`store`], [`queue`]
 //!    (its `message` is the one contract between producers and the worker), [`parse`],
 //!    [`customerio`] (with the attribute lookup, cached in the `store`), [`deliver`] (the
-//!    destinations a result goes to, and each rule's settings for them). *Never* `rules`,
-//!    `config`, or anything above.
+//!    destinations a result goes to, and each rule's settings for them), [`health`] (what
+//!    each function has live, kept in the `store`). *Never* `rules`, `config`, or anything
+//!    above.
 //! 4. [`rules`]: webhook rules, matching, `[enrichment]`.
 //! 5. [`config`] (environment variables, and the verifiers the rules need) and [`secrets`].
 //! 6. The three jobs: [`ingest`]; [`worker`], which renders scheduled jobs' requests itself
@@ -42,8 +44,10 @@ pub mod aws;
 pub mod cio_sync;
 pub mod config;
 pub mod customerio;
+pub mod deadline;
 pub mod deliver;
 pub mod domain;
+pub mod health;
 pub mod ingest;
 pub mod mavera;
 pub mod parse;

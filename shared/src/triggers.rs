@@ -4,10 +4,10 @@
 //! (`toml_table`): serde into a raw struct that refuses unknown keys, then `validate`. A bad
 //! file is an error naming the rule or table and the field:
 //!
-//! - a rule's field by the key itself (`rule `r`, field `promt``), a condition's by its
+//! - a rule's field by the key itself (``rule `r`, field `promt` ``), a condition's by its
 //!   position (`conditions[1].*`);
-//! - a table's field by its path within the table (`[cio_sync.attribute_personas], field
-//!   `cluster_by[0].buckets``, `[enrichment], field `cache_ttl_hours``).
+//! - a table's field by its path within the table (``[cio_sync.attribute_personas], field
+//!   `cluster_by[0].buckets` ``, ``[enrichment], field `cache_ttl_hours` ``).
 
 use std::path::Path;
 use std::sync::Arc;

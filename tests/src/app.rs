@@ -70,9 +70,25 @@ impl TestApp {
         Self::serve(Settings { rules: Arc::new(rules), verifiers, cio_sources: None }, claims, queue).await
     }
 
+    /// [`TestApp::spawn`], with `/healthz` reading the other functions' reports from `health`,
+    /// as the deployed ingest does.
+    pub async fn spawn_reporting(
+        claims: Arc<dyn ClaimStore>,
+        queue: Arc<dyn JobQueue>,
+        health: Arc<dyn shared::store::CacheStore>,
+    ) -> Self {
+        crate::logs::init();
+        let rules = Arc::new(Triggers::embedded().unwrap().rules);
+        let settings = Settings { rules, verifiers: verifiers(false), cio_sources: None };
+        Self::serve_router(ingest::build_reporting(settings, claims, queue, health, Metrics::disabled())).await
+    }
+
     /// Serves ingest with `settings` as `relay serve` does, with each request's peer address.
     pub async fn serve(settings: Settings, claims: Arc<dyn ClaimStore>, queue: Arc<dyn JobQueue>) -> Self {
-        let app = ingest::build(settings, claims, queue, Metrics::disabled());
+        Self::serve_router(ingest::build(settings, claims, queue, Metrics::disabled())).await
+    }
+
+    async fn serve_router(app: axum::Router) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {

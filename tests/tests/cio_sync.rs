@@ -228,6 +228,29 @@ async fn a_generate_failure_after_mave_is_retried_without_asking_mave_again() {
     assert_eq!(result["mave"]["content"], brief, "the retry generated from the kept analysis");
 }
 
+#[tokio::test]
+async fn an_analysis_whose_generate_fails_still_counts_what_mave_cost() {
+    let r = rig(STRATEGY).await;
+    seed_campaigns(&r.cio);
+    r.run(SyncJob::CampaignStrategy, wednesday()).await;
+    let body = r.aws.drain(&r.aws.queue_url).await.remove(0);
+    // Generate first asks to wait past the job's time (a retry, nothing counted yet), then
+    // refuses the request for good.
+    r.mavera.script("/generations", [Reply::RateLimited { retry_after_secs: Some(600) }, Reply::BadRequest]);
+
+    let (first, tally) = r.worker.process_tallied(&body, Instant::now() + JOB_TIME).await;
+    assert!(matches!(first, Disposition::Retry { .. }), "{first:?}");
+    assert_eq!(tally.credits, None, "a job that goes back to the queue counts nothing yet");
+
+    let (second, tally) = r.worker.process_tallied(&body, Instant::now() + JOB_TIME).await;
+    assert_eq!(second, Disposition::Finished(JobStatus::Failed));
+    assert_eq!(r.mavera.count("/mave/chat"), 1, "Mave was asked once");
+    assert_eq!(tally.credits, Some(25.0), "the stand-in charges 25 per Mave answer, spent on the first attempt");
+    assert!(tally.failure.is_some());
+    let record = r.record("cio-sync#campaign-strategy#2026-03-02_7d").await;
+    assert!(record.notes.iter().any(|n| n.contains("cost 25 credits")), "{:?}", record.notes);
+}
+
 /// 15 pro/saas, 10 free/retail, 6 team/saas, 3 enterprise/fintech, and 2 members Customer.io
 /// has no attributes for; identifiers and value spellings vary as they do in real workspaces.
 fn seed_segment(cio: &CioStandIn) -> Vec<Person> {
@@ -374,15 +397,27 @@ async fn a_run_cut_short_by_its_deadline_resumes_and_completes_on_the_next_run()
     let read = cut.counts["members_read"];
     assert!((1..36).contains(&read), "part of the segment was counted: {read}");
     assert_eq!(r.aws.depth(&r.aws.queue_url).await, 0, "nothing is queued before the segment is read");
-    let fetched_before = r.answered("/v1/customers/");
-    assert!(fetched_before as u64 > read, "the unfinished page's lookups were made (and cached)");
+    let answered_before = r.answered("/v1/customers/");
+    // What the run received (and cached). A lookup the stand-in answered just as the deadline
+    // cut the run short may never have reached it: that one is asked again, as it should be.
+    let obtained = cut.counts["attributes_fetched"];
+    assert!(obtained > read, "the unfinished page's lookups were made (and cached)");
+    assert!(answered_before as u64 >= obtained, "the run counted only lookups Customer.io answered");
 
     let rest = r.run(SyncJob::AttributePersonas, wednesday() + Duration::from_secs(3600)).await;
     assert_eq!(rest.status, RunStatus::Done, "{rest:?}");
     assert_eq!(rest.counts["members_read"], 36);
     assert_eq!(rest.counts["queued"], 3);
-    assert_eq!(r.answered("/v1/customers/"), members.len(), "the resumed run fetched nobody twice");
-    assert!(rest.counts["attributes_cached"] > 0, "{rest:?}");
+    // The resumed run fetched nobody the first run had obtained: at the stand-in, exactly the
+    // others; from the cache, exactly those.
+    let answered_after = r.answered("/v1/customers/") - answered_before;
+    assert_eq!(answered_after as u64, members.len() as u64 - obtained, "the resumed run fetched nobody twice");
+    assert_eq!(
+        rest.counts["attributes_cached"],
+        obtained - read,
+        "the unfinished page's lookups, from the cache: {rest:?}"
+    );
+    assert_eq!(rest.counts["attributes_fetched"], answered_after as u64, "{rest:?}");
     r.assert_within_rate_limit();
     r.work().await;
     assert_eq!(r.mavera.persona_names().len(), 3);

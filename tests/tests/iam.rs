@@ -214,7 +214,19 @@ async fn ingest_calls_only_what_its_role_allows() {
     let (store, queue, sqs) = watched(&aws, &recorder);
     store.warm().await.unwrap();
     queue.warm().await.unwrap();
-    let app = TestApp::spawn(Arc::new(store.clone()), Arc::new(queue)).await;
+    let store_arc = Arc::new(store.clone());
+    let app = TestApp::spawn_reporting(store_arc.clone(), Arc::new(queue), store_arc).await;
+    // /healthz reads the worker's and cio-sync's reports: the worker's was written (by the
+    // worker's role), cio-sync's not yet.
+    let (unwatched, _, _) = watched(&aws, &Recorder::default());
+    let off =
+        vec![shared::health::Off { name: "cio-high-value-alert".into(), reason: "CIO_APP_KEY is not set".into() }];
+    let report = shared::health::Report::new("worker", vec!["segment-trial-started".into()], off, SystemTime::now());
+    shared::health::publish(&unwatched, &report, SystemTime::now()).await.unwrap();
+    let health = app.get("/healthz").await.body;
+    assert_eq!(health["functions"]["worker"]["off"][0]["reason"], "CIO_APP_KEY is not set", "{health}");
+    assert_eq!(health["functions"]["worker"]["live"][0], "segment-trial-started", "{health}");
+    assert_eq!(health["functions"]["cio-sync"]["status"], "unknown", "{health}");
     let body = track("iam-1", "trial_started", "u1");
     assert_eq!(app.post_segment(&body).await.body["status"], "queued");
     // The same event again before a worker has it: the claim may not be sent, so 503 in_flight.
@@ -328,11 +340,15 @@ async fn the_worker_and_cio_sync_call_only_what_their_roles_allow() {
     let env = services.env(&aws);
     let settings = cio_sync::Settings::from_vars(&env, triggers.for_cio_sync()).unwrap();
     let sync = cio_sync::build(settings, Arc::new(sync_store), Arc::new(sync_queue)).unwrap();
+    let (report_store, _, _) = watched(&aws, &sync_recorder);
+    shared::health::publish(&report_store, &sync.health_report(SystemTime::now()), SystemTime::now()).await.unwrap();
     for job in [SyncJob::CampaignStrategy, SyncJob::AttributePersonas] {
         let summary = sync.run(RunRequest { job, dry_run: false }, wednesday(), Instant::now() + JOB_TIME).await;
         assert!(!summary.failed(), "{summary:?}");
     }
-    check("CioSyncRole", &sync_recorder.calls(), &[]);
+    let calls = sync_recorder.calls();
+    assert!(calls.iter().any(|c| c.key.as_deref() == Some("cache#health#cio-sync")), "{calls:#?}");
+    check("CioSyncRole", &calls, &[]);
     let queued = aws.drain(&aws.queue_url).await;
     assert!(queued.len() >= 2, "cio-sync queued {} jobs", queued.len());
 
@@ -347,6 +363,7 @@ async fn the_worker_and_cio_sync_call_only_what_their_roles_allow() {
         sync_worker.process(body, deadline()).await;
     }
     let shipped = worker(Triggers::embedded().unwrap(), &store, &env);
+    shared::health::publish(&store, &shipped.health_report(SystemTime::now()), SystemTime::now()).await.unwrap();
     let trial = message(Source::Segment, &track("iam-w1", "trial_started", "u1"), "segment-trial-started");
     shipped.process(&trial, deadline()).await; // start, once per user, daily cap, finish
     shipped.process(&trial, deadline()).await; // already finished
@@ -365,6 +382,7 @@ async fn the_worker_and_cio_sync_call_only_what_their_roles_allow() {
         ("dynamodb:PutItem", "once#"),
         ("dynamodb:DeleteItem", "once#"),
         ("dynamodb:PutItem", "cache#"),
+        ("dynamodb:PutItem", "cache#health#worker"),
     ] {
         assert!(
             calls.iter().any(|c| c.action == action && c.key.as_deref().is_some_and(|k| k.starts_with(prefix))),

@@ -120,10 +120,10 @@ fn lower_layers_never_use_higher_ones() {
     let graph = graph();
     // The worker meets the scheduled jobs only at the queue message.
     never(&graph, "worker", &["cio_sync", "triggers"]);
-    for port in ["mavera", "store", "queue", "parse", "customerio", "deliver"] {
+    for port in ["mavera", "store", "queue", "parse", "customerio", "deliver", "health"] {
         never(&graph, port, &["rules", "worker", "cio_sync", "triggers", "ingest", "config"]);
     }
-    for foundation in ["domain", "template", "toml_table", "vars", "retry"] {
+    for foundation in ["domain", "template", "toml_table", "vars", "retry", "deadline"] {
         let above: Vec<&str> = graph.keys().map(String::as_str).filter(|m| *m != "domain").collect();
         never(&graph, foundation, &above);
     }

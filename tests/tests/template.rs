@@ -277,6 +277,55 @@ fn each_function_gets_the_variables_it_needs() {
 }
 
 #[test]
+fn the_customerio_tolerance_defaults_to_and_stops_at_what_the_code_accepts() {
+    // Customer.io retries with (perhaps) the first signature for 7 days: a deployed stack must
+    // accept what the code accepts, and nothing the code would cut.
+    let longest = shared::verify::customerio::DEFAULT_MAX_AGE.as_secs() as i64;
+    let parameter = at(&TEMPLATE, &["Parameters", "CioTimestampToleranceSecs"]);
+    assert_eq!(integer(parameter, &["Default"]), longest, "CioTimestampToleranceSecs' default");
+    assert_eq!(integer(parameter, &["MaxValue"]), longest, "CioTimestampToleranceSecs' maximum");
+    assert!(integer(parameter, &["MinValue"]) >= 1, "the code refuses 0");
+    let ingest = environment("ingest");
+    assert_eq!(
+        ingest.get(vars::CIO_TIMESTAMP_TOLERANCE_SECS).and_then(|v| reference(v)),
+        Some("CioTimestampToleranceSecs")
+    );
+}
+
+/// A parameter's default as the docs write it: `none (required)`, `empty`, or the value.
+fn scalar_text(node: &Yaml) -> String {
+    node.as_str()
+        .map(str::to_owned)
+        .or_else(|| node.as_integer().map(|n| n.to_string()))
+        .or_else(|| node.as_bool().map(|b| b.to_string()))
+        .unwrap_or_else(|| panic!("a default that is not a scalar: {node:?}"))
+}
+
+#[test]
+fn the_docs_parameter_table_shows_the_template_defaults() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/deploy.md")).unwrap();
+    let table = docs.split("| Parameter | Default | Notes |").nth(1).expect("docs/deploy.md has a parameter table");
+    let parameters = at(&TEMPLATE, &["Parameters"]);
+    let mut rows = 0;
+    for line in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (names, default) = (cells[1], cells[2]);
+        let expected = match default {
+            "none (required)" => None,
+            "empty" => Some(String::new()),
+            quoted => Some(quoted.trim_matches('`').to_owned()),
+        };
+        for name in names.split(',').map(|n| n.trim().trim_matches('`')) {
+            let parameter = get(parameters, name).unwrap_or_else(|| panic!("the docs list {name}, not a parameter"));
+            let actual = get(parameter, "Default").map(scalar_text);
+            assert_eq!(actual, expected, "docs/deploy.md's default for {name}");
+            rows += 1;
+        }
+    }
+    assert!(rows >= 20, "read only {rows} parameters from the docs' table");
+}
+
+#[test]
 fn the_table_matches_the_store() {
     let table = properties("EventsTable");
     assert_eq!(text(resource("EventsTable"), &["Type"]), "AWS::DynamoDB::Table");
@@ -717,23 +766,159 @@ fn alarm_metrics(alarm: &'static Yaml) -> Vec<AlarmMetric> {
     }
 }
 
-/// The `rejected` reasons ingest reports, from the code itself.
-fn ingest_reasons() -> BTreeSet<&'static str> {
+/// One of every refusal ingest can answer with, from the code itself. The matches below
+/// name every variant without a wildcard: a new reason does not compile until it is listed
+/// here, so the drift tests below see it (and its kind) too.
+fn every_rejection() -> Vec<shared::ingest::ApiError> {
+    use shared::domain::{EventIdError, Source};
     use shared::ingest::ApiError;
+    use shared::parse::ParseError;
     use shared::queue::QueueError;
     use shared::store::StoreError;
     use shared::verify::VerifyError;
-    [
-        ApiError::Signature(VerifyError::BadSignature),
-        ApiError::Signature(VerifyError::StaleTimestamp { age_secs: 0, max_age_secs: 0 }),
-        ApiError::Signature(VerifyError::FirstEventOnly { events: 2 }),
-        ApiError::Signature(VerifyError::MissingHeader("x-signature")),
+    let json_error = || serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+    let verify = [
+        VerifyError::MissingHeader("x-signature"),
+        VerifyError::MalformedSignature { header: "x-signature", expected_len: 64 },
+        VerifyError::BadSignature,
+        VerifyError::FirstEventOnly { events: 2 },
+        VerifyError::MalformedTimestamp,
+        VerifyError::StaleTimestamp { age_secs: 0, max_age_secs: 0 },
+        VerifyError::FutureTimestamp { ahead_secs: 0, skew_secs: 0 },
+        VerifyError::StaleEvent { age_secs: 0, max_age_secs: 0 },
+        VerifyError::UndatedFirstEvent,
+        VerifyError::BatchReplayed { first_event: "e".into() },
+    ];
+    for e in &verify {
+        match e {
+            VerifyError::MissingHeader(_)
+            | VerifyError::MalformedSignature { .. }
+            | VerifyError::BadSignature
+            | VerifyError::FirstEventOnly { .. }
+            | VerifyError::MalformedTimestamp
+            | VerifyError::StaleTimestamp { .. }
+            | VerifyError::FutureTimestamp { .. }
+            | VerifyError::StaleEvent { .. }
+            | VerifyError::UndatedFirstEvent
+            | VerifyError::BatchReplayed { .. } => {}
+        }
+    }
+    let parse = [
+        ParseError::Json(json_error()),
+        ParseError::NotAnObject { index: None },
+        ParseError::EmptyBatch,
+        ParseError::MissingId { field: "messageId", index: None, hint: "" },
+        ParseError::InvalidId { field: "messageId", index: None, source: EventIdError::Empty },
+        ParseError::MissingName { fields: "event", index: None },
+        ParseError::Fields { index: None, source: json_error() },
+        ParseError::WrongType { field: "properties", expected: "an object", index: None },
+    ];
+    for e in &parse {
+        match e {
+            ParseError::Json(_)
+            | ParseError::NotAnObject { .. }
+            | ParseError::EmptyBatch
+            | ParseError::MissingId { .. }
+            | ParseError::InvalidId { .. }
+            | ParseError::MissingName { .. }
+            | ParseError::Fields { .. }
+            | ParseError::WrongType { .. } => {}
+        }
+    }
+    let api = vec![
+        ApiError::UnknownSource(Source::parse("nope").unwrap_err()),
+        ApiError::SourceNotConfigured(Source::Segment),
+        ApiError::SourceDisabled { sender: Source::CustomerIo, var: "CIO_WEBHOOK_SECRET" },
+        ApiError::TooLarge { limit: 1 },
+        ApiError::BatchTooLarge { events: 2, limit: 1 },
+        ApiError::SourceIpNotAllowed { sender: Source::CustomerIo, var: "CIO_ALLOWED_SOURCE_IPS", ip: None },
+        ApiError::BodyTimeout { secs: 1 },
+        ApiError::UnsupportedMediaType("text/plain".into()),
+        ApiError::TooLargeForQueue { event_id: "e".into(), source: QueueError::TooLarge { bytes: 1 } },
         ApiError::Store(StoreError::LeaseLost(shared::domain::JobKey::from_stored("k"))),
+        ApiError::InFlight { event_id: "e".into() },
         ApiError::Queue(QueueError::Version(0)),
-    ]
-    .iter()
-    .map(ApiError::code)
-    .collect()
+        ApiError::Body(axum::Error::new(json_error())),
+    ];
+    for e in &api {
+        match e {
+            ApiError::UnknownSource(_)
+            | ApiError::SourceNotConfigured(_)
+            | ApiError::SourceDisabled { .. }
+            | ApiError::TooLarge { .. }
+            | ApiError::BatchTooLarge { .. }
+            | ApiError::SourceIpNotAllowed { .. }
+            | ApiError::BodyTimeout { .. }
+            | ApiError::UnsupportedMediaType(_)
+            | ApiError::TooLargeForQueue { .. }
+            | ApiError::Store(_)
+            | ApiError::InFlight { .. }
+            | ApiError::Queue(_)
+            | ApiError::Body(_) => {}
+            // Listed through the two lists above.
+            ApiError::Signature(_) | ApiError::Payload(_) => unreachable!("listed below"),
+        }
+    }
+    api.into_iter()
+        .chain(verify.into_iter().map(ApiError::Signature))
+        .chain(parse.into_iter().map(ApiError::Payload))
+        .collect()
+}
+
+/// The `rejected` reasons ingest reports, from the code itself.
+fn ingest_reasons() -> BTreeSet<&'static str> {
+    every_rejection().iter().map(shared::ingest::ApiError::code).collect()
+}
+
+#[test]
+fn every_reason_has_one_kind_and_every_paging_kind_its_alarm() {
+    use shared::telemetry::{NAMESPACE, RejectionKind, dimension};
+    // A reason means one kind, whichever error answers with it.
+    let mut kinds: BTreeMap<&str, RejectionKind> = BTreeMap::new();
+    for error in every_rejection() {
+        let kind = *kinds.entry(error.code()).or_insert(error.kind());
+        assert_eq!(kind, error.kind(), "{} is answered as both {kind} and {}", error.code(), error.kind());
+        // 5xx are ours (or the normal busy answer); 4xx never are.
+        let ours = matches!(kind, RejectionKind::Busy | RejectionKind::Misconfigured | RejectionKind::Unavailable);
+        assert_eq!(error.is_server_error(), ours, "{}: status {} but kind {kind}", error.code(), error.status());
+    }
+    assert_eq!(kinds["in_flight"], RejectionKind::Busy);
+    assert_eq!(kinds["source_disabled"], RejectionKind::Misconfigured);
+    // Every kind some reason has is one the code declares.
+    for kind in kinds.values() {
+        assert!(RejectionKind::ALL.contains(kind));
+    }
+    // The alarm each paging kind names watches exactly that kind; busy pages no one.
+    let watches = |alarm: &'static Yaml, kind: RejectionKind| {
+        alarm_metrics(alarm).iter().any(|m| {
+            m.namespace == NAMESPACE
+                && m.name == "rejected"
+                && m.dimensions.get(dimension::KIND).and_then(|v| v.as_str()) == Some(kind.as_str())
+        })
+    };
+    for kind in RejectionKind::ALL {
+        match kind.alarm() {
+            Some(name) => assert!(watches(resource(name), kind), "{name} does not watch Kind={kind}"),
+            None => {
+                for (name, alarm) in alarms() {
+                    assert!(!watches(alarm, kind), "{name} watches Kind={kind}, which is normal operation");
+                }
+            }
+        }
+    }
+    // No alarm reads the total of refusals, or the API's 5xx: both count the busy answer.
+    for (name, alarm) in alarms() {
+        for m in alarm_metrics(alarm) {
+            assert!(
+                m.name != "rejected" || m.dimensions.contains_key(dimension::KIND),
+                "{name} reads rejected without its Kind, so it counts busy answers (503 in_flight) too"
+            );
+            assert!(
+                !(m.namespace == "AWS/ApiGateway" && m.name == "5xx"),
+                "{name} reads the API's 5xx, which count the normal 503 in_flight"
+            );
+        }
+    }
 }
 
 #[test]
@@ -764,6 +949,7 @@ fn alarms_on_the_relays_metrics_name_what_the_code_emits() {
     let binaries: BTreeSet<String> = functions().into_keys().collect();
     let reasons = ingest_reasons();
     let classes: BTreeSet<&str> = FailureClass::ALL.iter().map(|c| c.as_str()).collect();
+    let kinds: BTreeSet<&str> = every_rejection().iter().map(|e| e.kind().as_str()).collect();
     let mut ours = 0;
     for (name, alarm) in alarms() {
         for m in alarm_metrics(alarm).into_iter().filter(|m| m.namespace == NAMESPACE) {
@@ -783,9 +969,18 @@ fn alarms_on_the_relays_metrics_name_what_the_code_emits() {
             match extra.as_slice() {
                 [] => {}
                 [by] => {
-                    assert_eq!(Some(by.as_str()), metric.breakdown(), "{name}: {} is not broken down by {by}", m.name);
+                    let by_kind = metric == Metric::Rejected && by.as_str() == dimension::KIND;
+                    assert!(
+                        by_kind || Some(by.as_str()) == metric.breakdown(),
+                        "{name}: {} is not broken down by {by}",
+                        m.name
+                    );
                     let value = m.dimensions[by.as_str()].as_str().expect("a literal");
-                    let known = if by.as_str() == dimension::REASON { &reasons } else { &classes };
+                    let known = match by.as_str() {
+                        dimension::REASON => &reasons,
+                        dimension::KIND => &kinds,
+                        _ => &classes,
+                    };
                     assert!(known.contains(value), "{name}: {by}={value} is not one the code reports ({known:?})");
                 }
                 more => panic!("{name}: dimensions {more:?} beyond Stage and Function"),
@@ -830,16 +1025,19 @@ fn every_silent_failure_has_an_alarm() {
         all.iter().any(|(_, m)| m.name == "failed" && !m.dimensions.contains_key("Class")),
         "no alarm on the total of failed jobs"
     );
-    // A sender with the wrong signing key.
-    for reason in ["bad_signature", "stale_timestamp", "batch_signed_first_event_only"] {
-        assert!(watched("MaveraRelay", "rejected", "Reason", &literal(reason)), "no alarm on rejected {reason}");
+    // A sender with the wrong signing key or clock, a replay refused, a source left without
+    // its secret, ingest answering 5xx of its own: every refusal but the normal busy one,
+    // through its kind (every_reason_has_one_kind_and_every_paging_kind_its_alarm).
+    for error in every_rejection() {
+        if error.kind() != shared::telemetry::RejectionKind::Busy {
+            let kind = error.kind().as_str();
+            assert!(
+                watched("MaveraRelay", "rejected", "Kind", &literal(kind)),
+                "no alarm on {} ({kind})",
+                error.code()
+            );
+        }
     }
-    assert!(
-        all.iter().any(|(_, m)| m.name == "rejected" && !m.dimensions.contains_key("Reason")),
-        "no alarm on the other rejections"
-    );
-    // Ingest answering 5xx (handled ones included).
-    assert!(watched("AWS/ApiGateway", "5xx", "ApiId", &refers("HttpApi")), "no alarm on the API's 5xx");
     // Throttles and errors of every function.
     for (_, (name, _)) in functions() {
         assert!(watched("AWS/Lambda", "Throttles", "FunctionName", &refers(name)), "no alarm on {name}'s throttles");
@@ -947,12 +1145,19 @@ fn releases_go_through_an_alias_and_roll_back_on_the_error_alarms() {
         assert!(!listed.is_empty(), "{binary}: no alarm rolls a release back");
         for alarm in listed {
             let alarm = reference(alarm).expect("alarms by !Ref");
-            // The alarm watches this function (or, for ingest, its API).
-            let watches = alarm_metrics(resource(alarm)).iter().any(|m| {
+            // The alarm watches this function: Lambda's metrics of it, or the relay's own.
+            let metrics = alarm_metrics(resource(alarm));
+            let watches = metrics.iter().any(|m| {
                 m.dimensions.get("FunctionName").and_then(|v| reference(v)) == Some(name)
-                    || (binary == "ingest" && m.dimensions.get("ApiId").and_then(|v| reference(v)) == Some("HttpApi"))
+                    || (m.namespace == "MaveraRelay"
+                        && m.dimensions.get("Function").and_then(|v| v.as_str()) == Some(binary.as_str()))
             });
             assert!(watches, "{binary}'s release rolls back on {alarm}, which does not watch it");
+            // Nothing a rollback cannot fix, or that is normal, rolls a release back.
+            for m in &metrics {
+                let kind = m.dimensions.get("Kind").and_then(|v| v.as_str());
+                assert!(!matches!(kind, Some("busy" | "misconfigured")), "{alarm} rolls back on Kind={kind:?}");
+            }
             rollback_alarms.insert(format!("{alarm}.Arn"));
         }
     }

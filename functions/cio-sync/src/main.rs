@@ -10,11 +10,11 @@ use serde_json::Value;
 
 use shared::cio_sync::{self, RunFailed, RunRequest, STOP_MARGIN, Settings};
 use shared::config::{self, AwsResources, vars};
+use shared::deadline::deadline_from;
 use shared::queue::SqsQueue;
 use shared::startup::{ColdStart, cold_start};
 use shared::store::DynamoStore;
 use shared::telemetry::{Fatal, Metrics};
-use shared::worker::sqs::deadline_from;
 use tokio::time::Instant;
 
 #[tokio::main]
@@ -26,7 +26,8 @@ async fn main() -> Result<(), Fatal> {
     let AwsResources { table, queue_url } = settings.resources.clone();
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
     let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url));
-    let sync = cio_sync::build(settings, store, queue)?;
+    let sync = cio_sync::build(settings, store.clone(), queue)?;
+    shared::health::publish_at_start(store.as_ref(), &sync.health_report(SystemTime::now())).await;
     phases.finish();
 
     let (sync, metrics) = (&sync, &Metrics::from_env("cio-sync"));

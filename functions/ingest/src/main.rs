@@ -33,6 +33,7 @@ async fn main() -> Result<(), Fatal> {
     tracing::info!(rules = settings.rules.len(), sources = ?settings.rules.sources(), "ingest ready");
     phases.finish();
 
-    let app = ingest::build(settings, Arc::new(store), Arc::new(queue), Metrics::from_env("ingest"));
+    let store = Arc::new(store);
+    let app = ingest::build_reporting(settings, store.clone(), Arc::new(queue), store, Metrics::from_env("ingest"));
     lambda_http::run(app).await.map_err(Fatal::boxed)
 }

@@ -32,14 +32,17 @@ async fn main() -> Result<(), Fatal> {
     let settings = Settings::from_vars(&vars, triggers.for_worker())?;
     let (rules, dry_run) = (settings.triggers.rules.len(), matches!(settings.mavera, Mavera::DryRun { .. }));
     phases.done("config");
-    let worker = worker::build(settings, store)?;
+    let worker = worker::build(settings, store.clone())?;
     phases.done("clients");
     // Mavera's key is in the secret, so its connection opens only now.
     worker.warm().await;
     phases.done("mavera warm-up");
+    let mut report = worker.health_report(std::time::SystemTime::now());
     if dry_run {
         tracing::warn!("DRY_RUN=true: requests are recorded in the events table, never sent to Mavera");
+        report = report.with_note("DRY_RUN=true: Mavera requests are recorded, never sent");
     }
+    shared::health::publish_at_start(store.as_ref(), &report).await;
     tracing::info!(rules, dry_run, "worker ready");
     // For when the runtime gives no usable deadline (cargo lambda watch).
     let timeout = config::number(&vars, vars::FUNCTION_TIMEOUT_SECS, sqs::DEFAULT_FUNCTION_TIMEOUT.as_secs())?;
@@ -47,7 +50,7 @@ async fn main() -> Result<(), Fatal> {
     phases.finish();
     let (worker, metrics) = (&worker, &Metrics::from_env("worker"));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let deadline = sqs::deadline_from(event.context.deadline(), timeout);
+        let deadline = shared::deadline::deadline_from(event.context.deadline(), timeout);
         Ok::<SqsBatchResponse, Error>(sqs::handle_batch(worker, event.payload, deadline, metrics).await)
     }))
     .await

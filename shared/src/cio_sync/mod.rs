@@ -133,6 +133,25 @@ enum Enqueued {
 }
 
 impl CioSync {
+    /// Which scheduled jobs run and which are off, for `/healthz` ([`crate::health`]).
+    pub fn health_report(&self, now: SystemTime) -> crate::health::Report {
+        let mut live = Vec::new();
+        let mut off = Vec::new();
+        for (name, enabled) in [
+            (config::CAMPAIGN_STRATEGY, self.config.campaign_strategy.enabled),
+            (config::ATTRIBUTE_PERSONAS, self.config.attribute_personas.enabled),
+        ] {
+            match enabled {
+                true => live.push(name.to_owned()),
+                false => off.push(crate::health::Off {
+                    name: name.to_owned(),
+                    reason: format!("[{name}] enabled = false in triggers.toml"),
+                }),
+            }
+        }
+        crate::health::Report::new("cio-sync", live, off, now)
+    }
+
     /// Joins ready-made parts. Everything outside the crate goes through [`build`], which makes
     /// them from [`Settings`]; unit tests hand in twins here. `attribute_ttl` is the
     /// enrichment's `cache_ttl`: both read and write the same cached attributes.

@@ -344,6 +344,7 @@ impl CioClient {
     /// One attempt. Every attempt, retries included, first takes a slot from the shared gate.
     async fn gated_attempt(&self, call: &Call, deadline: Instant) -> Result<Bytes, Failure> {
         self.inner.gate.acquire(deadline).await.map_err(|_| Failure::NoSlot)?;
+        tracing::debug!(endpoint = call.endpoint, "Customer.io call starts");
         self.attempt(call, deadline).await.map_err(Failure::Call)
     }
 

@@ -4,7 +4,7 @@
 //!
 //! - A rule lists its destinations (`deliver = ["slack", …]`) with optional settings per
 //!   destination; [`options`] reads them into [`Target`]s when `triggers.toml` loads, checking
-//!   every template's `result.*` field against the rule's action ([`result`]).
+//!   every template's `result.*` field against the rule's action (its `result` module).
 //! - A destination's request is rendered from a [`Context`]: the job key, rule, event and
 //!   result. Its texts are cut to the vendor's limits there, never refused for length.
 //! - Each destination sits behind one small port, [`Port<R>`] over its request type, with an

@@ -11,6 +11,7 @@ use crate::domain::{Source, UnknownSource};
 use crate::parse::ParseError;
 use crate::queue::QueueError;
 use crate::store::StoreError;
+use crate::telemetry::RejectionKind;
 use crate::verify::{Refused, VerifyError};
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +103,26 @@ impl ApiError {
             ApiError::InFlight { .. } => "in_flight",
             ApiError::Queue(_) => "queue_unavailable",
             ApiError::Body(_) => "unreadable_body",
+        }
+    }
+
+    /// Who has to act on it: the `Kind` of the `rejected` metric, which the alarms watch.
+    pub fn kind(&self) -> RejectionKind {
+        match self {
+            ApiError::Signature(e) => e.kind(),
+            ApiError::Payload(e) => e.kind(),
+            ApiError::UnknownSource(_) | ApiError::SourceNotConfigured(_) | ApiError::SourceIpNotAllowed { .. } => {
+                RejectionKind::NotAllowed
+            }
+            ApiError::TooLarge { .. }
+            | ApiError::TooLargeForQueue { .. }
+            | ApiError::BatchTooLarge { .. }
+            | ApiError::UnsupportedMediaType(_)
+            | ApiError::BodyTimeout { .. }
+            | ApiError::Body(_) => RejectionKind::Malformed,
+            ApiError::InFlight { .. } => RejectionKind::Busy,
+            ApiError::SourceDisabled { .. } => RejectionKind::Misconfigured,
+            ApiError::Store(_) | ApiError::Queue(_) => RejectionKind::Unavailable,
         }
     }
 

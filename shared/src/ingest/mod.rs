@@ -26,10 +26,11 @@ pub use source_ip::source_ip;
 pub use crate::verify::IpAllowList;
 
 use crate::domain::{Event, JobKey, RuleName, Source};
+use crate::health::Board;
 use crate::parse::{self, Envelope, ParseError};
 use crate::queue::{JobMessage, JobQueue, QueueError};
 use crate::rules::Rules;
-use crate::store::{Claim, ClaimStore, NewJob, StoreError};
+use crate::store::{CacheStore, Claim, ClaimStore, NewJob, StoreError};
 use crate::telemetry::Metrics;
 use crate::verify::{self, SignatureCoverage, Verifiers, VerifyError};
 
@@ -54,6 +55,8 @@ pub struct Ingest {
     queue: Arc<dyn JobQueue>,
     /// `CIO_ALLOWED_SOURCE_IPS`: where Customer.io webhooks may come from (`None`: anywhere).
     cio_sources: Option<IpAllowList>,
+    /// The other functions' health reports, for `/healthz` (`None`: none to read here).
+    health: Option<Board>,
 }
 
 /// The most events a batch signed on its first event only may hold: its other events are
@@ -117,24 +120,59 @@ struct Prepared {
 
 /// Puts ingest together and behind HTTP, the same way wherever it runs.
 pub fn build(settings: Settings, claims: Arc<dyn ClaimStore>, queue: Arc<dyn JobQueue>, metrics: Metrics) -> Router {
-    router(Arc::new(Ingest::new(settings, claims, queue)), metrics)
+    router(Arc::new(Ingest::new(settings, claims, queue, None)), metrics)
 }
 
-/// [`build`], giving a request's body `body_timeout` to arrive (`relay serve --request-timeout`).
+/// [`build`], with `/healthz` also showing what the worker and cio-sync reported at their
+/// cold starts, read from `health` (the events table).
+pub fn build_reporting(
+    settings: Settings,
+    claims: Arc<dyn ClaimStore>,
+    queue: Arc<dyn JobQueue>,
+    health: Arc<dyn CacheStore>,
+    metrics: Metrics,
+) -> Router {
+    router(Arc::new(Ingest::new(settings, claims, queue, Some(health))), metrics)
+}
+
+/// [`build_reporting`], giving a request's body `body_timeout` to arrive (`relay serve
+/// --request-timeout`).
 pub fn build_with_body_timeout(
     settings: Settings,
     claims: Arc<dyn ClaimStore>,
     queue: Arc<dyn JobQueue>,
+    health: Arc<dyn CacheStore>,
     metrics: Metrics,
     body_timeout: Duration,
 ) -> Router {
-    router_with_body_timeout(Arc::new(Ingest::new(settings, claims, queue)), metrics, body_timeout)
+    router_with_body_timeout(Arc::new(Ingest::new(settings, claims, queue, Some(health))), metrics, body_timeout)
 }
 
 impl Ingest {
-    fn new(settings: Settings, claims: Arc<dyn ClaimStore>, queue: Arc<dyn JobQueue>) -> Self {
+    fn new(
+        settings: Settings,
+        claims: Arc<dyn ClaimStore>,
+        queue: Arc<dyn JobQueue>,
+        health: Option<Arc<dyn CacheStore>>,
+    ) -> Self {
         let Settings { rules, verifiers, cio_sources } = settings;
-        Ingest { rules, verifiers, claims, queue, cio_sources }
+        Ingest { rules, verifiers, claims, queue, cio_sources, health: health.map(Board::new) }
+    }
+
+    /// What the worker and cio-sync reported at their cold starts, or why that is unknown.
+    pub async fn other_functions(&self) -> serde_json::Map<String, serde_json::Value> {
+        match &self.health {
+            Some(board) => board.read().await,
+            None => crate::health::REPORTING
+                .iter()
+                .map(|f| {
+                    (
+                        (*f).to_owned(),
+                        serde_json::json!({"status": "unknown", "reason": "this ingest reads no reports"}),
+                    )
+                })
+                .collect(),
+        }
     }
 
     /// Whether webhooks from `source` can be verified (its secret is set).
@@ -234,7 +272,7 @@ impl Ingest {
                 Ok(report) => reports.push(report),
                 Err((event_id, error)) if batch => {
                     prepared.truncate(jobs_before);
-                    reports.push(EventReport::rejected(event_id, index, error.code(), error.to_string()));
+                    reports.push(EventReport::rejected(event_id, index, error.code(), error.kind(), error.to_string()));
                     first_refusal.get_or_insert(error);
                 }
                 Err((_, error)) => return Err(error),

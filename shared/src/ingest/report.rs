@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::telemetry::RejectionKind;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -60,6 +62,9 @@ pub struct EventReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct EventError {
     pub code: &'static str,
+    /// What the `rejected` metric counts it as; not part of the answer.
+    #[serde(skip)]
+    pub kind: RejectionKind,
     pub message: String,
 }
 
@@ -75,14 +80,20 @@ impl EventReport {
         }
     }
 
-    pub(super) fn rejected(event_id: Option<String>, index: usize, code: &'static str, message: String) -> Self {
+    pub(super) fn rejected(
+        event_id: Option<String>,
+        index: usize,
+        code: &'static str,
+        kind: RejectionKind,
+        message: String,
+    ) -> Self {
         EventReport {
             status: Status::Rejected,
             event_id: event_id.unwrap_or_default(),
             jobs: Vec::new(),
             reason: None,
             index: Some(index),
-            error: Some(EventError { code, message }),
+            error: Some(EventError { code, kind, message }),
         }
     }
 

@@ -46,10 +46,16 @@ pub fn router_with_body_timeout(ingest: Arc<Ingest>, metrics: Metrics, body_time
         .with_state(AppState { ingest, metrics, body_timeout })
 }
 
+/// What is live, for all three functions: ingest's sources and rules, then what the worker and
+/// cio-sync reported at their cold starts (see `shared::health`).
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
     let sources: serde_json::Map<String, serde_json::Value> =
         state.ingest.source_states().into_iter().map(|(source, s)| (source.as_str().to_owned(), json!(s))).collect();
-    Json(json!({"status": "ok", "rules": state.ingest.rules().len(), "sources": sources}))
+    let rules = state.ingest.rules().len();
+    let mut functions = serde_json::Map::new();
+    functions.insert("ingest".into(), json!({"rules": rules, "sources": sources}));
+    functions.extend(state.ingest.other_functions().await);
+    Json(json!({"status": "ok", "rules": rules, "sources": sources, "functions": functions}))
 }
 
 async fn not_found() -> Response {
@@ -69,7 +75,7 @@ async fn webhook(State(state): State<AppState>, Path(source): Path<String>, requ
             for event in report.events() {
                 counts.add(Metric::Received, 1);
                 if let Some(error) = &event.error {
-                    counts.add_rejected(error.code);
+                    counts.add_rejected(error.code, error.kind);
                     tracing::warn!(source = %source_name, event_id = %event.event_id, index = event.index, outcome = "rejected", code = error.code, reason = %error.message, "event of a batch rejected; the others go on");
                     continue;
                 }
@@ -90,7 +96,7 @@ async fn webhook(State(state): State<AppState>, Path(source): Path<String>, requ
             (StatusCode::OK, Json(report)).into_response()
         }
         Err(error) => {
-            counts.add_rejected(error.code());
+            counts.add_rejected(error.code(), error.kind());
             counts.flush();
             if !error.is_server_error() {
                 tracing::warn!(source = %source_name, status = error.status().as_u16(), code = error.code(), "webhook rejected: {error}");

@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use serde_json::value::RawValue;
 
 use crate::domain::{Event, EventId, EventIdError, Source};
+use crate::telemetry::RejectionKind;
 
 /// A parsed event whose fields are still raw JSON.
 #[derive(Debug)]
@@ -115,6 +116,11 @@ impl ParseError {
             ParseError::MissingName { .. } => "missing_event_name",
             ParseError::Fields { .. } | ParseError::WrongType { .. } => "invalid_fields",
         }
+    }
+
+    /// Every parse error is the sender's malformed body.
+    pub fn kind(&self) -> RejectionKind {
+        RejectionKind::Malformed
     }
 }
 

@@ -7,13 +7,15 @@
 //! broken down by a third dimension: `rejected` by `Reason`, the worker's `failed` by
 //! `Class`, `credits` by `Rule`, and the deliveries (`delivered`, `delivery_failed`,
 //! `delivery_retried`) by `Destination`. Those are published under both dimension sets, so the
-//! total and the breakdown come from one line.
+//! total and the breakdown come from one line. `rejected` is also published by `Kind` (what
+//! the alarms watch, see [`RejectionKind`]).
 
 use std::io::Write;
 use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
 
+use super::RejectionKind;
 use crate::store::FailureClass;
 use crate::vars;
 
@@ -24,6 +26,8 @@ pub mod dimension {
     pub const STAGE: &str = "Stage";
     pub const FUNCTION: &str = "Function";
     pub const REASON: &str = "Reason";
+    /// `rejected` by [`super::RejectionKind`], beside `Reason`.
+    pub const KIND: &str = "Kind";
     pub const CLASS: &str = "Class";
     pub const RULE: &str = "Rule";
     pub const DESTINATION: &str = "Destination";
@@ -43,7 +47,8 @@ pub enum Metric {
     Failed,
     Retried,
     Skipped,
-    /// Mavera credits a finished job cost, per rule.
+    /// Mavera credits a job cost, per rule: a job done, or one that failed after spending some
+    /// (a campaign analysis whose Generate failed after Mave answered).
     Credits,
     /// How long ago an accepted Customer.io request was signed, in seconds (a value): a
     /// retry Customer.io held back shows as hours or days.
@@ -184,8 +189,8 @@ pub struct Counts {
     plain: Vec<(Metric, u64)>,
     /// Measured values (not counts), e.g. [`Metric::SignedAge`].
     values: Vec<(Metric, f64)>,
-    /// (metric, the breakdown dimension's value, amount)
-    broken_down: Vec<(Metric, String, f64)>,
+    /// (metric, the breakdown dimension's value, a rejection's kind, amount)
+    broken_down: Vec<(Metric, String, Option<RejectionKind>, f64)>,
 }
 
 impl Counts {
@@ -206,9 +211,10 @@ impl Counts {
         }
     }
 
-    /// A rejected request, by reason (the error code): its `Reason` dimension.
-    pub fn add_rejected(&mut self, reason: &str) {
-        self.add_broken_down(Metric::Rejected, reason, 1.0);
+    /// A rejected request, by reason (the error code) and kind: its `Reason` and `Kind`
+    /// dimensions.
+    pub fn add_rejected(&mut self, reason: &str, kind: RejectionKind) {
+        self.add_to(Metric::Rejected, reason, Some(kind), 1.0);
     }
 
     /// A job that failed for good, by class: its `Class` dimension.
@@ -237,16 +243,20 @@ impl Counts {
     }
 
     fn add_broken_down(&mut self, metric: Metric, value: &str, amount: f64) {
-        match self.broken_down.iter_mut().find(|(m, v, _)| *m == metric && v == value) {
-            Some((_, _, total)) => *total += amount,
-            None => self.broken_down.push((metric, value.to_owned(), amount)),
+        self.add_to(metric, value, None, amount);
+    }
+
+    fn add_to(&mut self, metric: Metric, value: &str, kind: Option<RejectionKind>, amount: f64) {
+        match self.broken_down.iter_mut().find(|(m, v, k, _)| *m == metric && v == value && *k == kind) {
+            Some((_, _, _, total)) => *total += amount,
+            None => self.broken_down.push((metric, value.to_owned(), kind, amount)),
         }
     }
 
     /// The total counted for `metric`, over every breakdown.
     pub fn get(&self, metric: Metric) -> f64 {
         let plain = self.plain.iter().filter(|(m, _)| *m == metric).map(|(_, c)| *c as f64).sum::<f64>();
-        plain + self.broken_down.iter().filter(|(m, _, _)| *m == metric).map(|(_, _, a)| a).sum::<f64>()
+        plain + self.broken_down.iter().filter(|(m, _, _, _)| *m == metric).map(|(_, _, _, a)| a).sum::<f64>()
     }
 
     /// The EMF documents for what was counted (empty when nothing was, or metrics are off).
@@ -269,10 +279,16 @@ impl Counts {
             }
             docs.push(Value::Object(doc));
         }
-        for (metric, value, amount) in &self.broken_down {
+        for (metric, value, kind, amount) in &self.broken_down {
             let Some(by) = metric.breakdown() else { continue };
-            let mut doc = target.document(now, &[&base, &[dimension::STAGE, dimension::FUNCTION, by]], [*metric]);
+            let by_value = [dimension::STAGE, dimension::FUNCTION, by];
+            let by_kind = [dimension::STAGE, dimension::FUNCTION, dimension::KIND];
+            let sets: &[&[&str]] = if kind.is_some() { &[&base, &by_value, &by_kind] } else { &[&base, &by_value] };
+            let mut doc = target.document(now, sets, [*metric]);
             doc.insert(by.into(), json!(value));
+            if let Some(kind) = kind {
+                doc.insert(dimension::KIND.into(), json!(kind.as_str()));
+            }
             // Counts as whole numbers; credits as they came (Mavera reports fractions).
             let amount = if *metric == Metric::Credits { json!(amount) } else { json!(*amount as u64) };
             doc.insert(metric.name().into(), amount);
@@ -373,8 +389,8 @@ mod tests {
         c.add(Metric::Received, 2);
         c.add(Metric::Queued, 1);
         c.add(Metric::Received, 1);
-        c.add_rejected("bad_signature");
-        c.add_rejected("bad_signature");
+        c.add_rejected("bad_signature", RejectionKind::Signature);
+        c.add_rejected("bad_signature", RejectionKind::Signature);
         let docs = c.documents();
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[0]["received"], 3);
@@ -386,13 +402,14 @@ mod tests {
         assert_eq!(directive["Dimensions"], json!([["Stage", "Function"]]));
         assert_eq!(metric_names(&docs[0]), vec![json!("received"), json!("queued")]);
 
-        // The breakdown publishes the total and the per-reason count from one line.
+        // The breakdown publishes the total, the per-reason and the per-kind count from one line.
         assert_eq!(docs[1]["Reason"], "bad_signature");
+        assert_eq!(docs[1]["Kind"], "signature");
         assert_eq!(docs[1]["rejected"], 2);
         assert_eq!(docs[1]["Stage"], "staging");
         assert_eq!(
             docs[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
-            json!([["Stage", "Function"], ["Stage", "Function", "Reason"]])
+            json!([["Stage", "Function"], ["Stage", "Function", "Reason"], ["Stage", "Function", "Kind"]])
         );
         assert_eq!(c.get(Metric::Rejected), 2.0);
     }

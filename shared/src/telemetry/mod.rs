@@ -3,9 +3,11 @@
 //! Metrics are CloudWatch Embedded Metric Format lines on stdout, one per request or batch.
 
 mod metrics;
+mod rejection;
 mod safe_writer;
 
 pub use metrics::{Counts, Metric, Metrics, NAMESPACE, UNSET_STAGE, dimension};
+pub use rejection::RejectionKind;
 pub use safe_writer::{MIN_REDACTED_CHARS, SafeStdout, clean, redact};
 
 use std::fmt;

@@ -10,8 +10,10 @@ pub mod segment;
 pub use allow_list::{IpAllowList, canonical_ip};
 pub use by_source::{Refused, Verifiers};
 pub use customerio::CustomerIoVerifier;
-pub use secrets::{SecretsError, SigningSecrets};
+pub use secrets::{MIN_SECRET_CHARS, SecretsError, SigningSecrets};
 pub use segment::{SegmentVerifier, SignatureCoverage};
+
+use crate::telemetry::RejectionKind;
 
 /// Why a request's signature was not accepted. Every variant answers 401.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -64,6 +66,22 @@ impl VerifyError {
             VerifyError::StaleEvent { .. } => "stale_event",
             VerifyError::UndatedFirstEvent => "undated_first_event",
             VerifyError::BatchReplayed { .. } => "batch_replayed",
+        }
+    }
+
+    /// Who has to act on it (the `Kind` the alarms watch).
+    pub fn kind(&self) -> RejectionKind {
+        match self {
+            VerifyError::MissingHeader(_) => RejectionKind::NotAllowed,
+            VerifyError::MalformedSignature { .. }
+            | VerifyError::BadSignature
+            | VerifyError::FirstEventOnly { .. }
+            | VerifyError::MalformedTimestamp
+            | VerifyError::StaleTimestamp { .. }
+            | VerifyError::FutureTimestamp { .. } => RejectionKind::Signature,
+            VerifyError::StaleEvent { .. } | VerifyError::UndatedFirstEvent | VerifyError::BatchReplayed { .. } => {
+                RejectionKind::Replay
+            }
         }
     }
 }

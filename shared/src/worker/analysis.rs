@@ -26,7 +26,7 @@ use crate::store::{FailureClass, Outcome, RECORD_TTL};
 use crate::telemetry::chain;
 use crate::template::{JsonTemplate, Template, render_entries};
 
-/// Fields a campaign-strategy prompt can name: what [`fields`] provides.
+/// Fields a campaign-strategy prompt can name: what `fields` (below) provides.
 pub const PROMPT_FIELDS: [&str; 8] = [
     "winners",
     "winner_count",
@@ -103,11 +103,15 @@ impl MaveStep {
 }
 
 impl Worker {
+    /// Mave, then Generate. When Generate fails for good after Mave answered, `spent` is set to
+    /// what Mave charged (in this attempt or the one that kept its answer): a failed outcome has
+    /// no result to carry it, and those credits were spent all the same.
     pub(super) async fn analyse(
         &self,
         job: &CampaignAnalysis,
         key: &JobKey,
         notes: &mut Vec<String>,
+        spent: &mut Option<f64>,
         deadline: Instant,
     ) -> Result<Outcome, Transient> {
         let Some(config) = &self.scheduled.campaign_strategy else {
@@ -164,23 +168,28 @@ impl Worker {
                 mave.thread_id
             ))
         })?;
-        match called {
+        let failed = match called {
             Called::Answered(MaveraResponse::Generation(g)) => {
-                Ok(Outcome::Done { result: analysis_result(job, &mave, &g) })
+                return Ok(Outcome::Done { result: analysis_result(job, &mave, &g) });
             }
             Called::Answered(MaveraResponse::DryRun(would)) => {
                 would_send.push(would.to_json());
-                Ok(Outcome::Done { result: json!({"dry_run": true, "requests": would_send}) })
+                return Ok(Outcome::Done { result: json!({"dry_run": true, "requests": would_send}) });
             }
-            Called::Answered(_) => Ok(Outcome::Failed {
+            Called::Answered(_) => Outcome::Failed {
                 reason: "Mavera answered POST /generations with something other than a generation".into(),
                 class: FailureClass::UnexpectedResponse,
-            }),
-            Called::AlreadyDone(e) | Called::Failed(e) => Ok(Outcome::Failed {
+            },
+            Called::AlreadyDone(e) | Called::Failed(e) => Outcome::Failed {
                 reason: format!("Generate: {e}; Mave's analysis is in thread {}", mave.thread_id),
                 class: e.failure_class(),
-            }),
+            },
+        };
+        if let Some(credits) = mave.credits {
+            notes.push(format!("Mave's analysis cost {credits} credits before Generate failed"));
         }
+        *spent = mave.credits;
+        Ok(failed)
     }
 
     /// Keeps Mave's answer for a retry, trying a little harder than usual (a lost answer costs

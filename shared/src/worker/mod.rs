@@ -94,7 +94,8 @@ impl Disposition {
 pub struct JobTally {
     pub rule: Option<RuleName>,
     pub failure: Option<FailureClass>,
-    /// Credits Mavera reported for the job (none in dry run).
+    /// Credits Mavera reported for the job (none in dry run), including what a job that then
+    /// failed had spent (a campaign analysis whose Generate failed after Mave answered).
     pub credits: Option<f64>,
     /// The job looked the person up in Customer.io: whether nobody was found.
     pub lookup_not_found: Option<bool>,
@@ -103,11 +104,12 @@ pub struct JobTally {
 }
 
 impl JobTally {
-    fn of(rule: &RuleName, outcome: &Outcome) -> Self {
+    /// `spent`: credits a job that did not finish `Done` is known to have cost.
+    fn of(rule: &RuleName, outcome: &Outcome, spent: Option<f64>) -> Self {
         let (failure, credits) = match outcome {
             Outcome::Done { result } => (None, result.get("credits").and_then(serde_json::Value::as_f64)),
-            Outcome::Failed { class, .. } => (Some(*class), None),
-            Outcome::Skipped { .. } => (None, None),
+            Outcome::Failed { class, .. } => (Some(*class), spent),
+            Outcome::Skipped { .. } => (None, spent),
         };
         JobTally { rule: Some(rule.clone()), failure, credits, lookup_not_found: None, deliveries: Vec::new() }
     }
@@ -170,6 +172,18 @@ impl Worker {
     /// The rules this worker cannot run, with the reason.
     pub fn disabled_rules(&self) -> &[(RuleName, String)] {
         &self.disabled
+    }
+
+    /// What this worker runs and what it cannot, for `/healthz` ([`crate::health`]).
+    pub fn health_report(&self, now: SystemTime) -> crate::health::Report {
+        let is_off = |name: &RuleName| self.disabled.iter().any(|(off, _)| off == name);
+        let live = self.rules.iter().filter(|r| !is_off(&r.name)).map(|r| r.name.as_str().to_owned()).collect();
+        let off = self
+            .disabled
+            .iter()
+            .map(|(name, reason)| crate::health::Off { name: name.as_str().to_owned(), reason: reason.clone() })
+            .collect();
+        crate::health::Report::new("worker", live, off, now)
     }
 
     /// Joins ready-made parts. Everything outside the crate goes through [`build`], which makes
@@ -305,16 +319,18 @@ impl Worker {
         };
 
         let mut trail = Trail::default();
+        let mut spent = None;
         let result = match &mut work {
             Work::Event { rule, event } => self.execute(rule, event, &key, attempt, &mut trail, deadline).await,
-            Work::Analysis(job) => self.analyse(job, &key, &mut trail.notes, deadline).await,
+            Work::Analysis(job) => self.analyse(job, &key, &mut trail.notes, &mut spent, deadline).await,
             Work::Persona(job) => self.create_cluster_persona(job, &mut trail.notes, deadline).await,
         };
         match result {
             Ok(outcome) => {
                 let status = outcome.status();
                 log_outcome(&outcome, attempt, started);
-                *tally = JobTally { lookup_not_found: trail.lookup_not_found, ..JobTally::of(&rule_name, &outcome) };
+                *tally =
+                    JobTally { lookup_not_found: trail.lookup_not_found, ..JobTally::of(&rule_name, &outcome, spent) };
                 let recorded = self.record(&key, &owner, &outcome, &trail.notes).await;
                 if let (JobStatus::Done, true, Work::Event { rule, event }) = (status, recorded, &work)
                     && let deliver::Delivered::Unsent(reason) =

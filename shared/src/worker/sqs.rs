@@ -2,7 +2,7 @@
 //! messages that should be retried come back (the event source mapping enables
 //! `ReportBatchItemFailures`). Records run concurrently, up to a bound.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use futures::StreamExt;
@@ -22,28 +22,6 @@ const MIN_LOOKUPS_TO_JUDGE: u64 = LookupTally::MIN_LOOKUPS_TO_JUDGE;
 /// The function's timeout when neither the runtime nor `FUNCTION_TIMEOUT_SECS` says: the
 /// worker's in `template.yaml`.
 pub const DEFAULT_FUNCTION_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Turns the invocation's deadline (wall clock) into a monotonic instant. A deadline already
-/// past when the invocation arrives is no deadline at all: `cargo lambda watch` sends the
-/// constant 600000 ms (ten minutes after 1970) with every invocation. Then the function's
-/// configured timeout (`FUNCTION_TIMEOUT_SECS`, which the template sets) stands in, with one
-/// warning per process, instead of every job failing for want of time.
-pub fn deadline_from(wall: SystemTime, function_timeout: Duration) -> Instant {
-    match wall.duration_since(SystemTime::now()) {
-        Ok(left) if !left.is_zero() => Instant::now() + left,
-        _ => {
-            static WARNED: std::sync::Once = std::sync::Once::new();
-            WARNED.call_once(|| {
-                tracing::warn!(
-                    runtime_deadline_ms = wall.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
-                    "the runtime gave a deadline already past (cargo lambda watch does); using the function's timeout, FUNCTION_TIMEOUT_SECS = {} s, instead",
-                    function_timeout.as_secs()
-                );
-            });
-            Instant::now() + function_timeout
-        }
-    }
-}
 
 pub async fn handle_batch(worker: &Worker, event: SqsEvent, deadline: Instant, metrics: &Metrics) -> SqsBatchResponse {
     let outcomes: Vec<(Option<String>, Disposition, JobTally)> = futures::stream::iter(event.records)
@@ -120,22 +98,4 @@ pub async fn handle_batch(worker: &Worker, event: SqsEvent, deadline: Instant, m
     }
     counts.flush();
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_deadline_already_past_means_the_configured_timeout() {
-        let timeout = Duration::from_secs(60);
-        // What cargo lambda watch sends: 600000 ms after the epoch.
-        let watch = SystemTime::UNIX_EPOCH + Duration::from_millis(600_000);
-        let left = deadline_from(watch, timeout).saturating_duration_since(Instant::now());
-        assert!(left > Duration::from_secs(59) && left <= timeout, "{left:?}");
-        // A real deadline is kept.
-        let real = SystemTime::now() + Duration::from_secs(10);
-        let left = deadline_from(real, timeout).saturating_duration_since(Instant::now());
-        assert!(left > Duration::from_secs(9) && left <= Duration::from_secs(10), "{left:?}");
-    }
 }
