@@ -7,9 +7,11 @@ use shared::customerio::CioError;
 use shared::deliver::ClientError;
 use shared::mavera::MaveraConfigError;
 use shared::queue::QueueError;
-use shared::store::{DataDirError, StoreError};
+use shared::store::StoreError;
 use shared::triggers::TriggersError;
 use shared::worker::{BuildError, WorkerSetupError};
+
+use crate::data_dir::DataDirError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {

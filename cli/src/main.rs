@@ -9,7 +9,9 @@
 mod aws;
 mod check;
 mod console;
+mod data_dir;
 mod doctor;
+mod embedded;
 mod error;
 mod events;
 mod listen;

@@ -11,14 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::deliver::DestinationName;
-use shared::queue::{FileQueue, MemoryQueue};
-use shared::store::{FileStore, JobStatus, MemoryStore, open_database};
 use shared::telemetry::Metrics;
 use shared::worker::local::LocalRunner;
 use shared::worker::{Deliveries, LEASE_MARGIN, Mavera};
 use tokio::sync::watch;
 
 use crate::console::{self, ConsoleState};
+use crate::embedded::{Embedded, EmbeddedQueue, EmbeddedStore};
 use crate::error::RelayError;
 use crate::listen;
 use crate::output::{self, LogFormat};
@@ -80,22 +79,19 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
 
     let job_time = Duration::from_secs(args.job_timeout);
     let visibility = visibility(job_time);
-    let (store, queue) = match &args.data_dir {
-        None => (MemoryStore::new(), MemoryQueue::new(visibility, MAX_RECEIVES)),
-        Some(dir) => {
-            let db = open_database(dir)?;
-            (FileStore::open(db.clone())?, FileQueue::open(db, visibility, MAX_RECEIVES)?)
-        }
+    let embedded = match &args.data_dir {
+        None => Embedded::in_memory(visibility, MAX_RECEIVES),
+        Some(dir) => Embedded::in_dir(dir, visibility, MAX_RECEIVES)?,
     };
-    let store = Arc::new(store);
-    let queue = Arc::new(queue);
+    let (store, queue) = (embedded.store(), embedded.queue.clone());
+    embedded.spawn_sweeper();
 
     let mode = match &worker.mavera {
         Mavera::DryRun { reason } => format!("dry run ({reason}): each Mavera request is printed, none is sent"),
         Mavera::Live(config) => format!("calling Mavera at {}", config.base_url),
     };
     let deliveries = describe_deliveries(&worker);
-    let worker = Arc::new(shared::worker::build(worker, store.clone())?);
+    let worker = Arc::new(embedded.build_worker(worker)?);
     let timeout = Duration::from_secs(args.request_timeout);
     // The worker runs in this process: its report is on /healthz like a deployed one's.
     shared::health::publish_at_start(store.as_ref(), &worker.health_report(std::time::SystemTime::now())).await;
@@ -162,6 +158,8 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
         Some(console) => app.merge(console),
         None => app,
     };
+    // Webhooks and console replays alike are answered once what they changed is on disk.
+    let app = embedded.durable_answers(app);
     let mut http = tokio::spawn(listen::serve(listener, app, timeout, wait(stopped.clone())));
 
     // Serve until Ctrl-C; then let requests and jobs in flight finish, within one grace period.
@@ -184,7 +182,8 @@ pub async fn run(args: Args) -> Result<ExitCode, RelayError> {
     let deadline = tokio::time::Instant::now() + grace;
     let _ = tokio::time::timeout_at(deadline, http).await;
     let finished = tokio::time::timeout_at(deadline, worker_task).await.is_ok();
-    report_leftovers(&store, &queue, args.data_dir.is_some(), finished);
+    report_leftovers(store.as_ref(), queue.as_ref(), embedded.is_kept(), finished);
+    embedded.close();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -213,8 +212,8 @@ fn describe_deliveries(worker: &shared::worker::Settings) -> Option<String> {
 }
 
 /// Says what is left undone at exit, and whether it survives.
-fn report_leftovers(store: &MemoryStore, queue: &MemoryQueue, kept: bool, finished: bool) {
-    let running = store.jobs().iter().filter(|j| j.status == JobStatus::Running).count();
+fn report_leftovers(store: &dyn EmbeddedStore, queue: &dyn EmbeddedQueue, kept: bool, finished: bool) {
+    let running = store.running_jobs();
     if !finished && running > 0 {
         if kept {
             tracing::warn!(

@@ -4,6 +4,7 @@
 
 mod check;
 mod console;
+mod data_dir;
 mod doctor;
 mod operate_aws;
 mod operate_local;

@@ -7,13 +7,14 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use shared::domain::JobKey;
-use shared::queue::{FileQueue, JobQueue, SqsQueue};
+use shared::queue::{JobQueue, SqsQueue};
 use shared::store::{
-    DataDirError, DynamoStore, FileStore, JobRecord, JobStatus, JobStore, ListPage, ListQuery, ListStore, ReplayStore,
-    Requeue, open_database,
+    DynamoStore, JobRecord, JobStatus, JobStore, ListPage, ListQuery, ListStore, ReplayStore, Requeue,
 };
 
 use super::{Records, Remote, running};
+use crate::data_dir::DataDirError;
+use crate::embedded::Embedded;
 use crate::error::RelayError;
 
 /// What a store needs to be listed, read and replayed.
@@ -44,19 +45,13 @@ impl Direct {
 
 /// A data directory: its file, or the `relay serve` holding it.
 pub fn open_data_dir(dir: &Path) -> Result<Box<dyn Records>, RelayError> {
-    match open_database(dir) {
-        Ok(db) => {
-            let store = FileStore::open(db.clone())?;
-            let queue = FileQueue::open(
-                db,
-                crate::serve::visibility(crate::serve::DEFAULT_JOB_TIME),
-                crate::serve::MAX_RECEIVES,
-            )?;
-            Ok(Box::new(Direct::new(
-                Arc::new(store),
-                Some(Arc::new(queue)),
-                format!("data directory {}", dir.display()),
-            )))
+    let visibility = crate::serve::visibility(crate::serve::DEFAULT_JOB_TIME);
+    match Embedded::in_dir(dir, visibility, crate::serve::MAX_RECEIVES) {
+        Ok(embedded) => {
+            // The store and queue keep the data file's journal; it writes what is left when
+            // the last of them is dropped.
+            let queue = embedded.settled_queue();
+            Ok(Box::new(Direct::new(embedded.store(), Some(queue), format!("data directory {}", dir.display()))))
         }
         Err(DataDirError::InUse(path)) => match running::read(dir)? {
             Some(server) => Ok(Box::new(Remote::new(server)?)),

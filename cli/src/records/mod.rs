@@ -4,7 +4,7 @@
 //! it while it runs (its file is locked then; the running server says where it listens in
 //! the directory). Every command reads and replays through one [`Records`].
 
-mod direct;
+pub mod direct;
 mod remote;
 pub mod running;
 pub mod stack;

@@ -19,14 +19,16 @@ use tokio::time::Instant;
 
 #[tokio::main]
 async fn main() -> Result<(), Fatal> {
-    let ColdStart { sdk, vars, triggers } = cold_start(&shared::config::vars::API_KEYS_SECRET_KEYS).await?;
+    let ColdStart { sdk, vars, triggers, mut phases } = cold_start(&shared::config::vars::API_KEYS_SECRET_KEYS).await?;
     let settings = Settings::from_vars(&vars, triggers.for_cio_sync())?;
+    phases.done("config");
 
     let AwsResources { table, queue_url } = settings.resources.clone();
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
     let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url));
     let sync = cio_sync::build(settings, store.clone(), queue)?;
     shared::health::publish_at_start(store.as_ref(), &sync.health_report(SystemTime::now())).await;
+    phases.finish();
 
     let (sync, metrics) = (&sync, &Metrics::from_env("cio-sync"));
     // The template's 600 s, for when the runtime gives no usable deadline (cargo lambda watch).

@@ -1,7 +1,7 @@
 //! The in-process twin of SQS, for tests and `relay serve`: at-least-once delivery with a
 //! visibility timeout, a receive count, and a dead-letter list after `max_receives`, so the
-//! worker code path is the same as under Lambda. An optional [`QueuePersist`] hook writes
-//! every change through to disk, so `relay serve --data-dir` keeps its queue over a restart.
+//! worker code path is the same as under Lambda. An optional [`QueuePersist`] hook hears of
+//! every change, so `relay serve --data-dir` (`cli/src/data_dir/`) keeps its queue on disk.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -39,8 +39,9 @@ struct State {
     sent: u64,
 }
 
-/// Receives every change to the queue's messages. In-flight state is not reported: after a
-/// restart every message kept is visible again.
+/// Receives every change to the queue's messages, in order, while the queue's lock is held (so
+/// it must not block: hand the change on and return). In-flight state is not reported: after
+/// a restart every message kept is visible again.
 pub trait QueuePersist: Send + Sync {
     /// Message `id` was accepted (`receives` 0) or handed back after `receives` deliveries.
     fn put(&self, id: u64, body: &str, receives: u32) -> Result<(), QueueError>;

@@ -2,14 +2,12 @@
 //! off. The message ([`message`]) is the one contract between them: neither side imports the
 //! other.
 
-mod file;
 mod memory;
 pub mod message;
 mod sqs;
 
 use async_trait::async_trait;
 
-pub use file::{FileQueue, dead_letters};
 pub use memory::{Delivery, MemoryQueue, QueuePersist, StoredMessage};
 pub use message::{
     CampaignAnalysis, ClusterPersona, ClusterValue, Job, JobMessage, MAX_MESSAGE_BYTES, MESSAGE_VERSION, MetricsDates,

@@ -1,9 +1,14 @@
 //! The in-memory twin of the DynamoDB store: the same state machine over a map, for unit
-//! tests and `relay serve`. An optional [`Persist`] hook writes every changed record
-//! through to disk, so `relay serve --data-dir` survives a restart. Beside the map, the job
-//! keys in the order they were received ([`Records`]), as the table's listing index.
+//! tests and `relay serve`. An optional [`Persist`] hook hears of every changed record, so
+//! `relay serve --data-dir` (`cli/src/data_dir/`) can keep them on disk. Beside the map, the
+//! job keys in the order they were received ([`Records`]), as the table's listing index.
+//!
+//! The map is a `BTreeMap`: it grows a node at a time, where a hash map doubles and rehashes
+//! every record in one call under the lock (tens of milliseconds at a million records, felt
+//! by every request waiting on the lock). Records past their expiry are removed by
+//! [`MemoryStore::sweep_expired`], a chunk of keys per hold of the lock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -72,7 +77,7 @@ pub struct DeliveryItem {
 
 impl Item {
     /// When the record expires, in epoch seconds.
-    pub(super) fn expires_at(&self) -> u64 {
+    pub fn expires_at(&self) -> u64 {
         match self {
             Item::Job(j) => j.expires_at,
             Item::Cap { expires_at, .. } | Item::Once { expires_at, .. } | Item::Cache { expires_at, .. } => {
@@ -89,7 +94,8 @@ impl Item {
     }
 }
 
-/// Receives every change: `Some(item)` written, `None` deleted.
+/// Receives every change, in the order the store makes them, while the store's lock is held:
+/// `Some(item)` written, `None` deleted. It must not block (hand the change on and return).
 pub trait Persist: Send + Sync {
     fn write(&self, key: &str, item: Option<&Item>) -> Result<(), StoreError>;
 }
@@ -99,12 +105,12 @@ pub trait Persist: Send + Sync {
 /// set when it is first written and never changed in place.
 #[derive(Debug, Default)]
 pub(super) struct Records {
-    items: HashMap<String, Item>,
+    items: BTreeMap<String, Item>,
     by_position: BTreeSet<Position>,
 }
 
 impl Records {
-    fn new(items: HashMap<String, Item>) -> Self {
+    fn new(items: BTreeMap<String, Item>) -> Self {
         let by_position = items.values().filter_map(Item::position).cloned().collect();
         Records { items, by_position }
     }
@@ -161,6 +167,11 @@ fn expires(now: SystemTime) -> u64 {
     epoch_secs(now + RECORD_TTL)
 }
 
+/// Records a sweep looks at per hold of the lock: a quarter of a millisecond of work when all
+/// of them have expired (benches/store_growth), so a sweep of a million records never holds up a
+/// claim for longer than that.
+const SWEEP_CHUNK: usize = 256;
+
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
@@ -168,7 +179,7 @@ impl MemoryStore {
 
     /// A store starting from `items` (read back from disk) that reports changes to `persist`.
     /// Delivery leases in them belonged to the process that wrote them, which has ended.
-    pub fn with_persistence(mut items: HashMap<String, Item>, persist: Arc<dyn Persist>) -> Self {
+    pub fn with_persistence(mut items: BTreeMap<String, Item>, persist: Arc<dyn Persist>) -> Self {
         for item in items.values_mut() {
             if let Item::Job(job) = item {
                 job.delivery.until_ms = 0;
@@ -177,19 +188,58 @@ impl MemoryStore {
         MemoryStore { items: Arc::new(Mutex::new(Records::new(items))), persist: Some(persist) }
     }
 
-    /// Every job record, for tests and `relay` status output.
+    /// Records held, expired or not.
+    pub fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().items.is_empty()
+    }
+
+    /// Removes every record expired at `now` (as DynamoDB's TTL deletes them), reporting each
+    /// removal to the persistence hook; returns how many went. The lock is taken per chunk of
+    /// keys, so claims go on in between. `now` is a parameter, as in every store call, so a
+    /// test (or a benchmark) can sweep as if days had passed.
+    pub fn sweep_expired(&self, now: SystemTime) -> Result<usize, StoreError> {
+        let now_secs = epoch_secs(now);
+        let mut removed = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let (gone, last) = self.update(|items| {
+                let from = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+                let mut expired = Vec::new();
+                let mut last = None;
+                for (key, item) in items.items.range::<str, _>((from, Bound::Unbounded)).take(SWEEP_CHUNK) {
+                    if item.expires_at() <= now_secs {
+                        expired.push(key.clone());
+                    }
+                    last = Some(key);
+                }
+                let last = last.cloned();
+                for key in &expired {
+                    items.remove(key);
+                }
+                ((expired.len(), last), expired)
+            })?;
+            removed += gone;
+            match last {
+                Some(key) => after = Some(key),
+                None => return Ok(removed),
+            }
+        }
+    }
+
+    /// Every job record, in key order, for tests and `relay` status output.
     pub fn jobs(&self) -> Vec<JobRecord> {
-        let records = self.lock();
-        let mut jobs: Vec<_> = records
+        self.lock()
             .items
             .iter()
             .filter_map(|(k, item)| match item {
                 Item::Job(j) => Some(record(k, j)),
                 _ => None,
             })
-            .collect();
-        jobs.sort_by(|a, b| a.key.cmp(&b.key));
-        jobs
+            .collect()
     }
 
     /// Runs `change` on the records under the lock, then persists the keys it reports.
@@ -620,12 +670,63 @@ mod tests {
             }
         }
         let log = Arc::new(Log::default());
-        let store = MemoryStore::with_persistence(HashMap::new(), log.clone());
+        let store = MemoryStore::with_persistence(BTreeMap::new(), log.clone());
         let key = JobKey::from_stored("segment#m#r");
         let rule = RuleName::parse("r").unwrap();
         let now = SystemTime::now();
         store.claim(&NewJob { key: &key, rule: &rule, token: "t", now }).await.unwrap();
         store.release_claim(&key, "t").await.unwrap();
         assert_eq!(*log.0.lock().unwrap(), vec![("segment#m#r".to_owned(), true), ("segment#m#r".to_owned(), false)]);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_removes_what_has_expired_and_keeps_the_rest() {
+        #[derive(Default)]
+        struct Deleted(Mutex<Vec<String>>);
+        impl Persist for Deleted {
+            fn write(&self, key: &str, item: Option<&Item>) -> Result<(), StoreError> {
+                if item.is_none() {
+                    self.0.lock().unwrap().push(key.to_owned());
+                }
+                Ok(())
+            }
+        }
+        let deleted = Arc::new(Deleted::default());
+        let store = MemoryStore::with_persistence(BTreeMap::new(), deleted.clone());
+        let rule = RuleName::parse("r").unwrap();
+        let day = Duration::from_secs(24 * 3600);
+        let t0 = SystemTime::now();
+        // More records than one chunk of the sweep, half of them a day younger.
+        let keys: Vec<JobKey> =
+            (0..3 * SWEEP_CHUNK).map(|i| JobKey::from_stored(format!("segment#m{i:05}#r"))).collect();
+        for (i, key) in keys.iter().enumerate() {
+            let now = if i % 2 == 0 { t0 } else { t0 + day };
+            store.claim(&NewJob { key, rule: &rule, token: "t", now }).await.unwrap();
+        }
+
+        assert_eq!(store.sweep_expired(t0 + RECORD_TTL - Duration::from_secs(1)).unwrap(), 0, "nothing is due yet");
+        assert_eq!(store.sweep_expired(t0 + RECORD_TTL + Duration::from_secs(1)).unwrap(), keys.len() / 2);
+        assert_eq!(store.len(), keys.len() / 2);
+        assert!(store.get(&keys[0]).await.unwrap().is_none());
+        assert_eq!(store.get(&keys[1]).await.unwrap().unwrap().status, JobStatus::Claimed, "the younger half stays");
+        assert_eq!(deleted.0.lock().unwrap().len(), keys.len() / 2, "each removal reaches the persistence hook");
+
+        assert_eq!(store.sweep_expired(t0 + day + RECORD_TTL + Duration::from_secs(1)).unwrap(), keys.len() / 2);
+        assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_swept_job_can_be_claimed_again_as_new() {
+        let store = MemoryStore::new();
+        let rule = RuleName::parse("r").unwrap();
+        let key = JobKey::from_stored("segment#m#r");
+        let t0 = SystemTime::now();
+        store.claim(&NewJob { key: &key, rule: &rule, token: "t", now: t0 }).await.unwrap();
+        let later = t0 + RECORD_TTL + Duration::from_secs(1);
+        assert_eq!(store.sweep_expired(later).unwrap(), 1);
+        assert_eq!(
+            store.claim(&NewJob { key: &key, rule: &rule, token: "t2", now: later }).await.unwrap(),
+            Claim::Claimed
+        );
     }
 }

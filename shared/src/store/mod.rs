@@ -14,7 +14,6 @@ pub mod delivery;
 mod dynamo;
 mod dynamo_listing;
 mod failure;
-mod file;
 pub mod listing;
 mod memory;
 mod time;
@@ -32,9 +31,8 @@ pub use dynamo::{
     create_table,
 };
 pub use failure::FailureClass;
-pub use file::{DATA_FILE, DataDirError, FileStore, open_database};
 pub use listing::{JobSummary, ListFilter, ListPage, ListQuery, Position, Step};
-pub use memory::MemoryStore;
+pub use memory::{Item, JobItem, MemoryStore, Persist};
 pub use time::{epoch_millis, epoch_secs, rfc3339, sortable_millis, utc_day};
 
 use crate::domain::{JobKey, RuleName};
