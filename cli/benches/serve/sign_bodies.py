@@ -1,7 +1,7 @@
 """Writes N signed Segment track events, one per line as `<X-Signature>\t<body>`, for the
 load benchmark (scripts/bench-serve). Each event has its own messageId and userId, and the
 four shipped Segment rules' events come in turn, so every request is a first delivery that
-matches a rule.
+matches a rule. The events are dated now: ingest refuses signed events dated over 7 days ago.
 
 Usage: python sign_bodies.py SECRET COUNT PREFIX > bodies.tsv
 """
@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import sys
+from datetime import datetime, timedelta, timezone
 
 EVENTS = [
     ("trial_started", lambda i: {"plan": "pro", "source": "google_ads"}),
@@ -22,6 +23,11 @@ EVENTS = [
 def main() -> None:
     secret, count, prefix = sys.argv[1].encode(), int(sys.argv[2]), sys.argv[3]
     out = sys.stdout
+    now = datetime.now(timezone.utc)
+
+    def at(ms_before: int) -> str:
+        return (now - timedelta(milliseconds=ms_before)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
     for i in range(count):
         name, properties = EVENTS[i % len(EVENTS)]
         user = f"usr_{prefix}_{i}"
@@ -36,10 +42,10 @@ def main() -> None:
             "integrations": {},
             "messageId": f"bench-{prefix}-{i}",
             "properties": properties(i),
-            "receivedAt": "2026-11-23T19:11:01.266Z",
-            "sentAt": "2026-11-23T19:11:01.169Z",
-            "timestamp": "2026-11-23T19:11:01.249Z",
-            "originalTimestamp": "2026-11-23T19:11:01.152Z",
+            "receivedAt": at(0),
+            "sentAt": at(97),
+            "timestamp": at(17),
+            "originalTimestamp": at(114),
             "type": "track",
             "userId": user,
         }
