@@ -33,9 +33,9 @@ const EVENTS: [&str; 4] = ["trial_started", "plan_upgraded", "feature_milestone"
 async fn main() {
     let events: usize = std::env::var("EVENTS").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(2);
-    // The shipped rules; no Mavera key, so the worker runs in dry run.
+    // The shipped rules, the worker in dry run (no Mavera key).
     let triggers = Triggers::embedded().unwrap();
-    let env = Env::new().set("SEGMENT_SHARED_SECRET", SECRET);
+    let env = Env::new().set("SEGMENT_SHARED_SECRET", SECRET).set("DRY_RUN", "true");
     let store = MemoryStore::new();
     let queue = MemoryQueue::default();
     let settings = ingest::Settings::from_vars(&env, Arc::new(triggers.rules.clone())).unwrap();
