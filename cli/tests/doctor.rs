@@ -1,15 +1,17 @@
 //! `relay doctor` as a user runs it: against the Mavera and Customer.io stand-ins, the
-//! destinations' peers (Track API region, Slack, a verifying webhook receiver), and, with
+//! destinations' stand-ins (Track API region, Slack, a verifying webhook receiver), and, with
 //! `--stack`, a CloudFormation stack and its secrets in moto (started by scripts/test).
 
 use std::process::Output;
 
 use aws_sdk_cloudformation::types::Parameter;
-use axum::http::StatusCode;
 use relay_tests::aws::{endpoint, sdk_config};
 use relay_tests::cio_standin::CioStandIn;
-use relay_tests::doctor_peers::{Receiver, Region, SITE_ID, Slack, SlackState, TRACK_API_KEY, TrackRegion};
+use relay_tests::cio_track_standin::{CioTrackStandIn, Region, SITE_ID, TRACK_KEY};
 use relay_tests::mavera_standin::MaveraStandIn;
+use relay_tests::reply::Reply;
+use relay_tests::slack_standin::SlackStandIn;
+use relay_tests::webhook_receiver::WebhookReceiver;
 use serde_json::json;
 
 use crate::support::{run, text};
@@ -22,9 +24,9 @@ const OTHER_WEBHOOK_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 struct Peers {
     mavera: MaveraStandIn,
     cio: CioStandIn,
-    track: TrackRegion,
-    slack: Slack,
-    receiver: Receiver,
+    track: CioTrackStandIn,
+    slack: SlackStandIn,
+    receiver: WebhookReceiver,
 }
 
 impl Peers {
@@ -32,9 +34,9 @@ impl Peers {
         Peers {
             mavera: MaveraStandIn::start().await,
             cio: CioStandIn::start().await,
-            track: TrackRegion::start(Region::Us, Region::Us).await,
-            slack: Slack::start().await,
-            receiver: Receiver::start(WEBHOOK_SECRET).await,
+            track: CioTrackStandIn::start().await,
+            slack: SlackStandIn::start().await,
+            receiver: WebhookReceiver::start_with(WEBHOOK_SECRET).await,
         }
     }
 
@@ -46,9 +48,9 @@ impl Peers {
             ("CIO_APP_KEY", self.cio.app_key().to_owned()),
             ("CIO_APP_API_URL", self.cio.base_url()),
             ("CIO_SITE_ID", SITE_ID.to_owned()),
-            ("CIO_TRACK_API_KEY", TRACK_API_KEY.to_owned()),
+            ("CIO_TRACK_API_KEY", TRACK_KEY.to_owned()),
             ("CIO_TRACK_API_URL", self.track.base_url()),
-            ("SLACK_WEBHOOK_URL", self.slack.url()),
+            ("SLACK_WEBHOOK_URL", self.slack.webhook_url()),
             ("RESULT_WEBHOOK_URL", self.receiver.url()),
             ("RESULT_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
             ("RESULT_WEBHOOK_ALLOW_LOCAL", "true".to_owned()),
@@ -108,12 +110,12 @@ async fn every_configured_credential_is_proved_with_one_free_call() {
     assert_eq!((asked[0].method.as_str(), asked[0].path.as_str()), ("GET", "/personas"));
     assert_eq!(asked[0].query.as_deref(), Some("limit=1"));
     assert_eq!(peers.cio.requests().len(), 1, "one App API read");
-    assert_eq!(peers.track.calls().len(), 1, "one Track API read");
+    assert_eq!(peers.track.requests().len(), 1, "one Track API read");
     assert!(line(&printed, "customerio-track").contains("the account is in us, as CIO_REGION says"), "{printed}");
     // Nothing is posted without --send-test-messages.
     assert!(line(&printed, "slack").starts_with("skip ") && line(&printed, "slack").contains("--send-test-messages"));
     assert!(line(&printed, "result-webhook").starts_with("skip "), "{printed}");
-    assert!(peers.slack.posts().is_empty() && peers.receiver.events().is_empty());
+    assert!(peers.slack.posts().is_empty() && peers.receiver.deliveries().is_empty());
     assert!(printed.contains("0 failed"), "{printed}");
     for (name, value) in peers.env() {
         if name.contains("KEY") || name.contains("SECRET") || name == "SLACK_WEBHOOK_URL" {
@@ -150,7 +152,8 @@ async fn wrong_credentials_each_fail_with_their_fix_and_the_exit_code_says_so() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_in_the_other_region_says_to_set_cio_region() {
     let peers = Peers::start().await;
-    let eu_account = TrackRegion::start(Region::Us, Region::Eu).await;
+    // An EU account, asked at the US host.
+    let eu_account = CioTrackStandIn::start_for(Region::Eu, Region::Us).await;
     let mut env = peers.env();
     set(&mut env, "CIO_TRACK_API_URL", &eu_account.base_url());
 
@@ -177,19 +180,19 @@ async fn test_messages_go_out_only_when_asked_and_the_event_is_signed() {
     assert!(out.status.success(), "{printed}");
     assert!(line(&printed, "slack").starts_with("ok "), "{printed}");
     assert!(line(&printed, "result-webhook").starts_with("ok "), "{printed}");
-    let posts = peers.slack.posts();
+    let posts = peers.slack.messages();
     assert_eq!(posts.len(), 1);
     assert!(posts[0]["text"].as_str().unwrap().contains("relay doctor"), "{posts:?}");
-    let events = peers.receiver.events();
+    let events = peers.receiver.messages();
     assert_eq!(events.len(), 1, "the receiver verified the signature");
-    assert_eq!(events[0].1["type"], json!("relay.doctor.test"));
+    assert_eq!(events[0].json()["type"], json!("relay.doctor.test"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_test_message_says_why() {
     let peers = Peers::start().await;
-    peers.slack.set_state(SlackState::Revoked);
     let mut env = peers.env();
+    set(&mut env, "SLACK_WEBHOOK_URL", &peers.slack.revoked_url());
     set(&mut env, "RESULT_WEBHOOK_SECRET", OTHER_WEBHOOK_SECRET);
 
     let (out, printed) = doctor(&["--send-test-messages"], env).await;
@@ -202,8 +205,8 @@ async fn a_refused_test_message_says_why() {
     assert!(webhook.contains("RESULT_WEBHOOK_SECRET is the secret the receiver verifies with"), "{webhook}");
 
     // A receiver that asks to be disabled.
-    let gone = Receiver::start(WEBHOOK_SECRET).await;
-    gone.answer_with(StatusCode::GONE);
+    let gone = WebhookReceiver::start_with(WEBHOOK_SECRET).await;
+    gone.script([Reply::status(410, "")]);
     let mut env = peers.env();
     set(&mut env, "RESULT_WEBHOOK_URL", &gone.url());
     let (_, printed) = doctor(&["--send-test-messages"], env).await;

@@ -171,7 +171,8 @@ async fn admit(
             let (s, b) = error(401, "Unauthorized request");
             return (index, done(s, &[], b));
         }
-        (Region::Eu, Region::Us) => {
+        // EU traffic to the US host is redirected; the region check answers on either host.
+        (Region::Eu, Region::Us) if path != "/api/v1/accounts/region" => {
             let to = format!("https://track-eu.customer.io{path}");
             return (index, done(307, &[("location", to)], String::new()));
         }

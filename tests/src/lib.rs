@@ -6,7 +6,6 @@ pub mod app;
 pub mod aws;
 pub mod cio_standin;
 pub mod cio_track_standin;
-pub mod doctor_peers;
 pub mod env;
 pub mod fault_proxy;
 pub mod faults;

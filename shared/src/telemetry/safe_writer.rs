@@ -128,8 +128,8 @@ mod tests {
 
     #[test]
     fn configured_secrets_never_reach_the_log() {
-        redact(["mvra_live_0123456789abcdef".to_owned(), "short".to_owned(), "with\"quote-secret".to_owned()]);
-        let line = "Mavera answered 401: invalid key mvra_live_0123456789abcdef\n";
+        redact(["mvra_live_test-0123456789abcdef".to_owned(), "short".to_owned(), "with\"quote-secret".to_owned()]);
+        let line = "Mavera answered 401: invalid key mvra_live_test-0123456789abcdef\n";
         assert_eq!(clean(line, true), "Mavera answered 401: invalid key [REDACTED]\n");
         assert_eq!(clean(r#"{"error":"with\"quote-secret"}"#, false), r#"{"error":"[REDACTED]"}"#);
         assert_eq!(clean("a short word\n", true), "a short word\n", "values under 8 characters are left");
