@@ -208,6 +208,10 @@ async fn rate_limits_and_server_errors_without_retry_after_are_retried_with_back
         tracing_subscriber::registry(),
         starts.clone(),
     ));
+    // Other tests' subscribers come and go on other threads; recompute which of them (this
+    // one included) want each callsite, so the client's debug line is not skipped on a stale
+    // "nobody listens" cached before this subscriber existed.
+    tracing::callsite::rebuild_interest_cache();
 
     let campaigns = client_for(&cio).campaigns(within(15)).await.unwrap();
 
