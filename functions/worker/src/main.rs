@@ -34,15 +34,15 @@ async fn main() -> Result<(), Fatal> {
     phases.done("config");
     let worker = worker::build(settings, store.clone())?;
     phases.done("clients");
-    // Mavera's key is in the secret, so its connection opens only now.
-    worker.warm().await;
-    phases.done("mavera warm-up");
     let mut report = worker.health_report(std::time::SystemTime::now());
     if dry_run {
         tracing::warn!("DRY_RUN=true: requests are recorded in the events table, never sent to Mavera");
         report = report.with_note("DRY_RUN=true: Mavera requests are recorded, never sent");
     }
-    shared::health::publish_at_start(store.as_ref(), &report).await;
+    // Mavera's key is in the secret, so its connection opens only now; the health report's
+    // write to the table goes out meanwhile rather than after it.
+    tokio::join!(worker.warm(), shared::health::publish_at_start(store.as_ref(), &report));
+    phases.done("mavera warm-up and health report");
     tracing::info!(rules, dry_run, "worker ready");
     // For when the runtime gives no usable deadline (cargo lambda watch).
     let timeout = config::number(&vars, vars::FUNCTION_TIMEOUT_SECS, sqs::DEFAULT_FUNCTION_TIMEOUT.as_secs())?;
